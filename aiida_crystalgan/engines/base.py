@@ -81,8 +81,8 @@ class EngineWorkChain(WorkChain):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        spec.exit_code(300, 'ERROR_CALCULATION_FAILED', message='The engine calculation failed: {message}')
-        spec.exit_code(301, 'ERROR_MISSING_OUTPUT', message='The engine returned no output for structures {keys}.')
+        spec.exit_code(330, 'ERROR_CALCULATION_FAILED', message='The engine calculation failed: {message}')
+        spec.exit_code(331, 'ERROR_MISSING_OUTPUT', message='The engine returned no output for structures {keys}.')
 
 
 def load_engine(name: str) -> type[EngineWorkChain]:

@@ -1,0 +1,80 @@
+"""``crystalgan.mlip``: one engine operation on a batch of structures with a universal MLIP (CHGNet by default)."""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.engine import CalcJob
+
+from aiida_crystalgan.engines.base import OPERATIONS, validate_operation_parameters
+from aiida_crystalgan.io import DataFileWriter, StructureRecord
+
+INPUT_FILE = 'input.json'
+STRUCTURES_FILE = 'structures.h5'
+RESULTS_FOLDER = 'results'
+STDOUT_FILE = 'mlip.out'
+STDERR_FILE = 'mlip.err'
+SOFT_WALLTIME_FRACTION = 0.9
+
+
+def _validate_inputs(inputs, _) -> str | None:
+    if not inputs.get('structures'):
+        return 'the `structures` namespace is empty: give at least one structure'
+    return validate_operation_parameters(inputs['operation'].value, inputs['parameters'].get_dict())
+
+
+class MlipCalculation(CalcJob):
+    """Run ``crystalgan-mlip`` on a batch: the model is loaded once for every structure of the batch."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('operation', valid_type=orm.Str, validator=lambda v, _: None if v.value in OPERATIONS else
+                   f'unknown operation `{v.value}`: choose one of {", ".join(OPERATIONS)}')
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True)
+        spec.input('parameters', valid_type=orm.Dict, help='Engine-independent operation parameters.')
+        spec.input('settings', valid_type=orm.Dict, required=False,
+                   help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`.')
+        spec.inputs.validator = _validate_inputs
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.mlip'
+        spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
+        spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
+        spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
+        spec.exit_code(300, 'ERROR_NO_RESULTS', message='The calculation wrote no results folder.')
+        spec.exit_code(301, 'ERROR_CORRUPT_RESULT', message='A result file could not be read: {message}')
+        spec.exit_code(302, 'ERROR_INVALID_INPUT', message='The MLIP runner rejected its input: {message}')
+        spec.exit_code(303, 'ERROR_RUNNER_FAILED', message='The MLIP runner failed: {message}')
+        spec.exit_code(400, 'ERROR_OUT_OF_WALLTIME',
+                       message='The wall-clock limit was reached; finished structures are in the outputs.')
+
+    def prepare_for_submission(self, folder) -> CalcInfo:
+        """Write the structures as one dataset file and the run description as JSON."""
+        with DataFileWriter(folder.get_abs_path(STRUCTURES_FILE)) as writer:
+            for key, structure in self.inputs.structures.items():
+                writer.append(StructureRecord.from_ase(structure.get_ase(), source=structure.uuid, label=key))
+        options = self.inputs.metadata.options
+        walltime = options.get('max_wallclock_seconds')
+        config = {
+            'operation': self.inputs.operation.value,
+            'parameters': self.inputs.parameters.get_dict(),
+            'settings': self.inputs.settings.get_dict() if 'settings' in self.inputs else {},
+            'structures': STRUCTURES_FILE,
+            'max_wallclock_seconds': walltime * SOFT_WALLTIME_FRACTION if walltime else None,
+        }
+        with folder.open(INPUT_FILE, 'w') as handle:
+            json.dump(config, handle, indent=2)
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = [INPUT_FILE]
+        codeinfo.stdout_name = STDOUT_FILE
+        codeinfo.stderr_name = STDERR_FILE
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [RESULTS_FOLDER, STDOUT_FILE, STDERR_FILE]
+        return calcinfo
