@@ -39,9 +39,8 @@ def installed_code(aiida_localhost):
         except Exception:  # noqa: BLE001 - not created yet in this profile
             code = orm.InstalledCode(
                 label=label, computer=aiida_localhost, filepath_executable=_executable(executable),
-                default_calc_job_plugin=default_calc_job_plugin,
+                default_calc_job_plugin=default_calc_job_plugin, with_mpi=False,
             )
-            code.base.attributes.set('with_mpi', False)
             return code.store()
 
     return factory

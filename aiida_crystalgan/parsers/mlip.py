@@ -41,7 +41,7 @@ def trajectory_from_arrays(arrays: dict[str, np.ndarray], symbols: list[str]) ->
     """The standard ``trajectories`` output: positions and cells plus energies, forces, stress, temperatures."""
     trajectory = orm.TrajectoryData()
     trajectory.set_trajectory(symbols=symbols, positions=arrays['positions'], cells=arrays['cells'],
-                              stepids=np.arange(len(arrays['positions'])), times=arrays['times'])
+                              stepids=np.arange(len(arrays['positions'])), times=arrays['times'], pbc=[True] * 3)
     for name in ('energies', 'forces', 'stress', 'temperatures', 'velocities'):
         trajectory.set_array(name, arrays[name])
     return trajectory

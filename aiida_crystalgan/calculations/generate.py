@@ -1,0 +1,80 @@
+"""``crystalgan.generate``: sample candidate structures from a trained GAN for target compositions."""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.engine import CalcJob
+
+from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.data.model import GanModelData
+
+MODEL_FILE = 'model.pt'
+REQUEST_FILE = 'request.json'
+OUTPUT_FILE = 'candidates.h5'
+STDOUT_FILE = 'generate.out'
+STDERR_FILE = 'generate.err'
+
+
+def validate_request(request: dict, elements: list[str]) -> str | None:
+    """Return why a generation request is invalid for a model over ``elements``, or ``None``."""
+    from pymatgen.core import Composition
+
+    targets = request.get('targets')
+    if not targets:
+        return 'the request has no `targets`: give [{"composition": ..., "formula_units": ...}, ...]'
+    for target in targets:
+        try:
+            composition = Composition(target['composition'])
+        except (KeyError, ValueError) as exception:
+            return f'invalid target {target}: {exception}'
+        unknown = sorted({str(el) for el in composition.elements} - set(elements))
+        if unknown:
+            return f'target {target["composition"]} has elements {unknown} that the model was not trained on {elements}'
+        if int(target.get('formula_units', 1)) < 1:
+            return f'target {target["composition"]}: `formula_units` must be positive'
+    if int(request.get('num_per_target', 0)) < 1:
+        return '`num_per_target` must be a positive integer'
+    return None
+
+
+def _validate_inputs(inputs, _) -> str | None:
+    return validate_request(inputs['parameters'].get_dict(), inputs['model'].elements)
+
+
+class GenerateCalculation(CalcJob):
+    """Run ``crystalgan-generate``; the candidates come back as one ``CrystalDatasetData``."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('model', valid_type=GanModelData, help='The trained GAN.')
+        spec.input('parameters', valid_type=orm.Dict,
+                   help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0}')
+        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'))
+        spec.inputs.validator = _validate_inputs
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.generate'
+        spec.output('candidates', valid_type=CrystalDatasetData, help='The generated structures, unfiltered.')
+        spec.output('summary', valid_type=orm.Dict, required=False, help='Count, time and throughput.')
+        spec.exit_code(300, 'ERROR_NO_OUTPUT', message='Generation wrote no candidates file: {message}')
+        spec.exit_code(301, 'ERROR_CORRUPT_OUTPUT', message='The candidates file could not be read: {message}')
+
+    def prepare_for_submission(self, folder) -> CalcInfo:
+        """Ship the checkpoint and the request."""
+        self.inputs.model.write_file(folder.get_abs_path(MODEL_FILE))
+        with folder.open(REQUEST_FILE, 'w') as handle:
+            json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
+                                   '--device', self.inputs.device.value]
+        codeinfo.stdout_name = STDOUT_FILE
+        codeinfo.stderr_name = STDERR_FILE
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [OUTPUT_FILE, STDOUT_FILE, STDERR_FILE]
+        return calcinfo

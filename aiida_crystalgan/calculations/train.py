@@ -1,0 +1,81 @@
+"""``crystalgan.train``: train the GAN on a ``CrystalDatasetData`` with ``crystalgan-train`` (CPU or GPU)."""
+
+from __future__ import annotations
+
+import json
+
+from aiida import orm
+from aiida.common import CalcInfo, CodeInfo
+from aiida.engine import CalcJob
+
+from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.data.model import GanModelData
+
+DATASET_FILE = 'dataset.h5'
+CONFIG_FILE = 'config.json'
+PARENT_FILE = 'parent.pt'
+MODEL_FILE = 'model.pt'
+CHECKPOINT_FILE = 'checkpoint.pt'
+LOSSES_FILE = 'losses.csv'
+METRICS_FILE = 'metrics.json'
+STDOUT_FILE = 'train.out'
+STDERR_FILE = 'train.err'
+SOFT_WALLTIME_FRACTION = 0.9
+
+
+class TrainCalculation(CalcJob):
+    """Train (or resume training of) the crystal GAN; a soft wall-clock limit ends in a resumable checkpoint.
+
+    GPU nodes are requested like any scheduler resource, e.g. ``metadata.options.custom_scheduler_commands =
+    '#SBATCH --gres=gpu:1'``; the executable uses CUDA when it finds it and the CPU otherwise.
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input('dataset', valid_type=CrystalDatasetData,
+                   help='Structures with energies (and forces) to learn from.')
+        spec.input('parameters', valid_type=orm.Dict, help='GAN configuration (see `aiida_crystalgan.gan.GanConfig`).')
+        spec.input('parent_model', valid_type=GanModelData, required=False,
+                   help='A checkpoint to resume from (after a wall-clock stop) or to continue training.')
+        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'),
+                   help='`auto` (CUDA when present), `cpu` or `cuda`.')
+        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        spec.inputs['metadata']['options']['withmpi'].default = False
+        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.train'
+        spec.output('model', valid_type=GanModelData, help='The trained model (final checkpoint).')
+        spec.output('checkpoint', valid_type=GanModelData, required=False,
+                    help='The checkpoint written at a soft wall-clock stop.')
+        spec.output('losses', valid_type=orm.ArrayData, required=False, help='Loss curves, one array per column.')
+        spec.output('metrics', valid_type=orm.Dict, required=False, help='Final training metrics.')
+        spec.exit_code(300, 'ERROR_NO_OUTPUT', message='Training wrote neither a model nor a checkpoint.')
+        spec.exit_code(301, 'ERROR_INVALID_INPUT', message='The training rejected its input: {message}')
+        spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='Training failed: {message}')
+        spec.exit_code(303, 'ERROR_CORRUPT_CHECKPOINT', message='The checkpoint could not be read: {message}')
+        spec.exit_code(410, 'ERROR_SOFT_WALLTIME_CHECKPOINT',
+                       message='The soft wall-clock limit was reached; a checkpoint to resume from was written.')
+
+    def prepare_for_submission(self, folder) -> CalcInfo:
+        """Ship the dataset file, the configuration and the parent checkpoint."""
+        self.inputs.dataset.write_file(folder.get_abs_path(DATASET_FILE))
+        with folder.open(CONFIG_FILE, 'w') as handle:
+            json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
+        arguments = ['--dataset', DATASET_FILE, '--config', CONFIG_FILE, '--output-dir', '.',
+                     '--device', self.inputs.device.value]
+        if 'parent_model' in self.inputs:
+            self.inputs.parent_model.write_file(folder.get_abs_path(PARENT_FILE))
+            arguments += ['--resume', PARENT_FILE]
+        walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
+        if walltime:
+            arguments += ['--max-wallclock-seconds', str(int(walltime * SOFT_WALLTIME_FRACTION))]
+
+        codeinfo = CodeInfo()
+        codeinfo.code_uuid = self.inputs.code.uuid
+        codeinfo.cmdline_params = arguments
+        codeinfo.stdout_name = STDOUT_FILE
+        codeinfo.stderr_name = STDERR_FILE
+
+        calcinfo = CalcInfo()
+        calcinfo.codes_info = [codeinfo]
+        calcinfo.retrieve_list = [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STDOUT_FILE, STDERR_FILE]
+        return calcinfo

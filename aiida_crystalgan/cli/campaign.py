@@ -1,0 +1,175 @@
+"""``aiida-crystalgan campaign``: submit a campaign and follow it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import yaml
+from aiida.cmdline.params import arguments
+from aiida.cmdline.utils import decorators, echo
+
+from aiida_crystalgan.workflows.protocols import available_protocols
+
+ENGINE_CODE_DEFAULT = {'mlip': 'crystalgan_mlip@localhost'}
+
+
+def _load_code(label: str, what: str):
+    from aiida import orm
+
+    try:
+        return orm.load_code(label)
+    except Exception as exception:  # noqa: BLE001 - not existent, or ambiguous
+        raise click.BadParameter(f'{what} code `{label}` not found ({exception}); run `aiida-crystalgan setup` or '
+                                 'create it with `verdi code create`') from exception
+
+
+def _seed_structures(group_label: str | None, files: tuple[str, ...]) -> dict:
+    """Extra seeds from a group of StructureData and from structure files."""
+    from aiida import orm
+
+    structures = {}
+    if group_label:
+        try:
+            group = orm.load_group(group_label)
+        except Exception as exception:  # noqa: BLE001
+            raise click.BadParameter(f'group `{group_label}` not found: {exception}') from exception
+        found = [node for node in group.nodes if isinstance(node, orm.StructureData)]
+        if not found:
+            raise click.BadParameter(f'group `{group_label}` holds no StructureData')
+        structures.update({f'group_{node.pk}': node for node in found})
+    for index, path in enumerate(files):
+        from pymatgen.core import Structure
+
+        try:
+            structure = Structure.from_file(path)
+        except Exception as exception:  # noqa: BLE001 - report which file is bad
+            raise click.BadParameter(f'cannot read a structure from `{path}`: {exception}') from exception
+        structures[f'file_{index}'] = orm.StructureData(pymatgen=structure)
+    return structures
+
+
+def current_stage(node) -> str:
+    """The stage a campaign is in (an extra the campaign updates as it goes)."""
+    return node.base.extras.get('crystalgan_stage', 'created')
+
+
+def print_progress(node, last_reports: int) -> int:
+    """Print the new report lines of a campaign and its descendants; return how many were printed so far."""
+    from aiida.orm import Log
+
+    nodes = [node, *node.called_descendants]
+    logs = sorted((log for n in nodes for log in Log.collection.get_logs_for(n)), key=lambda log: log.time)
+    for log in logs[last_reports:]:
+        echo.echo(f'{log.time:%H:%M:%S} [{log.dbnode_id}] {log.message}')
+    return len(logs)
+
+
+@click.group('campaign')
+def campaign() -> None:
+    """Run and follow structure-prediction campaigns."""
+
+
+@campaign.command('submit')
+@click.option('--system', required=True, help='Chemical system, e.g. `Nb-O`.')
+@click.option('--protocol', type=click.Choice(list(available_protocols())), default='fast', show_default=True)
+@click.option('--engine', type=click.Choice(['mlip', 'vasp']), default='mlip', show_default=True)
+@click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
+@click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
+              help='YAML file of engine settings (e.g. potential family and mapping for VASP).')
+@click.option('--train-code', default='crystalgan_train@localhost', show_default=True)
+@click.option('--generate-code', default='crystalgan_generate@localhost', show_default=True)
+@click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
+              help='YAML file whose values override the protocol, stage by stage.')
+@click.option('--structures-group', help='Group of StructureData to add to the seeds.')
+@click.option('--structure-file', 'structure_files', multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help='Structure file (CIF, POSCAR, ...) to add to the seeds; repeatable.')
+@click.option('--group-label', help='Group for the predicted structures.')
+@click.option('--wait/--no-wait', default=False, help='Follow the campaign until it ends, printing its reports.')
+@click.option('--daemon/--no-daemon', default=True, show_default=True,
+              help='Submit to the daemon, or run in this process.')
+@decorators.with_dbenv()
+def campaign_submit(system, protocol, engine, engine_code, engine_settings, train_code, generate_code, overrides,
+                    structures_group, structure_files, group_label, wait, daemon) -> None:
+    """Submit a campaign for a chemical system."""
+    from aiida import orm
+    from aiida.engine import run_get_node, submit
+
+    from aiida_crystalgan.structures.prototypes import parse_system
+    from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+    try:
+        parse_system(system)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), param_hint='--system') from exception
+    engine_code = engine_code or ENGINE_CODE_DEFAULT.get(engine)
+    if engine_code is None:
+        raise click.BadParameter(f'give --engine-code for the `{engine}` engine', param_hint='--engine-code')
+    overrides_dict = yaml.safe_load(Path(overrides).read_text()) if overrides else None
+    settings = yaml.safe_load(Path(engine_settings).read_text()) if engine_settings else None
+    builder = CampaignWorkChain.get_builder_from_protocol(
+        system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
+        _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
+        engine_settings=settings, structures=_seed_structures(structures_group, structure_files),
+    )
+    if group_label:
+        builder.group_label = orm.Str(group_label)
+    if not daemon:
+        _, node = run_get_node(builder)
+        echo.echo_report(f'campaign {node.pk} finished with exit status {node.exit_status}')
+        return
+    node = submit(builder)
+    echo.echo_success(f'submitted campaign <{node.pk}> ({system}, protocol `{protocol}`, engine `{engine}`)')
+    if wait:
+        follow(node)
+
+
+def follow(node, interval: float = 5.0) -> None:
+    """Print reports as the campaign runs; exit non-zero when it fails."""
+    from aiida.engine.daemon.client import get_daemon_client
+
+    if not get_daemon_client().is_daemon_running:
+        echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
+    printed = 0
+    while not node.is_terminated:
+        printed = print_progress(node, printed)
+        time.sleep(interval)
+    print_progress(node, printed)
+    if not node.is_finished_ok:
+        echo.echo_critical(f'campaign <{node.pk}> ended with exit status {node.exit_status}: {node.exit_message}')
+    echo.echo_success(f'campaign <{node.pk}> finished')
+
+
+@campaign.command('status')
+@arguments.PROCESS(required=False)
+@decorators.with_dbenv()
+def campaign_status(process) -> None:
+    """Stage and process tree of a campaign (default: the latest)."""
+    from aiida.cmdline.utils.ascii_vis import format_call_graph
+
+    node = process or latest_campaign()
+    echo.echo(f'campaign <{node.pk}> {node.inputs.system.value}: stage `{current_stage(node)}`, '
+              f'state {node.process_state.value if node.process_state else "unknown"}')
+    echo.echo(format_call_graph(node))
+
+
+@campaign.command('wait')
+@arguments.PROCESS(required=False)
+@decorators.with_dbenv()
+def campaign_wait(process) -> None:
+    """Follow a running campaign (default: the latest) until it ends."""
+    follow(process or latest_campaign())
+
+
+def latest_campaign():
+    """The most recent campaign of the profile."""
+    from aiida import orm
+
+    from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+    query = orm.QueryBuilder().append(CampaignWorkChain, tag='c').order_by({'c': {'ctime': 'desc'}}).limit(1)
+    found = query.first(flat=True)
+    if found is None:
+        echo.echo_critical('no campaign in this profile: submit one with `aiida-crystalgan campaign submit`')
+    return found

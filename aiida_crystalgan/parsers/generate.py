@@ -1,0 +1,41 @@
+"""Parser of ``crystalgan.generate``: the candidates file becomes a ``CrystalDatasetData``."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from aiida import orm
+from aiida.engine import ExitCode
+from aiida.parsers import Parser
+
+from aiida_crystalgan.calculations.generate import OUTPUT_FILE, STDERR_FILE, STDOUT_FILE
+from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.parsers._files import copy_retrieved, error_message
+
+
+class GenerateParser(Parser):
+    """Store the candidates with the model's UUID as their source."""
+
+    def parse(self, **kwargs) -> ExitCode | None:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            path = copy_retrieved(self.retrieved, OUTPUT_FILE, Path(tmpdir))
+            if path is None:
+                return self.exit_codes.ERROR_NO_OUTPUT.format(message=error_message(self.retrieved, STDERR_FILE))
+            try:
+                candidates = CrystalDatasetData(filepath=path, metadata={'model': self.node.inputs.model.uuid})
+            except (ValueError, OSError) as exception:
+                return self.exit_codes.ERROR_CORRUPT_OUTPUT.format(message=str(exception))
+        self.out('candidates', candidates)
+        summary = self._summary()
+        if summary:
+            self.out('summary', orm.Dict(summary))
+        return None
+
+    def _summary(self) -> dict:
+        try:
+            lines = self.retrieved.base.repository.get_object_content(STDOUT_FILE).strip().splitlines()
+            return json.loads(lines[-1]) if lines else {}
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}

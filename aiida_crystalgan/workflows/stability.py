@@ -1,0 +1,108 @@
+"""``crystalgan.stability``: is a structure a local minimum? Relax, check the forces, check the phonons."""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, if_
+
+from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+from aiida_crystalgan.workflows.functions import summarize_stability
+
+
+def validate_parameters(value: orm.Dict, _) -> str | None:
+    """The relaxation needs a positive ``fmax``; the force tolerance must be positive."""
+    parameters = value.get_dict()
+    relax = parameters.get('relax', {})
+    if not relax.get('fmax', 0) > 0:
+        return '`relax.fmax` (eV/Å) must be positive'
+    if not parameters.get('force_tolerance', 0) > 0:
+        return '`force_tolerance` (eV/Å) must be positive'
+    return None
+
+
+class StabilityWorkChain(WorkChain):
+    """Keep the structures that are local minima: largest force below a tolerance and no imaginary phonon mode."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to check.')
+        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
+                   help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`.')
+        expose_engine_inputs(spec)
+        spec.inputs.validator = lambda inputs, _: None if inputs.get('structures') else \
+            'the `structures` namespace is empty: give at least one structure'
+        spec.outline(
+            cls.relax,
+            cls.inspect_relax,
+            if_(cls.should_check_phonons)(cls.run_phonons, cls.inspect_phonons),
+            cls.results,
+        )
+        spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
+        spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True)
+        spec.output_namespace('minima', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='The relaxed structures that are local minima.')
+        spec.output('summary', valid_type=orm.Dict, help='Energy, forces, phonons and verdict per structure.')
+        spec.exit_code(320, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed.')
+
+    def relax(self):
+        """Relax the whole batch in one engine call."""
+        node = submit_engine(self, 'relax', dict(self.inputs.structures), self.inputs.parameters['relax'])
+        self.report(f'relaxing {len(self.inputs.structures)} structures')
+        return ToContext(relax=node)
+
+    def inspect_relax(self):
+        """Keep the relaxation results; pick the structures whose forces are below the tolerance."""
+        node = self.ctx.relax
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_RELAXATION_FAILED
+        tolerance = self.inputs.parameters['force_tolerance']
+        self.ctx.relaxed = dict(node.outputs.relaxed_structures)
+        self.ctx.results = dict(node.outputs.results)
+        self.ctx.candidates = [key for key, r in self.ctx.results.items()
+                               if r.base.attributes.get('max_force') < tolerance]
+        self.report(f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below '
+                    f'{tolerance} eV/Å')
+        return None
+
+    def should_check_phonons(self) -> bool:
+        return bool(self.inputs.parameters.get('check_phonons', True)) and bool(self.ctx.candidates)
+
+    def run_phonons(self):
+        """One phonon workchain per structure that passed the force check."""
+        from aiida_crystalgan.workflows.phonons import PhononWorkChain
+
+        parameters = orm.Dict(self.inputs.parameters.get('phonons', {}))
+        calls = {}
+        for key in self.ctx.candidates:
+            inputs = {'structure': self.ctx.relaxed[key], 'parameters': parameters,
+                      'engine': dict(self.inputs.engine)}
+            calls[f'phonons_{key}'] = self.submit(PhononWorkChain, **inputs)
+        return ToContext(**calls)
+
+    def inspect_phonons(self) -> None:
+        """A failed phonon calculation leaves the structure unverified (not a local minimum)."""
+        self.ctx.phonons = {}
+        for key in self.ctx.candidates:
+            node = self.ctx[f'phonons_{key}']
+            if node.is_finished_ok:
+                self.ctx.phonons[key] = node
+            else:
+                self.report(f'phonons of `{key}` failed ({node.exit_status}): it is not counted as a local minimum')
+
+    def results(self) -> None:
+        """Summarise through a calcfunction and expose the local minima."""
+        nodes = {f'results_{key}': results for key, results in self.ctx.results.items()}
+        for key, node in self.ctx.get('phonons', {}).items():
+            nodes[f'frequency_{key}'] = node.outputs.min_frequency
+            nodes[f'stable_{key}'] = node.outputs.is_stable
+        parameters = self.inputs.parameters
+        summary = summarize_stability(force_tolerance=orm.Float(parameters['force_tolerance']),
+                                      phonons_checked=orm.Bool(parameters.get('check_phonons', True)), **nodes)
+        minima = {key: self.ctx.relaxed[key] for key, verdict in summary.get_dict().items()
+                  if verdict['is_local_minimum']}
+        self.out('relaxed_structures', self.ctx.relaxed)
+        self.out('results', self.ctx.results)
+        self.out('minima', minima)
+        self.out('summary', summary)
+        self.report(f'{len(minima)} of {len(self.ctx.results)} structures are local minima')

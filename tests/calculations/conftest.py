@@ -1,0 +1,44 @@
+"""A tiny dataset with consistent energies and forces (Lennard-Jones), for real training runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def lennard_jones_records(count: int = 16, seed: int = 0):
+    """Perturbed NbO2-like and Nb cells with Lennard-Jones energies (eV) and forces (eV/Å)."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    from aiida_crystalgan.io import StructureRecord
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for index in range(count):
+        if index % 2:
+            atoms = bulk('Nb', 'bcc', a=3.3, cubic=True)
+        else:
+            atoms = bulk('NbO', 'rocksalt', a=4.3)
+            atoms.set_chemical_symbols(['Nb', 'O'])
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
+        atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
+        records.append(StructureRecord.from_ase(atoms, label=f'lj{index}'))
+    return records
+
+
+@pytest.fixture
+def tiny_dataset():
+    """A stored ``CrystalDatasetData`` of 16 small cells with energies and forces."""
+    from aiida_crystalgan.data.dataset import CrystalDatasetData
+
+    return CrystalDatasetData(lennard_jones_records()).store()
+
+
+TINY_GAN = {'steps': 3, 'batch_size': 4, 'n_max': 4, 'generator_width': 16, 'critic_width': 8, 'physics_width': 8,
+            'latent_dim': 8, 'log_every': 1, 'physics_warmup_steps': 1}
+
+
+@pytest.fixture
+def tiny_gan_config():
+    return dict(TINY_GAN)

@@ -1,0 +1,77 @@
+"""``crystalgan.train`` and ``crystalgan.generate`` as real CalcJobs on localhost, and the training restarts."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_crystalgan.calculations.generate import GenerateCalculation
+from aiida_crystalgan.calculations.train import TrainCalculation
+from aiida_crystalgan.data.model import GanModelData
+from aiida_crystalgan.workflows.training import TrainingWorkChain
+
+
+def test_training_resumes_after_every_soft_walltime_stop(train_code, tiny_dataset, tiny_gan_config):
+    """A 0 s soft limit stops each run after one step; the workchain resumes from each checkpoint to the end."""
+    inputs = {
+        'train': {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config),
+                  'metadata': {'options': {'max_wallclock_seconds': 1}}},
+        'max_iterations': orm.Int(5),
+    }
+    results, node = run_get_node(TrainingWorkChain, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    calculations = sorted(node.called, key=lambda n: n.ctime)
+    assert [c.exit_status for c in calculations] == [410, 410, 0]
+    assert calculations[0].outputs.checkpoint.step == 1
+    assert calculations[1].inputs.parent_model.uuid == calculations[0].outputs.checkpoint.uuid
+    model = results['model']
+    assert model.step == tiny_gan_config['steps']
+    assert sorted(model.elements) == ['Nb', 'O']
+    assert 'losses' in results and 'metrics' in results
+    checkpoint = io.BytesIO(model.base.repository.get_object_content(GanModelData.FILENAME, mode='rb'))
+    assert torch.load(checkpoint, weights_only=True)['step'] == tiny_gan_config['steps']
+
+
+def test_training_rejects_invalid_configuration(train_code, tiny_dataset):
+    """A bad configuration ends in ERROR_INVALID_INPUT with the executable's explanation."""
+    inputs = {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict({'steps': -3})}
+    _, node = run_get_node(TrainCalculation, **inputs)
+    assert node.exit_status == TrainCalculation.exit_codes.ERROR_INVALID_INPUT.status
+    assert 'steps' in node.exit_message
+
+
+@pytest.fixture
+def trained_model(train_code, tiny_dataset, tiny_gan_config) -> GanModelData:
+    results, node = run_get_node(TrainCalculation, code=train_code, dataset=tiny_dataset,
+                                 parameters=orm.Dict(tiny_gan_config))
+    assert node.is_finished_ok, node.exit_message
+    return results['model']
+
+
+def test_generate_candidates(generate_code, trained_model):
+    """Generation returns the requested number of structures with exactly the requested compositions."""
+    request = {'targets': [{'composition': 'NbO', 'formula_units': 2}, {'composition': 'Nb', 'formula_units': 2}],
+               'num_per_target': 5, 'seed': 3}
+    results, node = run_get_node(GenerateCalculation, code=generate_code, model=trained_model,
+                                 parameters=orm.Dict(request))
+    assert node.is_finished_ok, node.exit_message
+    candidates = results['candidates']
+    assert candidates.size == 10
+    formulas = sorted(candidates.get_structure(i).composition.formula for i in range(candidates.size))
+    assert formulas == sorted(['Nb2'] * 5 + ['Nb2 O2'] * 5)
+    assert candidates.base.attributes.get('metadata')['model'] == trained_model.uuid
+
+
+@pytest.mark.parametrize(('request_', 'message'), [
+    ({'targets': [{'composition': 'TiO2', 'formula_units': 1}], 'num_per_target': 2}, 'not trained on'),
+    ({'targets': [{'composition': 'NbO', 'formula_units': 0}], 'num_per_target': 2}, 'must be positive'),
+    ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 0}, '`num_per_target`'),
+    ({'targets': []}, 'no `targets`'),
+])
+def test_generate_rejects_bad_requests(generate_code, trained_model, request_, message):
+    with pytest.raises(ValueError, match=message):
+        run_get_node(GenerateCalculation, code=generate_code, model=trained_model, parameters=orm.Dict(request_))
