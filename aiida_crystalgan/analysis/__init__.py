@@ -1,1 +1,12 @@
-"""analysis."""
+"""Pure-Python analysis of crystal structures (pymatgen, spglib, PyXtal; no AiiDA import).
+
+Modules, one concept each:
+
+* :mod:`.validity`: structural validity (distances, volume per atom) and charge balance;
+* :mod:`.matching`: duplicates and reference matches with ``StructureMatcher``, grouped by formula;
+* :mod:`.postprocess`: wrap, merge close atoms, symmetrise, filter and deduplicate candidates, with a report;
+* :mod:`.hull`: convex hull and energy above the hull from one engine's energies;
+* :mod:`.fingerprints`: CrystalNN structure fingerprint and composition features (coverage metrics);
+* :mod:`.metrics`: validity, uniqueness, novelty, match rate / RMSE, coverage, stability, S.U.N., phonons;
+* :mod:`.baseline`: random symmetric structures with PyXtal, the baseline of the generative model.
+"""
