@@ -15,6 +15,8 @@ pytest_plugins = ['aiida.tools.pytest_fixtures']
 def aiida_profile(aiida_config, aiida_profile_factory):
     """A temporary SQLite profile with the ZeroMQ broker, so that daemon tests need no RabbitMQ."""
     with aiida_profile_factory(aiida_config, broker_backend='core.zeromq') as profile:
+        aiida_config.set_option('daemon.timeout', 120, scope=profile.name)
+        aiida_config.store()
         yield profile
 
 

@@ -62,19 +62,18 @@ def candidates(process, pks_only) -> None:
     echo.echo(tabulate(table, headers=[name for name, _ in COLUMNS]))
 
 
-def provenance_path_to_md(node) -> list | None:
-    """The shortest provenance path from ``node`` back to a calculation that produced an MD trajectory.
+def _backward_path(start, is_target) -> list | None:
+    """Shortest path from ``start`` back to the first node that ``is_target(node, child)`` accepts.
 
-    Walks backwards over CREATE and INPUT_CALC links only (data provenance). Returns the nodes from ``node`` to the MD
-    calculation, or ``None`` when no trajectory is upstream.
+    Walks backwards over CREATE and INPUT_CALC links only (data provenance); returns the nodes from ``start`` to the
+    target, or ``None``.
     """
     from collections import deque
 
     from aiida.common.links import LinkType
-    from aiida.orm import CalcJobNode, TrajectoryData
 
-    parents = {node.pk: None}
-    queue = deque([node])
+    parents = {start.pk: None}
+    queue = deque([start])
     while queue:
         current = queue.popleft()
         for link in current.base.links.get_incoming(link_type=(LinkType.CREATE, LinkType.INPUT_CALC)).all():
@@ -82,13 +81,31 @@ def provenance_path_to_md(node) -> list | None:
             if source.pk in parents:
                 continue
             parents[source.pk] = current
-            if isinstance(current, TrajectoryData) and isinstance(source, CalcJobNode):
+            if is_target(source, current):
                 path = [source]
-                while path[-1] is not node:
+                while path[-1] is not start:
                     path.append(parents[path[-1].pk])
                 return list(reversed(path))
             queue.append(source)
     return None
+
+
+def provenance_path_to_md(node) -> list | None:
+    """The provenance path from ``node`` through the GAN model that generated it to the MD calculations.
+
+    First back to the nearest ``crystalgan.model`` (when there is one: seeds have none), then from that model back to
+    a calculation that produced an MD trajectory of its training data.
+    """
+    from aiida.orm import CalcJobNode, TrajectoryData
+
+    from aiida_crystalgan.data.model import GanModelData
+
+    def is_md(source, child) -> bool:
+        return isinstance(source, CalcJobNode) and isinstance(child, TrajectoryData)
+
+    to_model = _backward_path(node, lambda source, _: isinstance(source, GanModelData)) or [node]
+    to_md = _backward_path(to_model[-1], is_md)
+    return None if to_md is None else to_model[:-1] + to_md
 
 
 def describe(node) -> str:

@@ -72,14 +72,14 @@ class CampaignWorkChain(WorkChain):
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
         spec.exit_code(400, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
-        spec.exit_code(406, 'ERROR_MISSING_ELEMENTAL_SEED',
-                       message='No seed of pure {elements}: the convex hull needs every element; raise `seeds.max_atoms` '
-                               'or give one with `structures`.')
         spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
         spec.exit_code(402, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
         spec.exit_code(403, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
         spec.exit_code(404, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
         spec.exit_code(405, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
+        spec.exit_code(406, 'ERROR_MISSING_ELEMENTAL_SEED',
+                       message='No seed of pure {elements}: the convex hull needs every element; raise '
+                               '`seeds.max_atoms` or give one with `structures`.')
 
     @classmethod
     def get_builder_from_protocol(cls, system: str, engine_code: orm.AbstractCode, train_code: orm.AbstractCode,

@@ -1,0 +1,212 @@
+"""Dynamical stability with phonopy and any engine: aiida-phonopy's ``PhonopyWorkChain`` fed by ``engine.forces``.
+
+Phonopy makes the displaced supercells; the engine computes their forces in one batch (with the pristine supercell,
+whose residual forces are subtracted); force constants and a q-mesh tell whether a frequency lies below
+``-frequency_tolerance`` THz (an imaginary mode: the structure is not a local minimum).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from aiida import orm
+from aiida.engine import ExitCode, calcfunction, if_
+from aiida_phonopy.calculations.functions.data_utils import generate_preprocess_data
+from aiida_phonopy.data import ForceConstantsData, PhonopyData
+from aiida_phonopy.workflows.phonopy import PhonopyWorkChain
+from ase.cell import Cell
+
+from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+
+DEFAULTS = {
+    'supercell_min_length': 10.0,  # Å, perpendicular width of the supercell when no `supercell_matrix` is given
+    'displacement': 0.01,  # Å
+    'mesh': [8, 8, 8],  # Γ-centred mesh on which the frequencies are checked
+    'frequency_tolerance': 0.1,  # THz: unstable when a frequency is below -frequency_tolerance
+    'symmetry_tolerance': 1e-5,  # Å, for phonopy's symmetry search
+    'subtract_residual_forces': True,  # also compute the pristine supercell and subtract its forces
+    'band_structure': False,
+    'dos': False,
+}
+PARENT_PORTS_REPLACED = ('supercell_matrix', 'symmetry_tolerance', 'displacement_generator')
+
+
+def validate_parameters(parameters: orm.Dict, _) -> str | None:
+    """Check the keys and values of the ``parameters`` input."""
+    values = parameters.get_dict()
+    unknown = set(values) - set(DEFAULTS) - {'supercell_matrix'}
+    if unknown:
+        return f'unknown phonon parameters {sorted(unknown)}: use {sorted([*DEFAULTS, "supercell_matrix"])}'
+    if 'supercell_matrix' in values and np.shape(values['supercell_matrix']) not in ((3,), (3, 3)):
+        return '`supercell_matrix` must be 3 integers (diagonal) or a 3x3 integer matrix'
+    for key in ('supercell_min_length', 'displacement', 'frequency_tolerance', 'symmetry_tolerance'):
+        if key in values and not values[key] > 0:
+            return f'`{key}` must be positive, got {values[key]}'
+    if 'mesh' in values and (len(values['mesh']) != 3 or min(values['mesh']) < 1):
+        return '`mesh` must be 3 positive integers'
+    return None
+
+
+def supercell_matrix_for_length(cell: np.ndarray, length: float) -> list[list[int]]:
+    """Diagonal supercell whose perpendicular widths are all at least ``length`` (Å)."""
+    volume = abs(np.linalg.det(cell))
+    widths = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
+    return np.diag([max(1, math.ceil(length / width - 1e-6)) for width in widths]).tolist()
+
+
+@calcfunction
+def get_force_constants(phonopy_data: PhonopyData, subtract_residual_forces: orm.Bool) -> ForceConstantsData:
+    """Force constants from the displacements and forces (the residual forces subtracted when asked)."""
+    subtract = subtract_residual_forces.value and phonopy_data.residual_forces is not None
+    phonopy = phonopy_data.get_phonopy_instance(subtract_residual_forces=subtract)
+    phonopy.produce_force_constants()
+    force_constants = ForceConstantsData(
+        structure=phonopy_data.get_unitcell(), supercell_matrix=phonopy_data.supercell_matrix,
+        primitive_matrix=phonopy_data.primitive_matrix, symprec=phonopy_data.symprec,
+        is_symmetry=phonopy_data.is_symmetry)
+    force_constants.set_force_constants(phonopy.force_constants)
+    return force_constants
+
+
+@calcfunction
+def analyse_force_constants(force_constants: ForceConstantsData, parameters: orm.Dict) -> dict[str, orm.Data]:
+    """Lowest frequency (THz) on the q-mesh and dynamical stability; band structure and DOS when asked.
+
+    Imaginary frequencies are negative, as phonopy writes them.
+    """
+    parameters = {**DEFAULTS, **parameters.get_dict()}
+    phonopy = force_constants.get_phonopy_instance()
+    phonopy.run_mesh(parameters['mesh'], is_gamma_center=True)
+    min_frequency = float(np.min(phonopy.get_mesh_dict()['frequencies']))
+    outputs = {
+        'min_frequency': orm.Float(min_frequency),
+        'is_stable': orm.Bool(min_frequency >= -parameters['frequency_tolerance']),
+    }
+    if parameters['dos']:
+        phonopy.run_total_dos()
+        dos = phonopy.get_total_dos_dict()
+        outputs['dos'] = orm.XyData()
+        outputs['dos'].set_x(dos['frequency_points'], 'frequency', 'THz')
+        outputs['dos'].set_y(dos['total_dos'], 'dos', 'states/THz')
+    if parameters['band_structure']:
+        outputs['band_structure'] = _band_structure(phonopy)
+    return outputs
+
+
+def _band_structure(phonopy) -> orm.BandsData:
+    """Frequencies along the high-symmetry path of the primitive cell (ASE's special points)."""
+    cell = np.array(phonopy.primitive.cell)
+    path = Cell(cell).bandpath(npoints=60)
+    phonopy.run_qpoints(path.kpts)
+    labelled = {tuple(np.round(point, 8)): name for name, point in path.special_points.items()}
+    labels = [(index, labelled[key]) for index, key in enumerate(map(tuple, np.round(path.kpts, 8)))
+              if key in labelled]
+    bands = orm.BandsData()
+    bands.set_cell(cell)
+    bands.set_kpoints(path.kpts)
+    bands.labels = labels
+    bands.set_bands(phonopy.get_qpoints_dict()['frequencies'], units='THz')
+    return bands
+
+
+class PhononWorkChain(PhonopyWorkChain):
+    """Finite-displacement phonons of one structure with any engine, and its dynamical stability.
+
+    aiida-phonopy's ``supercell_matrix``, ``symmetry_tolerance`` and ``displacement_generator`` inputs are replaced by
+    the engine-independent ``parameters``: ``supercell_matrix`` (3 or 3x3 integers) or ``supercell_min_length`` (Å),
+    ``displacement`` (Å), ``mesh``, ``frequency_tolerance`` (THz), ``symmetry_tolerance``,
+    ``subtract_residual_forces``, ``band_structure``, ``dos`` (see ``DEFAULTS``).
+    """
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        for name in PARENT_PORTS_REPLACED:
+            del spec.inputs[name]
+        expose_engine_inputs(spec)
+        spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict({}), validator=validate_parameters,
+                   help='Supercell, displacement, q-mesh and stability tolerance; see `DEFAULTS`.')
+        spec.outline(
+            cls.setup,
+            cls.run_supercells,
+            cls.run_forces,
+            cls.inspect_forces,
+            cls.run_results,
+            if_(cls.should_run_phonopy)(
+                cls.run_phonopy,
+                cls.inspect_phonopy,
+            ),
+            cls.run_analysis,
+        )
+        spec.output('min_frequency', valid_type=orm.Float, help='Lowest frequency on the q-mesh (THz, < 0: imaginary).')
+        spec.output('is_stable', valid_type=orm.Bool, help='No frequency below -frequency_tolerance on the q-mesh.')
+        spec.output('band_structure', valid_type=orm.BandsData, required=False, help='Frequencies (THz) on a path.')
+        spec.output('dos', valid_type=orm.XyData, required=False, help='Total phonon DOS.')
+        spec.exit_code(410, 'ERROR_ENGINE_FAILED',
+                       message='The engine failed on the displaced supercells: {message}. Check the engine inputs.')
+        spec.exit_code(411, 'ERROR_MISSING_FORCES',
+                       message='The engine returned no forces for the supercells {keys}.')
+
+    def _parameters(self) -> dict[str, Any]:
+        return {**DEFAULTS, **self.inputs.parameters.get_dict()}
+
+    def setup(self) -> None:
+        """Displace the supercells of ``structure`` (or take the given ``preprocess_data``)."""
+        if 'preprocess_data' in self.inputs:
+            self.ctx.preprocess_data = self.inputs.preprocess_data
+            return
+        parameters = self._parameters()
+        structure = self.inputs.structure
+        matrix = parameters.get('supercell_matrix')
+        if matrix is None:
+            matrix = supercell_matrix_for_length(np.array(structure.cell), parameters['supercell_min_length'])
+        elif np.shape(matrix) == (3,):
+            matrix = np.diag(matrix).tolist()
+        inputs = {
+            'structure': structure,
+            'supercell_matrix': orm.List(matrix),
+            'symprec': orm.Float(parameters['symmetry_tolerance']),
+            'displacement_generator': orm.Dict({'distance': parameters['displacement']}),
+        }
+        for name in ('primitive_matrix', 'is_symmetry'):
+            if name in self.inputs:
+                inputs[name] = self.inputs[name]
+        self.ctx.preprocess_data = generate_preprocess_data(**inputs)
+        self.report(f'supercell matrix {matrix}')
+
+    def run_forces(self) -> None:
+        """One ``forces`` call of the engine on all displaced supercells (and the pristine one)."""
+        structures = dict(self.ctx.supercells)
+        if self._parameters()['subtract_residual_forces']:
+            structures['supercell_0'] = self.ctx.preprocess_data.calcfunctions.get_supercell()
+        node = submit_engine(self, 'forces', structures, {})
+        self.report(f'submitted {node.process_label}<{node.pk}> for {len(structures)} supercells')
+        self.to_context(engine=node)
+
+    def inspect_forces(self) -> ExitCode | None:
+        """Expose the engine's forces as ``supercells_forces.forces_<n>`` (``forces_0``: the pristine supercell)."""
+        engine = self.ctx.engine
+        if not engine.is_finished_ok:
+            return self.exit_codes.ERROR_ENGINE_FAILED.format(message=engine.exit_message or engine.process_state)
+        results = engine.outputs.results
+        keys = [key for key, _ in self.ctx.supercells]
+        if self._parameters()['subtract_residual_forces']:
+            keys.append('supercell_0')
+        missing = [key for key in keys if key not in results]
+        if missing:
+            return self.exit_codes.ERROR_MISSING_FORCES.format(keys=', '.join(missing))
+        for key in keys:
+            self.out(f'supercells_forces.forces_{int(key.split("_")[-1])}', results[key])
+        return None
+
+    def run_analysis(self) -> None:
+        """Force constants, lowest frequency on the q-mesh and the verdict."""
+        subtract = orm.Bool(self._parameters()['subtract_residual_forces'])
+        force_constants = get_force_constants(self.ctx.phonopy_data, subtract)
+        self.out('force_constants', force_constants)
+        outputs = analyse_force_constants(force_constants, self.inputs.parameters)
+        self.out_many(outputs)
+        verdict = 'stable' if outputs['is_stable'].value else 'dynamically unstable'
+        self.report(f'lowest frequency {outputs["min_frequency"].value:.3f} THz: {verdict}')

@@ -1,0 +1,24 @@
+"""Submit a Nb–O campaign from Python with the `fast` protocol and a few overrides, then print its candidates.
+
+Run after `aiida-crystalgan setup` and `verdi daemon start`:
+
+    python examples/run_campaign.py
+"""
+
+from aiida import load_profile, orm
+from aiida.engine import submit
+
+from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+load_profile()
+
+builder = CampaignWorkChain.get_builder_from_protocol(
+    'Nb-O',
+    engine_code=orm.load_code('crystalgan_mlip@localhost'),
+    train_code=orm.load_code('crystalgan_train@localhost'),
+    generate_code=orm.load_code('crystalgan_generate@localhost'),
+    protocol='fast',
+    overrides={'sampling': {'temperatures': [300, 900, 1500]}, 'generation': {'max_validations': 10}},
+)
+node = submit(builder)
+print(f'submitted campaign <{node.pk}>; follow it with `aiida-crystalgan campaign wait {node.pk}`')

@@ -1,0 +1,45 @@
+"""The ``aiida-crystalgan`` command line: set-up and bad input."""
+
+from __future__ import annotations
+
+from aiida import orm
+from click.testing import CliRunner
+
+from aiida_crystalgan.cli import cmd_root
+
+
+def invoke(*arguments: str):
+    return CliRunner().invoke(cmd_root, list(arguments))
+
+
+def test_setup_creates_the_codes_once(aiida_localhost):
+    for _ in range(2):
+        result = invoke('setup', '--computer', aiida_localhost.label)
+        assert result.exit_code == 0, result.output
+    for label in ('crystalgan_mlip', 'crystalgan_train', 'crystalgan_generate'):
+        code = orm.load_code(f'{label}@{aiida_localhost.label}')
+        assert code.get_executable().name == label.replace('_', '-')
+
+
+def test_submit_rejects_a_malformed_system(aiida_localhost):
+    invoke('setup', '--computer', aiida_localhost.label)
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    result = invoke('campaign', 'submit', '--system', 'Nb-Qq', '--no-daemon')
+    assert result.exit_code != 0
+    assert "'Qq' is not an element symbol" in result.output
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
+
+
+def test_submit_rejects_unknown_codes():
+    result = invoke('campaign', 'submit', '--system', 'Nb-O', '--engine-code', 'nope@nowhere', '--no-daemon')
+    assert result.exit_code != 0
+    assert 'engine code `nope@nowhere` not found' in result.output
+
+
+def test_trace_without_md_upstream_fails_clearly():
+    node = orm.StructureData(cell=[[3, 0, 0], [0, 3, 0], [0, 0, 3]])
+    node.append_atom(position=(0, 0, 0), symbols='Nb')
+    node.store()
+    result = invoke('trace', str(node.pk))
+    assert result.exit_code != 0
+    assert 'no MD trajectory upstream' in result.output

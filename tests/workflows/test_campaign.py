@@ -1,0 +1,77 @@
+"""The whole campaign at the smallest settings, through the daemon on the ZeroMQ profile, then the CLI on it."""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.common.links import LinkType
+from click.testing import CliRunner
+
+from aiida_crystalgan.cli import cmd_root
+from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+from aiida_crystalgan.workflows.generation import GenerationWorkChain
+from aiida_crystalgan.workflows.sampling import SamplingWorkChain
+from aiida_crystalgan.workflows.stability import StabilityWorkChain
+from aiida_crystalgan.workflows.training import TrainingWorkChain
+
+pytestmark = pytest.mark.slow
+
+
+def invoke(*arguments: str):
+    result = CliRunner().invoke(cmd_root, list(arguments), catch_exceptions=False)
+    return result
+
+
+def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_parameters,
+                                     tmp_path):
+    builder = CampaignWorkChain.get_builder_from_protocol('Nb-O', mlip_code, train_code, generate_code,
+                                                          protocol='fast')
+    builder.parameters = orm.Dict(tiny_parameters())
+    builder.group_label = orm.Str('test/campaign')
+    node = submit_and_await(builder, timeout=1800)
+    assert node.is_finished_ok, node.exit_message
+
+    # every stage ran as its own process
+    labels = {n.process_class for n in node.called}
+    assert {SamplingWorkChain, StabilityWorkChain, TrainingWorkChain, GenerationWorkChain} <= labels
+    assert node.base.extras.get('crystalgan_stage') == 'finished'
+
+    # the training data are MD snapshots (with energies and forces) plus local minima
+    dataset = node.outputs.dataset
+    assert dataset.base.attributes.get('has_forces')
+    assert dataset.size > 1
+
+    # predicted structures: in the group, with their evaluation as extras
+    predicted = list(node.outputs.predicted.values())
+    assert predicted
+    group = orm.load_group('test/campaign')
+    assert {n.uuid for n in group.nodes} == {n.uuid for n in predicted}
+    for structure in predicted:
+        extras = structure.base.extras.all
+        for key in ('formula', 'spacegroup', 'e_above_hull', 'max_force', 'is_local_minimum', 'is_novel'):
+            assert f'crystalgan_{key}' in extras
+        assert isinstance(extras['crystalgan_e_above_hull'], float)
+
+    # provenance: a predicted structure was created by a relaxation calculation of the engine
+    creator = predicted[0].base.links.get_incoming(link_type=LinkType.CREATE).one().node
+    assert creator.process_type == 'aiida.calculations:crystalgan.mlip'
+
+    # the CLI on the finished campaign
+    result = invoke('candidates', str(node.pk))
+    assert result.exit_code == 0, result.output
+    assert 'e_hull' in result.output
+
+    result = invoke('trace', str(predicted[0].pk))
+    assert result.exit_code == 0, result.output
+    assert 'TrainCalculation' in result.output and 'GenerateCalculation' in result.output
+    assert 'operation `md`' in result.output
+
+    result = invoke('report', str(node.pk), '--output-dir', str(tmp_path / 'report'))
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / 'report' / 'report.md').read_text()
+    assert 'Predicted structures' in report
+    assert (tmp_path / 'report' / 'gan_losses.png').stat().st_size > 0
+    assert (tmp_path / 'report' / 'e_above_hull.png').stat().st_size > 0
+
+    result = invoke('campaign', 'status', str(node.pk))
+    assert result.exit_code == 0 and 'finished' in result.output
