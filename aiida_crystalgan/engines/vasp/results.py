@@ -1,0 +1,74 @@
+"""Calcfunctions from aiida-vasp's outputs to the engine's standard outputs (units: eV, Å, eV/Å, eV/Å^3, K, fs)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from aiida import orm
+from aiida.engine import calcfunction
+
+EV_PER_A3_PER_GPA = 1 / 160.21766208
+TEMPERATURE = re.compile(r'\(temperature\s+([-+\d.Ee]+)\s*K\)')
+
+
+def stress_from_vasp(stress_kbar) -> np.ndarray:
+    """VASP's stress (kBar, positive = compressed cell) to the physical stress in eV/Å^3 (positive = tensile)."""
+    return -0.1 * EV_PER_A3_PER_GPA * np.asarray(stress_kbar, dtype=float)
+
+
+@calcfunction
+def get_forces_result(misc: orm.Dict) -> orm.ArrayData:
+    """Energy (σ→0), forces and stress of the last ionic step, from the ``misc`` output of ``vasp.vasp``."""
+    misc = misc.get_dict()
+    forces = np.asarray(misc['forces'], dtype=float)
+    energy = float(misc['total_energies']['energy_extrapolated'])
+    run_status = misc['run_status']
+    result = orm.ArrayData({'forces': forces, 'stress': stress_from_vasp(misc['stress'])})
+    result.base.attributes.set_many({
+        'energy': energy,
+        'energy_per_atom': energy / len(forces),
+        'max_force': float(np.linalg.norm(forces, axis=1).max()),
+        'converged': bool(run_status.get('electronic_converged')) and run_status.get('ionic_converged') is not False,
+    })
+    return result
+
+
+def _temperatures(outcar: str, frames: int) -> np.ndarray:
+    """Instantaneous temperatures (K) of the MD steps printed in the OUTCAR, NaN where there are none."""
+    values = [float(value) for value in TEMPERATURE.findall(outcar)][:frames]
+    return np.array(values + [np.nan] * (frames - len(values)))
+
+
+@calcfunction
+def get_md_trajectory(parameters: orm.Dict, **parts: orm.Data) -> orm.TrajectoryData:
+    """Join the MD parts (``trajectory_NNN`` from ``vasp.vasp`` and its ``retrieved_NNN``) into the standard trajectory.
+
+    Frames are kept every ``sample_interval`` steps; ``times`` count from the first step in fs.
+    """
+    parameters = parameters.get_dict()
+    keys = sorted(key.removeprefix('trajectory_') for key in parts if key.startswith('trajectory_'))
+    cells, positions, energies, forces, stress, temperatures = [], [], [], [], [], []
+    for key in keys:
+        part = parts[f'trajectory_{key}']
+        frames = part.get_array('cells')
+        cells.append(frames)
+        positions.append(np.einsum('fij,fjk->fik', part.get_array('positions'), frames))  # fractional -> Cartesian
+        energies.append(part.get_array('energy_extrapolated'))
+        forces.append(part.get_array('forces'))
+        stress.append(stress_from_vasp(part.get_array('stress')))
+        outcar = parts[f'retrieved_{key}'].get_object_content('OUTCAR')
+        temperatures.append(_temperatures(outcar, len(frames)))
+    symbols = list(parts[f'trajectory_{keys[0]}'].base.attributes.get('symbols'))
+    every = int(parameters.get('sample_interval', 1))
+    cells = np.concatenate(cells)
+    steps = np.arange(len(cells))[::every]
+
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols, np.concatenate(positions)[steps], stepids=steps, cells=cells[steps],
+                              times=steps * float(parameters['timestep']))
+    trajectory.set_array('energies', np.concatenate(energies)[steps])
+    trajectory.set_array('forces', np.concatenate(forces)[steps])
+    trajectory.set_array('stress', np.concatenate(stress)[steps])
+    trajectory.set_array('temperatures', np.concatenate(temperatures)[steps])
+    return trajectory
