@@ -50,6 +50,19 @@ def _seed_structures(group_label: str | None, files: tuple[str, ...]) -> dict:
     return structures
 
 
+def read_yaml(path: str | None) -> dict | None:
+    """The mapping in a YAML file (``None`` without a path); a clear error when it is not a mapping."""
+    if path is None:
+        return None
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exception:
+        raise click.BadParameter(f'`{path}` is not valid YAML: {exception}') from exception
+    if not isinstance(content, dict):
+        raise click.BadParameter(f'`{path}` must hold a mapping of keys to values')
+    return content
+
+
 def current_stage(node) -> str:
     """The stage a campaign is in (an extra the campaign updates as it goes)."""
     return node.base.extras.get('crystalgan_stage', 'created')
@@ -78,7 +91,11 @@ def campaign() -> None:
 @click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
 @click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
               help='YAML file of engine settings (e.g. potential family and mapping for VASP).')
+@click.option('--engine-options', type=click.Path(exists=True, dir_okay=False),
+              help='YAML file of scheduler options of the engine calculations (resources, queue, walltime).')
 @click.option('--train-code', default='crystalgan_train@localhost', show_default=True)
+@click.option('--train-options', type=click.Path(exists=True, dir_okay=False),
+              help='YAML file of scheduler options of the training, e.g. custom_scheduler_commands for a GPU.')
 @click.option('--generate-code', default='crystalgan_generate@localhost', show_default=True)
 @click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
               help='YAML file whose values override the protocol, stage by stage.')
@@ -90,8 +107,8 @@ def campaign() -> None:
 @click.option('--daemon/--no-daemon', default=True, show_default=True,
               help='Submit to the daemon, or run in this process.')
 @decorators.with_dbenv()
-def campaign_submit(system, protocol, engine, engine_code, engine_settings, train_code, generate_code, overrides,
-                    structures_group, structure_files, group_label, wait, daemon) -> None:
+def campaign_submit(system, protocol, engine, engine_code, engine_settings, engine_options, train_code, train_options,
+                    generate_code, overrides, structures_group, structure_files, group_label, wait, daemon) -> None:
     """Submit a campaign for a chemical system."""
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -106,12 +123,13 @@ def campaign_submit(system, protocol, engine, engine_code, engine_settings, trai
     engine_code = engine_code or ENGINE_CODE_DEFAULT.get(engine)
     if engine_code is None:
         raise click.BadParameter(f'give --engine-code for the `{engine}` engine', param_hint='--engine-code')
-    overrides_dict = yaml.safe_load(Path(overrides).read_text()) if overrides else None
-    settings = yaml.safe_load(Path(engine_settings).read_text()) if engine_settings else None
+    overrides_dict, settings, engine_options, train_options = (
+        read_yaml(path) for path in (overrides, engine_settings, engine_options, train_options))
     builder = CampaignWorkChain.get_builder_from_protocol(
         system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
         _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
-        engine_settings=settings, structures=_seed_structures(structures_group, structure_files),
+        engine_settings=settings, engine_options=engine_options, train_options=train_options,
+        structures=_seed_structures(structures_group, structure_files),
     )
     if group_label:
         builder.group_label = orm.Str(group_label)

@@ -35,11 +35,11 @@ def ensure_profile(profile_name: str) -> None:
     except Exception as exception:  # noqa: BLE001 - report any configuration problem to the user
         raise click.ClickException(f'cannot read the AiiDA configuration: {exception}') from exception
     if config.profiles:
-        echo.echo_info(f'using the existing default profile `{config.default_profile_name}`')
+        echo.echo_report(f'using the existing default profile `{config.default_profile_name}`')
         return
     verdi = executable_path('verdi')
     command = [verdi, 'presto', '--use-zeromq', '--profile-name', profile_name]
-    echo.echo_info(f'creating profile `{profile_name}` (SQLite storage, ZeroMQ broker)')
+    echo.echo_report(f'creating profile `{profile_name}` (SQLite storage, ZeroMQ broker)')
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise click.ClickException(f'`verdi presto` failed:\n{result.stdout}\n{result.stderr}')

@@ -86,6 +86,8 @@ class CampaignWorkChain(WorkChain):
                                   generate_code: orm.AbstractCode, protocol: str | None = None,
                                   overrides: dict[str, Any] | None = None, engine: str = 'mlip',
                                   engine_settings: dict[str, Any] | None = None,
+                                  engine_options: dict[str, Any] | None = None,
+                                  train_options: dict[str, Any] | None = None,
                                   structures: dict[str, orm.StructureData] | None = None):
         """A ready builder for ``system`` with the parameters of ``protocol`` (`fast`, `balanced`, `precise`)."""
         parse_system(system)
@@ -100,6 +102,10 @@ class CampaignWorkChain(WorkChain):
         builder.engine.protocol = orm.Str(protocol or 'balanced')
         if engine_settings:
             builder.engine.settings = orm.Dict(engine_settings)
+        if engine_options:
+            builder.engine.options = orm.Dict(engine_options)
+        if train_options:
+            builder.train_options = orm.Dict(train_options)
         if structures:
             builder.structures = structures
         return builder

@@ -7,6 +7,7 @@ from aiida.engine import ToContext, WorkChain, if_
 
 from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
 from aiida_crystalgan.workflows.functions import summarize_stability
+from aiida_crystalgan.workflows.phonons import PhononWorkChain
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
@@ -70,8 +71,6 @@ class StabilityWorkChain(WorkChain):
 
     def run_phonons(self):
         """One phonon workchain per structure that passed the force check."""
-        from aiida_crystalgan.workflows.phonons import PhononWorkChain
-
         parameters = orm.Dict(self.inputs.parameters.get('phonons', {}))
         calls = {}
         for key in self.ctx.candidates:
