@@ -1,0 +1,107 @@
+"""Executables run by the CalcJobs on compute nodes: ``crystalgan-train`` and ``crystalgan-generate``.
+
+Exit codes: 0 success, 2 bad input (message on stderr), 3 soft wall-clock limit reached (``checkpoint.pt`` written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_WALLCLOCK = 3
+_STARTED = time.monotonic()
+
+
+def _fail(message: str) -> int:
+    print(f'error: {message}', file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _require_file(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise ValueError(f'{what} `{path}` does not exist')
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    """Train a GAN from a dataset file; see the module docstring for exit codes."""
+    parser = argparse.ArgumentParser(prog='crystalgan-train', description=train_main.__doc__)
+    parser.add_argument('--dataset', type=Path, required=True, help='dataset file (HDF5, aiida_crystalgan.io format)')
+    parser.add_argument('--config', type=Path, required=True, help='JSON file of GanConfig fields')
+    parser.add_argument('--output-dir', type=Path, required=True)
+    parser.add_argument('--resume', type=Path, help='checkpoint to continue from')
+    parser.add_argument('--max-wallclock-seconds', type=float, help='soft limit: checkpoint and exit 3 before it')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    args = parser.parse_args(argv)
+
+    from aiida_crystalgan.io import read_datafile
+
+    from .config import GanConfig
+    from .training import train
+
+    try:
+        _require_file(args.dataset, 'dataset file')
+        _require_file(args.config, 'config file')
+        if args.resume is not None:
+            _require_file(args.resume, 'checkpoint')
+        config = GanConfig.from_json(args.config)
+        records = read_datafile(args.dataset)
+        limit = None
+        if args.max_wallclock_seconds is not None:
+            limit = args.max_wallclock_seconds - (time.monotonic() - _STARTED)
+        result = train(records, config, args.output_dir, resume=args.resume, max_wallclock_seconds=limit,
+                       device=args.device)
+    except (ValueError, KeyError) as exception:
+        return _fail(str(exception))
+    if not result.completed:
+        print(f'wall-clock limit reached: wrote {result.checkpoint_path}', file=sys.stderr)
+        return EXIT_WALLCLOCK
+    print(json.dumps(result.metrics))
+    return 0
+
+
+def generate_main(argv: list[str] | None = None) -> int:
+    """Generate candidate structures from a trained model; prints a one-line JSON summary."""
+    parser = argparse.ArgumentParser(prog='crystalgan-generate', description=generate_main.__doc__)
+    parser.add_argument('--model', type=Path, required=True, help='checkpoint written by crystalgan-train')
+    parser.add_argument('--request', type=Path, required=True,
+                        help='JSON: {"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, '
+                             '"seed": 0}')
+    parser.add_argument('--output', type=Path, required=True, help='candidates dataset file (HDF5)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    args = parser.parse_args(argv)
+
+    from aiida_crystalgan.io import write_datafile
+
+    from .generation import generate
+
+    try:
+        _require_file(args.model, 'model checkpoint')
+        _require_file(args.request, 'request file')
+        try:
+            request = json.loads(args.request.read_text())
+        except json.JSONDecodeError as exception:
+            raise ValueError(f'request `{args.request}` is not valid JSON: {exception}') from exception
+        if not isinstance(request, dict) or 'targets' not in request:
+            raise ValueError('request must be a JSON object with `targets` (and `num_per_target`, `seed`)')
+        unknown = sorted(set(request) - {'targets', 'num_per_target', 'seed'})
+        if unknown:
+            raise ValueError(f'unknown request key(s): {", ".join(unknown)}')
+        seed = request.get('seed', 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f'seed must be an integer, got {seed!r}')
+        if not isinstance(request['targets'], list):
+            raise ValueError('`targets` must be a list of {"composition": ..., "formula_units": ...}')
+        started = time.perf_counter()
+        records = generate(args.model, request['targets'], request.get('num_per_target', 1), seed=seed,
+                           device=args.device)
+        seconds = time.perf_counter() - started
+    except (ValueError, KeyError, TypeError) as exception:
+        return _fail(str(exception))
+    write_datafile(args.output, records, metadata={'request': request})
+    print(json.dumps({'count': len(records), 'seconds': seconds,
+                      'structures_per_second': len(records) / seconds if seconds > 0 else None}))
+    return 0

@@ -1,0 +1,98 @@
+"""Batched generation of candidate structures from a checkpoint's EMA generator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase.formula import Formula
+
+from aiida_crystalgan.io import StructureRecord
+
+from .checkpoint import load_checkpoint
+from .config import GanConfig
+from .data import conditions, slot_species
+from .generator import Generator
+from .representation import CrystalBatch, batch_to_records
+from .training import resolve_device
+
+
+@dataclass
+class Target:
+    """A requested composition (e.g. ``'NbO2'``) and number of formula units; ``counts`` (K,) atoms per element."""
+
+    composition: str
+    formula_units: int
+    counts: np.ndarray
+
+
+def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elements: Sequence[str],
+                  n_max: int) -> list[Target]:
+    """Validate requested targets against the model's vocabulary and slot count; ``ValueError`` on bad input."""
+    if not targets:
+        raise ValueError('no targets requested')
+    parsed = []
+    for target in targets:
+        composition, units = (target['composition'], target.get('formula_units', 1)) \
+            if isinstance(target, Mapping) else target
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            raise ValueError(f'formula_units of `{composition}` must be a positive integer, got {units!r}')
+        try:
+            count = Formula(str(composition)).count()
+        except ValueError as exception:
+            raise ValueError(f'cannot parse composition `{composition}`: {exception}') from exception
+        if not count or any(n <= 0 for n in count.values()):
+            raise ValueError(f'composition `{composition}` has no atoms')
+        unknown = sorted(set(count) - set(elements))
+        if unknown:
+            raise ValueError(f'element(s) {", ".join(unknown)} of `{composition}` not in the model vocabulary '
+                             f'{", ".join(elements)}')
+        counts = np.array([count.get(element, 0) * units for element in elements], dtype=np.int64)
+        if counts.sum() > n_max:
+            raise ValueError(f'{composition} x {units} has {counts.sum()} atoms, more than n_max={n_max}')
+        parsed.append(Target(str(composition), units, counts))
+    return parsed
+
+
+def load_generator(state: dict[str, Any], device: torch.device) -> Generator:
+    """The EMA generator of a checkpoint, in evaluation mode on ``device``."""
+    config = GanConfig.from_dict(state['config'])
+    generator = Generator(config.latent_dim, len(state['elements']) + 1, config.n_max, config.generator_width,
+                          config.generator_depth)
+    generator.load_state_dict(state['models']['generator_ema'])
+    return generator.to(device).eval().requires_grad_(False)
+
+
+def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | tuple[str, int]],
+             num_per_target: int, seed: int = 0, device: str | torch.device = 'auto',
+             batch_size: int = 4096) -> list[StructureRecord]:
+    """``num_per_target`` structures for each target, with exact compositions (label = composition, source =
+    ``'generated'``), coordinates wrapped into [0, 1). Deterministic for a given ``seed`` and device.
+    """
+    if isinstance(num_per_target, bool) or not isinstance(num_per_target, int) or num_per_target <= 0:
+        raise ValueError(f'num_per_target must be a positive integer, got {num_per_target!r}')
+    torch_device = resolve_device(device)
+    state = load_checkpoint(checkpoint_path)
+    elements = list(state['elements'])
+    n_max = int(state['config']['n_max'])
+    parsed = parse_targets(targets, elements, n_max)
+    generator = load_generator(state, torch_device)
+    latent = torch.Generator().manual_seed(seed)
+    records: list[StructureRecord] = []
+    for target in parsed:
+        counts = torch.from_numpy(target.counts)[None]
+        condition = conditions(counts, n_max).to(torch_device)
+        species, mask = slot_species(counts, n_max)
+        num_atoms = mask.sum(dim=1).to(torch_device)
+        for start in range(0, num_per_target, batch_size):
+            size = min(batch_size, num_per_target - start)
+            z = torch.randn(size, generator.latent_dim, generator=latent).to(torch_device)
+            with torch.inference_mode():
+                cell, frac = generator(z, condition.expand(size, -1), num_atoms.expand(size))
+            batch = CrystalBatch(cell, frac, species.expand(size, -1), mask.expand(size, -1))
+            records.extend(batch_to_records(batch, elements, wrap=True, label=target.composition, source='generated'))
+    return records

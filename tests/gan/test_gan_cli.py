@@ -1,0 +1,131 @@
+"""The executables ``crystalgan-train`` and ``crystalgan-generate`` run as subprocesses, as the CalcJobs run them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from aiida_crystalgan.io import DataFile, write_datafile
+
+CONFIG = {
+    'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
+    'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
+    'critic_steps': 1, 'physics_warmup_steps': 1, 'log_every': 1, 'steps': 3, 'validation_fraction': 0.25,
+}
+
+
+def executable(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f'console script `{name}` is not installed')
+    return found
+
+
+def run(name: str, *args) -> subprocess.CompletedProcess:
+    environment = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    return subprocess.run([executable(name), *map(str, args)], capture_output=True, text=True, env=environment,
+                          timeout=300, check=False)
+
+
+def write_json(path: Path, values) -> Path:
+    path.write_text(json.dumps(values))
+    return path
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory, make_records):
+    """Run ``crystalgan-train`` once on a tiny dataset file; returns its output directory."""
+    directory = tmp_path_factory.mktemp('train')
+    write_datafile(directory / 'dataset.h5', make_records())
+    write_json(directory / 'config.json', CONFIG)
+    result = run('crystalgan-train', '--dataset', directory / 'dataset.h5', '--config', directory / 'config.json',
+                 '--output-dir', directory / 'out', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr
+    return directory
+
+
+def test_train_writes_model_losses_and_metrics(trained):
+    out = trained / 'out'
+    state = torch.load(out / 'model.pt', weights_only=True)
+    assert state['step'] == 3
+    rows = list(csv.DictReader((out / 'losses.csv').open()))
+    assert [int(row['step']) for row in rows] == [1, 2, 3]
+    assert {'critic_loss', 'generator_loss', 'gradient_penalty', 'physics_loss'} <= set(rows[0])
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['steps'] == 3 and metrics['device'] == 'cpu' and metrics['num_validation'] == 6
+    assert metrics['physics_validation_mae_ev_per_atom'] > 0 and metrics['seconds_per_step'] > 0
+
+
+def test_generate_writes_readable_candidates(trained, tmp_path):
+    request = write_json(tmp_path / 'request.json', {
+        'targets': [{'composition': 'NbO2', 'formula_units': 2}, {'composition': 'NbO', 'formula_units': 1}],
+        'num_per_target': 7, 'seed': 0,
+    })
+    result = run('crystalgan-generate', '--model', trained / 'out' / 'model.pt', '--request', request,
+                 '--output', tmp_path / 'candidates.h5', '--device', 'cpu')
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary['count'] == 14 and summary['structures_per_second'] > 0
+    with DataFile(tmp_path / 'candidates.h5') as candidates:
+        assert len(candidates) == 14
+        assert candidates[0].label == 'NbO2' and candidates[0].source == 'generated'
+        assert candidates[0].num_atoms == 6 and candidates[13].num_atoms == 2
+
+
+def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
+    config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000})
+    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', config,
+                 '--output-dir', tmp_path / 'out', '--max-wallclock-seconds', 4, '--device', 'cpu')
+    assert result.returncode == 3, result.stderr
+    checkpoint = torch.load(tmp_path / 'out' / 'checkpoint.pt', weights_only=True)
+    assert 0 < checkpoint['step'] < 100000
+    assert not (tmp_path / 'out' / 'model.pt').exists()
+    assert (tmp_path / 'out' / 'losses.csv').exists()
+    config = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': checkpoint['step'] + 1})
+    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', config,
+                 '--output-dir', tmp_path / 'resumed', '--resume', tmp_path / 'out' / 'checkpoint.pt')
+    assert result.returncode == 0, result.stderr
+    assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == checkpoint['step'] + 1
+
+
+def test_bad_input_exits_2(trained, tmp_path, capsys):
+    """Bad input: message on stderr, exit code 2 (run in-process: the argument handling is the same)."""
+    from aiida_crystalgan.gan.cli import generate_main, train_main
+
+    dataset, config = trained / 'dataset.h5', trained / 'config.json'
+    assert train_main(['--dataset', str(tmp_path / 'nope.h5'), '--config', str(config), '--output-dir',
+                       str(tmp_path)]) == 2
+    assert 'does not exist' in capsys.readouterr().err
+    invalid = write_json(tmp_path / 'bad.json', {**CONFIG, 'steps': -1})
+    assert train_main(['--dataset', str(dataset), '--config', str(invalid), '--output-dir', str(tmp_path)]) == 2
+    assert '`steps` must be positive' in capsys.readouterr().err
+    empty = tmp_path / 'empty.h5'
+    write_datafile(empty, [])
+    assert train_main(['--dataset', str(empty), '--config', str(config), '--output-dir', str(tmp_path)]) == 2
+    assert 'empty' in capsys.readouterr().err
+    model = str(trained / 'out' / 'model.pt')
+    for request, message in [
+        ({'targets': [{'composition': 'TiO2'}], 'num_per_target': 2}, 'not in the model vocabulary'),
+        ({'targets': [{'composition': 'NbO2', 'formula_units': 5}]}, 'more than n_max'),
+        ({'targets': [{'composition': 'NbO2'}], 'num_per_target': -1}, 'num_per_target'),
+        ({'targets': 'NbO2'}, '`targets` must be a list'),
+    ]:
+        path = write_json(tmp_path / 'request.json', request)
+        assert generate_main(['--model', model, '--request', str(path), '--output', str(tmp_path / 'c.h5')]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'c.h5').exists()
+
+
+def test_bad_input_exits_2_from_the_console_script(tmp_path):
+    result = run('crystalgan-generate', '--model', tmp_path / 'none.pt', '--request', tmp_path / 'r.json',
+                 '--output', tmp_path / 'c.h5')
+    assert result.returncode == 2 and 'does not exist' in result.stderr

@@ -1,0 +1,129 @@
+"""Training: bit-exact resume, safe checkpoints, the physics head learns, generation honours compositions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aiida_crystalgan.gan import GanConfig, generate, read_checkpoint_summary, train
+from aiida_crystalgan.gan.data import build_training_set, element_vocabulary, fit_normalisation
+from aiida_crystalgan.gan.training import LOSS_COLUMNS, Trainer
+
+TINY = {
+    'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
+    'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
+    'critic_steps': 1, 'physics_warmup_steps': 1, 'log_every': 1,
+}
+
+
+def tiny_config(**values) -> GanConfig:
+    return GanConfig.from_dict({**TINY, **values})
+
+
+@pytest.fixture(scope='module')
+def tiny_model(tmp_path_factory, make_records):
+    """A checkpoint after one training step on the tiny dataset."""
+    directory = tmp_path_factory.mktemp('model')
+    return train(make_records(), tiny_config(steps=1), directory, device='cpu').checkpoint_path
+
+
+def assert_same_state(first: dict, second: dict) -> None:
+    for name in ('generator', 'generator_ema', 'critic', 'physics'):
+        for key, value in first['models'][name].items():
+            assert torch.equal(value, second['models'][name][key]), f'{name}.{key} differs'
+    for name, optimiser in first['optimisers'].items():
+        for index, state in optimiser['state'].items():
+            for key, value in state.items():
+                assert torch.equal(value, second['optimisers'][name]['state'][index][key]), f'{name} optimiser'
+    assert torch.equal(first['rng']['trainer'], second['rng']['trainer'])
+    for column in LOSS_COLUMNS[:-1]:
+        assert first['history'][column] == second['history'][column]
+
+
+def test_resume_is_bit_exact(tmp_path, records):
+    straight = train(records, tiny_config(steps=4), tmp_path / 'straight', device='cpu')
+    train(records, tiny_config(steps=2), tmp_path / 'first', device='cpu')
+    resumed = train(records, tiny_config(steps=4), tmp_path / 'second', resume=tmp_path / 'first' / 'model.pt',
+                    device='cpu')
+    assert straight.completed and resumed.completed
+    first = torch.load(straight.checkpoint_path, weights_only=True)
+    second = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert first['step'] == second['step'] == 4
+    assert_same_state(first, second)
+
+
+def test_checkpoint_is_plain_data_and_summarised(tmp_path, records):
+    result = train(records, tiny_config(steps=2), tmp_path, device='cpu')
+    state = torch.load(result.checkpoint_path, weights_only=True)
+    assert set(state) >= {'models', 'optimisers', 'rng', 'step', 'config', 'normalisation', 'elements', 'history'}
+    assert state['elements'] == ['O', 'Nb']
+    summary = read_checkpoint_summary(result.checkpoint_path)
+    json.dumps(summary)
+    assert summary['step'] == 2 and summary['n_max'] == 8 and summary['elements'] == ['O', 'Nb']
+    assert summary['architecture']['parameters']['generator'] > 0
+    assert summary['metrics']['device'] == 'cpu'
+    assert summary['metrics']['physics_training_mae_ev_per_atom'] > 0
+    assert (tmp_path / 'losses.csv').read_text().splitlines()[0] == ','.join(LOSS_COLUMNS)
+
+
+def test_resume_rejects_architecture_change_and_unknown_elements(tmp_path, records):
+    train(records, tiny_config(steps=1), tmp_path, device='cpu')
+    with pytest.raises(ValueError, match='architecture'):
+        train(records, tiny_config(steps=2, critic_width=8), tmp_path / 'b', resume=tmp_path / 'model.pt')
+    records[0].numbers[0] = 22
+    with pytest.raises(ValueError, match='Ti not in the model vocabulary'):
+        train(records, tiny_config(steps=2), tmp_path / 'c', resume=tmp_path / 'model.pt')
+
+
+def test_physics_head_learns_energies_and_forces(records):
+    config = tiny_config(cutoff=5.0, num_rbf=16, physics_width=32, batch_size=24, physics_lr=3e-3)
+    elements = element_vocabulary(records)
+    normalisation = fit_normalisation(records, elements, config.min_distance, config.cutoff, config.max_images)
+    data = build_training_set(records, elements, config.n_max, normalisation)
+    trainer = Trainer(config, normalisation, torch.device('cpu'))
+    everything = torch.arange(len(data))
+    before = float(trainer.physics_loss(data.select(everything), create_graph=False))
+    for _ in range(60):
+        trainer.physics_step(data, everything)
+    after = float(trainer.physics_loss(data.select(everything), create_graph=False))
+    assert after < 0.3 * before
+
+
+def test_reference_energies_are_fitted(records):
+    normalisation = fit_normalisation(records, ['O', 'Nb'], 1.0, 4.0, 4)
+    assert normalisation.num_energies == len(records)
+    counts = np.array([[np.sum(r.numbers == 8), np.sum(r.numbers == 41)] for r in records])
+    energies = np.array([r.energy for r in records])
+    normalised = normalisation.normalise_energy(energies, counts)
+    assert abs(normalised.mean()) < 1e-8 and abs(normalised.std() - 1) < 1e-8
+    np.testing.assert_allclose(normalisation.energy_per_atom(normalised, counts), energies / counts.sum(axis=1))
+    assert 1.5 < normalisation.min_pair_distance[0][1] < 2.5
+
+
+def test_generate_exact_compositions(tiny_model):
+    targets = [{'composition': 'NbO2', 'formula_units': 2}, ('NbO', 1)]
+    candidates = generate(tiny_model, targets, num_per_target=5, seed=3)
+    assert len(candidates) == 10
+    assert sorted(candidates[0].numbers.tolist()) == [8, 8, 8, 8, 41, 41]
+    assert sorted(candidates[-1].numbers.tolist()) == [8, 41]
+    assert {c.label for c in candidates} == {'NbO2', 'NbO'} and {c.source for c in candidates} == {'generated'}
+    for candidate in candidates:
+        frac = np.linalg.solve(candidate.cell.T, candidate.positions.T).T
+        assert frac.min() >= 0 and frac.max() < 1 and candidate.volume > 0
+    again = generate(tiny_model, targets, num_per_target=5, seed=3)
+    np.testing.assert_array_equal(again[4].positions, candidates[4].positions)
+
+
+@pytest.mark.parametrize(('targets', 'count', 'message'), [
+    ([{'composition': 'TiO2'}], 1, 'Ti of `TiO2` not in the model vocabulary'),
+    ([{'composition': 'NbO2', 'formula_units': 3}], 1, 'more than n_max=8'),
+    ([{'composition': 'NbO2', 'formula_units': 0}], 1, 'positive integer'),
+    ([{'composition': 'NbO2'}], 0, 'num_per_target'),
+    ([], 1, 'no targets'),
+])
+def test_generate_rejects_bad_requests(tiny_model, targets, count, message):
+    with pytest.raises(ValueError, match=message):
+        generate(tiny_model, targets, num_per_target=count)
