@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.engine import ToContext, WorkChain, if_, while_
 
 from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
 from aiida_crystalgan.workflows.functions import summarize_stability
@@ -18,6 +18,9 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
         return '`relax.fmax` (eV/Å) must be positive'
     if not parameters.get('force_tolerance', 0) > 0:
         return '`force_tolerance` (eV/Å) must be positive'
+    limit = parameters.get('max_concurrent_phonons')
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        return f'`max_concurrent_phonons` must be a positive integer or null, got {limit}'
     return None
 
 
@@ -29,14 +32,18 @@ class StabilityWorkChain(WorkChain):
         super().define(spec)
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to check.')
         spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
-                   help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`.')
+                   help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`, '
+                        '`max_concurrent_phonons` (phonon workchains at a time; default: all).')
         expose_engine_inputs(spec)
         spec.inputs.validator = lambda inputs, _: None if inputs.get('structures') else \
             'the `structures` namespace is empty: give at least one structure'
         spec.outline(
             cls.relax,
             cls.inspect_relax,
-            if_(cls.should_check_phonons)(cls.run_phonons, cls.inspect_phonons),
+            if_(cls.should_check_phonons)(
+                while_(cls.phonons_pending)(cls.run_phonons),
+                cls.inspect_phonons,
+            ),
             cls.results,
         )
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
@@ -62,6 +69,8 @@ class StabilityWorkChain(WorkChain):
         self.ctx.results = dict(node.outputs.results)
         self.ctx.candidates = [key for key, r in self.ctx.results.items()
                                if r.base.attributes.get('max_force') < tolerance]
+        self.ctx.phonon_queue = list(self.ctx.candidates)
+        self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters.get('phonons', {}))
         self.report(f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below '
                     f'{tolerance} eV/Å')
         return None
@@ -69,11 +78,20 @@ class StabilityWorkChain(WorkChain):
     def should_check_phonons(self) -> bool:
         return bool(self.inputs.parameters.get('check_phonons', True)) and bool(self.ctx.candidates)
 
+    def phonons_pending(self) -> bool:
+        return bool(self.ctx.phonon_queue)
+
     def run_phonons(self):
-        """One phonon workchain per structure that passed the force check."""
-        parameters = orm.Dict(self.inputs.parameters.get('phonons', {}))
+        """One phonon workchain per structure that passed the force check, at most ``max_concurrent_phonons`` at a time.
+
+        On a laptop every MLIP calculation loads its model and competes for the same cores; on a cluster leave the
+        limit unset and let them all run.
+        """
+        limit = self.inputs.parameters.get('max_concurrent_phonons') or len(self.ctx.phonon_queue)
+        batch, self.ctx.phonon_queue = self.ctx.phonon_queue[:limit], self.ctx.phonon_queue[limit:]
+        parameters = self.ctx.phonon_parameters
         calls = {}
-        for key in self.ctx.candidates:
+        for key in batch:
             inputs = {'structure': self.ctx.relaxed[key], 'parameters': parameters,
                       'engine': dict(self.inputs.engine)}
             calls[f'phonons_{key}'] = self.submit(PhononWorkChain, **inputs)
