@@ -1,0 +1,159 @@
+"""Import structures from files: CIF, POSCAR/CONTCAR, extended XYZ, vasprun.xml and OUTCAR.
+
+CIFs are read with pymatgen (symmetry operations, partial occupancies detected), everything else with ASE, which
+keeps energies, forces and stress. Files are streamed frame by frame; a file that cannot be read raises
+:class:`FileImportError` naming it.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import lzma
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.io.datafile import StructureRecord
+
+from .cleaning import CleaningOptions, CleaningReport, build_dataset
+
+__all__ = ('FileImportError', 'FORMATS', 'detect_format', 'import_files', 'iter_file_records')
+
+#: File formats and the ASE format name used to read them (``cif`` is read by pymatgen).
+FORMATS = {'cif': 'cif', 'poscar': 'vasp', 'extxyz': 'extxyz', 'vasprun': 'vasp-xml', 'outcar': 'vasp-out'}
+
+
+_OPENERS = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}
+
+
+class FileImportError(ValueError):
+    """A file could not be read as a structure file."""
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format of ``path`` from its name (compressed ``.gz``/``.bz2``/``.xz`` allowed)."""
+    name = re.sub(r'\.(gz|bz2|xz)$', '', path.name.lower())
+    if name.endswith('.cif'):
+        return 'cif'
+    if name.endswith(('.extxyz', '.xyz')):
+        return 'extxyz'
+    if name.startswith('vasprun') and name.endswith('.xml'):
+        return 'vasprun'
+    if name.startswith('outcar'):
+        return 'outcar'
+    if name.startswith(('poscar', 'contcar')) or name.endswith(('.vasp', '.poscar')):
+        return 'poscar'
+    raise FileImportError(f'{path}: unsupported file type; name it *.cif, *.extxyz/*.xyz, POSCAR*/CONTCAR*/*.vasp, '
+                          'vasprun*.xml or OUTCAR* (optionally compressed), or pass the format explicitly')
+
+
+def _read_cif(path: Path, report: CleaningReport) -> Iterator[StructureRecord]:
+    import warnings
+
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        parser = CifParser(path)
+        structures = parser.parse_structures(primitive=False)
+    if not structures:
+        raise ValueError('no structure could be parsed')
+    for i, structure in enumerate(structures):
+        label = path.name if len(structures) == 1 else f'{path.name}:{i}'
+        if not structure.is_ordered:
+            report.num_input += 1
+            report.drop('disordered', f'partial occupancies in {structure.composition}', source=str(path),
+                        label=label)
+            continue
+        yield StructureRecord.from_pymatgen(structure, source=str(path), label=label)
+
+
+def _read_ase(path: Path, fmt: str, index: str) -> Iterator[StructureRecord]:
+    from ase.io import iread
+
+    with contextlib.ExitStack() as stack:
+        readable = path
+        if path.suffix in _OPENERS:
+            # ASE seeks back to every frame: in a compressed stream each seek decompresses from the start again.
+            tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix='crystalgan-import-'))
+            readable = Path(tmpdir) / path.stem
+            with _OPENERS[path.suffix](path, 'rb') as source, readable.open('wb') as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+        for i, atoms in enumerate(iread(readable, index=index, format=FORMATS[fmt])):
+            yield StructureRecord.from_ase(atoms, source=str(path), label=f'{path.name}:{i}')
+
+
+def iter_file_records(path: str | Path, fmt: str | None = None, index: str = ':',
+                      report: CleaningReport | None = None) -> Iterator[StructureRecord]:
+    """Yield the records of one file; ``index`` selects frames of multi-frame files (ASE syntax, e.g. ``-1``).
+
+    Disordered CIF structures are recorded in ``report`` instead of being yielded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileImportError(f'{path}: no such file')
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise FileImportError(f'{path}: unknown format `{fmt}`, choose one of {", ".join(FORMATS)}')
+    report = report if report is not None else CleaningReport()
+    count = 0
+    try:
+        records = _read_cif(path, report) if fmt == 'cif' else _read_ase(path, fmt, index)
+        for record in records:
+            count += 1
+            yield record
+    except FileImportError:
+        raise
+    except Exception as exception:
+        raise FileImportError(f'{path}: cannot read as {fmt}: {type(exception).__name__}: {exception}') from exception
+    if count == 0 and not report.dropped:
+        raise FileImportError(f'{path}: no structure found in this {fmt} file')
+
+
+def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """Files of ``paths``, directories replaced by their structure files; also the other files found in directories."""
+    files: list[Path] = []
+    skipped: list[str] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        for candidate in sorted(path.rglob('*')):
+            if not candidate.is_file() or candidate.name.startswith('.'):
+                continue
+            try:
+                detect_format(candidate)
+            except FileImportError:
+                skipped.append(str(candidate))
+            else:
+                files.append(candidate)
+    return files, skipped
+
+
+def import_files(paths: Iterable[str | Path], fmt: str | None = None, index: str = ':',
+                 cleaning: CleaningOptions | dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+                 **kwargs) -> CrystalDatasetData:
+    """Read structure files (or directories of them) into one unstored ``CrystalDatasetData``.
+
+    In directories, files whose name matches no format are skipped and listed in ``metadata['skipped_files']``.
+
+    :param fmt: force the format (``cif``, ``poscar``, ``extxyz``, ``vasprun``, ``outcar``) instead of guessing it.
+    :param index: frames of multi-frame files, ASE syntax (``:`` all, ``-1`` the last).
+    :param cleaning: :class:`CleaningOptions` (or their dict) to apply; the report lands in ``metadata['cleaning']``.
+    :param kwargs: passed to ``CrystalDatasetData`` (``splits``, ``folds``, ``seed``, ``group_by``).
+    """
+    files, skipped = _expand(paths)
+    if not files:
+        raise FileImportError(f'no structure files given (skipped in directories: {skipped[:10]})')
+    report = CleaningReport()
+    options = CleaningOptions.from_dict(cleaning) if isinstance(cleaning, dict) else cleaning
+    records = (record for path in files for record in iter_file_records(path, fmt, index, report))
+    metadata = {'provider': 'files', 'files': [str(path) for path in files], 'skipped_files': skipped,
+                'options': {'format': fmt, 'index': index}, **(metadata or {})}
+    return build_dataset(records, metadata, options, report, **kwargs)

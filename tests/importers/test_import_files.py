@@ -1,0 +1,121 @@
+"""Import of structure files: CIF, POSCAR, extxyz with energies and forces, VASP outputs; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+from pymatgen.core import Lattice, Structure
+
+from aiida_crystalgan.importers.files import FileImportError, detect_format, import_files, iter_file_records
+
+VASP_DATA = Path('/work/shared/data/vasp-outputs_aiida-vasp')
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    """A CIF, a POSCAR and a 3-frame extxyz with energies and forces."""
+    rutile = Structure.from_spacegroup('P4_2/mnm', Lattice.tetragonal(4.85, 3.03), ['Nb', 'O'],
+                                       [[0, 0, 0], [0.29, 0.29, 0]])
+    rutile.to(filename=str(tmp_path / 'NbO2.cif'))
+    write(tmp_path / 'POSCAR', bulk('Nb', 'bcc', a=3.3), format='vasp')
+    frames = []
+    for i in range(3):
+        atoms = bulk('NbO', 'rocksalt', a=4.2 + 0.01 * i)
+        atoms.calc = SinglePointCalculator(atoms, energy=-20.0 + i, forces=np.full((2, 3), 0.1 * i))
+        frames.append(atoms)
+    write(tmp_path / 'md.extxyz', frames, format='extxyz')
+    return {'cif': tmp_path / 'NbO2.cif', 'poscar': tmp_path / 'POSCAR', 'extxyz': tmp_path / 'md.extxyz'}
+
+
+@pytest.mark.parametrize('name, fmt', [
+    ('a.cif', 'cif'), ('b.CIF.gz', 'cif'), ('POSCAR', 'poscar'), ('CONTCAR_3', 'poscar'), ('x.vasp', 'poscar'),
+    ('t.extxyz', 'extxyz'), ('t.xyz.gz', 'extxyz'), ('vasprun.xml', 'vasprun'), ('OUTCAR.bz2', 'outcar'),
+])
+def test_detect_format(name, fmt):
+    assert detect_format(Path(name)) == fmt
+
+
+def test_records(files):
+    """Each reader gives records; extxyz keeps energies and forces."""
+    (cif,) = iter_file_records(files['cif'])
+    assert cif.num_atoms == 6 and sorted(cif.numbers) == [8, 8, 8, 8, 41, 41]
+    assert cif.source == str(files['cif'])
+    (poscar,) = iter_file_records(files['poscar'])
+    assert poscar.num_atoms == 1 and poscar.energy is None
+    frames = list(iter_file_records(files['extxyz']))
+    assert [frame.energy for frame in frames] == [-20.0, -19.0, -18.0]
+    assert np.allclose(frames[2].forces, 0.2)
+    assert [frame.label for frame in iter_file_records(files['extxyz'], index='-1')] == ['md.extxyz:0']
+
+
+def test_import_files(files, tmp_path):
+    """Files and directories import into one dataset that records the files read."""
+    (tmp_path / 'README.md').write_text('not a structure')
+    dataset = import_files([tmp_path], splits=(0.6, 0.2, 0.2), seed=1).store()
+    assert dataset.metadata['skipped_files'] == [str(tmp_path / 'README.md')]
+    assert dataset.size == 5
+    assert dataset.compositions == {'Nb': 1, 'NbO': 3, 'NbO2': 1}
+    assert dataset.base.attributes.get('num_with_energies') == 3
+    assert sorted(dataset.metadata['files']) == sorted(str(path) for path in files.values())
+    assert dataset.metadata['cleaning']['num_kept'] == 5
+    assert len(dataset.get_split('train')) == 3
+
+
+def test_import_with_cleaning(files):
+    """Cleaning drops what it must and says why."""
+    dataset = import_files(files.values(), cleaning={'require_energies': True})
+    assert dataset.size == 3
+    report = dataset.metadata['cleaning']
+    assert report['counts'] == {'missing_energy': 2}
+    assert {item['source'] for item in report['dropped']} == {str(files['cif']), str(files['poscar'])}
+
+
+def test_disordered_cif(tmp_path):
+    """A disordered CIF is reported, not imported."""
+    disordered = Structure(Lattice.cubic(4.2), [{'Nb': 0.5, 'Ta': 0.5}, 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    disordered.to(filename=str(tmp_path / 'dis.cif'))
+    Structure(Lattice.cubic(4.2), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / 'ok.cif'))
+    dataset = import_files([tmp_path / 'dis.cif', tmp_path / 'ok.cif'])
+    assert dataset.size == 1
+    assert dataset.metadata['cleaning']['counts'] == {'disordered': 1}
+    assert dataset.metadata['cleaning']['num_input'] == 2
+    with pytest.raises(ValueError, match=r'no structures to store \(1 dropped'):
+        import_files([tmp_path / 'dis.cif'])
+
+
+def test_errors(tmp_path):
+    """Corrupt, empty, missing and unsupported files name the file."""
+    corrupt = tmp_path / 'broken.cif'
+    corrupt.write_text('data_x\n_cell_length_a 4.2\nloop_\n_atom_site_label\nthis is not a cif')
+    with pytest.raises(FileImportError, match=f'{corrupt}: cannot read as cif'):
+        import_files([corrupt])
+    garbage = tmp_path / 'POSCAR'
+    garbage.write_text('garbage\n')
+    with pytest.raises(FileImportError, match=f'{garbage}: cannot read as poscar'):
+        list(iter_file_records(garbage))
+    (tmp_path / 'notes.txt').write_text('x')
+    with pytest.raises(FileImportError, match='unsupported file type'):
+        list(iter_file_records(tmp_path / 'notes.txt'))
+    with pytest.raises(FileImportError, match='no such file'):
+        list(iter_file_records(tmp_path / 'missing.cif'))
+    with pytest.raises(FileImportError, match='unknown format'):
+        list(iter_file_records(corrupt, fmt='pdb'))
+    with pytest.raises(FileImportError, match='no structure files given'):
+        import_files([])
+
+
+@pytest.mark.skipif(not VASP_DATA.is_dir(), reason='reference VASP outputs not available')
+def test_vasp_outputs():
+    """Real vasprun.xml and OUTCAR (aiida-vasp's test data) give energies, forces and stress."""
+    dataset = import_files([VASP_DATA / 'vasprun' / 'vasprun.xml', VASP_DATA / 'outcar' / 'OUTCAR'])
+    assert dataset.size == 2
+    first, second = dataset[0], dataset[1]
+    assert first.energy == pytest.approx(second.energy)
+    assert first.forces.shape == (first.num_atoms, 3) and first.stress.shape == (3, 3)
+    relax = list(iter_file_records(VASP_DATA / 'relax' / 'vasprun.xml'))
+    assert all(record.energy is not None for record in relax)
