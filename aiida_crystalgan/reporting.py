@@ -10,19 +10,27 @@ from aiida.common.links import LinkType
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-LOSS_COLUMNS_SKIPPED = ('step',)
+ADVERSARIAL_COLUMNS = ('critic_loss', 'generator_loss', 'gradient_penalty', 'wasserstein_distance')
+NOT_LOSSES = ('step', 'seconds_per_step')
+SUMMARY_METRICS = ('steps', 'device', 'seconds_per_step', 'physics_training_mae_ev_per_atom',
+                   'physics_validation_mae_ev_per_atom', 'physics_training_force_mae_ev_per_angstrom',
+                   'physics_validation_force_mae_ev_per_angstrom', 'generated_validity_fraction')
 
 
 def plot_losses(losses, path: Path) -> Path:
-    """GAN loss curves from the training's ``losses`` ArrayData."""
+    """GAN loss curves from the training's ``losses`` ArrayData: adversarial terms left, physics terms right."""
     steps = losses.get_array('step')
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for name in losses.get_arraynames():
-        if name not in LOSS_COLUMNS_SKIPPED:
-            axis.plot(steps, losses.get_array(name), label=name)
-    axis.set_xlabel('training step')
-    axis.set_ylabel('loss')
-    axis.legend(fontsize=7)
+    names = [name for name in losses.get_arraynames() if name not in NOT_LOSSES]
+    figure, (adversarial, physics) = plt.subplots(1, 2, figsize=(10, 4))
+    for name in names:
+        axis = adversarial if name in ADVERSARIAL_COLUMNS else physics
+        axis.plot(steps, losses.get_array(name), label=name)
+    adversarial.set_title('adversarial (WGAN-GP)')
+    physics.set_title('physics head and priors')
+    for axis in (adversarial, physics):
+        axis.set_xlabel('training step')
+        axis.set_ylabel('loss')
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -53,17 +61,21 @@ def write_report(campaign, directory: Path) -> Path:
              f'{campaign.exit_status}', f'- stage: {campaign.base.extras.get("crystalgan_stage", "created")}',
              f'- engine: {campaign.inputs.engine.name.value}', f'- UUID: `{campaign.uuid}`']
     outputs = campaign.outputs
+    sections: list[str] = []
     if 'dataset' in outputs:
         dataset = outputs.dataset
-        lines.append(f'- training set: {dataset.size} structures, elements {dataset.elements}')
+        lines.append(f'- training set: {dataset.size} structures, elements {", ".join(dataset.elements)}')
     if 'model' in outputs:
-        lines.append(f'- model: step {outputs.model.step}, metrics {outputs.model.metrics}')
+        metrics = outputs.model.metrics
+        summary = ', '.join(f'{key} {format_value(metrics[key])}' for key in SUMMARY_METRICS if key in metrics)
+        lines.append(f'- model: {summary}')
         training = outputs.model.base.links.get_incoming(link_type=LinkType.CREATE).one().node
         if 'losses' in training.outputs:
             plot_losses(training.outputs.losses, directory / 'gan_losses.png')
-            lines += ['', '## GAN training', '', '![GAN losses](gan_losses.png)']
+            sections += ['', '## GAN training', '', '![GAN losses](gan_losses.png)']
     if 'candidates' in outputs:
         lines.append(f'- generated candidates: {outputs.candidates.size}')
+    lines += sections
     rows = candidate_rows(campaign)
     if rows:
         lines += ['', '## Predicted structures', '', '| ' + ' | '.join(name for name, _ in COLUMNS) + ' |',

@@ -7,7 +7,7 @@ import pytest
 from aiida_crystalgan.workflows.protocols import get_protocol_inputs
 
 TINY = {
-    'seeds': {'max_atoms': 8},
+    'seeds': {'max_atoms': 4},
     'sampling': {'temperatures': [800], 'steps': 20, 'timestep': 2.0, 'sample_interval': 5},
     'stability': {'relax': {'fmax': 0.1, 'max_steps': 60}, 'force_tolerance': 0.15,
                   'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}},
