@@ -8,7 +8,6 @@ metadata of the import and, optionally, deterministic train/validation/test spli
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import shutil
@@ -28,7 +27,7 @@ from aiida.common.exceptions import ModificationNotAllowed
 from aiida_crystalgan.io.datafile import DataFile, DataFileWriter, StructureRecord
 
 __all__ = (
-    'CrystalDatasetData', 'DatasetFile', 'SPLIT_NAMES', 'compute_folds', 'compute_splits', 'reduced_formula',
+    'CrystalDatasetData', 'SPLIT_NAMES', 'compute_folds', 'compute_splits', 'reduced_formula',
     'to_record',
 )
 
@@ -128,51 +127,6 @@ def compute_folds(size: int, k: int, seed: int = 0, keys: Sequence[str] | None =
         smallest = min(range(k), key=lambda i: len(folds[i]))
         folds[smallest].extend(group.tolist())
     return [sorted(fold) for fold in folds]
-
-
-class DatasetFile(DataFile):
-    """A ``DataFile`` that reads the per-structure arrays once and iterates block by block.
-
-    Same records as ``DataFile``; a record then costs three slices of per-atom arrays instead of nine dataset reads,
-    each decompressing a chunk, and iteration decompresses every chunk once.
-    """
-
-    _BLOCK = 4096
-
-    @functools.cached_property
-    def _per_structure(self) -> dict[str, Any]:
-        f = self._file
-        return {'energies': f['energies'][:], 'cells': f['cells'][:], 'stress': f['stress'][:],
-                'sources': f['sources'].asstr()[:], 'labels': f['labels'].asstr()[:]}
-
-    def _record(self, index: int, numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> StructureRecord:
-        arrays = self._per_structure
-        energy, stress = arrays['energies'][index], arrays['stress'][index]
-        return StructureRecord(
-            numbers=numbers, positions=positions, cell=arrays['cells'][index],
-            energy=None if np.isnan(energy) else float(energy),
-            forces=None if np.isnan(forces).any() else forces,
-            stress=None if np.isnan(stress).any() else stress,
-            source=arrays['sources'][index], label=arrays['labels'][index],
-        )
-
-    def __getitem__(self, index: int) -> StructureRecord:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f'structure index {index} out of range for a dataset of {len(self)}')
-        index %= len(self)
-        start, stop = self._offsets[index], self._offsets[index + 1]
-        f = self._file
-        return self._record(index, f['numbers'][start:stop], f['positions'][start:stop], f['forces'][start:stop])
-
-    def __iter__(self) -> Iterator[StructureRecord]:
-        f, offsets = self._file, self._offsets
-        for first in range(0, len(self), self._BLOCK):
-            last = min(first + self._BLOCK, len(self))
-            base, end = offsets[first], offsets[last]
-            numbers, positions, forces = f['numbers'][base:end], f['positions'][base:end], f['forces'][base:end]
-            for index in range(first, last):
-                start, stop = offsets[index] - base, offsets[index + 1] - base
-                yield self._record(index, numbers[start:stop], positions[start:stop], forces[start:stop])
 
 
 def _summarize(handle: h5py.File) -> dict[str, Any]:
@@ -322,9 +276,9 @@ class CrystalDatasetData(orm.Data):
     # Lazy access
 
     @contextlib.contextmanager
-    def open(self) -> Iterator[DatasetFile]:
+    def open(self) -> Iterator[DataFile]:
         """Open the dataset file lazily: ``with node.open() as data: data[i]``."""
-        with self.base.repository.open(FILENAME, 'rb') as handle, DatasetFile(handle) as datafile:
+        with self.base.repository.open(FILENAME, 'rb') as handle, DataFile(handle) as datafile:
             yield datafile
 
     def __len__(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData, DatasetFile, reduced_formula
+from aiida_crystalgan.data.dataset import CrystalDatasetData, reduced_formula
 from aiida_crystalgan.io.datafile import DataFile, DataFileWriter, StructureRecord
 
 __all__ = ('CleaningOptions', 'CleaningReport', 'build_dataset', 'kept_records', 'select_clean')
@@ -205,15 +205,15 @@ def build_dataset(records: Iterable[StructureRecord], metadata: dict[str, Any] |
         path = Path(tmpdir) / 'raw.h5'
         with DataFileWriter(path) as writer:
             writer.extend(records)
-        with DatasetFile(path) as datafile:
+        with DataFile(path) as datafile:
             if not len(datafile):
                 raise ValueError(f'no structures to store ({len(report.dropped)} dropped on import: {report.counts})')
         if options is None:
-            with DatasetFile(path) as datafile:
+            with DataFile(path) as datafile:
                 report.num_input += len(datafile)
             metadata['cleaning'] = report.as_dict()
             return CrystalDatasetData(filepath=path, metadata=metadata, **kwargs)
-        with DatasetFile(path) as datafile:
+        with DataFile(path) as datafile:
             kept, report = select_clean(datafile, options, report)
             if not kept:
                 raise ValueError(f'cleaning dropped every structure: {report.summary()}')

@@ -22,6 +22,7 @@ and reads one structure per index, so a dataset much larger than memory can be i
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -205,6 +206,8 @@ class DataFileWriter:
 class DataFile:
     """Lazy read access to a dataset file: ``len``, indexing and iteration yield ``StructureRecord``s."""
 
+    _BLOCK = 4096
+
     def __init__(self, source: str | Path | IO[bytes]) -> None:
         try:
             self._file = h5py.File(source, 'r')
@@ -219,26 +222,42 @@ class DataFile:
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
+    @functools.cached_property
+    def _per_structure(self) -> dict[str, Any]:
+        """The per-structure arrays, read once (small next to the per-atom ones)."""
+        f = self._file
+        return {'energies': f['energies'][:], 'cells': f['cells'][:], 'stress': f['stress'][:],
+                'sources': f['sources'].asstr()[:], 'labels': f['labels'].asstr()[:]}
+
+    def _record(self, index: int, numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> StructureRecord:
+        arrays = self._per_structure
+        energy, stress = arrays['energies'][index], arrays['stress'][index]
+        return StructureRecord(
+            numbers=numbers, positions=positions, cell=arrays['cells'][index],
+            energy=None if np.isnan(energy) else float(energy),
+            forces=None if np.isnan(forces).any() else forces,
+            stress=None if np.isnan(stress).any() else stress,
+            source=arrays['sources'][index], label=arrays['labels'][index],
+        )
+
     def __getitem__(self, index: int) -> StructureRecord:
         if not -len(self) <= index < len(self):
             raise IndexError(f'structure index {index} out of range for a dataset of {len(self)}')
         index %= len(self)
         start, stop = self._offsets[index], self._offsets[index + 1]
         f = self._file
-        energy = float(f['energies'][index])
-        forces = f['forces'][start:stop]
-        stress = f['stress'][index]
-        return StructureRecord(
-            numbers=f['numbers'][start:stop], positions=f['positions'][start:stop], cell=f['cells'][index],
-            energy=None if np.isnan(energy) else energy,
-            forces=None if np.isnan(forces).any() else forces,
-            stress=None if np.isnan(stress).any() else stress,
-            source=f['sources'].asstr()[index], label=f['labels'].asstr()[index],
-        )
+        return self._record(index, f['numbers'][start:stop], f['positions'][start:stop], f['forces'][start:stop])
 
     def __iter__(self) -> Iterator[StructureRecord]:
-        for index in range(len(self)):
-            yield self[index]
+        """Read the per-atom arrays block by block, so that every compressed chunk is decompressed once."""
+        f, offsets = self._file, self._offsets
+        for first in range(0, len(self), self._BLOCK):
+            last = min(first + self._BLOCK, len(self))
+            base, end = offsets[first], offsets[last]
+            numbers, positions, forces = f['numbers'][base:end], f['positions'][base:end], f['forces'][base:end]
+            for index in range(first, last):
+                start, stop = offsets[index] - base, offsets[index + 1] - base
+                yield self._record(index, numbers[start:stop], positions[start:stop], forces[start:stop])
 
     def energies(self) -> np.ndarray:
         """All total energies in eV (NaN where unknown), read in one go."""

@@ -13,7 +13,7 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from pymatgen.core import Lattice, Structure
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData, DatasetFile, compute_folds, compute_splits
+from aiida_crystalgan.data.dataset import CrystalDatasetData, compute_folds, compute_splits
 from aiida_crystalgan.io.datafile import DataFile, StructureRecord, write_datafile
 
 
@@ -116,22 +116,25 @@ def test_from_filepath(tmp_path):
         assert datafile.metadata == {'provider': 'file', 'query': 'x'}
 
 
-def test_dataset_file_matches_datafile(tmp_path, monkeypatch):
-    """The block-reading ``DatasetFile`` gives exactly the records of ``DataFile``, across block boundaries."""
-    monkeypatch.setattr(DatasetFile, '_BLOCK', 3)
+def test_block_iteration_matches_indexing(tmp_path, monkeypatch):
+    """Iterating block by block gives exactly the records of indexing one by one, across block boundaries."""
+    monkeypatch.setattr(DataFile, '_BLOCK', 3)
     records = make_records(10)
     records[4].stress = np.eye(3)
     path = tmp_path / 'data.h5'
     write_datafile(path, records)
-    with DataFile(path) as reference, DatasetFile(path) as fast:
-        for index, record in enumerate(fast):
-            for a, b in [(record, reference[index]), (fast[index], reference[index])]:
-                assert (a.numbers == b.numbers).all() and np.array_equal(a.positions, b.positions)
-                assert np.array_equal(a.cell, b.cell) and a.energy == b.energy and np.array_equal(a.forces, b.forces)
-                assert (a.stress is None) == (b.stress is None) and (a.source, a.label) == (b.source, b.label)
-        assert fast[4].stress is not None and fast[-1].label == 'frame-9'
+    with DataFile(path) as datafile:
+        for index, (record, original) in enumerate(zip(datafile, records)):
+            indexed = datafile[index]
+            for a in (record, indexed):
+                assert (a.numbers == original.numbers).all() and np.array_equal(a.positions, original.positions)
+                assert np.array_equal(a.cell, original.cell) and a.energy == original.energy
+                assert np.array_equal(a.forces, original.forces)
+                assert (a.stress is None) == (original.stress is None)
+                assert (a.source, a.label) == (original.source, original.label)
+        assert datafile[4].stress is not None and datafile[-1].label == 'frame-9'
         with pytest.raises(IndexError):
-            fast[10]
+            datafile[10]
 
 
 @pytest.mark.parametrize('kwargs, message', [
