@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
+# The daemon tests start `verdi` and the console scripts from PATH: put the environment's bin first.
+export PATH="$PWD/.venv/bin:$PATH"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 exec .venv/bin/python -m pytest -ra --durations=20 "$@"
