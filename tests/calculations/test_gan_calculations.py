@@ -66,12 +66,16 @@ def test_generate_candidates(generate_code, trained_model):
     assert candidates.base.attributes.get('metadata')['model'] == trained_model.uuid
 
 
-@pytest.mark.parametrize(('request_', 'message'), [
+BAD_REQUESTS = [
     ({'targets': [{'composition': 'TiO2', 'formula_units': 1}], 'num_per_target': 2}, 'not trained on'),
     ({'targets': [{'composition': 'NbO', 'formula_units': 0}], 'num_per_target': 2}, 'must be positive'),
     ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 0}, '`num_per_target`'),
     ({'targets': []}, 'no `targets`'),
-])
-def test_generate_rejects_bad_requests(generate_code, trained_model, request_, message):
-    with pytest.raises(ValueError, match=message):
-        run_get_node(GenerateCalculation, code=generate_code, model=trained_model, parameters=orm.Dict(request_))
+]
+
+
+def test_generate_rejects_bad_requests(generate_code, trained_model):
+    """Each bad request is refused at submission, with a message naming the problem (one model for all cases)."""
+    for request, message in BAD_REQUESTS:
+        with pytest.raises(ValueError, match=message):
+            run_get_node(GenerateCalculation, code=generate_code, model=trained_model, parameters=orm.Dict(request))
