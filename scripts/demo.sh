@@ -7,7 +7,7 @@ bash scripts/setup-env.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 export AIIDA_PATH="${AIIDA_PATH:-$PWD/.aiida}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"  # calculations run side by side: one thread each
 OUTPUT="${CRYSTALGAN_DEMO_OUTPUT:-$PWD/demo-output}"
 mkdir -p "$OUTPUT"
 

@@ -36,7 +36,8 @@ class MlipCalculation(CalcJob):
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True)
         spec.input('parameters', valid_type=orm.Dict, help='Engine-independent operation parameters.')
         spec.input('settings', valid_type=orm.Dict, required=False,
-                   help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`.')
+                   help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
+                        '`num_threads` (CPU threads per calculation, default 1: several run side by side).')
         spec.inputs.validator = _validate_inputs
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False

@@ -10,8 +10,8 @@ from typing import Any
 
 #: Fields that fix the shape of the networks: a resumed run must keep them.
 ARCHITECTURE_FIELDS = (
-    'n_max', 'cutoff', 'num_rbf', 'max_images', 'latent_dim', 'generator_width', 'generator_depth', 'critic_width',
-    'critic_depth', 'physics_width', 'physics_depth',
+    'n_max', 'cutoff', 'num_rbf', 'max_images', 'latent_dim', 'slot_latent_dim', 'generator_width', 'generator_depth',
+    'critic_width', 'critic_depth', 'physics_width', 'physics_depth',
 )
 
 
@@ -26,6 +26,7 @@ class GanConfig:
     max_images: int = 4
     # networks
     latent_dim: int = 32
+    slot_latent_dim: int = 8
     generator_width: int = 128
     generator_depth: int = 3
     critic_width: int = 64
@@ -42,6 +43,7 @@ class GanConfig:
     adam_beta1: float = 0.5
     adam_beta2: float = 0.9
     gradient_penalty_weight: float = 10.0
+    diversity_weight: float = 1.0
     drift_weight: float = 1e-3
     ema_decay: float = 0.99
     # physics head and priors on generated structures
@@ -80,7 +82,8 @@ class GanConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f'config `{name}` must be positive, got {getattr(self, name)!r}')
         non_negative = (
-            'gradient_penalty_weight', 'drift_weight', 'head_force_weight', 'energy_weight', 'force_weight',
+            'slot_latent_dim', 'gradient_penalty_weight', 'diversity_weight', 'drift_weight', 'head_force_weight',
+            'energy_weight', 'force_weight',
             'physics_warmup_steps', 'repulsion_weight', 'volume_weight', 'seed',
         )
         for name in non_negative:

@@ -58,11 +58,37 @@ def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elemen
     return parsed
 
 
+@torch.no_grad()
+def separate_atoms(cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor, mask: torch.Tensor,
+                   threshold: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+    """Push apart atoms closer than ``threshold[s_i, s_j]`` (Å, (K, K)) by a few steps of a soft-sphere relaxation.
+
+    ``cell`` (B, 3, 3) rows, ``frac`` (B, N, 3), ``species``/``mask`` (B, N) -> new ``frac``. Pairs use the minimum
+    image of the fractional separation; each step moves both atoms of an overlapping pair half the overlap apart.
+    Stops early once no pair overlaps. Atoms already far enough apart do not move.
+    """
+    inverse = torch.linalg.inv(cell)
+    limit = threshold[species[:, :, None], species[:, None, :]]
+    occupied = (mask[:, :, None] & mask[:, None, :]).to(frac.dtype)
+    occupied = occupied * (1.0 - torch.eye(frac.shape[1], dtype=frac.dtype, device=frac.device))
+    for _ in range(iterations):
+        delta = frac[:, None, :, :] - frac[:, :, None, :]
+        delta = delta - torch.round(delta)
+        vectors = delta @ cell[:, None]
+        distance = vectors.norm(dim=-1).clamp(min=1e-6)
+        overlap = torch.relu(limit - distance) * occupied
+        if not bool((overlap > 1e-3).any()):
+            break
+        move = -0.5 * ((overlap / distance)[..., None] * vectors).sum(dim=2)
+        frac = frac + move @ inverse
+    return frac
+
+
 def load_generator(state: dict[str, Any], device: torch.device) -> Generator:
     """The EMA generator of a checkpoint, in evaluation mode on ``device``."""
     config = GanConfig.from_dict(state['config'])
     generator = Generator(config.latent_dim, len(state['elements']) + 1, config.n_max, config.generator_width,
-                          config.generator_depth)
+                          config.generator_depth, slot_latent_dim=config.slot_latent_dim)
     generator.load_state_dict(state['models']['generator_ema'])
     return generator.to(device).eval().requires_grad_(False)
 
@@ -81,6 +107,8 @@ def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | 
     n_max = int(state['config']['n_max'])
     parsed = parse_targets(targets, elements, n_max)
     generator = load_generator(state, torch_device)
+    scale = float(state['config'].get('min_distance_scale', 0.85))
+    threshold = scale * torch.tensor(state['normalisation']['min_pair_distance'], device=torch_device)
     latent = torch.Generator().manual_seed(seed)
     records: list[StructureRecord] = []
     for target in parsed:
@@ -90,9 +118,11 @@ def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | 
         num_atoms = mask.sum(dim=1).to(torch_device)
         for start in range(0, num_per_target, batch_size):
             size = min(batch_size, num_per_target - start)
-            z = torch.randn(size, generator.latent_dim, generator=latent).to(torch_device)
+            z = generator.sample_noise(size, latent).to(torch_device)
             with torch.inference_mode():
                 cell, frac = generator(z, condition.expand(size, -1), num_atoms.expand(size))
+                frac = separate_atoms(cell, frac, species.expand(size, -1).to(torch_device),
+                                      mask.expand(size, -1).to(torch_device), threshold.to(cell.dtype))
             batch = CrystalBatch(cell, frac, species.expand(size, -1), mask.expand(size, -1))
             records.extend(batch_to_records(batch, elements, wrap=True, label=target.composition, source='generated'))
     return records

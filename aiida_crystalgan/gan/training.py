@@ -22,7 +22,7 @@ from aiida_crystalgan.io import StructureRecord
 
 from .checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from .config import ARCHITECTURE_FIELDS, GanConfig
-from .critic import Critic
+from .critic import Critic, masked_mean
 from .data import Normalisation, TrainingSet, build_training_set, element_vocabulary, fit_normalisation
 from .features import InvariantFeatures, PairList
 from .generator import Generator
@@ -32,7 +32,7 @@ from .representation import CrystalBatch, species_indices
 #: Columns of ``losses.csv`` (and keys of the loss history), in order.
 LOSS_COLUMNS = (
     'step', 'critic_loss', 'generator_loss', 'gradient_penalty', 'wasserstein_distance', 'physics_loss',
-    'generated_energy', 'generated_force', 'repulsion', 'volume_penalty', 'seconds_per_step',
+    'generated_energy', 'generated_force', 'repulsion', 'volume_penalty', 'diversity', 'seconds_per_step',
 )
 
 
@@ -75,6 +75,21 @@ def volume_penalty(cell: torch.Tensor, num_atoms: torch.Tensor, log_mean: float,
     return torch.relu((log_volume - log_mean).abs() / log_std - 1.0).square().mean()
 
 
+def diversity_penalty(features: torch.Tensor, mask: torch.Tensor, noise: torch.Tensor, half: int) -> torch.Tensor:
+    """Mode-seeking term (MSGAN): ``1 / (0.1 + d_x / d_z)`` averaged over the pairs ``(i, i + half)``.
+
+    Structures ``i`` and ``i + half`` share their composition; ``d_x`` is the relative L1 distance of their mean
+    invariant per-atom features (``features`` (B, N, F), ``mask`` (B, N)), ``d_z`` the mean absolute difference of
+    their noise (B, D). Small when different noise gives different structures, so collapse is penalised.
+    """
+    pooled = masked_mean(features, mask)
+    first, second = pooled[:half], pooled[half:2 * half]
+    scale = 0.5 * (first.abs() + second.abs()).sum(dim=-1) + 1e-6
+    distance = (first - second).abs().sum(dim=-1) / scale
+    noise_distance = (noise[:half] - noise[half:2 * half]).abs().mean(dim=-1).to(distance.dtype)
+    return (1.0 / (0.1 + distance / noise_distance)).mean()
+
+
 @dataclass
 class TrainResult:
     """Outcome of :func:`train`: ``completed`` is false when the wall-clock limit stopped it first."""
@@ -100,6 +115,7 @@ class Trainer:
         self.generator = Generator(
             config.latent_dim, condition_dim, config.n_max, config.generator_width, config.generator_depth,
             volume_log_mean=normalisation.volume_log_mean, volume_log_std=normalisation.volume_log_std,
+            slot_latent_dim=config.slot_latent_dim,
         ).to(device)
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.critic = Critic(features, condition_dim, config.critic_width, config.critic_depth).to(device)
@@ -127,21 +143,26 @@ class Trainer:
             return torch.autocast(device_type='cuda', dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def sample(self, data: TrainingSet, pool: torch.Tensor) -> TrainingSet:
-        """A random batch (with replacement) of rows of ``data`` drawn from the indices ``pool``."""
+    def sample(self, data: TrainingSet, pool: torch.Tensor, paired: bool = False) -> TrainingSet:
+        """A random batch (with replacement) of rows of ``data`` drawn from the indices ``pool``; with ``paired`` the
+        second half of the batch repeats the first (rows ``i`` and ``i + batch_size // 2``), for the diversity term.
+        """
         draw = torch.randint(len(pool), (self.config.batch_size,), generator=self.rng)
+        if paired:
+            half = len(draw) // 2
+            draw[half:2 * half] = draw[:half]
         return data.select(pool[draw], self.device)
 
-    def fake(self, real: TrainingSet) -> CrystalBatch:
-        """Generated structures with the compositions and atom counts of ``real``."""
-        z = torch.randn(len(real), self.config.latent_dim, generator=self.rng).to(self.device)
+    def fake(self, real: TrainingSet) -> tuple[CrystalBatch, torch.Tensor]:
+        """Generated structures with the compositions and atom counts of ``real``, and the noise (B, noise_dim)."""
+        z = self.generator.sample_noise(len(real), self.rng).to(self.device)
         cell, frac = self.generator(z, real.condition, real.batch.num_atoms)
-        return CrystalBatch(cell, frac, real.batch.species, real.batch.mask)
+        return CrystalBatch(cell, frac, real.batch.species, real.batch.mask), z
 
     def critic_step(self, data: TrainingSet, pool: torch.Tensor) -> dict[str, torch.Tensor]:
         real = self.sample(data, pool)
         with torch.no_grad(), self.autocast():
-            fake = self.fake(real)
+            fake, _ = self.fake(real)
         fake = CrystalBatch(fake.cell.float(), fake.frac.float(), fake.species, fake.mask)
         mix = torch.rand(len(real), 1, 1, generator=self.rng).to(self.device)
         cell = (mix * real.batch.cell + (1 - mix) * fake.cell).requires_grad_(True)
@@ -182,16 +203,21 @@ class Trainer:
 
     def generator_step(self, data: TrainingSet, pool: torch.Tensor, physics_on: bool) -> dict[str, torch.Tensor]:
         config = self.config
-        real = self.sample(data, pool)
+        paired = config.diversity_weight > 0 and config.batch_size >= 2
+        real = self.sample(data, pool, paired)
         num_atoms = real.batch.num_atoms
         with frozen(self.critic, self.physics), self.autocast():
-            fake = self.fake(real)
+            fake, z = self.fake(real)
             features, pairs = self.featurizer(*_fields(fake))
             adversarial = -self.critic(features, fake.mask, real.condition).float().mean()
             repulsion = repulsion_penalty(pairs, fake.species, self.min_distance, num_atoms)
             volume = volume_penalty(fake.cell, num_atoms, self.normalisation.volume_log_mean,
                                     self.normalisation.volume_log_std)
             loss = adversarial + config.repulsion_weight * repulsion + config.volume_weight * volume
+            diversity = torch.zeros((), device=self.device)
+            if paired:
+                diversity = diversity_penalty(features.float(), fake.mask, z, config.batch_size // 2)
+                loss = loss + config.diversity_weight * diversity
             energy = force = torch.zeros((), device=self.device)
             if physics_on:
                 energy, forces = energy_and_forces(self.physics, features, fake, create_graph=True)
@@ -201,7 +227,7 @@ class Trainer:
         self._update('generator', loss)
         self.update_ema()
         return {'generator_loss': loss, 'generated_energy': energy, 'generated_force': force,
-                'repulsion': repulsion, 'volume_penalty': volume}
+                'repulsion': repulsion, 'volume_penalty': volume, 'diversity': diversity}
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         optimiser = self.optimisers[name]
@@ -265,7 +291,8 @@ class Trainer:
             'representation': f'lower-triangular lattice + fractional coordinates, {self.config.n_max} masked slots',
             'features': f'{self.featurizer.num_features} per atom: {self.config.num_rbf} Gaussian RBFs per species '
                         f'pair, cosine cutoff {self.config.cutoff} A',
-            'generator': 'residual MLP with LayerNorm (z, composition, atom count) -> lattice, coordinates',
+            'generator': 'residual MLP with LayerNorm (z, composition, atom count) -> lattice; per-slot noise and '
+                         'random start positions, masked self-attention across slots -> coordinates',
             'critic': 'DeepSets residual MLP with LayerNorm on invariant features, conditional, WGAN-GP',
             'physics_head': 'sum of atomic energies from invariant features; forces by autograd',
             'parameters': counts,
@@ -320,7 +347,7 @@ class Trainer:
         local = torch.Generator().manual_seed(self.config.seed + 1)
         index = pool[torch.randint(len(pool), (samples,), generator=local)]
         real = data.select(index, self.device)
-        z = torch.randn(samples, self.config.latent_dim, generator=local).to(self.device)
+        z = self.generator_ema.sample_noise(samples, local).to(self.device)
         cell, frac = self.generator_ema(z, real.condition, real.batch.num_atoms)
         pairs = self.featurizer(cell.float(), frac.float(), real.batch.species, real.batch.mask)[1]
         shortest = torch.full((samples,), math.inf, device=self.device).scatter_reduce(

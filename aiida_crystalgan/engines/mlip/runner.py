@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from aiida_crystalgan.io import DataFile
 
@@ -138,7 +139,9 @@ def run(input_path: Path) -> int:
     config = _read_input(input_path)
     soft_limit = config.get('max_wallclock_seconds')
     operation = OPERATIONS[config['operation']]
-    calculator = load_calculator(config.get('settings', {}))
+    settings = config.get('settings', {})
+    torch.set_num_threads(int(settings.get('num_threads', 1)))
+    calculator = load_calculator(settings)
     durations: list[float] = []
     with DataFile(config['structures']) as structures:
         for record in structures:
