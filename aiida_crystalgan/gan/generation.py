@@ -60,27 +60,33 @@ def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elemen
 
 @torch.no_grad()
 def separate_atoms(cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor, mask: torch.Tensor,
-                   threshold: torch.Tensor, iterations: int = 30) -> torch.Tensor:
+                   threshold: torch.Tensor, iterations: int = 10) -> torch.Tensor:
     """Push apart atoms closer than ``threshold[s_i, s_j]`` (Å, (K, K)) by a few steps of a soft-sphere relaxation.
 
-    ``cell`` (B, 3, 3) rows, ``frac`` (B, N, 3), ``species``/``mask`` (B, N) -> new ``frac``. Pairs use the minimum
-    image of the fractional separation; each step moves both atoms of an overlapping pair half the overlap apart.
-    Stops early once no pair overlaps. Atoms already far enough apart do not move.
+    ``cell`` (B, 3, 3) rows, ``frac`` (B, N, 3), ``species``/``mask`` (B, N) or (1, N) for a batch of one composition
+    -> new ``frac``. Pairs use the minimum image of the fractional separation; each step moves both atoms of an
+    overlapping pair half the overlap apart, until no pair overlaps (structures that are done drop out) or after
+    ``iterations`` steps. Atoms already far enough apart do not move.
     """
     inverse = torch.linalg.inv(cell)
-    limit = threshold[species[:, :, None], species[:, None, :]]
-    occupied = (mask[:, :, None] & mask[:, None, :]).to(frac.dtype)
-    occupied = occupied * (1.0 - torch.eye(frac.shape[1], dtype=frac.dtype, device=frac.device))
+    occupied = mask[:, :, None] & mask[:, None, :] & ~torch.eye(frac.shape[1], dtype=torch.bool, device=frac.device)
+    limit = torch.where(occupied, threshold[species[:, :, None], species[:, None, :]], 0.0).to(frac.dtype)
+    shared = len(limit) == 1
+    frac = frac.clone()
+    active = torch.arange(len(frac), device=frac.device)
     for _ in range(iterations):
-        delta = frac[:, None, :, :] - frac[:, :, None, :]
+        current = frac[active]
+        delta = current[:, None, :, :] - current[:, :, None, :]
         delta = delta - torch.round(delta)
-        vectors = delta @ cell[:, None]
+        vectors = torch.einsum('bijk,bkl->bijl', delta, cell[active])
         distance = vectors.norm(dim=-1).clamp(min=1e-6)
-        overlap = torch.relu(limit - distance) * occupied
-        if not bool((overlap > 1e-3).any()):
+        overlap = torch.relu((limit if shared else limit[active]) - distance)
+        crowded = (overlap > 1e-3).flatten(1).any(dim=1)
+        if not bool(crowded.any()):
             break
         move = -0.5 * ((overlap / distance)[..., None] * vectors).sum(dim=2)
-        frac = frac + move @ inverse
+        frac[active] = current + torch.einsum('bik,bkl->bil', move, inverse[active])
+        active = active[crowded]
     return frac
 
 
@@ -115,14 +121,16 @@ def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | 
         counts = torch.from_numpy(target.counts)[None]
         condition = conditions(counts, n_max).to(torch_device)
         species, mask = slot_species(counts, n_max)
+        species, mask = species.to(torch_device), mask.to(torch_device)
         num_atoms = mask.sum(dim=1).to(torch_device)
         for start in range(0, num_per_target, batch_size):
             size = min(batch_size, num_per_target - start)
             z = generator.sample_noise(size, latent).to(torch_device)
             with torch.inference_mode():
                 cell, frac = generator(z, condition.expand(size, -1), num_atoms.expand(size))
-                frac = separate_atoms(cell, frac, species.expand(size, -1).to(torch_device),
-                                      mask.expand(size, -1).to(torch_device), threshold.to(cell.dtype))
+                count = int(num_atoms)
+                frac[:, :count] = separate_atoms(cell, frac[:, :count], species[:, :count], mask[:, :count],
+                                                 threshold.to(cell.dtype))
             batch = CrystalBatch(cell, frac, species.expand(size, -1), mask.expand(size, -1))
             records.extend(batch_to_records(batch, elements, wrap=True, label=target.composition, source='generated'))
     return records

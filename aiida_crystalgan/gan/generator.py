@@ -118,11 +118,14 @@ class Generator(nn.Module):
         context, raw = out[:, :-7], out[:, -7:].to(z.dtype)
         scale = (num_atoms.to(raw.dtype) * torch.exp(self.volume_log_mean)) ** (1.0 / 3.0)
         cell = lattice_from_raw(raw, scale, self.volume_log_range)
-        inputs = torch.cat([periodic_encoding(start), slots[..., 3:],
-                            context[:, None, :].expand(-1, self.n_max, -1).to(z.dtype)], dim=-1)
-        x = self.slot_input(inputs) + self.slot_embedding
-        padding = torch.arange(self.n_max, device=z.device)[None, :] >= num_atoms[:, None]
+        # empty slots neither attend nor are attended to: only the first max(num_atoms) slots need computing
+        used = max(1, int(num_atoms.max()))
+        inputs = torch.cat([periodic_encoding(start[:, :used]), slots[:, :used, 3:],
+                            context[:, None, :].expand(-1, used, -1).to(z.dtype)], dim=-1)
+        x = self.slot_input(inputs) + self.slot_embedding[:used]
+        padding = torch.arange(used, device=z.device)[None, :] >= num_atoms[:, None]
         for block in self.slot_blocks:
             x = block(x, padding)
-        frac = start + self.slot_readout(nn.functional.silu(self.slot_norm(x))).to(z.dtype)
+        offsets = self.slot_readout(nn.functional.silu(self.slot_norm(x))).to(z.dtype)
+        frac = torch.cat([start[:, :used] + offsets, start[:, used:]], dim=1)
         return cell, frac
