@@ -8,7 +8,7 @@ from aiida import orm
 from aiida.common import CalcInfo, CodeInfo
 from aiida.engine import CalcJob
 
-from aiida_crystalgan.engines.base import OPERATIONS, validate_operation_parameters
+from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
 
 INPUT_FILE = 'input.json'
@@ -19,10 +19,6 @@ STDERR_FILE = 'mlip.err'
 SOFT_WALLTIME_FRACTION = 0.9
 
 
-def _validate_inputs(inputs, _) -> str | None:
-    if not inputs.get('structures'):
-        return 'the `structures` namespace is empty: give at least one structure'
-    return validate_operation_parameters(inputs['operation'].value, inputs['parameters'].get_dict())
 
 
 class MlipCalculation(CalcJob):
@@ -38,7 +34,7 @@ class MlipCalculation(CalcJob):
         spec.input('settings', valid_type=orm.Dict, required=False,
                    help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
                         '`num_threads` (CPU threads per calculation, default 1: several run side by side).')
-        spec.inputs.validator = _validate_inputs
+        spec.inputs.validator = validate_engine_inputs
         spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
         spec.inputs['metadata']['options']['withmpi'].default = False
         spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.mlip'

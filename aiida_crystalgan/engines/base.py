@@ -55,11 +55,17 @@ def validate_operation_parameters(operation: str, parameters: dict[str, Any]) ->
     return None
 
 
-def _validate_inputs(inputs: dict[str, Any], _) -> str | None:
-    operation = inputs['operation'].value
+def require_structures(inputs: dict[str, Any], _=None) -> str | None:
+    """Validator of a process whose ``structures`` namespace must hold at least one structure."""
     if not inputs.get('structures'):
         return 'the `structures` namespace is empty: give at least one structure'
-    return validate_operation_parameters(operation, inputs['parameters'].get_dict())
+    return None
+
+
+def validate_engine_inputs(inputs: dict[str, Any], _) -> str | None:
+    """Validator of the engine inputs: a non-empty batch and valid parameters for the operation."""
+    return require_structures(inputs) or validate_operation_parameters(inputs['operation'].value,
+                                                                       inputs['parameters'].get_dict())
 
 
 class EngineWorkChain(WorkChain):
@@ -77,7 +83,7 @@ class EngineWorkChain(WorkChain):
                    help='Engine protocol for its numerical settings: `fast`, `balanced` or `precise`.')
         spec.input('settings', valid_type=orm.Dict, required=False, help='Engine-specific settings and overrides.')
         spec.input('options', valid_type=orm.Dict, required=False, help='Scheduler options of the calculations.')
-        spec.inputs.validator = _validate_inputs
+        spec.inputs.validator = validate_engine_inputs
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)

@@ -6,7 +6,7 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData
-from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
 from aiida_crystalgan.workflows.functions import collect_snapshots
 
 MD_KEYS = ('steps', 'timestep', 'sample_interval', 'thermostat', 'seed')
@@ -40,8 +40,7 @@ class SamplingWorkChain(WorkChain):
         spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
                    help='`temperatures` (K), `steps`, `timestep` (fs), `sample_interval`, `thermostat`, `seed`.')
         expose_engine_inputs(spec)
-        spec.inputs.validator = lambda inputs, _: None if inputs.get('structures') else \
-            'the `structures` namespace is empty: give at least one structure'
+        spec.inputs.validator = require_structures
         spec.outline(cls.run_md, cls.inspect_md, cls.collect)
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True)
         spec.output('snapshots', valid_type=CrystalDatasetData, help='Every stored frame with energies and forces.')

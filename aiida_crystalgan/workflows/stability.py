@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, if_, while_
 
-from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
 from aiida_crystalgan.workflows.functions import summarize_stability
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
 
@@ -35,8 +35,7 @@ class StabilityWorkChain(WorkChain):
                    help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`, '
                         '`max_concurrent_phonons` (phonon workchains at a time; default: all).')
         expose_engine_inputs(spec)
-        spec.inputs.validator = lambda inputs, _: None if inputs.get('structures') else \
-            'the `structures` namespace is empty: give at least one structure'
+        spec.inputs.validator = require_structures
         spec.outline(
             cls.relax,
             cls.inspect_relax,
