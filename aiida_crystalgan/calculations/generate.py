@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.engine import CalcJob
 
+from aiida_crystalgan.calculations._common import set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
 
@@ -55,9 +56,7 @@ class GenerateCalculation(CalcJob):
                    help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0}')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'))
         spec.inputs.validator = _validate_inputs
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.generate'
+        set_serial_defaults(spec, 'crystalgan.generate')
         spec.output('candidates', valid_type=CrystalDatasetData, help='The generated structures, unfiltered.')
         spec.output('summary', valid_type=orm.Dict, required=False, help='Count, time and throughput.')
         spec.exit_code(300, 'ERROR_NO_OUTPUT', message='Generation wrote no candidates file: {message}')
@@ -68,13 +67,6 @@ class GenerateCalculation(CalcJob):
         self.inputs.model.write_file(folder.get_abs_path(MODEL_FILE))
         with folder.open(REQUEST_FILE, 'w') as handle:
             json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
-                                   '--device', self.inputs.device.value]
-        codeinfo.stdout_name = STDOUT_FILE
-        codeinfo.stderr_name = STDERR_FILE
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [OUTPUT_FILE, STDOUT_FILE, STDERR_FILE]
-        return calcinfo
+        arguments = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
+                     '--device', self.inputs.device.value]
+        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE, [OUTPUT_FILE])

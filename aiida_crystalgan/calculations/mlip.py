@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.engine import CalcJob
 
+from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
 
@@ -16,7 +17,6 @@ STRUCTURES_FILE = 'structures.h5'
 RESULTS_FOLDER = 'results'
 STDOUT_FILE = 'mlip.out'
 STDERR_FILE = 'mlip.err'
-SOFT_WALLTIME_FRACTION = 0.9
 
 
 
@@ -35,9 +35,7 @@ class MlipCalculation(CalcJob):
                    help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
                         '`num_threads` (CPU threads per calculation, default 1: several run side by side).')
         spec.inputs.validator = validate_engine_inputs
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.mlip'
+        set_serial_defaults(spec, 'crystalgan.mlip')
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
@@ -65,13 +63,5 @@ class MlipCalculation(CalcJob):
         with folder.open(INPUT_FILE, 'w') as handle:
             json.dump(config, handle, indent=2)
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = [INPUT_FILE]
-        codeinfo.stdout_name = STDOUT_FILE
-        codeinfo.stderr_name = STDERR_FILE
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [RESULTS_FOLDER, STDOUT_FILE, STDERR_FILE]
-        return calcinfo
+        return single_code_calcinfo(self.inputs.code, [INPUT_FILE], STDOUT_FILE, STDERR_FILE,
+                                    [RESULTS_FOLDER])

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 from aiida import orm
-from aiida.common import CalcInfo, CodeInfo
+from aiida.common import CalcInfo
 from aiida.engine import CalcJob
 
+from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
 
@@ -20,7 +21,6 @@ LOSSES_FILE = 'losses.csv'
 METRICS_FILE = 'metrics.json'
 STDOUT_FILE = 'train.out'
 STDERR_FILE = 'train.err'
-SOFT_WALLTIME_FRACTION = 0.9
 
 
 class TrainCalculation(CalcJob):
@@ -40,9 +40,7 @@ class TrainCalculation(CalcJob):
                    help='A checkpoint to resume from (after a wall-clock stop) or to continue training.')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'),
                    help='`auto` (CUDA when present), `cpu` or `cuda`.')
-        spec.inputs['metadata']['options']['resources'].default = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
-        spec.inputs['metadata']['options']['withmpi'].default = False
-        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.train'
+        set_serial_defaults(spec, 'crystalgan.train')
         spec.output('model', valid_type=GanModelData, help='The trained model (final checkpoint).')
         spec.output('checkpoint', valid_type=GanModelData, required=False,
                     help='The checkpoint written at a soft wall-clock stop.')
@@ -69,13 +67,5 @@ class TrainCalculation(CalcJob):
         if walltime:
             arguments += ['--max-wallclock-seconds', str(int(walltime * SOFT_WALLTIME_FRACTION))]
 
-        codeinfo = CodeInfo()
-        codeinfo.code_uuid = self.inputs.code.uuid
-        codeinfo.cmdline_params = arguments
-        codeinfo.stdout_name = STDOUT_FILE
-        codeinfo.stderr_name = STDERR_FILE
-
-        calcinfo = CalcInfo()
-        calcinfo.codes_info = [codeinfo]
-        calcinfo.retrieve_list = [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STDOUT_FILE, STDERR_FILE]
-        return calcinfo
+        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
+                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE])

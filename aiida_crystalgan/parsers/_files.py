@@ -18,10 +18,18 @@ def copy_retrieved(retrieved: orm.FolderData, name: str, directory: Path) -> Pat
     return target
 
 
-def error_message(retrieved: orm.FolderData, stderr_name: str, limit: int = 500) -> str:
-    """The last lines of the executable's stderr (where it explains a failure)."""
+def stderr_tail(retrieved: orm.FolderData, stderr_name: str, limit: int = 500) -> str:
+    """The last ``limit`` characters of the executable's stderr; empty when it was not retrieved or is empty."""
     try:
-        text = retrieved.base.repository.get_object_content(stderr_name).strip()
+        return retrieved.base.repository.get_object_content(stderr_name).strip()[-limit:]
+    except FileNotFoundError:
+        return ''
+
+
+def error_message(retrieved: orm.FolderData, stderr_name: str, limit: int = 500) -> str:
+    """The last lines of the executable's stderr (where it explains a failure), or why there are none."""
+    try:
+        retrieved.base.repository.get_object_content(stderr_name)
     except FileNotFoundError:
         return 'no stderr was retrieved'
-    return text[-limit:] if text else 'stderr is empty'
+    return stderr_tail(retrieved, stderr_name, limit) or 'stderr is empty'

@@ -11,6 +11,7 @@ from aiida.engine import ExitCode
 from aiida.parsers import Parser
 
 from aiida_crystalgan.calculations.mlip import RESULTS_FOLDER, STDERR_FILE
+from aiida_crystalgan.parsers._files import stderr_tail
 
 
 def results_array(result: dict) -> orm.ArrayData:
@@ -96,8 +97,5 @@ class MlipParser(Parser):
         return None
 
     def _runner_failure_or(self, exit_code: ExitCode) -> ExitCode:
-        try:
-            stderr = self.retrieved.base.repository.get_object_content(STDERR_FILE).strip()
-        except FileNotFoundError:
-            return exit_code
-        return self.exit_codes.ERROR_RUNNER_FAILED.format(message=stderr[-500:]) if stderr else exit_code
+        stderr = stderr_tail(self.retrieved, STDERR_FILE)
+        return self.exit_codes.ERROR_RUNNER_FAILED.format(message=stderr) if stderr else exit_code
