@@ -95,6 +95,16 @@ def _import_errors(function):
     return wrapper
 
 
+def import_options(command):
+    """What every ``dataset import`` command shares: cleaning and split options, label, description, target group,
+    the database environment and clear messages for import errors."""
+    shared = (cleaning_options, split_options, options.LABEL(), options.DESCRIPTION(),
+              options.GROUP(help='Add the dataset to this group.'), decorators.with_dbenv(), _import_errors)
+    for decorator in reversed(shared):
+        command = decorator(command)
+    return command
+
+
 @click.group('dataset')
 def dataset():
     """Import, inspect, export and prepare datasets of structures with energies and forces."""
@@ -113,13 +123,7 @@ def dataset_import():
 @click.option('--filter', 'filter_', help='A full OPTIMADE filter (instead of --elements/--nelements).')
 @click.option('--page-limit', type=int, default=100, show_default=True)
 @click.option('--max-results', type=int, help='Stop after this many entries.')
-@cleaning_options
-@split_options
-@options.LABEL()
-@options.DESCRIPTION()
-@options.GROUP(help='Add the dataset to this group.')
-@decorators.with_dbenv()
-@_import_errors
+@import_options
 def import_optimade_command(base_url, elements, any_other_elements, nelements, filter_, page_limit, max_results,
                             label, description, group, **kwargs):
     """Import the structures of the OPTIMADE provider BASE_URL matching a filter."""
@@ -140,13 +144,7 @@ def import_optimade_command(base_url, elements, any_other_elements, nelements, f
 @click.option('-F', '--format', 'fmt', type=click.Choice(['cif', 'poscar', 'extxyz', 'vasprun', 'outcar']),
               help='Format of all files (default: guessed from each name).')
 @click.option('--index', default=':', show_default=True, help='Frames of multi-frame files (ASE syntax, -1: last).')
-@cleaning_options
-@split_options
-@options.LABEL()
-@options.DESCRIPTION()
-@options.GROUP(help='Add the dataset to this group.')
-@decorators.with_dbenv()
-@_import_errors
+@import_options
 def import_files_command(paths, fmt, index, label, description, group, **kwargs):
     """Import structure files or directories of them (CIF, POSCAR/CONTCAR, extxyz, vasprun.xml, OUTCAR)."""
     from aiida_crystalgan.importers.files import import_files
@@ -157,13 +155,7 @@ def import_files_command(paths, fmt, index, label, description, group, **kwargs)
 
 @dataset_import.command('group')
 @arguments.GROUP('source_group')
-@cleaning_options
-@split_options
-@options.LABEL()
-@options.DESCRIPTION()
-@options.GROUP(help='Add the dataset to this group.')
-@decorators.with_dbenv()
-@_import_errors
+@import_options
 def import_group_command(source_group, label, description, group, **kwargs):
     """Build a dataset (calcfunction, with provenance) from a group of structures or finished engine processes."""
     from aiida_crystalgan.importers.nodes import import_group
