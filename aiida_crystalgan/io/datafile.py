@@ -1,6 +1,6 @@
 """The dataset file: many structures with optional energies, forces and stress in one compressed HDF5 file.
 
-Layout (format version 1), all arrays concatenated over structures and indexed by ``offsets``:
+Layout (format version 2), all arrays concatenated over structures and indexed by ``offsets``:
 
 ====================  =================  ============================================================
 dataset               shape / dtype      meaning
@@ -14,10 +14,16 @@ dataset               shape / dtype      meaning
 ``stress``            (n, 3, 3) f8       stress, eV/Å^3 (NaN where unknown)
 ``sources``           (n,) str           where each structure came from (node UUID, database id, file)
 ``labels``            (n,) str           free-form label of each structure
+``roles``             (n,) enum int8     role of each structure, one of :data:`ROLES` (new in version 2)
 ====================  =================  ============================================================
 
 File attributes: ``format_version`` and ``metadata`` (a JSON string). Reading is lazy: ``DataFile`` opens the file
-and reads one structure per index, so a dataset much larger than memory can be iterated.
+and reads one structure per index, so a dataset much larger than memory can be iterated. Files of version 1 (no
+``roles``) still read: every structure is ``labelled``.
+
+Roles: a ``minimum`` is a structure at a local minimum of the energy (a relaxed known phase, a quenched MD snapshot
+with vanishing forces and no imaginary phonon mode): what the critic sees as real data. A ``labelled`` structure is
+any configuration with energy and forces (an MD frame, a relaxation step): what the physics head learns from.
 """
 
 from __future__ import annotations
@@ -32,14 +38,28 @@ from typing import IO, Any
 import h5py
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+MINIMUM = 'minimum'
+LABELLED = 'labelled'
+#: The roles a structure can have in a dataset; their index is the value stored in the file.
+ROLES = (MINIMUM, LABELLED)
 _STRING = h5py.string_dtype(encoding='utf-8')
 _CHUNK = 4096
+_ROLE_DTYPE = h5py.enum_dtype({role: code for code, role in enumerate(ROLES)}, basetype='i1')
+
+
+def check_role(role: str) -> str:
+    """Return ``role`` when it is one of :data:`ROLES`, else raise ``ValueError``."""
+    if role not in ROLES:
+        raise ValueError(f'unknown structure role {role!r}: choose one of {", ".join(ROLES)}')
+    return role
 
 
 @dataclass
 class StructureRecord:
-    """One periodic structure with optional energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
+    """One periodic structure with optional energy (eV), forces (eV/Å) and stress (eV/Å^3), and its ``role``."""
 
     numbers: np.ndarray
     positions: np.ndarray
@@ -49,8 +69,10 @@ class StructureRecord:
     stress: np.ndarray | None = None
     source: str = ''
     label: str = ''
+    role: str = LABELLED
 
     def __post_init__(self) -> None:
+        check_role(self.role)
         self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
         self.positions = np.asarray(self.positions, dtype=float).reshape(-1, 3)
         self.cell = np.asarray(self.cell, dtype=float).reshape(3, 3)
@@ -88,7 +110,7 @@ class StructureRecord:
             results['stress'] = self.stress
         if results:
             atoms.calc = SinglePointCalculator(atoms, **results)
-        atoms.info.update({'source': self.source, 'label': self.label})
+        atoms.info.update({'source': self.source, 'label': self.label, 'role': self.role})
         return atoms
 
     def to_pymatgen(self):
@@ -100,12 +122,16 @@ class StructureRecord:
             Lattice(self.cell), self.numbers.tolist(), self.positions, coords_are_cartesian=True,
             site_properties=site_properties,
         )
-        structure.properties = {'energy': self.energy, 'source': self.source, 'label': self.label}
+        structure.properties = {'energy': self.energy, 'source': self.source, 'label': self.label, 'role': self.role}
         return structure
 
     @classmethod
-    def from_ase(cls, atoms, source: str = '', label: str = '') -> StructureRecord:
-        """Build a record from ``ase.Atoms``, taking energy/forces/stress from its calculator when present."""
+    def from_ase(cls, atoms, source: str = '', label: str = '', role: str | None = None) -> StructureRecord:
+        """Build a record from ``ase.Atoms``, taking energy/forces/stress from its calculator when present.
+
+        ``source``, ``label`` and ``role`` default to those in ``atoms.info`` (as written by :meth:`to_ase`), the role
+        to ``labelled``.
+        """
         energy = forces = stress = None
         if atoms.calc is not None:
             results = getattr(atoms.calc, 'results', {})
@@ -119,18 +145,19 @@ class StructureRecord:
         return cls(
             numbers=atoms.get_atomic_numbers(), positions=atoms.get_positions(), cell=np.asarray(atoms.cell[:]),
             energy=energy, forces=forces, stress=stress, source=source or str(atoms.info.get('source', '')),
-            label=label or str(atoms.info.get('label', '')),
+            label=label or str(atoms.info.get('label', '')), role=role or str(atoms.info.get('role', LABELLED)),
         )
 
     @classmethod
     def from_pymatgen(cls, structure, energy: float | None = None, forces=None, stress=None, source: str = '',
-                      label: str = '') -> StructureRecord:
+                      label: str = '', role: str = LABELLED) -> StructureRecord:
         """Build a record from an ordered ``pymatgen.core.Structure``."""
         if not structure.is_ordered:
             raise ValueError(f'structure {structure.composition.reduced_formula} is disordered (partial occupancies)')
         return cls(
             numbers=[site.specie.Z for site in structure], positions=structure.cart_coords,
             cell=structure.lattice.matrix, energy=energy, forces=forces, stress=stress, source=source, label=label,
+            role=role,
         )
 
 
@@ -155,6 +182,7 @@ class DataFileWriter:
         create('stress', shape=(0, 3, 3), maxshape=(None, 3, 3), dtype=np.float64, chunks=(_CHUNK, 3, 3), **opts)
         create('sources', shape=(0,), maxshape=(None,), dtype=_STRING, chunks=(_CHUNK,), **opts)
         create('labels', shape=(0,), maxshape=(None,), dtype=_STRING, chunks=(_CHUNK,), **opts)
+        create('roles', shape=(0,), maxshape=(None,), dtype=_ROLE_DTYPE, chunks=(_CHUNK,), **opts)
 
     def append(self, record: StructureRecord) -> None:
         self._buffer.append(record)
@@ -183,6 +211,7 @@ class DataFileWriter:
         self._extend('stress', np.stack([nan3 if r.stress is None else r.stress for r in records]))
         self._extend('sources', np.array([r.source for r in records], dtype=object))
         self._extend('labels', np.array([r.label for r in records], dtype=object))
+        self._extend('roles', np.array([ROLES.index(r.role) for r in records], dtype=np.int8))
         self._num_structures += len(records)
         self._num_atoms = int(offsets[-1])
 
@@ -214,8 +243,10 @@ class DataFile:
         except OSError as exception:
             raise ValueError(f'`{source}` is not a crystalgan dataset file: {exception}') from exception
         version = self._file.attrs.get('format_version')
-        if version != FORMAT_VERSION:
-            raise ValueError(f'unsupported dataset file format version {version!r} (expected {FORMAT_VERSION})')
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f'unsupported dataset file format version {version} (readable: '
+                             f'{", ".join(map(str, READABLE_VERSIONS))})')
+        self.format_version = int(version)
         self._offsets = self._file['offsets'][:]
         self.metadata: dict[str, Any] = json.loads(self._file.attrs.get('metadata', '{}'))
 
@@ -227,7 +258,7 @@ class DataFile:
         """The per-structure arrays, read once (small next to the per-atom ones)."""
         f = self._file
         return {'energies': f['energies'][:], 'cells': f['cells'][:], 'stress': f['stress'][:],
-                'sources': f['sources'].asstr()[:], 'labels': f['labels'].asstr()[:]}
+                'sources': f['sources'].asstr()[:], 'labels': f['labels'].asstr()[:], 'roles': self.roles()}
 
     def _record(self, index: int, numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> StructureRecord:
         arrays = self._per_structure
@@ -237,7 +268,7 @@ class DataFile:
             energy=None if np.isnan(energy) else float(energy),
             forces=None if np.isnan(forces).any() else forces,
             stress=None if np.isnan(stress).any() else stress,
-            source=arrays['sources'][index], label=arrays['labels'][index],
+            source=arrays['sources'][index], label=arrays['labels'][index], role=arrays['roles'][index],
         )
 
     def __getitem__(self, index: int) -> StructureRecord:
@@ -267,6 +298,10 @@ class DataFile:
         """Number of atoms of every structure."""
         return np.diff(self._offsets)
 
+    def roles(self) -> np.ndarray:
+        """The role name of every structure (object array); ``labelled`` throughout in a file of format version 1."""
+        return read_roles(self._file)
+
     def close(self) -> None:
         self._file.close()
 
@@ -275,6 +310,16 @@ class DataFile:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def read_roles(handle: h5py.File) -> np.ndarray:
+    """The role name of every structure of an open dataset file (object array), ``labelled`` where it has none."""
+    if 'roles' not in handle:
+        return np.full(len(handle['offsets']) - 1, LABELLED, dtype=object)
+    codes = handle['roles'][:]
+    if codes.size and not 0 <= codes.min() <= codes.max() < len(ROLES):
+        raise ValueError(f'invalid role codes in the dataset file: {sorted(set(codes.tolist()))}')
+    return np.asarray(ROLES, dtype=object)[codes]
 
 
 def write_datafile(target: str | Path | IO[bytes], records: Iterable[StructureRecord],
