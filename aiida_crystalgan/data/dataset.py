@@ -1,8 +1,13 @@
 """``CrystalDatasetData``: many structures with energies, forces and stress, stored as one HDF5 file in the node.
 
 The structures live in the node repository as ``dataset.h5`` (format of :mod:`aiida_crystalgan.io.datafile`); the
-attributes hold what one wants to query without opening the file: size, elements, compositions, energy statistics,
-metadata of the import and, optionally, deterministic train/validation/test splits and k-fold cross-validation folds.
+attributes hold what one wants to query without opening the file: size, elements, compositions, role counts, energy
+statistics, metadata of the import and, optionally, deterministic train/validation/test splits and k-fold
+cross-validation folds.
+
+Each structure has a role (:data:`aiida_crystalgan.io.datafile.ROLES`): ``minimum`` (a local minimum of the energy,
+real data for the critic) or ``labelled`` (a configuration with energy and forces, such as an MD frame or a relaxation
+step, for the physics head).
 """
 
 from __future__ import annotations
@@ -24,7 +29,16 @@ import numpy as np
 from aiida import orm
 from aiida.common.exceptions import ModificationNotAllowed
 
-from aiida_crystalgan.io.datafile import DataFile, DataFileWriter, StructureRecord
+from aiida_crystalgan.io.datafile import (
+    LABELLED,
+    MINIMUM,
+    ROLES,
+    DataFile,
+    DataFileWriter,
+    StructureRecord,
+    check_role,
+    read_roles,
+)
 
 __all__ = (
     'CrystalDatasetData', 'SPLIT_NAMES', 'compute_folds', 'compute_splits', 'reduced_formula',
@@ -51,11 +65,12 @@ def reduced_formula(numbers: Sequence[int] | np.ndarray) -> str:
 
 
 def to_record(structure: Any, energy: float | None = None, forces: Any = None, stress: Any = None,
-              source: str = '', label: str = '') -> StructureRecord:
+              source: str = '', label: str = '', role: str | None = None) -> StructureRecord:
     """Convert an ``orm.StructureData``, pymatgen ``Structure``, ``ase.Atoms`` or record to a ``StructureRecord``.
 
-    Explicit ``energy``/``forces``/``stress`` win over those carried by the structure (an ASE calculator).
-    ``source`` defaults to the UUID of a ``StructureData``.
+    Explicit ``energy``/``forces``/``stress``/``role`` win over those carried by the structure (an ASE calculator,
+    ``atoms.info['role']``, a record's role). ``source`` defaults to the UUID of a ``StructureData``; ``role`` to
+    ``labelled``.
     """
     from ase import Atoms
     from pymatgen.core import Structure
@@ -78,7 +93,7 @@ def to_record(structure: Any, energy: float | None = None, forces: Any = None, s
         energy=record.energy if energy is None else energy,
         forces=record.forces if forces is None else forces,
         stress=record.stress if stress is None else stress,
-        source=source or record.source, label=label or record.label,
+        source=source or record.source, label=label or record.label, role=role or record.role,
     )
 
 
@@ -151,6 +166,7 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
     volumes_per_atom = np.abs(np.linalg.det(handle['cells'][:])) / sizes
     compositions = Counter(reduced_formula(numbers[offsets[i]:offsets[i + 1]]) for i in range(size))
     sources = handle['sources'].asstr()[:]
+    roles = Counter(read_roles(handle).tolist())
 
     from ase.data import chemical_symbols
 
@@ -168,6 +184,9 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
         'has_forces': num_with_forces == size,
         'has_stress': num_with_stress == size,
         'sources_count': len({source for source in sources if source}),
+        'roles': {role: roles.get(role, 0) for role in ROLES},
+        'num_minima': roles.get(MINIMUM, 0),
+        'num_labelled': roles.get(LABELLED, 0),
         'volume_per_atom': _stats(volumes_per_atom),
     }
     if has_energy.any():
@@ -178,6 +197,15 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
 def _stats(values: np.ndarray) -> dict[str, float]:
     return {'min': float(values.min()), 'max': float(values.max()), 'mean': float(values.mean()),
             'std': float(values.std())}
+
+
+def _cif_text(record: StructureRecord) -> str:
+    """The CIF of ``record``, its role, source and label in comments at the top."""
+    from pymatgen.io.cif import CifWriter
+
+    comments = {'role': record.role, 'source': record.source, 'label': record.label}
+    header = ''.join(f'# {key}: {" ".join(str(value).split())}\n' for key, value in comments.items())
+    return header + str(CifWriter(record.to_pymatgen()))
 
 
 class CrystalDatasetData(orm.Data):
@@ -231,15 +259,21 @@ class CrystalDatasetData(orm.Data):
     def from_structures(cls, structures: Sequence[Any], energies: Sequence[float | None] | None = None,
                         forces: Sequence[Any] | None = None, stress: Sequence[Any] | None = None,
                         sources: Sequence[str] | None = None, labels: Sequence[str] | None = None,
-                        metadata: dict[str, Any] | None = None, **kwargs) -> CrystalDatasetData:
+                        roles: Sequence[str] | str | None = None, metadata: dict[str, Any] | None = None,
+                        **kwargs) -> CrystalDatasetData:
         """Build a dataset from ``StructureData``, pymatgen ``Structure`` or ``ase.Atoms`` objects.
 
-        The optional per-structure sequences must have one entry per structure (``None`` where unknown).
+        The optional per-structure sequences must have one entry per structure (``None`` where unknown). ``roles`` is
+        one role for all structures or one per structure; by default a structure keeps the role it carries
+        (``atoms.info['role']``), else it is ``labelled``.
         """
         structures = list(structures)
         if not structures:
             raise ValueError('the dataset is empty: give at least one structure')
-        columns = {'energies': energies, 'forces': forces, 'stress': stress, 'sources': sources, 'labels': labels}
+        if isinstance(roles, str):
+            roles = [check_role(roles)] * len(structures)
+        columns = {'energies': energies, 'forces': forces, 'stress': stress, 'sources': sources, 'labels': labels,
+                   'roles': roles}
         for name, values in columns.items():
             if values is not None and len(values) != len(structures):
                 raise ValueError(f'{len(values)} {name} for {len(structures)} structures')
@@ -250,7 +284,8 @@ class CrystalDatasetData(orm.Data):
 
         records = (
             to_record(structure, energy=column('energies', i), forces=column('forces', i),
-                      stress=column('stress', i), source=column('sources', i, ''), label=column('labels', i, ''))
+                      stress=column('stress', i), source=column('sources', i, ''), label=column('labels', i, ''),
+                      role=column('roles', i))
             for i, structure in enumerate(structures)
         )
         return cls(records, metadata=metadata, **kwargs)
@@ -268,6 +303,19 @@ class CrystalDatasetData(orm.Data):
     @property
     def compositions(self) -> dict[str, int]:
         return self.base.attributes.get('compositions')
+
+    @property
+    def roles(self) -> dict[str, int]:
+        """Number of structures of each role; a node stored before roles existed has only ``labelled`` ones."""
+        return self.base.attributes.get('roles', {MINIMUM: 0, LABELLED: self.size})
+
+    @property
+    def num_minima(self) -> int:
+        return self.roles[MINIMUM]
+
+    @property
+    def num_labelled(self) -> int:
+        return self.roles[LABELLED]
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -296,6 +344,18 @@ class CrystalDatasetData(orm.Data):
     def __iter__(self) -> Iterator[StructureRecord]:
         with self.open() as datafile:
             yield from datafile
+
+    def records(self, role: str | None = None) -> Iterator[StructureRecord]:
+        """Iterate over the records, only those of ``role`` (``minimum`` or ``labelled``) when given."""
+        if role is not None:
+            check_role(role)
+        with self.open() as datafile:
+            yield from (record for record in datafile if role is None or record.role == role)
+
+    def get_roles(self) -> np.ndarray:
+        """The role name of every structure (object array)."""
+        with self.open() as datafile:
+            return datafile.roles()
 
     def get_energies(self) -> np.ndarray:
         """Total energies in eV of all structures (NaN where unknown)."""
@@ -334,7 +394,11 @@ class CrystalDatasetData(orm.Data):
         return path
 
     def export(self, path: str | Path, fmt: str = 'extxyz') -> Path:
-        """Export to ``extxyz`` (one file, keeping energies, forces, stress) or ``cif`` (a directory or a ``.zip``)."""
+        """Export to ``extxyz`` (one file, keeping energies, forces, stress) or ``cif`` (a directory or a ``.zip``).
+
+        The source, label and role of each structure go to the extxyz comment line (``atoms.info``), or to a comment
+        at the top of each CIF.
+        """
         path = Path(path)
         if fmt == 'extxyz':
             from ase.io.extxyz import write_extxyz
@@ -342,18 +406,16 @@ class CrystalDatasetData(orm.Data):
             with path.open('w') as handle:
                 write_extxyz(handle, (record.to_ase() for record in self))
         elif fmt == 'cif':
-            from pymatgen.io.cif import CifWriter
-
             named = ((f'{i:06d}_{record.to_pymatgen().composition.reduced_formula}.cif', record)
                      for i, record in enumerate(self))
             if path.suffix == '.zip':
                 with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
                     for name, record in named:
-                        archive.writestr(name, str(CifWriter(record.to_pymatgen())))
+                        archive.writestr(name, _cif_text(record))
             else:
                 path.mkdir(parents=True, exist_ok=True)
                 for name, record in named:
-                    (path / name).write_text(str(CifWriter(record.to_pymatgen())))
+                    (path / name).write_text(_cif_text(record))
         else:
             raise ValueError(f'unknown export format `{fmt}`: choose `extxyz` or `cif`')
         return path

@@ -11,10 +11,18 @@ import torch
 from ase.data import chemical_symbols
 from ase.geometry import minkowski_reduce
 
-from aiida_crystalgan.io import StructureRecord
+from aiida_crystalgan.io import MINIMUM, StructureRecord
 
 from .features import periodic_pairs
 from .representation import CrystalBatch, species_indices
+
+
+def split_by_role(records: Sequence[StructureRecord]) -> tuple[list[StructureRecord], list[StructureRecord]]:
+    """``(minima, labelled)``: the ``minimum`` records (real data for the critic) and every record with an energy,
+    whatever its role (what the physics head learns from; minima with energies are in both lists)."""
+    minima = [record for record in records if record.role == MINIMUM]
+    labelled = [record for record in records if record.energy is not None]
+    return minima, labelled
 
 
 def element_vocabulary(records: Sequence[StructureRecord]) -> list[str]:
