@@ -6,6 +6,12 @@ prototypes of chemically similar systems, choosing the most probable substitutio
 substitution probabilities (``SubstitutionProbability``, the model behind ``SubstitutionPredictor``, its data bundled
 with pymatgen; Hautier et al., Inorg. Chem. 50, 656 (2011)). Substituted prototypes have no energy and keep the
 prototype's cell: relax them before training.
+
+Every copy keeps the role of its parent. Supercells, translations and permutations describe the same crystal, so the
+copies of a ``minimum`` are minima (symmetry-preserving augmentation of real data) and those of a ``labelled``
+structure keep their labels. A substituted ``minimum`` prototype stays a ``minimum``, but only as a candidate: it is not
+relaxed and has no energy, so it never counts as labelled data (:func:`aiida_crystalgan.gan.data.split_by_role`), and
+a quench with the engine decides whether it is a minimum of the target system.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ class AugmentOptions:
 
 def _copy(record: StructureRecord, suffix: str, **changes: Any) -> StructureRecord:
     values = {'numbers': record.numbers, 'positions': record.positions, 'cell': record.cell, 'energy': record.energy,
-              'forces': record.forces, 'stress': record.stress, 'source': record.source,
+              'forces': record.forces, 'stress': record.stress, 'source': record.source, 'role': record.role,
               'label': f'{record.label}+{suffix}' if record.label else suffix}
     values.update(changes)
     return StructureRecord(**values)

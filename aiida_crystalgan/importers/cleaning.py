@@ -2,9 +2,12 @@
 
 Checks (each optional): unsupported elements, missing/NaN energies or forces, atoms closer than ``min_distance``,
 volume per atom outside a range or a robust z-score outlier, and duplicates (pymatgen ``StructureMatcher`` within
-groups of equal reduced composition and number of atoms, volumes compared unless ``scale``; with energies the
-lowest-energy member is kept).
+groups of equal reduced composition, number of atoms and role, volumes compared unless ``scale``; with energies the
+lowest-energy member is kept). A ``minimum`` and a ``labelled`` copy of one structure are not duplicates of each other:
+they serve different purposes (real data for the critic, energy and forces for the physics head), so both are kept.
 Disordered or unreadable inputs never become records: importers report them in the same :class:`CleaningReport`.
+
+:func:`deduplicate_minima` merges equivalent minima across a whole set (any number of atoms), keeping the lowest energy.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from aiida_crystalgan.data.dataset import CrystalDatasetData, reduced_formula
 from aiida_crystalgan.io.datafile import DataFile, DataFileWriter, StructureRecord
 
-__all__ = ('CleaningOptions', 'CleaningReport', 'build_dataset', 'kept_records', 'select_clean')
+__all__ = ('CleaningOptions', 'CleaningReport', 'build_dataset', 'deduplicate_minima', 'kept_records', 'select_clean')
 
 REASONS = ('unreadable', 'disordered', 'unsupported_element', 'missing_energy', 'missing_forces', 'min_distance',
            'volume', 'volume_outlier', 'duplicate')
@@ -122,33 +125,66 @@ def _check(record: StructureRecord, options: CleaningOptions) -> tuple[str, str]
     return None
 
 
-def _duplicates(datafile: DataFile, indices: list[int], options: CleaningOptions) -> dict[int, int]:
-    """Map each duplicate index to the index kept in its place; one group of equal formula is in memory at a time."""
+def _matcher(ltol: float, stol: float, angle_tol: float, scale: bool):
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
-    matcher = StructureMatcher(ltol=options.ltol, stol=options.stol, angle_tol=options.angle_tol, scale=options.scale)
+    return StructureMatcher(ltol=ltol, stol=stol, angle_tol=angle_tol, scale=scale)
+
+
+def _lowest_energy_representatives(records: dict[int, StructureRecord], matcher) -> dict[int, int]:
+    """Group equivalent ``records`` (index -> record) with ``matcher``; map each other member to the one kept.
+
+    The member with the lowest energy per atom is kept; without any energy in a group, the lowest index.
+    """
+    structures = []
+    for index, record in records.items():
+        structure = record.to_pymatgen()
+        structure.properties['index'] = index
+        structures.append(structure)
+    replaced: dict[int, int] = {}
+    for group in matcher.group_structures(structures):
+        group_indices = [structure.properties['index'] for structure in group]
+        energies = [records[i].energy / records[i].num_atoms if records[i].energy is not None else np.inf
+                    for i in group_indices]
+        kept = group_indices[int(np.argmin(energies))] if np.isfinite(energies).any() else min(group_indices)
+        replaced.update({i: kept for i in group_indices if i != kept})
+    return replaced
+
+
+def _duplicates(datafile: DataFile, indices: list[int], options: CleaningOptions) -> dict[int, int]:
+    """Map each duplicate index to the index kept in its place; one group of equal formula, number of atoms and role
+    is in memory at a time."""
+    matcher = _matcher(options.ltol, options.stol, options.angle_tol, options.scale)
     wanted = set(indices)
-    buckets: dict[tuple[str, int], list[int]] = defaultdict(list)
+    buckets: dict[tuple[str, int, str], list[int]] = defaultdict(list)
     for index, record in enumerate(datafile):
         if index in wanted:
-            buckets[(reduced_formula(record.numbers), record.num_atoms)].append(index)
+            buckets[(reduced_formula(record.numbers), record.num_atoms, record.role)].append(index)
     replaced: dict[int, int] = {}
     for members in buckets.values():
-        if len(members) < 2:
-            continue
-        records = {index: datafile[index] for index in members}
-        structures = []
-        for index, record in records.items():
-            structure = record.to_pymatgen()
-            structure.properties['index'] = index
-            structures.append(structure)
-        for group in matcher.group_structures(structures):
-            group_indices = [structure.properties['index'] for structure in group]
-            energies = [records[i].energy / records[i].num_atoms if records[i].energy is not None else np.inf
-                        for i in group_indices]
-            kept = group_indices[int(np.argmin(energies))] if np.isfinite(energies).any() else min(group_indices)
-            replaced.update({i: kept for i in group_indices if i != kept})
+        if len(members) > 1:
+            replaced.update(_lowest_energy_representatives({index: datafile[index] for index in members}, matcher))
     return replaced
+
+
+def deduplicate_minima(records: Iterable[StructureRecord], ltol: float = 0.2, stol: float = 0.3,
+                       angle_tol: float = 5.0, scale: bool = False) -> tuple[list[int], dict[int, int]]:
+    """Merge equivalent minima: ``(kept indices, {duplicate index: index kept in its place})``.
+
+    Structures are compared with pymatgen's ``StructureMatcher`` (tolerances as in :class:`CleaningOptions`; reduced
+    primitive cells, so a supercell matches its primitive cell) within groups of equal reduced formula, and the
+    lowest energy per atom of each group of equivalent structures is kept. Roles are not looked at: give the minima.
+    """
+    matcher = _matcher(ltol, stol, angle_tol, scale)
+    records = list(records)
+    buckets: dict[str, dict[int, StructureRecord]] = defaultdict(dict)
+    for index, record in enumerate(records):
+        buckets[reduced_formula(record.numbers)][index] = record
+    replaced: dict[int, int] = {}
+    for members in buckets.values():
+        if len(members) > 1:
+            replaced.update(_lowest_energy_representatives(members, matcher))
+    return [index for index in range(len(records)) if index not in replaced], replaced
 
 
 def select_clean(datafile: DataFile, options: CleaningOptions, report: CleaningReport | None = None,

@@ -3,6 +3,11 @@
 CIFs are read with pymatgen (symmetry operations, partial occupancies detected), everything else with ASE, which
 keeps energies, forces and stress. Files are streamed frame by frame; a file that cannot be read raises
 :class:`FileImportError` naming it.
+
+Roles (:data:`DEFAULT_ROLES`): structure files (CIF, POSCAR) hold known phases, so their structures are ``minimum``;
+trajectories (extxyz, vasprun.xml, OUTCAR) hold MD frames and relaxation steps with energies and forces, so theirs are
+``labelled``, except extxyz frames that carry a ``role`` in their comment line (as written by the dataset export). An
+explicit ``role`` overrides both.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData
-from aiida_crystalgan.io.datafile import StructureRecord
+from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord, check_role
 
 from .cleaning import CleaningOptions, CleaningReport, build_dataset
 
-__all__ = ('FileImportError', 'FORMATS', 'detect_format', 'import_files', 'iter_file_records')
+__all__ = ('DEFAULT_ROLES', 'FileImportError', 'FORMATS', 'detect_format', 'import_files', 'iter_file_records')
 
 #: File formats and the ASE format name used to read them (``cif`` is read by pymatgen).
 FORMATS = {'cif': 'cif', 'poscar': 'vasp', 'extxyz': 'extxyz', 'vasprun': 'vasp-xml', 'outcar': 'vasp-out'}
+#: Role of the structures of each format when none is given.
+DEFAULT_ROLES = {'cif': MINIMUM, 'poscar': MINIMUM, 'extxyz': LABELLED, 'vasprun': LABELLED, 'outcar': LABELLED}
 
 
 _OPENERS = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}
@@ -53,7 +60,7 @@ def detect_format(path: Path) -> str:
                           'vasprun*.xml or OUTCAR* (optionally compressed), or pass the format explicitly')
 
 
-def _read_cif(path: Path, report: CleaningReport) -> Iterator[StructureRecord]:
+def _read_cif(path: Path, report: CleaningReport, role: str) -> Iterator[StructureRecord]:
     import warnings
 
     from pymatgen.io.cif import CifParser
@@ -71,10 +78,11 @@ def _read_cif(path: Path, report: CleaningReport) -> Iterator[StructureRecord]:
             report.drop('disordered', f'partial occupancies in {structure.composition}', source=str(path),
                         label=label)
             continue
-        yield StructureRecord.from_pymatgen(structure, source=str(path), label=label)
+        yield StructureRecord.from_pymatgen(structure, source=str(path), label=label, role=role)
 
 
-def _read_ase(path: Path, fmt: str, index: str) -> Iterator[StructureRecord]:
+def _read_ase(path: Path, fmt: str, index: str, role: str | None) -> Iterator[StructureRecord]:
+    """Frames of ``path``; without ``role``, an extxyz frame's ``role`` in its comment line, else the format's."""
     from ase.io import iread
 
     with contextlib.ExitStack() as stack:
@@ -86,15 +94,19 @@ def _read_ase(path: Path, fmt: str, index: str) -> Iterator[StructureRecord]:
             with _OPENERS[path.suffix](path, 'rb') as source, readable.open('wb') as target:
                 shutil.copyfileobj(source, target, 1 << 20)
         for i, atoms in enumerate(iread(readable, index=index, format=FORMATS[fmt])):
-            yield StructureRecord.from_ase(atoms, source=str(path), label=f'{path.name}:{i}')
+            frame_role = role or (atoms.info.get('role') if fmt == 'extxyz' else None) or DEFAULT_ROLES[fmt]
+            yield StructureRecord.from_ase(atoms, source=str(path), label=f'{path.name}:{i}', role=frame_role)
 
 
 def iter_file_records(path: str | Path, fmt: str | None = None, index: str = ':',
-                      report: CleaningReport | None = None) -> Iterator[StructureRecord]:
+                      report: CleaningReport | None = None, role: str | None = None) -> Iterator[StructureRecord]:
     """Yield the records of one file; ``index`` selects frames of multi-frame files (ASE syntax, e.g. ``-1``).
 
-    Disordered CIF structures are recorded in ``report`` instead of being yielded.
+    Disordered CIF structures are recorded in ``report`` instead of being yielded. ``role`` (``minimum`` or
+    ``labelled``) overrides the role guessed from the format (see :data:`DEFAULT_ROLES`).
     """
+    if role is not None:
+        check_role(role)
     path = Path(path)
     if not path.is_file():
         raise FileImportError(f'{path}: no such file')
@@ -104,7 +116,7 @@ def iter_file_records(path: str | Path, fmt: str | None = None, index: str = ':'
     report = report if report is not None else CleaningReport()
     count = 0
     try:
-        records = _read_cif(path, report) if fmt == 'cif' else _read_ase(path, fmt, index)
+        records = _read_cif(path, report, role or MINIMUM) if fmt == 'cif' else _read_ase(path, fmt, index, role)
         for record in records:
             count += 1
             yield record
@@ -138,7 +150,7 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
 
 def import_files(paths: Iterable[str | Path], fmt: str | None = None, index: str = ':',
                  cleaning: CleaningOptions | dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                 **kwargs) -> CrystalDatasetData:
+                 role: str | None = None, **kwargs) -> CrystalDatasetData:
     """Read structure files (or directories of them) into one unstored ``CrystalDatasetData``.
 
     In directories, files whose name matches no format are skipped and listed in ``metadata['skipped_files']``.
@@ -146,14 +158,17 @@ def import_files(paths: Iterable[str | Path], fmt: str | None = None, index: str
     :param fmt: force the format (``cif``, ``poscar``, ``extxyz``, ``vasprun``, ``outcar``) instead of guessing it.
     :param index: frames of multi-frame files, ASE syntax (``:`` all, ``-1`` the last).
     :param cleaning: :class:`CleaningOptions` (or their dict) to apply; the report lands in ``metadata['cleaning']``.
+    :param role: role of every structure (``minimum`` or ``labelled``) instead of the format's (:data:`DEFAULT_ROLES`).
     :param kwargs: passed to ``CrystalDatasetData`` (``splits``, ``folds``, ``seed``, ``group_by``).
     """
     files, skipped = _expand(paths)
     if not files:
         raise FileImportError(f'no structure files given (skipped in directories: {skipped[:10]})')
+    if role is not None:
+        check_role(role)
     report = CleaningReport()
     options = CleaningOptions.from_dict(cleaning) if isinstance(cleaning, dict) else cleaning
-    records = (record for path in files for record in iter_file_records(path, fmt, index, report))
+    records = (record for path in files for record in iter_file_records(path, fmt, index, report, role))
     metadata = {'provider': 'files', 'files': [str(path) for path in files], 'skipped_files': skipped,
-                'options': {'format': fmt, 'index': index}, **(metadata or {})}
+                'options': {'format': fmt, 'index': index, 'role': role}, **(metadata or {})}
     return build_dataset(records, metadata, options, report, **kwargs)

@@ -6,6 +6,9 @@ pymatgen structures through ``optimade``'s adapters (which validate them against
 are checked locally by ``optimade``'s grammar before anything is sent. ``optimade.client.OptimadeClient`` was not used:
 it is an asynchronous multi-provider client that needs ``httpx``/``rich`` and reports per-provider failures in its
 results instead of raising, where an import must stop with a clear error.
+
+Database entries are known phases, relaxed by the database's own calculations: their role is ``minimum`` unless
+told otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData
-from aiida_crystalgan.io.datafile import StructureRecord
+from aiida_crystalgan.io.datafile import MINIMUM, StructureRecord, check_role
 
 from .cleaning import CleaningOptions, CleaningReport, build_dataset
 
@@ -137,7 +140,7 @@ def iter_optimade_entries(base_url: str, filter_: str = '', page_limit: int = 10
             params = None
 
 
-def entry_to_record(entry: dict[str, Any], source: str) -> StructureRecord:
+def entry_to_record(entry: dict[str, Any], source: str, role: str = MINIMUM) -> StructureRecord:
     """Convert one OPTIMADE structure entry into a record through ``optimade``'s pymatgen adapter.
 
     Only ``id``, ``type`` and ``attributes`` are validated: a provider's odd ``links`` must not cost a structure.
@@ -149,20 +152,22 @@ def entry_to_record(entry: dict[str, Any], source: str) -> StructureRecord:
     if not hasattr(structure, 'lattice'):
         raise ValueError('not periodic in three dimensions')
     return StructureRecord.from_pymatgen(structure, source=source, label=entry['attributes'].get(
-        'chemical_formula_reduced', structure.composition.reduced_formula))
+        'chemical_formula_reduced', structure.composition.reduced_formula), role=role)
 
 
 def import_optimade(base_url: str, filter_: str | None = None, elements: Sequence[str] | None = None,
                     nelements: int | tuple[int, int] | None = None, page_limit: int = 100,
                     max_results: int | None = None, cleaning: CleaningOptions | dict[str, Any] | None = None,
                     metadata: dict[str, Any] | None = None, timeout: float = 30.0, retries: int = 3,
-                    **kwargs) -> CrystalDatasetData:
+                    role: str = MINIMUM, **kwargs) -> CrystalDatasetData:
     """Query an OPTIMADE provider and return an unstored ``CrystalDatasetData`` of the structures found.
 
     Give a full ``filter_`` or ``elements``/``nelements`` (see :func:`build_filter`). Each record's source is
     ``<structures endpoint>/<entry id>``; entries that cannot be converted (disordered, invalid) are reported in
-    ``metadata['cleaning']``. ``kwargs`` go to ``CrystalDatasetData`` (``splits``, ``folds``, ...).
+    ``metadata['cleaning']``. Every structure gets ``role`` (default ``minimum``: database entries are known phases).
+    ``kwargs`` go to ``CrystalDatasetData`` (``splits``, ``folds``, ...).
     """
+    check_role(role)
     if filter_ is None:
         filter_ = build_filter(elements, nelements)
     endpoint = structures_endpoint(base_url)
@@ -181,7 +186,7 @@ def import_optimade(base_url: str, filter_: str | None = None, elements: Sequenc
                             label=entry_id)
                 continue
             try:
-                yield entry_to_record(entry, source)
+                yield entry_to_record(entry, source, role)
             except Exception as exception:  # noqa: BLE001 - any invalid entry is reported, not fatal
                 report.num_input += 1
                 reason = 'disordered' if 'disordered' in str(exception) else 'unreadable'
@@ -191,6 +196,6 @@ def import_optimade(base_url: str, filter_: str | None = None, elements: Sequenc
     options = CleaningOptions.from_dict(cleaning) if isinstance(cleaning, dict) else cleaning
     # ``entry_ids`` fills while the records stream, before ``build_dataset`` creates the node with this metadata.
     metadata = {'provider': 'optimade', 'base_url': base_url, 'endpoint': endpoint, 'filter': filter_,
-                'options': {'page_limit': page_limit, 'max_results': max_results}, 'entry_ids': entry_ids,
+                'options': {'page_limit': page_limit, 'max_results': max_results, 'role': role}, 'entry_ids': entry_ids,
                 **(metadata or {})}
     return build_dataset(records(), metadata, options, report, **kwargs)

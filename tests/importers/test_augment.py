@@ -17,14 +17,14 @@ from aiida_crystalgan.importers.augment import (
     translate,
 )
 from aiida_crystalgan.importers.transforms import augment_dataset, split_dataset
-from aiida_crystalgan.io.datafile import StructureRecord
+from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord
 
 
-def rutile(elements=('Nb', 'O'), energy: float | None = -60.0) -> StructureRecord:
+def rutile(elements=('Nb', 'O'), energy: float | None = -60.0, role: str = LABELLED) -> StructureRecord:
     structure = Structure.from_spacegroup('P4_2/mnm', Lattice.tetragonal(4.85, 3.03), list(elements),
                                           [[0, 0, 0], [0.29, 0.29, 0]])
     forces = np.random.default_rng(0).normal(size=(len(structure), 3))
-    return StructureRecord.from_pymatgen(structure, energy=energy, forces=forces, label='rutile')
+    return StructureRecord.from_pymatgen(structure, energy=energy, forces=forces, label='rutile', role=role)
 
 
 def sorted_distances(record: StructureRecord) -> np.ndarray:
@@ -76,6 +76,17 @@ def test_augment_records_deterministic():
                                         'rutile+2x1x1+t0', 'rutile+2x1x1+t1', 'rutile+2x1x1+p0']
     second = list(augment_records([rutile()], options))
     assert all(np.allclose(a.positions, b.positions) for a, b in zip(first, second))
+
+
+def test_augment_keeps_roles():
+    """Every copy keeps its parent's role: copies of a minimum are minima, substituted prototypes included."""
+    options = AugmentOptions(supercell_max_atoms=12, supercells_per_structure=1, translations=1, permutations=1)
+    augmented = list(augment_records([rutile(role=MINIMUM), rutile()], options))
+    assert len(augmented) == 12
+    assert [r.role for r in augmented] == [MINIMUM] * 6 + [LABELLED] * 6
+    options = AugmentOptions(substitution_elements=['Nb', 'O'], translations=1)
+    substituted = list(augment_records([rutile(('Ta', 'O'), role=MINIMUM), rutile(('Ta', 'O'))], options))
+    assert [(r.role, r.energy) for r in substituted] == [(MINIMUM, None)] * 2 + [(LABELLED, None)] * 2
 
 
 def test_augment_dataset_calcfunction():

@@ -7,17 +7,23 @@ import pytest
 from aiida import orm
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData
-from aiida_crystalgan.importers.cleaning import CleaningOptions, CleaningReport, build_dataset, select_clean
+from aiida_crystalgan.importers.cleaning import (
+    CleaningOptions,
+    CleaningReport,
+    build_dataset,
+    deduplicate_minima,
+    select_clean,
+)
 from aiida_crystalgan.importers.transforms import clean_dataset
-from aiida_crystalgan.io.datafile import StructureRecord
+from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord
 
 
 def rocksalt(a: float = 4.2, energy: float | None = -20.0, numbers=(41, 8), close: bool = False,
-             label: str = '') -> StructureRecord:
+             label: str = '', role: str = LABELLED) -> StructureRecord:
     second = [0.3, 0, 0] if close else [a / 2, a / 2, a / 2]
     return StructureRecord(numbers=list(numbers), positions=[[0, 0, 0], second],
                            cell=np.eye(3) * a, energy=energy, forces=np.zeros((2, 3)) if energy else None,
-                           source=label, label=label)
+                           source=label, label=label, role=role)
 
 
 @pytest.fixture
@@ -93,3 +99,43 @@ def test_clean_dataset_calcfunction(records):
     assert child.creator.inputs.dataset.uuid == parent.uuid
     _, node = clean_dataset.run_get_node(parent, orm.Dict({'colour': 'red'}))
     assert node.exit_status == 300 and 'unknown cleaning options' in node.exit_message
+
+
+def test_dedupe_keeps_roles_apart():
+    """A minimum and a labelled copy of one structure are not duplicates; within a role the lowest energy is kept,
+    and the kept records keep their roles."""
+    records = [rocksalt(energy=-20.0, label='minimum-high', role=MINIMUM),
+               rocksalt(energy=-20.5, label='labelled-low'),
+               rocksalt(a=4.1, energy=-21.0, label='minimum-low', role=MINIMUM),
+               rocksalt(energy=-19.0, label='labelled-high')]
+    dataset = build_dataset(records, options=CleaningOptions(dedupe=True))
+    assert [(r.label, r.role) for r in dataset] == [('labelled-low', LABELLED), ('minimum-low', MINIMUM)]
+    assert dataset.roles == {'minimum': 1, 'labelled': 1}
+    reasons = {item['label']: item['detail'] for item in dataset.metadata['cleaning']['dropped']}
+    assert reasons == {'minimum-high': 'equivalent to structure 2', 'labelled-high': 'equivalent to structure 1'}
+
+
+def test_deduplicate_minima():
+    """Equivalent minima merge across cell sizes (primitive and conventional rock salt), keeping the lowest energy per
+    atom; another polymorph and another formula stay; a group without energies keeps its first member."""
+    from ase.build import bulk
+
+    def minimum(atoms, energy_per_atom, label):
+        record = StructureRecord.from_ase(atoms, label=label, role=MINIMUM)
+        record.energy = None if energy_per_atom is None else energy_per_atom * record.num_atoms
+        return record
+
+    records = [
+        minimum(bulk('NbO', 'rocksalt', a=4.2), -10.0, 'rocksalt-primitive'),
+        minimum(bulk('NbO', 'cesiumchloride', a=2.6), -9.0, 'cscl'),
+        minimum(bulk('NbO', 'rocksalt', a=4.2, cubic=True), -10.2, 'rocksalt-conventional'),
+        minimum(bulk('TiO', 'rocksalt', a=4.2), None, 'tio-a'),
+        minimum(bulk('NbO', 'rocksalt', a=4.21), -10.1, 'rocksalt-strained'),
+        minimum(bulk('TiO', 'rocksalt', a=4.2, cubic=True), None, 'tio-b'),
+    ]
+    kept, replaced = deduplicate_minima(records)
+    assert [records[i].label for i in kept] == ['cscl', 'rocksalt-conventional', 'tio-a']
+    assert replaced == {0: 2, 4: 2, 5: 3}
+    assert deduplicate_minima([]) == ([], {})
+    kept, replaced = deduplicate_minima(records, ltol=0.0001, stol=0.0001, angle_tol=0.01)
+    assert 4 in kept

@@ -66,6 +66,26 @@ def test_import_files(files, tmp_path):
     assert len(dataset.get_split('train')) == 3
 
 
+def test_roles(files, tmp_path):
+    """CIF and POSCAR structures are minima, trajectory frames labelled, an extxyz frame's own role is kept, and an
+    explicit role wins over all."""
+    assert [r.role for r in iter_file_records(files['cif'])] == ['minimum']
+    assert [r.role for r in iter_file_records(files['poscar'])] == ['minimum']
+    assert [r.role for r in iter_file_records(files['extxyz'])] == ['labelled'] * 3
+    assert [r.role for r in iter_file_records(files['cif'], role='labelled')] == ['labelled']
+    assert [r.role for r in iter_file_records(files['extxyz'], role='minimum')] == ['minimum'] * 3
+    tagged = [record.to_ase() for record in iter_file_records(files['extxyz'])]
+    tagged[1].info['role'] = 'minimum'
+    write(tmp_path / 'tagged.extxyz', tagged, format='extxyz')
+    assert [r.role for r in iter_file_records(tmp_path / 'tagged.extxyz')] == ['labelled', 'minimum', 'labelled']
+    dataset = import_files(files.values())
+    assert dataset.roles == {'minimum': 2, 'labelled': 3}
+    assert dataset.metadata['options']['role'] is None
+    assert import_files([files['extxyz']], role='minimum').num_minima == 3
+    with pytest.raises(ValueError, match='unknown structure role'):
+        import_files([files['cif']], role='ground-state')
+
+
 def test_import_with_cleaning(files):
     """Cleaning drops what it must and says why."""
     dataset = import_files(files.values(), cleaning={'require_energies': True})
