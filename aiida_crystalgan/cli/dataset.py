@@ -9,9 +9,21 @@ import click
 from aiida.cmdline.params import arguments, options, types
 from aiida.cmdline.utils import decorators, echo
 
+from aiida_crystalgan.io.datafile import ROLES
+
 DATASET = arguments.DATA(
     'dataset', nargs=1, type=types.DataParamType(sub_classes=('aiida.data:crystalgan.dataset',)),
 )
+
+
+def role_option(default: str | None, help_: str):
+    """``--role`` of the import commands: the role of every imported structure."""
+    return click.option('--role', type=click.Choice(ROLES), default=default, show_default=default is not None,
+                        help=help_)
+
+
+def _roles_line(dataset) -> str:
+    return f'{dataset.num_minima} minima, {dataset.num_labelled} labelled'
 
 
 def cleaning_options(command):
@@ -78,7 +90,8 @@ def _store(dataset, label: str | None, description: str | None, group=None):
     if len(report.get('dropped', [])) > 20:
         echo.echo_warning(f"... and {len(report['dropped']) - 20} more: `dataset show {dataset.pk}` lists them all")
     echo.echo_success(f'stored CrystalDatasetData<{dataset.pk}> with {dataset.size} structures '
-                      f'({report.get("num_kept", dataset.size)} of {report.get("num_input", dataset.size)} kept)')
+                      f'({report.get("num_kept", dataset.size)} of {report.get("num_input", dataset.size)} kept; '
+                      f'{_roles_line(dataset)})')
 
 
 def _import_errors(function):
@@ -123,9 +136,10 @@ def dataset_import():
 @click.option('--filter', 'filter_', help='A full OPTIMADE filter (instead of --elements/--nelements).')
 @click.option('--page-limit', type=int, default=100, show_default=True)
 @click.option('--max-results', type=int, help='Stop after this many entries.')
+@role_option('minimum', 'Role of the structures: database entries are known phases (minima).')
 @import_options
 def import_optimade_command(base_url, elements, any_other_elements, nelements, filter_, page_limit, max_results,
-                            label, description, group, **kwargs):
+                            role, label, description, group, **kwargs):
     """Import the structures of the OPTIMADE provider BASE_URL matching a filter."""
     from aiida_crystalgan.importers.optimade import build_filter, import_optimade
 
@@ -135,7 +149,7 @@ def import_optimade_command(base_url, elements, any_other_elements, nelements, f
     echo.echo_report(f'querying {base_url} with filter: {filter_ or "(none)"}')
     cleaning = _cleaning(kwargs)
     node = import_optimade(base_url, filter_, page_limit=page_limit, max_results=max_results, cleaning=cleaning,
-                           **_node_options(kwargs))
+                           role=role, **_node_options(kwargs))
     _store(node, label, description, group)
 
 
@@ -144,13 +158,16 @@ def import_optimade_command(base_url, elements, any_other_elements, nelements, f
 @click.option('-F', '--format', 'fmt', type=click.Choice(['cif', 'poscar', 'extxyz', 'vasprun', 'outcar']),
               help='Format of all files (default: guessed from each name).')
 @click.option('--index', default=':', show_default=True, help='Frames of multi-frame files (ASE syntax, -1: last).')
+@role_option(None, 'Role of every structure [default: minimum for CIF and POSCAR, labelled for trajectories '
+                   '(extxyz, vasprun.xml, OUTCAR) unless an extxyz frame names its role].')
 @import_options
-def import_files_command(paths, fmt, index, label, description, group, **kwargs):
+def import_files_command(paths, fmt, index, role, label, description, group, **kwargs):
     """Import structure files or directories of them (CIF, POSCAR/CONTCAR, extxyz, vasprun.xml, OUTCAR)."""
     from aiida_crystalgan.importers.files import import_files
 
     cleaning = _cleaning(kwargs)
-    _store(import_files(paths, fmt, index, cleaning=cleaning, **_node_options(kwargs)), label, description, group)
+    _store(import_files(paths, fmt, index, cleaning=cleaning, role=role, **_node_options(kwargs)), label, description,
+           group)
 
 
 @dataset_import.command('group')
@@ -179,6 +196,7 @@ def dataset_show(dataset, dropped):
         ('PK / UUID', f'{dataset.pk} / {dataset.uuid}'),
         ('label', dataset.label or '-'),
         ('structures', attributes['size']),
+        ('roles', _roles_line(dataset)),
         ('atoms', f"{attributes['num_atoms_total']} (max {attributes['num_atoms_max']} per structure)"),
         ('elements', ' '.join(attributes['elements'])),
         ('with energies / forces / stress',
@@ -249,7 +267,7 @@ def dataset_stats(dataset, output_dir, top):
     volumes = dataset.get_volumes_per_atom()
     compositions = sorted(dataset.compositions.items(), key=lambda item: -item[1])[:top]
 
-    echo.echo(f'structures: {dataset.size}, compositions: {len(dataset.compositions)}, '
+    echo.echo(f'structures: {dataset.size} ({_roles_line(dataset)}), compositions: {len(dataset.compositions)}, '
               f'atoms per structure: {num_atoms.min()}..{num_atoms.max()} (mean {num_atoms.mean():.1f})')
     echo.echo(f'volume per atom (Å^3): {volumes.min():.3f}..{volumes.max():.3f} (median {np.median(volumes):.3f})')
     if len(energies_per_atom):

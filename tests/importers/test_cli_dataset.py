@@ -43,12 +43,13 @@ def test_import_files_show_export_stats(extxyz, tmp_path):
     """Import with cleaning, then show, export in every format and plot."""
     result = run('import', 'files', extxyz, '--splits', 0.5, 0.25, 0.25, '--seed', 3, '-L', 'nbo-train')
     assert 'dropped train.extxyz:3: min_distance' in result.output
-    assert '7 structures (7 of 8 kept)' in result.output
+    assert '7 structures (7 of 8 kept; 0 minima, 7 labelled)' in result.output
     node = last_dataset()
     assert node.label == 'nbo-train' and len(node.get_split('train')) == 3
 
     result = run('show', node.pk, '--dropped')
     assert 'elements                         Nb O' in result.output
+    assert 'roles                            0 minima, 7 labelled' in result.output
     assert '7 of 8 kept; dropped: 1 min_distance' in result.output
     assert 'train 3, validation 2, test 2' in result.output
 
@@ -59,7 +60,7 @@ def test_import_files_show_export_stats(extxyz, tmp_path):
     assert all((tmp_path / name).exists() for name in ('out.extxyz', 'cifs.zip', 'raw.h5'))
 
     result = run('stats', node.pk, '-o', tmp_path / 'plots')
-    assert 'structures: 7' in result.output and 'energy per atom (eV): -10.0000' in result.output
+    assert 'structures: 7 (0 minima, 7 labelled)' in result.output and 'energy per atom (eV): -10.0000' in result.output
     assert sorted(p.name for p in (tmp_path / 'plots').iterdir()) == [
         'compositions.png', 'energy_per_atom.png', 'volume_per_atom.png']
 
@@ -90,7 +91,9 @@ def test_import_optimade(provider):
     url = f'http://127.0.0.1:{provider.server_port}'
     result = run('import', 'optimade', url, '-e', 'Nb,O', '--page-limit', 2)
     assert 'elements HAS ONLY "Nb", "O"' in result.output and 'dropped oqmd-99999: disordered' in result.output
-    assert last_dataset().size == 3
+    assert last_dataset().size == 3 and last_dataset().num_minima == 3
+    run('import', 'optimade', url, '-e', 'Nb,O', '--role', 'labelled')
+    assert last_dataset().roles == {'minimum': 0, 'labelled': 3}
     result = run('import', 'optimade', url, '--filter', 'nonsense_property=1', expect_ok=False)
     assert 'HTTP 400' in result.output
 
@@ -99,3 +102,12 @@ def test_import_errors(tmp_path):
     (tmp_path / 'bad.cif').write_text('not a cif')
     result = run('import', 'files', tmp_path / 'bad.cif', expect_ok=False)
     assert 'bad.cif: cannot read as cif' in result.output
+
+
+def test_import_role(extxyz):
+    """``--role`` sets the role of every imported structure; only the known roles are accepted."""
+    result = run('import', 'files', extxyz, '--role', 'minimum')
+    assert '(7 of 8 kept; 7 minima, 0 labelled)' in result.output
+    assert set(last_dataset().get_roles()) == {'minimum'}
+    result = run('import', 'files', extxyz, '--role', 'relaxed', expect_ok=False)
+    assert "Invalid value for '--role'" in result.output
