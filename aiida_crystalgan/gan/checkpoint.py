@@ -1,8 +1,14 @@
-"""Checkpoint files: plain dicts of tensors and Python primitives, loaded with ``torch.load(weights_only=True)``."""
+"""Checkpoint files: plain dicts of tensors and Python primitives, loaded with ``torch.load(weights_only=True)``.
+
+Every file of a run is replaced atomically (temporary file in the same folder, then ``os.replace``), so a job killed
+at any moment leaves either the previous version or the new one, never half a file.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +18,29 @@ FORMAT = 'crystalgan-checkpoint'
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically (temporary file, then rename), so a killed job never leaves half a checkpoint."""
+@contextlib.contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write to; on success it replaces ``path`` in one step, on error it is removed."""
     path = Path(path)
     temporary = path.with_name(f'.{path.name}.tmp')
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(text)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically and flushed to disk, so a killed job or a crashed node never leaves half of it."""
+    with replaced_atomically(path) as temporary, temporary.open('wb') as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

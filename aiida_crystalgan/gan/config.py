@@ -17,7 +17,11 @@ ARCHITECTURE_FIELDS = (
 
 @dataclass
 class GanConfig:
-    """Everything that defines a training run; every field has a default suitable for a small CPU run."""
+    """Everything that defines a training run; every field has a default suitable for a small CPU run.
+
+    ``checkpoint.pt`` is rewritten (atomically) every ``checkpoint_every_steps`` steps or ``checkpoint_every_minutes``
+    minutes, whichever comes first (0 turns either off), so a killed run loses at most that much.
+    """
 
     # representation and features
     n_max: int = 24
@@ -58,6 +62,8 @@ class GanConfig:
     # bookkeeping
     validation_fraction: float = 0.0
     log_every: int = 10
+    checkpoint_every_steps: int = 100
+    checkpoint_every_minutes: float = 10.0
     seed: int = 0
     mixed_precision: bool = True
 
@@ -84,7 +90,8 @@ class GanConfig:
         non_negative = (
             'slot_latent_dim', 'gradient_penalty_weight', 'diversity_weight', 'drift_weight', 'head_force_weight',
             'energy_weight', 'force_weight',
-            'physics_warmup_steps', 'repulsion_weight', 'volume_weight', 'seed',
+            'physics_warmup_steps', 'repulsion_weight', 'volume_weight', 'checkpoint_every_steps',
+            'checkpoint_every_minutes', 'seed',
         )
         for name in non_negative:
             if getattr(self, name) < 0:

@@ -14,11 +14,11 @@ from ase.formula import Formula
 from aiida_crystalgan.io import StructureRecord
 
 from .checkpoint import load_checkpoint
-from .config import GanConfig
 from .data import conditions, slot_species
+from .device import resolve_device
 from .generator import Generator
+from .model import CrystalGan
 from .representation import CrystalBatch, batch_to_records
-from .training import resolve_device
 
 
 @dataclass
@@ -92,11 +92,7 @@ def separate_atoms(cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor
 
 def load_generator(state: dict[str, Any], device: torch.device) -> Generator:
     """The EMA generator of a checkpoint, in evaluation mode on ``device``."""
-    config = GanConfig.from_dict(state['config'])
-    generator = Generator(config.latent_dim, len(state['elements']) + 1, config.n_max, config.generator_width,
-                          config.generator_depth, slot_latent_dim=config.slot_latent_dim)
-    generator.load_state_dict(state['models']['generator_ema'])
-    return generator.to(device).eval().requires_grad_(False)
+    return CrystalGan.from_dict(state).generator_ema.to(device).eval().requires_grad_(False)
 
 
 def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | tuple[str, int]],

@@ -67,6 +67,12 @@ def make_records():
     return tiny_records
 
 
+@pytest.fixture(scope='session')
+def pair_potential():
+    """The pair potential that labels the tiny structures: ``(numbers, positions, cell) -> (energy, forces)``."""
+    return pair_energy
+
+
 @pytest.fixture
 def records():
     return tiny_records()

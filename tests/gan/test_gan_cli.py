@@ -6,8 +6,10 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,35 @@ def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
                  '--output-dir', tmp_path / 'resumed', '--resume', tmp_path / 'out' / 'checkpoint.pt')
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == checkpoint['step'] + 1
+
+
+def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
+    """A training killed with SIGKILL leaves a loadable checkpoint of a step that is a multiple of the interval;
+    resuming from it finishes the run.
+    """
+    config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000, 'checkpoint_every_steps': 3})
+    checkpoint = tmp_path / 'out' / 'checkpoint.pt'
+    process = subprocess.Popen(
+        [executable('crystalgan-train'), '--dataset', str(trained / 'dataset.h5'), '--config', str(config),
+         '--output-dir', str(tmp_path / 'out'), '--device', 'cpu'],
+        env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    step = torch.load(checkpoint, weights_only=True)['step']
+    assert step > 0 and step % 3 == 0
+    assert not (tmp_path / 'out' / 'model.pt').exists()
+    more = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': step + 1})
+    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', more,
+                 '--output-dir', tmp_path / 'resumed', '--resume', checkpoint, '--device', 'cpu')
+    assert result.returncode == 0, result.stderr
+    assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == step + 1
 
 
 def test_bad_input_exits_2(trained, tmp_path, capsys):

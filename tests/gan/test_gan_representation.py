@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aiida_crystalgan.gan.data import conditions, slot_species, standard_batch
-from aiida_crystalgan.gan.representation import batch_to_records, records_to_batch
+from aiida_crystalgan.gan.representation import batch_to_records, records_to_batch, symbols_to_numbers
 
 
 def test_round_trip_is_exact(records):
@@ -38,8 +38,13 @@ def test_wrapping_keeps_the_crystal(records):
         assert frac.min() >= 0 and frac.max() < 1
 
 
-def test_standard_frame_preserves_distances_and_rotates_forces(records):
-    batch, forces = standard_batch(records[:4], ['Nb', 'O'], n_max=8)
+@pytest.mark.parametrize('elements', [['Nb', 'O'], ['O', 'Nb']])
+def test_standard_frame_preserves_distances_and_rotates_forces(records, pair_potential, elements):
+    """Forces go through the frame change with their atoms: in the standard frame, each atom's force vector is the
+    force the labelling pair potential gives on that atom of the standard-frame structure (i.e. ``R F``, atom by atom).
+    With O first in the vocabulary the atoms are also reordered.
+    """
+    batch, forces = standard_batch(records[:4], elements, n_max=8)
     cell = batch.cell.numpy()
     assert np.allclose(np.triu(cell, k=1), 0.0)
     for index, record in enumerate(records[:4]):
@@ -48,6 +53,11 @@ def test_standard_frame_preserves_distances_and_rotates_forces(records):
         norm_before = np.sort(np.linalg.norm(record.forces, axis=1))
         norm_after = np.sort(np.linalg.norm(forces[index, :record.num_atoms].numpy(), axis=1))
         np.testing.assert_allclose(norm_after, norm_before, atol=1e-10)
+        count = record.num_atoms
+        numbers = [symbols_to_numbers(elements)[s] for s in batch.species[index, :count].tolist()]
+        positions = batch.frac[index, :count].numpy() @ cell[index]
+        _, expected = pair_potential(numbers, positions, cell[index])
+        np.testing.assert_allclose(forces[index, :count].numpy(), expected, atol=1e-9)
     assert torch.all(batch.species[:, :-1] <= batch.species[:, 1:] + (~batch.mask[:, 1:]).long() * 10)
 
 

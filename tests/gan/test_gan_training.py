@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from aiida_crystalgan.gan import GanConfig, generate, read_checkpoint_summary, train
-from aiida_crystalgan.gan.checkpoint import load_checkpoint
+from aiida_crystalgan.gan import CrystalGan, GanConfig, TrainingDiverged, generate, read_checkpoint_summary, train
+from aiida_crystalgan.gan.checkpoint import load_checkpoint, replaced_atomically
 from aiida_crystalgan.gan.data import (
     build_training_set,
     conditions,
@@ -19,7 +20,7 @@ from aiida_crystalgan.gan.data import (
 )
 from aiida_crystalgan.gan.generation import load_generator
 from aiida_crystalgan.gan.representation import CrystalBatch, batch_to_records
-from aiida_crystalgan.gan.training import LOSS_COLUMNS, Trainer
+from aiida_crystalgan.gan.trainer import LOSS_COLUMNS, Trainer
 
 TINY = {
     'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
@@ -64,6 +65,94 @@ def test_resume_is_bit_exact(tmp_path, records):
     assert_same_state(first, second)
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
+
+
+@pytest.mark.parametrize('interval', [{'checkpoint_every_steps': 2}, {'checkpoint_every_steps': 0,
+                                                                      'checkpoint_every_minutes': 1e-6}])
+def test_resume_from_a_periodic_checkpoint_after_a_kill_is_bit_exact(tmp_path, records, monkeypatch, interval):
+    """A run killed during step 3 left the checkpoint of step 2 (by steps, or by minutes: then after every step);
+    resuming from it ends in exactly the state of an uninterrupted run.
+    """
+    config = tiny_config(steps=4, **interval)
+    straight = train(records, config, tmp_path / 'straight', device='cpu')
+    assert not (tmp_path / 'straight' / 'checkpoint.pt').exists()
+
+    take_step = Trainer.train_step
+
+    def killed_during_step_3(trainer, *args):
+        if trainer.step == 2:
+            raise Killed
+        take_step(trainer, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, 'train_step', killed_during_step_3)
+        with pytest.raises(Killed):
+            train(records, config, tmp_path / 'killed', device='cpu')
+    assert not (tmp_path / 'killed' / 'model.pt').exists()
+    assert load_checkpoint(tmp_path / 'killed' / 'checkpoint.pt')['step'] == 2
+    resumed = train(records, config, tmp_path / 'resumed', resume=tmp_path / 'killed' / 'checkpoint.pt', device='cpu')
+    first = torch.load(straight.checkpoint_path, weights_only=True)
+    second = torch.load(resumed.checkpoint_path, weights_only=True)
+    assert first['step'] == second['step'] == 4
+    assert_same_state(first, second)
+
+
+def test_atomic_replacement_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / 'losses.csv'
+    path.write_text('old')
+    with pytest.raises(KeyboardInterrupt), replaced_atomically(path) as temporary:
+        temporary.write_text('half written')
+        raise KeyboardInterrupt
+    assert path.read_text() == 'old'
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, records, monkeypatch):
+    """A NaN loss at step 4 stops training with ``TrainingDiverged``; the checkpoint of step 2 stays as it was."""
+    from aiida_crystalgan.gan import trainer as trainer_module
+
+    penalty = trainer_module.volume_penalty
+    calls = []
+
+    def nan_from_step_4(*args):
+        calls.append(None)
+        return penalty(*args) * (math.nan if len(calls) >= 4 else 1.0)
+
+    monkeypatch.setattr(trainer_module, 'volume_penalty', nan_from_step_4)
+    with pytest.raises(TrainingDiverged, match='diverged at step 4') as diverged:
+        train(records, tiny_config(steps=10, checkpoint_every_steps=2), tmp_path, device='cpu')
+    checkpoint = tmp_path / 'checkpoint.pt'
+    assert diverged.value.step == 4 and diverged.value.checkpoint_path == checkpoint
+    assert set(diverged.value.losses) == {'generator_loss', 'volume_penalty'}
+    state = load_checkpoint(checkpoint)
+    assert state['step'] == 2 and state['history']['step'] == [1, 2]
+    assert all(torch.isfinite(value).all() for value in state['models']['generator'].values())
+    assert not (tmp_path / 'model.pt').exists()
+
+
+def test_a_huge_learning_rate_diverges_before_any_checkpoint(tmp_path, records):
+    with pytest.raises(TrainingDiverged, match='no checkpoint to resume from') as diverged:
+        train(records, tiny_config(steps=50, critic_lr=1e30, generator_lr=1e30), tmp_path, device='cpu')
+    assert diverged.value.checkpoint_path is None
+    assert not (tmp_path / 'checkpoint.pt').exists() and not (tmp_path / 'model.pt').exists()
+
+
+def test_model_rebuilds_itself_from_its_checkpoint(tiny_model):
+    state = load_checkpoint(tiny_model)
+    model = CrystalGan.load(tiny_model)
+    assert model.elements == ['O', 'Nb'] and model.config == GanConfig.from_dict(state['config'])
+    again = CrystalGan.from_dict(model.as_dict())
+    for name in CrystalGan.NETWORKS:
+        saved = state['models'][name]
+        for source in (model, again):
+            assert all(torch.equal(value, saved[key]) for key, value in getattr(source, name).state_dict().items())
+    generator = load_generator(state, torch.device('cpu'))
+    assert all(torch.equal(value, state['models']['generator_ema'][key])
+               for key, value in generator.state_dict().items())
+
+
 def test_checkpoint_is_plain_data_and_summarised(tmp_path, records):
     result = train(records, tiny_config(steps=2), tmp_path, device='cpu')
     state = torch.load(result.checkpoint_path, weights_only=True)
@@ -92,7 +181,7 @@ def test_physics_head_learns_energies_and_forces(records):
     elements = element_vocabulary(records)
     normalisation = fit_normalisation(records, elements, config.min_distance, config.cutoff, config.max_images)
     data = build_training_set(records, elements, config.n_max, normalisation)
-    trainer = Trainer(config, normalisation, torch.device('cpu'))
+    trainer = Trainer.from_config(config, normalisation, torch.device('cpu'))
     everything = torch.arange(len(data))
     before = float(trainer.physics_loss(data.select(everything), create_graph=False))
     for _ in range(60):
