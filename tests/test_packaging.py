@@ -57,8 +57,10 @@ def test_one_version_source(pyproject):
 def test_setup_json_matches_pyproject(pyproject, setup_json):
     """Every field that ``setup.json`` holds says what ``pyproject.toml`` says."""
     project = pyproject['project']
-    entry_points = {group: [f'{name} = {target}' for name, target in items.items()]
-                    for group, items in project.get('entry-points', {}).items()}
+    entry_points = {
+        group: [f'{name} = {target}' for name, target in items.items()]
+        for group, items in project.get('entry-points', {}).items()
+    }
     entry_points['console_scripts'] = [f'{name} = {target}' for name, target in project.get('scripts', {}).items()]
     expected = {
         'name': project['name'],
