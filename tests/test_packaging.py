@@ -80,40 +80,55 @@ def test_setup_json_matches_pyproject(pyproject, setup_json):
         assert setup_json[key] == value, f'setup.json `{key}` differs from pyproject.toml'
 
 
-def _third_party_imports(package_dir: Path, own_packages: set[str]) -> dict[str, str]:
-    """Top-level names of absolute imports outside the standard library, each with one file that imports it."""
-    found: dict[str, str] = {}
+def _third_party_imports(package_dir: Path, own_packages: set[str]) -> dict[str, tuple[str, bool]]:
+    """Top-level names of absolute imports outside the standard library.
+
+    Each maps to one file that imports it and whether any import of it runs when its module is imported (rather than
+    inside a function, as optional engines are imported, or under ``TYPE_CHECKING``).
+    """
+    found: dict[str, tuple[str, bool]] = {}
+
+    def visit(node: ast.AST, path: Path, in_function: bool) -> None:
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            top = name.split('.')[0]
+            if top not in sys.stdlib_module_names and top not in own_packages:
+                first_path, eager = found.get(top, (str(path.relative_to(ROOT)), False))
+                found[top] = (first_path, eager or not in_function)
+        type_checking = isinstance(node, ast.If) and 'TYPE_CHECKING' in ast.unparse(node.test)
+        nested = in_function or type_checking or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        for child in ast.iter_child_nodes(node):
+            visit(child, path, nested)
+
     for path in sorted(package_dir.rglob('*.py')):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split('.')[0]
-                if top not in sys.stdlib_module_names and top not in own_packages:
-                    found.setdefault(top, str(path.relative_to(ROOT)))
+        visit(ast.parse(path.read_text(), filename=str(path)), path, False)
     return found
 
 
 def test_every_import_is_declared(pyproject):
-    """Each third-party module the package imports comes from a dependency or, for optional engines, an extra."""
+    """A module-level import comes from a dependency; one inside a function (optional engines) may need an extra."""
     project = pyproject['project']
-    declared = {_requirement_name(r) for r in project['dependencies']}
-    declared |= {_requirement_name(r) for extra in project['optional-dependencies'].values() for r in extra}
+    core = {_requirement_name(r) for r in project['dependencies']}
+    optional = {_requirement_name(r) for extra in project['optional-dependencies'].values() for r in extra}
     distributions = packages_distributions()
     patterns = pyproject['tool']['setuptools']['packages']['find']['include']
     package_dirs = {path.parent for pattern in patterns for path in ROOT.glob(f'{pattern}/__init__.py')}
     assert package_dirs, 'no package found by [tool.setuptools.packages.find]'
+    own_packages = {directory.name for directory in package_dirs}
     missing = []
     for package_dir in sorted(package_dirs):
-        for module, path in _third_party_imports(package_dir, {d.name for d in package_dirs}).items():
-            candidates = distributions.get(module) or [OPTIONAL_DISTRIBUTIONS.get(module, module)]
-            if not {_requirement_name(c) for c in candidates} & declared:
-                missing.append(f'{module} (imported in {path}, distribution {candidates})')
-    assert not missing, f'imported but not declared in pyproject.toml: {missing}'
+        for module, (path, eager) in _third_party_imports(package_dir, own_packages).items():
+            candidates = {
+                _requirement_name(c) for c in distributions.get(module, [OPTIONAL_DISTRIBUTIONS.get(module, module)])
+            }
+            if not candidates & (core if eager else core | optional):
+                where = 'dependencies' if eager else 'dependencies or an extra'
+                missing.append(f'{module} (imported in {path}, distribution {sorted(candidates)}, not in {where})')
+    assert not missing, f'imports not declared in pyproject.toml: {missing}'
 
 
 def test_license_and_changelog(pyproject):
