@@ -10,4 +10,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[tests]"
+# `dev` = the test suite's needs (`tests`), the documentation build (`docs`) and ruff.
+.venv/bin/python -m pip install --quiet -e ".[dev]"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up the environment and run the whole test suite (slow tests included).
+# Set up the environment, lint, and run the whole test suite (slow tests included, the documentation build too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 # The daemon tests start `verdi` and the console scripts from PATH: put the environment's bin first.
 export PATH="$PWD/.venv/bin:$PATH"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

@@ -233,7 +233,7 @@ class DataFileWriter:
 
 
 class DataFile:
-    """Lazy read access to a dataset file: ``len``, indexing and iteration yield ``StructureRecord``s."""
+    """Lazy read access to a dataset file: ``len``, indexing and iteration yield ``StructureRecord`` objects."""
 
     _BLOCK = 4096
 

@@ -11,7 +11,7 @@ handler                     what it changes
 ions too close              nothing: aborts with ``ERROR_IONS_TOO_CLOSE`` (the structure is unphysical)
 ZPOTRF / ZTRTRI             ISYM=0, POTIM halved for relaxations, continue from the last structure, fresh wavefunctions
 ZHEGV in EDDDAV             ALGO=All (conjugate gradient, no Davidson), fresh wavefunctions
-PSSYEVX / subspace rotation ALGO=Normal (from Fast/VeryFast), else ALGO=All
+PSSYEVX/subspace rotation   ALGO=Normal (from Fast/VeryFast), else ALGO=All
 linearly dependent WFINIT   ENCUT x 1.1 (more plane waves per band), ALGO=Normal, fresh wavefunctions
 MD out of walltime          continue from the CONTCAR positions and velocities with NSW = the steps still to run; the
                             interrupted trajectory becomes an ``md_segments`` output
