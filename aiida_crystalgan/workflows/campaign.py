@@ -12,7 +12,7 @@ from pymatgen.core import Composition
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
 from aiida_crystalgan.data.model import GanModelData
-from aiida_crystalgan.engines.base import expose_engine_inputs
+from aiida_crystalgan.engines.base import expose_engine_inputs, load_engine
 from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
@@ -170,7 +170,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             (``seeds``, ``sampling``, ``stability``, ``training``, ``generation``), values over that stage's protocol.
         :param engine_protocol: the engine's numerical protocol (default: ``protocol``, so that `precise` campaigns
             get precise DFT); any of the engine's protocols.
-        :raises ValueError: for an unknown protocol or override key, or a malformed ``system``.
+        :raises ValueError: for an unknown protocol, engine protocol or override key, or a malformed ``system``.
         """
         parse_system(system)
         overrides = dict(overrides or {})
@@ -179,6 +179,9 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         inputs = super().get_protocol_inputs(protocol, overrides)
         engine_inputs = {'name': orm.Str(engine), 'code': engine_code,
                          'protocol': orm.Str(engine_protocol or protocol or cls.get_default_protocol())}
+        error = load_engine(engine).spec().inputs['protocol'].validate(engine_inputs['protocol'])
+        if error:
+            raise ValueError(f'engine `{engine}`: {error.message}')
         if engine_settings:
             engine_inputs['settings'] = orm.Dict(engine_settings)
         if engine_options:

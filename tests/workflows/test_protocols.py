@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 from aiida import orm
+from click.testing import CliRunner
 
+from aiida_crystalgan.cli import cmd_root
 from aiida_crystalgan.engines.vasp.protocols import load_protocols
 from aiida_crystalgan.workflows.campaign import STAGE_WORKCHAINS, CampaignWorkChain
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
@@ -90,9 +92,23 @@ def test_unknown_override_keys_are_refused(codes, overrides, key):
         CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, overrides=overrides)
 
 
-def test_unknown_protocol_is_refused(codes):
+@pytest.mark.parametrize('arguments', [{'protocol': 'sloppy'}, {'engine': 'vasp', 'engine_protocol': 'sloppy'}])
+def test_unknown_protocol_is_refused(codes, arguments):
     with pytest.raises(ValueError, match='unknown protocol `sloppy`'):
-        CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, protocol='sloppy')
+        CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, **arguments)
+
+
+def test_cli_refuses_unknown_override_keys(aiida_localhost, tmp_path):
+    """``campaign submit --overrides`` with a typo: a clear message naming the key, and no process stored."""
+    CliRunner().invoke(cmd_root, ['setup', '--computer', aiida_localhost.label])
+    overrides = tmp_path / 'overrides.yaml'
+    overrides.write_text('sampling:\n  temperature: 300\n')
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    result = CliRunner().invoke(cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--overrides', str(overrides),
+                                           '--no-daemon'])
+    assert result.exit_code != 0
+    assert 'unknown override key `sampling.temperature`' in result.output
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
 
 
 def test_stage_builders_take_the_stage_overrides(aiida_localhost):
