@@ -10,7 +10,9 @@ import yaml
 from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
 
-from aiida_crystalgan.workflows.protocols import available_protocols
+from aiida_crystalgan.workflows.protocols import DEFAULT_PROTOCOL, PROTOCOL_DIRECTORY, load_protocol_file
+
+PROTOCOLS = list(load_protocol_file(PROTOCOL_DIRECTORY / 'campaign.yaml')['protocols'])
 
 ENGINE_CODE_DEFAULT = {'mlip': 'crystalgan_mlip@localhost'}
 
@@ -86,8 +88,10 @@ def campaign() -> None:
 
 @campaign.command('submit')
 @click.option('--system', required=True, help='Chemical system, e.g. `Nb-O`.')
-@click.option('--protocol', type=click.Choice(list(available_protocols())), default='fast', show_default=True)
+@click.option('--protocol', type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
+              help='Protocol of every stage (each stage has its own protocol file).')
 @click.option('--engine', type=click.Choice(['mlip', 'vasp']), default='mlip', show_default=True)
+@click.option('--engine-protocol', help='Numerical protocol of the engine (default: the campaign protocol).')
 @click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
 @click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
               help='YAML file of engine settings (e.g. potential family and mapping for VASP).')
@@ -98,7 +102,7 @@ def campaign() -> None:
               help='YAML file of scheduler options of the training, e.g. custom_scheduler_commands for a GPU.')
 @click.option('--generate-code', default='crystalgan_generate@localhost', show_default=True)
 @click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file whose values override the protocol, stage by stage.')
+              help='YAML file whose values override the protocols, stage by stage; unknown keys are refused.')
 @click.option('--structures-group', help='Group of StructureData to add to the seeds.')
 @click.option('--structure-file', 'structure_files', multiple=True, type=click.Path(exists=True, dir_okay=False),
               help='Structure file (CIF, POSCAR, ...) to add to the seeds; repeatable.')
@@ -107,8 +111,9 @@ def campaign() -> None:
 @click.option('--daemon/--no-daemon', default=True, show_default=True,
               help='Submit to the daemon, or run in this process.')
 @decorators.with_dbenv()
-def campaign_submit(system, protocol, engine, engine_code, engine_settings, engine_options, train_code, train_options,
-                    generate_code, overrides, structures_group, structure_files, group_label, wait, daemon) -> None:
+def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engine_settings, engine_options,
+                    train_code, train_options, generate_code, overrides, structures_group, structure_files,
+                    group_label, wait, daemon) -> None:
     """Submit a campaign for a chemical system."""
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -125,12 +130,15 @@ def campaign_submit(system, protocol, engine, engine_code, engine_settings, engi
         raise click.BadParameter(f'give --engine-code for the `{engine}` engine', param_hint='--engine-code')
     overrides_dict, settings, engine_options, train_options = (
         read_yaml(path) for path in (overrides, engine_settings, engine_options, train_options))
-    builder = CampaignWorkChain.get_builder_from_protocol(
-        system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
-        _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
-        engine_settings=settings, engine_options=engine_options, train_options=train_options,
-        structures=_seed_structures(structures_group, structure_files),
-    )
+    try:
+        builder = CampaignWorkChain.get_builder_from_protocol(
+            system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
+            _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
+            engine_protocol=engine_protocol, engine_settings=settings, engine_options=engine_options,
+            train_options=train_options, structures=_seed_structures(structures_group, structure_files),
+        )
+    except ValueError as exception:  # an unknown override key or engine protocol
+        raise click.BadParameter(str(exception), param_hint='--overrides') from exception
     if group_label:
         builder.group_label = orm.Str(group_label)
     if not daemon:

@@ -17,7 +17,7 @@ Operation parameters (the ``parameters`` input, engine independent):
 
 * ``md``: ``temperature`` (K, > 0), ``steps`` (> 0), ``timestep`` (fs, > 0), ``sample_interval`` (steps between
   stored frames), ``thermostat`` (``nose-hoover`` | ``langevin``), ``seed``
-* ``relax``: ``fmax`` (eV/Å), ``relax_cell`` (bool), ``max_steps``
+* ``relax``: ``fmax`` (eV/Å), ``relax_cell`` (bool), ``max_steps`` (ionic steps)
 * ``forces``: none
 
 Numerical settings of the engine itself (cut-offs, k-points, MLIP model) come from the engine's ``protocol`` and
@@ -32,12 +32,14 @@ from aiida import orm
 from aiida.engine import WorkChain
 from aiida.plugins.entry_point import load_entry_point
 
+from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
+
 OPERATIONS = ('md', 'relax', 'forces')
 ENGINE_GROUP = 'crystalgan.engines'
 
 _REQUIRED_PARAMETERS = {
     'md': {'temperature', 'steps', 'timestep'},
-    'relax': {'fmax'},
+    'relax': {'fmax', 'max_steps'},
     'forces': set(),
 }
 
@@ -79,7 +81,7 @@ class EngineWorkChain(WorkChain):
                              help='The batch of structures, keyed by a label that the outputs repeat.')
         spec.input('parameters', valid_type=orm.Dict, help='Engine-independent parameters of the operation.')
         spec.input('code', valid_type=orm.AbstractCode, help='The code that runs the engine.')
-        spec.input('protocol', valid_type=orm.Str, default=lambda: orm.Str('fast'),
+        spec.input('protocol', valid_type=orm.Str, default=lambda: orm.Str(DEFAULT_PROTOCOL),
                    help='Engine protocol for its numerical settings: `fast`, `balanced` or `precise`.')
         spec.input('settings', valid_type=orm.Dict, required=False, help='Engine-specific settings and overrides.')
         spec.input('options', valid_type=orm.Dict, required=False, help='Scheduler options of the calculations.')
@@ -106,7 +108,7 @@ def expose_engine_inputs(spec, namespace: str = 'engine') -> None:
     spec.input(f'{namespace}.name', valid_type=orm.Str, default=lambda: orm.Str('mlip'),
                help='Engine entry point name in `crystalgan.engines`: `mlip` or `vasp`.')
     spec.input(f'{namespace}.code', valid_type=orm.AbstractCode, help='The code that runs the engine.')
-    spec.input(f'{namespace}.protocol', valid_type=orm.Str, default=lambda: orm.Str('fast'),
+    spec.input(f'{namespace}.protocol', valid_type=orm.Str, default=lambda: orm.Str(DEFAULT_PROTOCOL),
                help='Engine protocol for numerical settings.')
     spec.input(f'{namespace}.settings', valid_type=orm.Dict, required=False, help='Engine-specific settings.')
     spec.input(f'{namespace}.options', valid_type=orm.Dict, required=False, help='Scheduler options.')

@@ -2,25 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiida import orm
-from aiida.engine import ToContext, WorkChain
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, calcfunction
 from pymatgen.core import Composition
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
 from aiida_crystalgan.data.model import GanModelData
-from aiida_crystalgan.engines.base import expose_engine_inputs
+from aiida_crystalgan.engines.base import expose_engine_inputs, load_engine
 from aiida_crystalgan.structures.prototypes import parse_system
-from aiida_crystalgan.workflows.functions import merge_training_data
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
-from aiida_crystalgan.workflows.protocols import get_protocol_inputs
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
+from aiida_crystalgan.workflows.protocols.utils import validate_override_keys
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 from aiida_crystalgan.workflows.seeds import SeedsWorkChain, validate_system
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
-STAGES = ('seeds', 'sampling', 'references', 'dataset', 'training', 'generation', 'finished')
+#: Every stage's input namespace of the campaign and the workchain it feeds; each has its own protocol file.
+STAGE_WORKCHAINS = {
+    'seeds': SeedsWorkChain,
+    'sampling': SamplingWorkChain,
+    'stability': StabilityWorkChain,
+    'training': TrainingWorkChain,
+    'generation': GenerationWorkChain,
+}
+#: Inputs of the stages that the campaign fills in as it runs (structures, engine, upstream results).
+RUNTIME_INPUTS = {
+    'seeds': ('system', 'structures'),
+    'sampling': ('structures', 'engine'),
+    'stability': ('structures', 'engine'),
+    'training': ('train.dataset', 'train.parent_model'),
+    'generation': ('generate.model', 'training_dataset', 'stability', 'reference_structures', 'reference_results',
+                   'engine'),
+}
+
+
+@calcfunction
+def merge_training_data(snapshots: CrystalDatasetData, **minima: orm.Data) -> CrystalDatasetData:
+    """The training set: MD snapshots plus the relaxed local minima (``structure_<key>`` with ``results_<key>``)."""
+    def records():
+        yield from snapshots
+        for name, structure in minima.items():
+            if not name.startswith('structure_'):
+                continue
+            key = name.removeprefix('structure_')
+            results = minima[f'results_{key}']
+            yield to_record(structure, energy=results.base.attributes.get('energy'),
+                            forces=results.get_array('forces'), stress=results.get_array('stress'),
+                            source=structure.uuid, label=f'minimum:{key}')
+
+    return CrystalDatasetData(records(), metadata={'origin': 'md snapshots and local minima',
+                                                   'snapshots': snapshots.uuid})
 
 
 def generation_targets(structures: list[orm.StructureData], max_formula_units: int, n_max: int) -> list[dict]:
@@ -35,28 +71,46 @@ def generation_targets(structures: list[orm.StructureData], max_formula_units: i
     return targets
 
 
-class CampaignWorkChain(WorkChain):
+def _without(inputs: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """``inputs`` without the (dotted) ``paths``."""
+    for path in paths:
+        *parents, name = path.split('.')
+        namespace = inputs
+        for parent in parents:
+            namespace = namespace.get(parent, {})
+        namespace.pop(name, None)
+    return inputs
+
+
+class CampaignWorkChain(ProtocolMixin, WorkChain):
     """Seeds → MD sampling and reference relaxations → dataset → GAN training → generation and validation.
 
     Every stage is a process of its own, so the provenance graph of a predicted structure reaches back to the
     engine calculations that produced the training data. The daemon checkpoints the campaign between stages: it
-    survives daemon restarts, and ``verdi process pause/play`` stops and resumes it.
+    survives daemon restarts, and ``verdi process pause/play`` stops and resumes it. Each stage's inputs are exposed
+    in a namespace of its name (``seeds``, ``sampling``, ``stability``, ``training``, ``generation``); the stability
+    parameters serve both the reference phases and the generated candidates.
     """
+
+    _protocol_file = 'campaign.yaml'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('system', valid_type=orm.Str, validator=validate_system, help='Chemical system, e.g. `Nb-O`.')
-        spec.input('parameters', valid_type=orm.Dict, help='Every stage\'s parameters (from a protocol).')
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
                              help='Extra seed structures (files, groups, OPTIMADE).')
-        spec.input('train_code', valid_type=orm.AbstractCode, help='Code of `crystalgan-train`.')
-        spec.input('generate_code', valid_type=orm.AbstractCode, help='Code of `crystalgan-generate`.')
-        spec.input('train_options', valid_type=orm.Dict, required=False,
-                   help='Scheduler options of training, e.g. {"custom_scheduler_commands": "#SBATCH --gres=gpu:1"}.')
+        spec.input('max_formula_units', valid_type=orm.Int,
+                   help='Generation targets: every compound of the seeds at 1 to this many formula units.')
+        spec.input('targets', valid_type=orm.List, required=False,
+                   help='Explicit generation targets ({composition, formula_units}), instead of the seeds\' ones.')
         spec.input('group_label', valid_type=orm.Str, required=False,
                    help='Group that receives the predicted structures (default `crystalgan/<system>/<pk>`).')
         expose_engine_inputs(spec)
+        for namespace, workchain in STAGE_WORKCHAINS.items():
+            spec.expose_inputs(workchain, namespace=namespace, exclude=RUNTIME_INPUTS[namespace])
+            spec.inputs[namespace].validator = None  # the stage validates its complete inputs when it is submitted
+        spec.inputs['generation']['generate'].validator = None
         spec.outline(
             cls.run_seeds,
             cls.run_sampling_and_references,
@@ -71,41 +125,86 @@ class CampaignWorkChain(WorkChain):
         spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
-        spec.exit_code(400, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
-        spec.exit_code(401, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
-        spec.exit_code(402, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
-        spec.exit_code(403, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
-        spec.exit_code(404, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
-        spec.exit_code(405, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
-        spec.exit_code(406, 'ERROR_MISSING_ELEMENTAL_SEED',
+        spec.exit_code(700, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
+        spec.exit_code(701, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
+        spec.exit_code(702, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
+        spec.exit_code(703, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
+        spec.exit_code(704, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
+        spec.exit_code(705, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
+        spec.exit_code(706, 'ERROR_MISSING_ELEMENTAL_SEED',
                        message='No seed of pure {elements}: the convex hull needs every element; raise '
                                '`seeds.max_atoms` or give one with `structures`.')
+
+    @classmethod
+    def get_override_keys(cls) -> dict[str, Any]:
+        """The campaign's own keys and, under each stage's name, the keys of that stage's protocol."""
+        keys = {**super().get_override_keys(),
+                **{name: workchain.get_override_keys() for name, workchain in STAGE_WORKCHAINS.items()}}
+        keys['generation'] = {key: value for key, value in keys['generation'].items() if key != 'stability'}
+        return keys
+
+    @classmethod
+    def get_protocol_inputs(cls, protocol: str | None = None,
+                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The campaign's own inputs (``campaign.yaml``) and every stage's, from the stage's protocol file."""
+        overrides = dict(overrides or {})
+        validate_override_keys(overrides, cls.get_override_keys())
+        stages = {name: workchain.get_protocol_inputs(protocol, overrides.pop(name, None))
+                  for name, workchain in STAGE_WORKCHAINS.items()}
+        stages['generation'].pop('stability')
+        return {**super().get_protocol_inputs(protocol, overrides), **stages}
 
     @classmethod
     def get_builder_from_protocol(cls, system: str, engine_code: orm.AbstractCode, train_code: orm.AbstractCode,
                                   generate_code: orm.AbstractCode, protocol: str | None = None,
                                   overrides: dict[str, Any] | None = None, engine: str = 'mlip',
+                                  engine_protocol: str | None = None,
                                   engine_settings: dict[str, Any] | None = None,
                                   engine_options: dict[str, Any] | None = None,
                                   train_options: dict[str, Any] | None = None,
                                   structures: dict[str, orm.StructureData] | None = None):
-        """A ready builder for ``system`` with the parameters of ``protocol`` (`fast`, `balanced`, `precise`)."""
+        """A ready builder for ``system``: every stage built from its own protocol named ``protocol``.
+
+        :param protocol: `fast`, `balanced` or `precise` (default: the plugin's default protocol, `fast`).
+        :param overrides: the campaign's own keys (``max_formula_units``, ``targets``) and, under a stage's name
+            (``seeds``, ``sampling``, ``stability``, ``training``, ``generation``), values over that stage's protocol.
+        :param engine_protocol: the engine's numerical protocol (default: ``protocol``, so that `precise` campaigns
+            get precise DFT); any of the engine's protocols.
+        :raises ValueError: for an unknown protocol, engine protocol or override key, or a malformed ``system``.
+        """
         parse_system(system)
-        parameters = get_protocol_inputs(protocol, overrides)
+        overrides = dict(overrides or {})
+        validate_override_keys(overrides, cls.get_override_keys())
+        stage_overrides = {name: overrides.pop(name, None) for name in STAGE_WORKCHAINS}
+        inputs = super().get_protocol_inputs(protocol, overrides)
+        engine_inputs = {'name': orm.Str(engine), 'code': engine_code,
+                         'protocol': orm.Str(engine_protocol or protocol or cls.get_default_protocol())}
+        error = load_engine(engine).spec().inputs['protocol'].validate(engine_inputs['protocol'])
+        if error:
+            raise ValueError(f'engine `{engine}`: {error.message}')
+        if engine_settings:
+            engine_inputs['settings'] = orm.Dict(engine_settings)
+        if engine_options:
+            engine_inputs['options'] = orm.Dict(engine_options)
+        stages = {
+            'seeds': SeedsWorkChain.get_builder_from_protocol(system, protocol, stage_overrides['seeds']),
+            'sampling': SamplingWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
+                                                                    stage_overrides['sampling']),
+            'stability': StabilityWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
+                                                                      stage_overrides['stability']),
+            'training': TrainingWorkChain.get_builder_from_protocol(train_code, None, protocol,
+                                                                    stage_overrides['training'], train_options),
+            'generation': GenerationWorkChain.get_builder_from_protocol(generate_code, engine_inputs, None, None,
+                                                                        protocol, stage_overrides['generation']),
+        }
         builder = cls.get_builder()
         builder.system = orm.Str(system)
-        builder.parameters = orm.Dict(parameters)
-        builder.train_code = train_code
-        builder.generate_code = generate_code
-        builder.engine.name = orm.Str(engine)
-        builder.engine.code = engine_code
-        builder.engine.protocol = orm.Str(protocol or 'balanced')
-        if engine_settings:
-            builder.engine.settings = orm.Dict(engine_settings)
-        if engine_options:
-            builder.engine.options = orm.Dict(engine_options)
-        if train_options:
-            builder.train_options = orm.Dict(train_options)
+        builder.max_formula_units = orm.Int(inputs['max_formula_units'])
+        if inputs['targets']:
+            builder.targets = orm.List(inputs['targets'])
+        builder.engine = engine_inputs
+        for name, stage in stages.items():
+            builder[name]._merge(_without(stage._inputs(prune=True), RUNTIME_INPUTS[name]))
         if structures:
             builder.structures = structures
         return builder
@@ -113,13 +212,18 @@ class CampaignWorkChain(WorkChain):
     def _stage(self, name: str) -> None:
         self.node.base.extras.set('crystalgan_stage', name)
 
+    def _stage_inputs(self, name: str, **runtime: Any) -> AttributeDict:
+        """The inputs of stage ``name``: the campaign's namespace of that name plus ``runtime`` inputs."""
+        inputs = AttributeDict(self.exposed_inputs(STAGE_WORKCHAINS[name], namespace=name))
+        inputs.update(runtime)
+        return inputs
+
     def run_seeds(self):
         """Collect the seed structures."""
         self._stage('seeds')
-        inputs = {'system': self.inputs.system,
-                  'max_atoms': orm.Int(self.inputs.parameters['seeds']['max_atoms'])}
+        inputs = self._stage_inputs('seeds', system=self.inputs.system)
         if 'structures' in self.inputs:
-            inputs['structures'] = dict(self.inputs.structures)
+            inputs.structures = dict(self.inputs.structures)
         return ToContext(seeds=self.submit(SeedsWorkChain, **inputs))
 
     def run_sampling_and_references(self):
@@ -134,11 +238,9 @@ class CampaignWorkChain(WorkChain):
         self._stage('sampling')
         self.out('seeds', seeds)
         engine = dict(self.inputs.engine)
-        parameters = self.inputs.parameters.get_dict()
-        sampling = self.submit(SamplingWorkChain, structures=seeds, parameters=orm.Dict(parameters['sampling']),
-                               engine=engine)
-        references = self.submit(StabilityWorkChain, structures=seeds,
-                                 parameters=orm.Dict(parameters['stability']), engine=engine)
+        sampling = self.submit(SamplingWorkChain, **self._stage_inputs('sampling', structures=seeds, engine=engine))
+        references = self.submit(StabilityWorkChain,
+                                 **self._stage_inputs('stability', structures=seeds, engine=engine))
         self.report(f'sampling {len(seeds)} seeds with MD<{sampling.pk}>, checking them with <{references.pk}>')
         return ToContext(sampling=sampling, references=references)
 
@@ -163,18 +265,8 @@ class CampaignWorkChain(WorkChain):
     def run_training(self):
         """Train the GAN (resuming across wall-clock limits)."""
         self._stage('training')
-        training = self.inputs.parameters['training']
-        inputs = {
-            'train': {
-                'code': self.inputs.train_code,
-                'dataset': self.ctx.dataset,
-                'parameters': orm.Dict(training['config']),
-                'metadata': {'options': {'max_wallclock_seconds': 24 * 3600,
-                                         **(self.inputs.train_options.get_dict() if 'train_options' in self.inputs
-                                            else {})}},
-            },
-            'max_iterations': orm.Int(training.get('max_iterations', 5)),
-        }
+        inputs = self._stage_inputs('training')
+        inputs['train']['dataset'] = self.ctx.dataset
         return ToContext(training=self.submit(TrainingWorkChain, **inputs))
 
     def run_generation(self):
@@ -184,29 +276,25 @@ class CampaignWorkChain(WorkChain):
         self._stage('generation')
         model = self.ctx.training.outputs.model
         self.out('model', model)
-        parameters = self.inputs.parameters.get_dict()
-        generation = parameters['generation']
-        n_max = int(model.base.attributes.get('n_max'))
-        targets = generation.get('targets') or generation_targets(
-            list(self.ctx.seeds.outputs.structures.values()), generation['max_formula_units'], n_max)
+        if 'targets' in self.inputs:
+            targets = self.inputs.targets.get_list()
+        else:
+            targets = generation_targets(list(self.ctx.seeds.outputs.structures.values()),
+                                         self.inputs.max_formula_units.value, int(model.base.attributes.get('n_max')))
         if not targets:
             return self.exit_codes.ERROR_NO_TARGETS
         references = self.ctx.references.outputs
-        inputs = {
-            'generate': {
-                'code': self.inputs.generate_code,
-                'model': model,
-                'parameters': orm.Dict({'targets': targets, 'num_per_target': generation['num_per_target'],
-                                        'seed': generation.get('seed', 0)}),
-            },
-            'training_dataset': self.ctx.dataset,
-            'postprocess': orm.Dict(parameters['postprocess']),
-            'max_validations': orm.Int(generation['max_validations']),
-            'stability': orm.Dict(parameters['stability']),
-            'reference_structures': dict(references.relaxed_structures),
-            'reference_results': dict(references.results),
-            'engine': dict(self.inputs.engine),
-        }
+        inputs = self._stage_inputs(
+            'generation',
+            training_dataset=self.ctx.dataset,
+            stability=self.inputs.stability.parameters,
+            reference_structures=dict(references.relaxed_structures),
+            reference_results=dict(references.results),
+            engine=dict(self.inputs.engine),
+        )
+        generate = inputs['generate']
+        generate['model'] = model
+        generate['parameters'] = orm.Dict({**generate['parameters'].get_dict(), 'targets': targets})
         return ToContext(generation=self.submit(GenerationWorkChain, **inputs))
 
     def results(self):

@@ -19,26 +19,18 @@ from aiida_phonopy.workflows.phonopy import PhonopyWorkChain
 from ase.cell import Cell
 
 from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
-DEFAULTS = {
-    'supercell_min_length': 10.0,  # Å, perpendicular width of the supercell when no `supercell_matrix` is given
-    'displacement': 0.01,  # Å
-    'mesh': [8, 8, 8],  # Γ-centred mesh on which the frequencies are checked
-    'frequency_tolerance': 0.1,  # THz: unstable when a frequency is below -frequency_tolerance
-    'symmetry_tolerance': 1e-5,  # Å, for phonopy's symmetry search
-    'subtract_residual_forces': True,  # also compute the pristine supercell and subtract its forces
-    'band_structure': False,
-    'dos': False,
-}
 PARENT_PORTS_REPLACED = ('supercell_matrix', 'symmetry_tolerance', 'displacement_generator')
 
 
 def validate_parameters(parameters: orm.Dict, _) -> str | None:
-    """Check the keys and values of the ``parameters`` input."""
+    """Check the keys and values of the ``parameters`` input: every key of ``phonons.yaml``, ``supercell_matrix``."""
     values = parameters.get_dict()
-    unknown = set(values) - set(DEFAULTS) - {'supercell_matrix'}
+    allowed = PhononWorkChain.get_override_keys()
+    unknown = set(values) - set(allowed)
     if unknown:
-        return f'unknown phonon parameters {sorted(unknown)}: use {sorted([*DEFAULTS, "supercell_matrix"])}'
+        return f'unknown phonon parameters {sorted(unknown)}: use {sorted(allowed)}'
     if 'supercell_matrix' in values and np.shape(values['supercell_matrix']) not in ((3,), (3, 3)):
         return '`supercell_matrix` must be 3 integers (diagonal) or a 3x3 integer matrix'
     for key in ('supercell_min_length', 'displacement', 'frequency_tolerance', 'symmetry_tolerance'):
@@ -46,6 +38,9 @@ def validate_parameters(parameters: orm.Dict, _) -> str | None:
             return f'`{key}` must be positive, got {values[key]}'
     if 'mesh' in values and (len(values['mesh']) != 3 or min(values['mesh']) < 1):
         return '`mesh` must be 3 positive integers'
+    missing = set(allowed) - set(values) - {'supercell_matrix'}
+    if missing:
+        return f'missing phonon parameters {sorted(missing)}: build the inputs with `get_builder_from_protocol`'
     return None
 
 
@@ -76,7 +71,7 @@ def analyse_force_constants(force_constants: ForceConstantsData, parameters: orm
 
     Imaginary frequencies are negative, as phonopy writes them.
     """
-    parameters = {**DEFAULTS, **parameters.get_dict()}
+    parameters = parameters.get_dict()
     phonopy = force_constants.get_phonopy_instance()
     phonopy.run_mesh(parameters['mesh'], is_gamma_center=True)
     min_frequency = float(np.min(phonopy.get_mesh_dict()['frequencies']))
@@ -111,14 +106,16 @@ def _band_structure(phonopy) -> orm.BandsData:
     return bands
 
 
-class PhononWorkChain(PhonopyWorkChain):
+class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
     """Finite-displacement phonons of one structure with any engine, and its dynamical stability.
 
     aiida-phonopy's ``supercell_matrix``, ``symmetry_tolerance`` and ``displacement_generator`` inputs are replaced by
     the engine-independent ``parameters``: ``supercell_matrix`` (3 or 3x3 integers) or ``supercell_min_length`` (Å),
     ``displacement`` (Å), ``mesh``, ``frequency_tolerance`` (THz), ``symmetry_tolerance``,
-    ``subtract_residual_forces``, ``band_structure``, ``dos`` (see ``DEFAULTS``).
+    ``subtract_residual_forces``, ``band_structure``, ``dos`` (values in ``protocols/phonons.yaml``).
     """
+
+    _protocol_file = 'phonons.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -126,8 +123,8 @@ class PhononWorkChain(PhonopyWorkChain):
         for name in PARENT_PORTS_REPLACED:
             del spec.inputs[name]
         expose_engine_inputs(spec)
-        spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict({}), validator=validate_parameters,
-                   help='Supercell, displacement, q-mesh and stability tolerance; see `DEFAULTS`.')
+        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
+                   help='Supercell, displacement, q-mesh and stability tolerance; see `protocols/phonons.yaml`.')
         spec.outline(
             cls.setup,
             cls.run_supercells,
@@ -144,13 +141,31 @@ class PhononWorkChain(PhonopyWorkChain):
         spec.output('is_stable', valid_type=orm.Bool, help='No frequency below -frequency_tolerance on the q-mesh.')
         spec.output('band_structure', valid_type=orm.BandsData, required=False, help='Frequencies (THz) on a path.')
         spec.output('dos', valid_type=orm.XyData, required=False, help='Total phonon DOS.')
-        spec.exit_code(410, 'ERROR_ENGINE_FAILED',
+        spec.exit_code(630, 'ERROR_ENGINE_FAILED',
                        message='The engine failed on the displaced supercells: {message}. Check the engine inputs.')
-        spec.exit_code(411, 'ERROR_MISSING_FORCES',
+        spec.exit_code(631, 'ERROR_MISSING_FORCES',
                        message='The engine returned no forces for the supercells {keys}.')
 
+    @classmethod
+    def get_override_keys(cls) -> dict[str, Any]:
+        """The protocol's keys and ``supercell_matrix``, which replaces ``supercell_min_length``."""
+        return {**super().get_override_keys(), 'supercell_matrix': None}
+
+    @classmethod
+    def get_builder_from_protocol(cls, structure: orm.StructureData, engine: dict[str, Any],
+                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+        """A builder for the phonons of ``structure`` with the ``parameters`` of ``protocol`` (``phonons.yaml``).
+
+        :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
+        """
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
+        builder.engine = engine
+        return builder
+
     def _parameters(self) -> dict[str, Any]:
-        return {**DEFAULTS, **self.inputs.parameters.get_dict()}
+        return self.inputs.parameters.get_dict()
 
     def setup(self) -> None:
         """Displace the supercells of ``structure`` (or take the given ``preprocess_data``)."""

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from aiida import orm
-from aiida.engine import ToContext, WorkChain
+from typing import Any
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida import orm
+from aiida.engine import ToContext, WorkChain, calcfunction
+
+from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
 from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
-from aiida_crystalgan.workflows.functions import collect_snapshots
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 MD_KEYS = ('steps', 'timestep', 'sample_interval', 'thermostat', 'seed')
+
+
+@calcfunction
+def collect_snapshots(**trajectories: orm.TrajectoryData) -> CrystalDatasetData:
+    """Every stored MD frame as one dataset entry with its energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
+    def records():
+        for key, trajectory in trajectories.items():
+            energies = trajectory.get_array('energies')
+            forces = trajectory.get_array('forces')
+            stress = trajectory.get_array('stress')
+            for frame in range(trajectory.numsteps):
+                atoms = trajectory.get_step_structure(frame).get_ase()
+                yield to_record(atoms, energy=float(energies[frame]), forces=forces[frame], stress=stress[frame],
+                                source=trajectory.uuid, label=f'{key}:{frame}')
+
+    return CrystalDatasetData(records(), metadata={'origin': 'md snapshots', 'trajectories': len(trajectories)})
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
@@ -30,8 +48,10 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
     return None
 
 
-class SamplingWorkChain(WorkChain):
+class SamplingWorkChain(ProtocolMixin, WorkChain):
     """Run one batched ``md`` engine call per temperature and gather every stored frame into a dataset."""
+
+    _protocol_file = 'sampling.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -44,7 +64,20 @@ class SamplingWorkChain(WorkChain):
         spec.outline(cls.run_md, cls.inspect_md, cls.collect)
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True)
         spec.output('snapshots', valid_type=CrystalDatasetData, help='Every stored frame with energies and forces.')
-        spec.exit_code(310, 'ERROR_MD_FAILED', message='The MD at {temperature} K failed.')
+        spec.exit_code(610, 'ERROR_MD_FAILED', message='The MD at {temperature} K failed.')
+
+    @classmethod
+    def get_builder_from_protocol(cls, structures: dict[str, orm.StructureData], engine: dict[str, Any],
+                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+        """A builder for MD of ``structures`` with the ``parameters`` of ``protocol`` (``sampling.yaml``).
+
+        :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
+        """
+        builder = cls.get_builder()
+        builder.structures = structures
+        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
+        builder.engine = engine
+        return builder
 
     def run_md(self):
         """One engine call per temperature, with every structure in the batch."""

@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, if_, while_
+from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
 from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
-from aiida_crystalgan.workflows.functions import summarize_stability
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
+
+#: Keys of the ``parameters`` input, each required (values in ``protocols/stability.yaml`` and ``phonons.yaml``).
+PARAMETER_KEYS = ('relax', 'force_tolerance', 'check_phonons', 'max_concurrent_phonons', 'phonons')
+
+
+@calcfunction
+def summarize_stability(force_tolerance: orm.Float, phonons_checked: orm.Bool, **nodes: orm.Data) -> orm.Dict:
+    """Per structure: energy per atom, largest force, phonon minimum frequency, and whether it is a local minimum.
+
+    ``nodes`` holds ``results_<key>`` (relaxation results) and, where phonons ran, ``frequency_<key>`` (THz) and
+    ``stable_<key>`` (no imaginary mode). When phonons were checked, a structure without a phonon verdict (its force
+    check failed, or its phonon calculation did) is not a local minimum.
+    """
+    summary = {}
+    for name, results in nodes.items():
+        if not name.startswith('results_'):
+            continue
+        key = name.removeprefix('results_')
+        max_force = float(results.base.attributes.get('max_force'))
+        frequency = nodes.get(f'frequency_{key}')
+        stable = nodes.get(f'stable_{key}')
+        forces_ok = max_force < force_tolerance.value
+        summary[key] = {
+            'energy': results.base.attributes.get('energy'),
+            'energy_per_atom': results.base.attributes.get('energy_per_atom'),
+            'max_force': max_force,
+            'converged': results.base.attributes.get('converged'),
+            'forces_below_tolerance': forces_ok,
+            'min_frequency': None if frequency is None else frequency.value,
+            'dynamically_stable': None if stable is None else stable.value,
+            'is_local_minimum': bool(forces_ok and (stable.value if stable is not None else not phonons_checked.value)),
+        }
+    return orm.Dict(summary)
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
-    """The relaxation needs a positive ``fmax``; the force tolerance must be positive."""
+    """Every key is given; the relaxation needs a positive ``fmax``; the force tolerance must be positive."""
     parameters = value.get_dict()
+    unknown, missing = set(parameters) - set(PARAMETER_KEYS), set(PARAMETER_KEYS) - set(parameters)
+    if unknown or missing:
+        return (f'stability parameters: unknown {sorted(unknown)}, missing {sorted(missing)}; build them with '
+                '`StabilityWorkChain.get_protocol_inputs`')
     relax = parameters.get('relax', {})
     if not relax.get('fmax', 0) > 0:
         return '`relax.fmax` (eV/Å) must be positive'
@@ -24,8 +64,10 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
     return None
 
 
-class StabilityWorkChain(WorkChain):
+class StabilityWorkChain(ProtocolMixin, WorkChain):
     """Keep the structures that are local minima: largest force below a tolerance and no imaginary phonon mode."""
+
+    _protocol_file = 'stability.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -33,7 +75,7 @@ class StabilityWorkChain(WorkChain):
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to check.')
         spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
                    help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`, '
-                        '`max_concurrent_phonons` (phonon workchains at a time; default: all).')
+                        '`max_concurrent_phonons` (phonon workchains at a time; null: all).')
         expose_engine_inputs(spec)
         spec.inputs.validator = require_structures
         spec.outline(
@@ -50,7 +92,33 @@ class StabilityWorkChain(WorkChain):
         spec.output_namespace('minima', valid_type=orm.StructureData, dynamic=True, required=False,
                               help='The relaxed structures that are local minima.')
         spec.output('summary', valid_type=orm.Dict, help='Energy, forces, phonons and verdict per structure.')
-        spec.exit_code(320, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed.')
+        spec.exit_code(620, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed.')
+
+    @classmethod
+    def get_override_keys(cls) -> dict[str, Any]:
+        """The protocol's keys, and those of the phonon protocol under ``phonons``."""
+        return {**super().get_override_keys(), 'phonons': PhononWorkChain.get_override_keys()}
+
+    @classmethod
+    def get_protocol_inputs(cls, protocol: str | None = None,
+                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``stability.yaml`` with the ``phonons`` of ``PhononWorkChain``'s own protocol of the same name."""
+        overrides = dict(overrides or {})
+        phonons = PhononWorkChain.get_protocol_inputs(protocol, overrides.pop('phonons', None))
+        return {**super().get_protocol_inputs(protocol, overrides), 'phonons': phonons}
+
+    @classmethod
+    def get_builder_from_protocol(cls, structures: dict[str, orm.StructureData], engine: dict[str, Any],
+                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+        """A builder that checks ``structures`` with the ``parameters`` of ``protocol`` (``stability.yaml``).
+
+        :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
+        """
+        builder = cls.get_builder()
+        builder.structures = structures
+        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
+        builder.engine = engine
+        return builder
 
     def relax(self):
         """Relax the whole batch in one engine call."""
@@ -69,13 +137,13 @@ class StabilityWorkChain(WorkChain):
         self.ctx.candidates = [key for key, r in self.ctx.results.items()
                                if r.base.attributes.get('max_force') < tolerance]
         self.ctx.phonon_queue = list(self.ctx.candidates)
-        self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters.get('phonons', {}))
+        self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters['phonons'])
         self.report(f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below '
                     f'{tolerance} eV/Å')
         return None
 
     def should_check_phonons(self) -> bool:
-        return bool(self.inputs.parameters.get('check_phonons', True)) and bool(self.ctx.candidates)
+        return bool(self.inputs.parameters['check_phonons']) and bool(self.ctx.candidates)
 
     def phonons_pending(self) -> bool:
         return bool(self.ctx.phonon_queue)
@@ -86,7 +154,7 @@ class StabilityWorkChain(WorkChain):
         On a laptop every MLIP calculation loads its model and competes for the same cores; on a cluster leave the
         limit unset and let them all run.
         """
-        limit = self.inputs.parameters.get('max_concurrent_phonons') or len(self.ctx.phonon_queue)
+        limit = self.inputs.parameters['max_concurrent_phonons'] or len(self.ctx.phonon_queue)
         batch, self.ctx.phonon_queue = self.ctx.phonon_queue[:limit], self.ctx.phonon_queue[limit:]
         parameters = self.ctx.phonon_parameters
         calls = {}
@@ -114,7 +182,7 @@ class StabilityWorkChain(WorkChain):
             nodes[f'stable_{key}'] = node.outputs.is_stable
         parameters = self.inputs.parameters
         summary = summarize_stability(force_tolerance=orm.Float(parameters['force_tolerance']),
-                                      phonons_checked=orm.Bool(parameters.get('check_phonons', True)), **nodes)
+                                      phonons_checked=orm.Bool(parameters['check_phonons']), **nodes)
         minima = {key: self.ctx.relaxed[key] for key, verdict in summary.get_dict().items()
                   if verdict['is_local_minimum']}
         self.out('relaxed_structures', self.ctx.relaxed)

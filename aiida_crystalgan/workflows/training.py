@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
 from aiida_crystalgan.calculations.train import TrainCalculation
+from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.gan.config import GanConfig
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 
-class TrainingWorkChain(BaseRestartWorkChain):
+class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Run ``crystalgan.train`` until the configured number of steps is reached, across wall-clock limits."""
 
     _process_class = TrainCalculation
+    _protocol_file = 'training.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -26,6 +34,31 @@ class TrainingWorkChain(BaseRestartWorkChain):
             ),
             cls.results,
         )
+
+    @classmethod
+    def get_override_keys(cls) -> dict[str, Any]:
+        """The protocol's keys; ``config`` takes any field of ``GanConfig``."""
+        return {**super().get_override_keys(), 'config': {field.name for field in dataclasses.fields(GanConfig)}}
+
+    @classmethod
+    def get_builder_from_protocol(cls, code: orm.AbstractCode, dataset: CrystalDatasetData | None = None,
+                                  protocol: str | None = None, overrides: dict[str, Any] | None = None,
+                                  options: dict[str, Any] | None = None):
+        """A builder that trains on ``dataset`` with the GAN ``config`` of ``protocol`` (``training.yaml``).
+
+        :param options: scheduler options of the training job (e.g. ``custom_scheduler_commands`` for a GPU), over
+            the protocol's ``max_wallclock_seconds``.
+        """
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        builder.train.code = code
+        if dataset is not None:
+            builder.train.dataset = dataset
+        builder.train.parameters = orm.Dict(inputs['config'])
+        for key, value in {'max_wallclock_seconds': inputs['max_wallclock_seconds'], **(options or {})}.items():
+            builder.train.metadata.options[key] = value
+        builder.max_iterations = orm.Int(inputs['max_iterations'])
+        return builder
 
     def setup(self) -> None:
         """Take the calculation inputs from the ``train`` namespace."""

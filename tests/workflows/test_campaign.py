@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 from aiida_crystalgan.cli import cmd_root
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
+from aiida_crystalgan.workflows.phonons import PhononWorkChain
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
 from aiida_crystalgan.workflows.training import TrainingWorkChain
@@ -22,11 +24,10 @@ def invoke(*arguments: str):
     return result
 
 
-def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_parameters,
+def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_overrides,
                                      tmp_path):
     builder = CampaignWorkChain.get_builder_from_protocol('Nb-O', mlip_code, train_code, generate_code,
-                                                          protocol='fast')
-    builder.parameters = orm.Dict(tiny_parameters())
+                                                          protocol='fast', overrides=tiny_overrides())
     builder.group_label = orm.Str('test/campaign')
     node = submit_and_await(builder, timeout=1800)
     assert node.is_finished_ok, node.exit_message
@@ -36,10 +37,23 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert {SamplingWorkChain, StabilityWorkChain, TrainingWorkChain, GenerationWorkChain} <= labels
     assert node.base.extras.get('crystalgan_stage') == 'finished'
 
+    # the force-checked seeds went through the phonon check
+    phonons = [n for n in node.called_descendants if n.process_class is PhononWorkChain]
+    assert phonons and any(n.is_finished_ok for n in phonons)
+    for phonon in (n for n in phonons if n.is_finished_ok):
+        assert isinstance(phonon.outputs.min_frequency.value, float)
+
     # the training data are MD snapshots (with energies and forces) plus local minima
     dataset = node.outputs.dataset
     assert dataset.base.attributes.get('has_forces')
+    assert dataset.base.attributes.get('has_energies')
     assert dataset.size > 1
+    assert all(np.isfinite(record.energy) and np.isfinite(record.forces).all() for record in dataset)
+
+    # the physics head learned from those energies and forces: a finite loss at every logged step
+    training = next(n for n in node.called if n.process_class is TrainingWorkChain)
+    physics_loss = training.outputs.losses.get_array('physics_loss')
+    assert physics_loss.size > 0 and np.isfinite(physics_loss).all()
 
     # predicted structures: in the group, with their evaluation as extras
     predicted = list(node.outputs.predicted.values())

@@ -68,6 +68,7 @@ def test_supercell_matrix_for_length():
     ({'displacement': 0}, '`displacement` must be positive'),
     ({'supercell_matrix': [2, 2]}, '`supercell_matrix` must be'),
     ({'supercell': 2}, 'unknown phonon parameters'),
+    ({'mesh': [4, 4, 4]}, 'missing phonon parameters'),
 ])
 def test_validate_parameters(parameters, message):
     assert message in validate_parameters(orm.Dict(parameters), None)
@@ -76,8 +77,9 @@ def test_validate_parameters(parameters, message):
 @pytest.mark.parametrize(('spring', 'stable'), [(2.0, True), (-2.0, False)])
 def test_analysis_of_synthetic_force_constants(spring, stable):
     """A restoring spring gives real frequencies; an anti-restoring one imaginary (negative) ones."""
-    outputs = analyse_force_constants(synthetic_force_constants(spring),
-                                      orm.Dict({'mesh': [4, 4, 4], 'dos': True, 'band_structure': True}))
+    parameters = PhononWorkChain.get_protocol_inputs('balanced', {'mesh': [4, 4, 4], 'dos': True,
+                                                                  'band_structure': True})
+    outputs = analyse_force_constants(synthetic_force_constants(spring), orm.Dict(parameters))
     assert outputs['is_stable'].value is stable
     assert (outputs['min_frequency'].value < -1.0) is not stable
     assert outputs['dos'].get_x()[1].shape == outputs['dos'].get_y()[0][1].shape
@@ -86,12 +88,10 @@ def test_analysis_of_synthetic_force_constants(spring, stable):
 
 
 def run_phonons(mlip_code, cell: np.ndarray, **parameters):
-    inputs = {
-        'structure': niobium(cell),
-        'engine': {'name': orm.Str('mlip'), 'code': mlip_code},
-        'parameters': orm.Dict({'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4], **parameters}),
-    }
-    return run_get_node(PhononWorkChain, **inputs)
+    builder = PhononWorkChain.get_builder_from_protocol(
+        niobium(cell), {'name': orm.Str('mlip'), 'code': mlip_code}, protocol='balanced',
+        overrides={'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4], **parameters})
+    return run_get_node(builder)
 
 
 def test_bcc_niobium_is_stable(mlip_code):

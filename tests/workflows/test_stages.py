@@ -21,8 +21,8 @@ def engine(mlip_code) -> dict:
 
 def test_seeds_from_prototypes_and_user_structures():
     user = orm.StructureData(pymatgen=Structure(Lattice.cubic(4.2), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]))
-    results, node = run_get_node(SeedsWorkChain, system=orm.Str('Nb-O'), max_atoms=orm.Int(2),
-                                 structures={'mine': user})
+    builder = SeedsWorkChain.get_builder_from_protocol('Nb-O', overrides={'max_atoms': 2}, structures={'mine': user})
+    results, node = run_get_node(builder)
     assert node.is_finished_ok
     seeds = results['structures']
     assert seeds['user_mine'].uuid == user.uuid
@@ -34,7 +34,7 @@ def test_seeds_from_prototypes_and_user_structures():
 
 def test_seeds_reject_foreign_elements():
     titania = orm.StructureData(pymatgen=Structure(Lattice.cubic(4.0), ['Ti', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]))
-    _, node = run_get_node(SeedsWorkChain, system=orm.Str('Nb-O'), structures={'tio': titania})
+    _, node = run_get_node(SeedsWorkChain.get_builder_from_protocol('Nb-O', structures={'tio': titania}))
     assert node.exit_status == SeedsWorkChain.exit_codes.ERROR_FOREIGN_ELEMENTS.status
     assert "['Ti']" in node.exit_message
 
@@ -45,7 +45,7 @@ def test_seeds_reject_foreign_elements():
 def test_seeds_reject_malformed_systems_without_storing_a_node(system, message):
     before = count_process_nodes()
     with pytest.raises(ValueError, match=message):
-        run_get_node(SeedsWorkChain, system=orm.Str(system))
+        run_get_node(SeedsWorkChain.get_builder_from_protocol(system))
     assert count_process_nodes() == before
 
 

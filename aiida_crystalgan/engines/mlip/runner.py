@@ -68,7 +68,7 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     atoms.calc = calculator
     target = FrechetCellFilter(atoms) if parameters.get('relax_cell', True) else atoms
     optimizer = FIRE(target, logfile=None)
-    converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters.get('max_steps', 400))))
+    converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters['max_steps'])))
     result = run_forces(atoms, calculator, parameters)
     result.update({'converged': converged, 'steps': int(optimizer.nsteps)})
     return result

@@ -30,6 +30,8 @@ from aiida.engine import ProcessHandlerReport, calcfunction, process_handler
 from aiida_vasp.calcs.vasp import VaspCalculation
 from aiida_vasp.workchains.v2.vasp import VaspWorkChain
 
+from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
+
 from .calculation import VaspMdCalculation, read_contcar_velocities
 from .inputs import get_incar, get_kpoints, get_potential_mapping, get_settings
 from .protocols import load_protocols
@@ -100,7 +102,7 @@ class VaspBaseWorkChain(VaspWorkChain):
             over the protocol's ``default_options``.
         """
         protocols = load_protocols()
-        protocol = protocol or protocols['default_protocol']
+        protocol = protocol or DEFAULT_PROTOCOL
         overrides = overrides or {}
         incar = get_incar(operation, parameters or {}, structure, protocol, overrides.get('incar'))
         spacing = overrides.get('kpoints_spacing', protocols['protocols'][protocol]['kpoints_spacing'])

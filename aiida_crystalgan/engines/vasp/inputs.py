@@ -9,6 +9,8 @@ import aiida_vasp.protocols
 import yaml
 from aiida import orm
 
+from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL, check_protocol
+
 from .protocols import load_protocols
 
 _AIIDA_VASP_PROTOCOL = Path(aiida_vasp.protocols.__file__).parent / 'vasp.yaml'
@@ -52,7 +54,7 @@ def operation_incar(operation: str, parameters: dict[str, Any], structure: orm.S
     if operation == 'relax':
         return {
             'ediffg': -abs(float(parameters['fmax'])),
-            'nsw': int(parameters.get('max_steps', defaults['relax_max_steps'])),
+            'nsw': int(parameters['max_steps']),
             'isif': 3 if parameters.get('relax_cell', True) else 2,
         }
     if operation == 'forces':
@@ -60,12 +62,11 @@ def operation_incar(operation: str, parameters: dict[str, Any], structure: orm.S
     raise ValueError(f'unknown operation `{operation}`')
 
 
-def get_incar(operation: str, parameters: dict[str, Any], structure: orm.StructureData, protocol: str = 'fast',
-              incar_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def get_incar(operation: str, parameters: dict[str, Any], structure: orm.StructureData,
+              protocol: str = DEFAULT_PROTOCOL, incar_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Return the INCAR (lower-case tags): defaults < protocol < operation < operation parameters < overrides."""
     protocols = load_protocols()
-    if protocol not in protocols['protocols']:
-        raise ValueError(f'unknown protocol `{protocol}`: choose one of {", ".join(protocols["protocols"])}')
+    check_protocol(protocol, protocols)
     incar = dict(protocols['default_incar'])
     incar.update(protocols['protocols'][protocol]['incar'])
     incar.update(protocols['operations'][operation]['incar'])

@@ -22,7 +22,7 @@ CASES = {
     'md-langevin-balanced': ('md', 'balanced', {'temperature': 600, 'steps': 100, 'timestep': 1.5,
                                                 'thermostat': 'langevin', 'seed': 7}, {}),
     'relax-fast': ('relax', 'fast', {'fmax': 0.02, 'relax_cell': True, 'max_steps': 150}, {}),
-    'relax-precise-fixed-cell': ('relax', 'precise', {'fmax': 0.01, 'relax_cell': False}, {}),
+    'relax-precise-fixed-cell': ('relax', 'precise', {'fmax': 0.01, 'relax_cell': False, 'max_steps': 200}, {}),
     'forces-fast': ('forces', 'fast', {}, {}),
     'forces-balanced': ('forces', 'balanced', {}, {}),
     'forces-precise': ('forces', 'precise', {}, {}),

@@ -132,8 +132,9 @@ def test_phonons_through_the_vasp_engine(vasp_code, potcar_family, vasp_options)
     structure.append_atom(position=(0, 0, 0), symbols='Nb')
     engine = {'name': orm.Str('vasp'), 'code': vasp_code, 'settings': orm.Dict({'potential_family': potcar_family}),
               'options': orm.Dict(vasp_options)}
-    results, node = run_get_node(PhononWorkChain, structure=structure, engine=engine,
-                                 parameters=orm.Dict({'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4]}))
+    builder = PhononWorkChain.get_builder_from_protocol(structure, engine, 'balanced',
+                                                        {'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4]})
+    results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert set(results['supercells_forces']) == {'forces_0', 'forces_1'}
     assert isinstance(results['is_stable'].value, bool)

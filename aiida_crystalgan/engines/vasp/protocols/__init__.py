@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-import functools
 from pathlib import Path
 from typing import Any
 
-import yaml
+from aiida_crystalgan.workflows.protocols.utils import load_protocol_file
 
 PROTOCOL_FILE = Path(__file__).parent / 'vasp.yaml'
 
 
-@functools.cache
-def _load() -> dict[str, Any]:
-    with PROTOCOL_FILE.open(encoding='utf8') as handle:
-        return yaml.safe_load(handle)
-
-
 def load_protocols() -> dict[str, Any]:
-    """Return the content of ``vasp.yaml`` (a fresh copy, safe to modify)."""
-    return copy.deepcopy(_load())
+    """Return the content of ``vasp.yaml`` through the plugin's protocol loader (a fresh copy, safe to modify)."""
+    return load_protocol_file(PROTOCOL_FILE)
