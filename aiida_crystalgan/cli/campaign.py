@@ -9,7 +9,9 @@ import click
 import yaml
 from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
+from aiida.plugins.entry_point import get_entry_point_names
 
+from aiida_crystalgan.engines.base import ENGINE_GROUP
 from aiida_crystalgan.workflows.protocols import available_protocols
 
 ENGINE_CODE_DEFAULT = {'mlip': 'crystalgan_mlip@localhost'}
@@ -87,7 +89,7 @@ def campaign() -> None:
 @campaign.command('submit')
 @click.option('--system', required=True, help='Chemical system, e.g. `Nb-O`.')
 @click.option('--protocol', type=click.Choice(list(available_protocols())), default='fast', show_default=True)
-@click.option('--engine', type=click.Choice(['mlip', 'vasp']), default='mlip', show_default=True)
+@click.option('--engine', type=click.Choice(get_entry_point_names(ENGINE_GROUP)), default='mlip', show_default=True)
 @click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
 @click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
               help='YAML file of engine settings (e.g. potential family and mapping for VASP).')
