@@ -65,7 +65,7 @@ def plot_convex_hull(campaign: orm.WorkflowNode, show_unstable: float = 1.0) -> 
     diagram = phase_diagram(campaign, with_candidates=True)
     if diagram is None:
         raise ValueError(f'campaign <{campaign.pk}> has no evaluated candidates yet: no convex hull to plot')
-    figure, axis = plt.subplots(figsize=(7, 5))
+    figure, axis = plt.subplots(figsize=(8, 6))
     plt.close(figure)  # PDPlotter draws through pyplot; the figure is returned, not kept in pyplot's list
     plt.sca(axis)
     PDPlotter(diagram, backend='matplotlib', show_unstable=show_unstable).get_plot(ax=axis)
@@ -90,6 +90,12 @@ def plot_phonons(structure: orm.StructureData, npoints: int = 100, mesh: tuple[i
     phonopy.run_qpoints(path.kpts)
     frequencies = phonopy.get_qpoints_dict()['frequencies']
     distance, special_distances, special_labels = path.get_linear_kpoint_axis()
+    jumps = np.flatnonzero(np.diff(distance) < 1e-9) + 1  # where the path jumps (``X,M``): no line across
+    distance = np.insert(distance, jumps, np.nan)
+    frequencies = np.insert(frequencies, jumps, np.nan, axis=0)
+    ticks: dict[float, list[str]] = {}
+    for position, label in zip(special_distances, special_labels):
+        ticks.setdefault(round(float(position), 9), []).append(r'$\Gamma$' if label == 'G' else label)
     phonopy.run_mesh(list(mesh), is_gamma_center=True)
     phonopy.run_total_dos()
     dos = phonopy.get_total_dos_dict()
@@ -97,11 +103,11 @@ def plot_phonons(structure: orm.StructureData, npoints: int = 100, mesh: tuple[i
     figure = Figure(figsize=(8, 4.5), layout='tight')
     bands, density = figure.subplots(1, 2, sharey=True, gridspec_kw={'width_ratios': [3, 1]})
     bands.plot(distance, frequencies, color='tab:blue', linewidth=1)
-    for position in special_distances:
+    for position in ticks:
         bands.axvline(position, color='grey', linewidth=0.5)
     bands.axhline(0, color='black', linewidth=0.5)
-    bands.set_xticks(special_distances, [r'$\Gamma$' if label == 'G' else label for label in special_labels])
-    bands.set_xlim(distance[0], distance[-1])
+    bands.set_xticks(list(ticks), ['|'.join(dict.fromkeys(labels)) for labels in ticks.values()])
+    bands.set_xlim(special_distances[0], special_distances[-1])
     bands.set_ylabel('frequency (THz)')
     bands.set_title(f'{structure.get_formula()} <{structure.pk}>')
     density.plot(dos['total_dos'], dos['frequency_points'], color='tab:blue')
