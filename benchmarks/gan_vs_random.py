@@ -25,7 +25,6 @@ import csv
 import datetime
 import hashlib
 import json
-import math
 import os
 import platform
 import shlex
@@ -376,30 +375,16 @@ def random_samples(targets: list[Target], count: int, seed: int) -> tuple[dict[s
 # ------------------------------------------------------------------------------------------------------ metrics
 
 
-def phonon_min_frequency(structure, calculator, max_atoms: int = 120) -> float | None:
-    """Lowest phonon frequency (THz, imaginary negative) on an 8x8x8 mesh, finite displacements with CHGNet."""
-    from phonopy import Phonopy
-    from phonopy.structure.atoms import PhonopyAtoms
+def phonon_min_frequency(structure, calculator, max_supercell_atoms: int = 120) -> float | None:
+    """Lowest phonon frequency (THz, imaginary negative) by the product's phonon check with CHGNet forces: the
+    ``crystalgan.phonons`` defaults (0.01 Å displacements, residual forces subtracted, Γ-centred 8x8x8 mesh) in a
+    supercell at least 7 Å wide; ``None`` when that supercell has more than ``max_supercell_atoms`` atoms.
+    """
+    from aiida_crystalgan.analysis.phonons import phonon_check
 
-    lengths = structure.lattice.abc
-    dims = [max(1, math.ceil(7.0 / length)) for length in lengths]
-    if len(structure) * int(np.prod(dims)) > max_atoms:
-        return None
-    unit = PhonopyAtoms(symbols=[site.specie.symbol for site in structure], cell=structure.lattice.matrix,
-                        scaled_positions=structure.frac_coords)
-    phonon = Phonopy(unit, supercell_matrix=np.diag(dims))
-    phonon.generate_displacements(distance=0.01)
-    forces = []
-    from ase import Atoms
-
-    for supercell in phonon.supercells_with_displacements:
-        atoms = Atoms(supercell.symbols, cell=supercell.cell, scaled_positions=supercell.scaled_positions, pbc=True)
-        atoms.calc = calculator
-        forces.append(atoms.get_forces())
-    phonon.forces = np.array(forces)
-    phonon.produce_force_constants()
-    phonon.run_mesh([8, 8, 8])
-    return float(np.min(phonon.get_mesh_dict()['frequencies']))
+    check = phonon_check(to_atoms(structure), calculator, supercell_min_length=7.0,
+                         max_supercell_atoms=max_supercell_atoms)
+    return None if check is None else check.min_frequency
 
 
 def sample_metrics(samples: dict[str, list], targets: list[Target], training: list, references: list) -> dict:
@@ -497,7 +482,7 @@ def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], 
                        key=lambda i: e_hull[i])
         for index in order[:settings.phonons]:
             tick = time.perf_counter()
-            key = Cache.key('phonon', structure_fingerprint_key(relaxed[index]))
+            key = Cache.key('phonon_check', structure_fingerprint_key(relaxed[index]))
             value = cache.get(key, lambda s=relaxed[index]: {'min': phonon_min_frequency(s, calculator)})
             frequencies[index] = value['min']
             rows[index]['min_phonon_frequency_thz'] = value['min']

@@ -43,3 +43,16 @@ def test_trace_without_md_upstream_fails_clearly():
     result = invoke('trace', str(node.pk))
     assert result.exit_code != 0
     assert 'no MD trajectory upstream' in result.output
+
+
+def test_engine_choices_come_from_the_entry_points():
+    result = invoke('campaign', 'submit', '--system', 'Nb-O', '--engine', 'castep', '--no-daemon')
+    assert result.exit_code == 2
+    assert "'castep' is not one of 'mlip', 'vasp'" in result.output
+
+
+def test_commands_without_a_campaign_fail_clearly(aiida_profile_clean):
+    for command in ('candidates', 'report'):
+        result = invoke(command)
+        assert result.exit_code != 0
+        assert 'no campaign in this profile' in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import runpy
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -14,6 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Import names of optional engines' packages that need not be installed here, and their distribution names.
+setup_json_module = runpy.run_path(str(ROOT / 'scripts' / 'setup_json.py'))
+setup_json_module = type('SetupJson', (), {name: staticmethod(setup_json_module[name])
+                                           for name in ('setup_json_from_pyproject', 'version_from_source')})
 OPTIONAL_DISTRIBUTIONS = {'mace': 'mace-torch', 'sevenn': 'sevenn'}
 
 
@@ -28,17 +32,6 @@ def setup_json() -> dict:
     return json.loads((ROOT / 'setup.json').read_text())
 
 
-def _version_from_source(pyproject: dict) -> str:
-    """The version string that setuptools reads from the ``attr`` named in ``[tool.setuptools.dynamic]``."""
-    module, attribute = pyproject['tool']['setuptools']['dynamic']['version']['attr'].rsplit('.', 1)
-    source = ROOT.joinpath(*module.split('.'))
-    path = source / '__init__.py' if source.is_dir() else source.with_suffix('.py')
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == attribute for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f'{attribute} is not assigned in {path}')
-
-
 def _requirement_name(requirement: str) -> str:
     """Normalised distribution name of a requirement string (PEP 503)."""
     name = re.match(r'[A-Za-z0-9._-]+', requirement).group(0)
@@ -51,33 +44,15 @@ def test_one_version_source(pyproject):
 
     assert 'version' not in pyproject['project']
     assert 'version' in pyproject['project']['dynamic']
-    assert _version_from_source(pyproject) == aiida_crystalgan.__version__
+    assert setup_json_module.version_from_source(pyproject) == aiida_crystalgan.__version__
 
 
 def test_setup_json_matches_pyproject(pyproject, setup_json):
-    """Every field that ``setup.json`` holds says what ``pyproject.toml`` says."""
-    project = pyproject['project']
-    entry_points = {
-        group: [f'{name} = {target}' for name, target in items.items()]
-        for group, items in project.get('entry-points', {}).items()
-    }
-    entry_points['console_scripts'] = [f'{name} = {target}' for name, target in project.get('scripts', {}).items()]
-    expected = {
-        'name': project['name'],
-        'version': _version_from_source(pyproject),
-        'description': project['description'],
-        'author': project['authors'][0]['name'],
-        'license': project['license'],
-        'url': project['urls']['Homepage'],
-        'classifiers': project['classifiers'],
-        'python_requires': project['requires-python'],
-        'install_requires': project['dependencies'],
-        'extras_require': project['optional-dependencies'],
-        'entry_points': entry_points,
-    }
+    """Every field that ``setup.json`` holds says what ``pyproject.toml`` says (``scripts/setup_json.py`` writes it)."""
+    expected = setup_json_module.setup_json_from_pyproject(pyproject)
     assert set(setup_json) == set(expected)
     for key, value in expected.items():
-        assert setup_json[key] == value, f'setup.json `{key}` differs from pyproject.toml'
+        assert setup_json[key] == value, f'setup.json `{key}` differs from pyproject.toml: run scripts/setup_json.py'
 
 
 def _third_party_imports(package_dir: Path, own_packages: set[str]) -> dict[str, tuple[str, bool]]:
@@ -136,4 +111,4 @@ def test_license_and_changelog(pyproject):
     for name in pyproject['project']['license-files']:
         assert 'MIT License' in (ROOT / name).read_text()
     changelog = (ROOT / 'CHANGELOG.md').read_text()
-    assert re.search(rf'^## \[{re.escape(_version_from_source(pyproject))}\]', changelog, re.MULTILINE)
+    assert re.search(rf'^## \[{re.escape(setup_json_module.version_from_source(pyproject))}\]', changelog, re.MULTILINE)

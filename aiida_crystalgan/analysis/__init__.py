@@ -6,6 +6,7 @@ Modules, one concept each:
 * :mod:`.matching`: duplicates and reference matches with ``StructureMatcher``, grouped by formula;
 * :mod:`.postprocess`: wrap, merge close atoms, symmetrise, filter and deduplicate candidates, with a report;
 * :mod:`.hull`: convex hull and energy above the hull from one engine's energies;
+* :mod:`.phonons`: dynamical stability from finite displacements with phonopy and any ASE calculator;
 * :mod:`.fingerprints`: CrystalNN structure fingerprint and composition features (coverage metrics);
 * :mod:`.metrics`: validity, uniqueness, novelty, match rate / RMSE, coverage, stability, S.U.N., phonons;
 * :mod:`.baseline`: random symmetric structures with PyXtal, the baseline of the generative model.

@@ -9,7 +9,10 @@ import click
 import yaml
 from aiida.cmdline.params import arguments
 from aiida.cmdline.utils import decorators, echo
+from aiida.plugins.entry_point import get_entry_point_names
 
+from aiida_crystalgan.cli.results import campaign_or_latest
+from aiida_crystalgan.engines.base import ENGINE_GROUP
 from aiida_crystalgan.workflows.protocols import DEFAULT_PROTOCOL, PROTOCOL_DIRECTORY, load_protocol_file
 
 PROTOCOLS = list(load_protocol_file(PROTOCOL_DIRECTORY / 'campaign.yaml')['protocols'])
@@ -65,11 +68,6 @@ def read_yaml(path: str | None) -> dict | None:
     return content
 
 
-def current_stage(node) -> str:
-    """The stage a campaign is in (an extra the campaign updates as it goes)."""
-    return node.base.extras.get('crystalgan_stage', 'created')
-
-
 def print_progress(node, last_reports: int) -> int:
     """Print the new report lines of a campaign and its descendants; return how many were printed so far."""
     from aiida.orm import Log
@@ -90,7 +88,7 @@ def campaign() -> None:
 @click.option('--system', required=True, help='Chemical system, e.g. `Nb-O`.')
 @click.option('--protocol', type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
               help='Protocol of every stage (each stage has its own protocol file).')
-@click.option('--engine', type=click.Choice(['mlip', 'vasp']), default='mlip', show_default=True)
+@click.option('--engine', type=click.Choice(get_entry_point_names(ENGINE_GROUP)), default='mlip', show_default=True)
 @click.option('--engine-protocol', help='Numerical protocol of the engine (default: the campaign protocol).')
 @click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
 @click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
@@ -174,8 +172,10 @@ def campaign_status(process) -> None:
     """Stage and process tree of a campaign (default: the latest)."""
     from aiida.cmdline.utils.ascii_vis import format_call_graph
 
-    node = process or latest_campaign()
-    echo.echo(f'campaign <{node.pk}> {node.inputs.system.value}: stage `{current_stage(node)}`, '
+    from aiida_crystalgan.tools import campaign_stage
+
+    node = campaign_or_latest(process)
+    echo.echo(f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`, '
               f'state {node.process_state.value if node.process_state else "unknown"}')
     echo.echo(format_call_graph(node))
 
@@ -185,17 +185,4 @@ def campaign_status(process) -> None:
 @decorators.with_dbenv()
 def campaign_wait(process) -> None:
     """Follow a running campaign (default: the latest) until it ends."""
-    follow(process or latest_campaign())
-
-
-def latest_campaign():
-    """The most recent campaign of the profile."""
-    from aiida import orm
-
-    from aiida_crystalgan.workflows.campaign import CampaignWorkChain
-
-    query = orm.QueryBuilder().append(CampaignWorkChain, tag='c').order_by({'c': {'ctime': 'desc'}}).limit(1)
-    found = query.first(flat=True)
-    if found is None:
-        echo.echo_critical('no campaign in this profile: submit one with `aiida-crystalgan campaign submit`')
-    return found
+    follow(campaign_or_latest(process))

@@ -7,7 +7,6 @@ whose residual forces are subtracted); force constants and a q-mesh tell whether
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from aiida_phonopy.data import ForceConstantsData, PhonopyData
 from aiida_phonopy.workflows.phonopy import PhonopyWorkChain
 from ase.cell import Cell
 
+from aiida_crystalgan.analysis.phonons import lowest_frequency, supercell_matrix_for_length
 from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
@@ -44,13 +44,6 @@ def validate_parameters(parameters: orm.Dict, _) -> str | None:
     return None
 
 
-def supercell_matrix_for_length(cell: np.ndarray, length: float) -> list[list[int]]:
-    """Diagonal supercell whose perpendicular widths are all at least ``length`` (Å)."""
-    volume = abs(np.linalg.det(cell))
-    widths = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
-    return np.diag([max(1, math.ceil(length / width - 1e-6)) for width in widths]).tolist()
-
-
 @calcfunction
 def get_force_constants(phonopy_data: PhonopyData, subtract_residual_forces: orm.Bool) -> ForceConstantsData:
     """Force constants from the displacements and forces (the residual forces subtracted when asked)."""
@@ -73,8 +66,7 @@ def analyse_force_constants(force_constants: ForceConstantsData, parameters: orm
     """
     parameters = parameters.get_dict()
     phonopy = force_constants.get_phonopy_instance()
-    phonopy.run_mesh(parameters['mesh'], is_gamma_center=True)
-    min_frequency = float(np.min(phonopy.get_mesh_dict()['frequencies']))
+    min_frequency = lowest_frequency(phonopy, parameters['mesh'])
     outputs = {
         'min_frequency': orm.Float(min_frequency),
         'is_stable': orm.Bool(min_frequency >= -parameters['frequency_tolerance']),
