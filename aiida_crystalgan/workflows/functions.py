@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
+from aiida_crystalgan.engines.outputs import read_results, read_trajectory
 
 
 def link_label(text: str) -> str:
@@ -35,13 +36,7 @@ def collect_snapshots(**trajectories: orm.TrajectoryData) -> CrystalDatasetData:
     """Every stored MD frame as one dataset entry with its energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
     def records():
         for key, trajectory in trajectories.items():
-            energies = trajectory.get_array('energies')
-            forces = trajectory.get_array('forces')
-            stress = trajectory.get_array('stress')
-            for frame in range(trajectory.numsteps):
-                atoms = trajectory.get_step_structure(frame).get_ase()
-                yield to_record(atoms, energy=float(energies[frame]), forces=forces[frame], stress=stress[frame],
-                                source=trajectory.uuid, label=f'{key}:{frame}')
+            yield from read_trajectory(trajectory, label=key)
 
     return CrystalDatasetData(records(), metadata={'origin': 'md snapshots', 'trajectories': len(trajectories)})
 
@@ -55,10 +50,8 @@ def merge_training_data(snapshots: CrystalDatasetData, **minima: orm.Data) -> Cr
             if not name.startswith('structure_'):
                 continue
             key = name.removeprefix('structure_')
-            results = minima[f'results_{key}']
-            yield to_record(structure, energy=results.base.attributes.get('energy'),
-                            forces=results.get_array('forces'), stress=results.get_array('stress'),
-                            source=structure.uuid, label=f'minimum:{key}')
+            yield to_record(structure, **read_results(minima[f'results_{key}']), source=structure.uuid,
+                            label=f'minimum:{key}')
 
     return CrystalDatasetData(records(), metadata={'origin': 'md snapshots and local minima',
                                                    'snapshots': snapshots.uuid})

@@ -11,9 +11,11 @@ from aiida.engine import run_get_node
 from pymatgen.core import Lattice, Structure
 
 from aiida_crystalgan.engines.base import load_engine
-from aiida_crystalgan.engines.mlip import runner
+from aiida_crystalgan.calculations.mlip import MlipCalculation
 from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
 from aiida_crystalgan.io import StructureRecord, write_datafile
+from aiida_crystalgan.io.status import EXIT_INVALID_INPUT
+from aiida_crystalgan.mlip import runner
 
 
 def bcc_niobium(perturb: float = 0.0, seed: int = 0) -> Structure:
@@ -81,7 +83,7 @@ def test_walltime_restart_keeps_finished_work(mlip_code):
     assert node.is_finished_ok, node.exit_message
     calculations = node.called
     assert len(calculations) == 2
-    assert calculations[0].exit_status == 400
+    assert calculations[0].exit_status == MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
     assert set(results['results']) == {'a', 'b'}
 
 
@@ -108,7 +110,7 @@ def test_runner_bad_input(tmp_path, monkeypatch):
     write_datafile('s.h5', [StructureRecord.from_pymatgen(bcc_niobium(), label='nb')])
     (tmp_path / 'input.json').write_text(json.dumps(
         {'operation': 'forces', 'parameters': {}, 'structures': 's.h5', 'settings': {'model': 'nonsense'}}))
-    assert runner.main(['input.json']) == runner.EXIT_BAD_INPUT
+    assert runner.main(['input.json']) == EXIT_INVALID_INPUT
     status = json.loads((tmp_path / 'results' / 'status.json').read_text())
     assert status['status'] == 'invalid_input'
     assert 'unknown MLIP model `nonsense`' in status['message']
