@@ -1,6 +1,6 @@
 """The exit codes of the plugin's CalcJobs and engine workchains: one number, one meaning, grouped by range.
 
-The table of every process's codes is ``docs/exit_codes.md`` (written by ``scripts/exit_codes_table.py``).
+The table of every process's codes is ``docs/exit_codes.md``: ``python -m aiida_crystalgan.exit_codes`` writes it.
 
 =========  ==========================================================================================================
 range      owner and meaning
@@ -21,13 +21,16 @@ range      owner and meaning
 
 from __future__ import annotations
 
+import sys
 from typing import Any
+
+ENTRY_POINT_GROUPS = ('aiida.calculations', 'aiida.workflows')
 
 #: ``label: (status, message)`` of every exit code that this package defines on its CalcJobs and engines.
 EXIT_CODES: dict[str, tuple[int, str]] = {
     # 310-339: output files missing or unreadable
-    'ERROR_NO_OUTPUT': (310, 'The executable wrote none of its output files: {message}'),
-    'ERROR_CORRUPT_OUTPUT': (311, 'An output file could not be read: {message}'),
+    'ERROR_NO_OUTPUT': (311, 'The executable wrote none of its output files: {message}'),
+    'ERROR_CORRUPT_OUTPUT': (312, 'An output file could not be read: {message}'),
     # 340-379: errors reported by the executables
     'ERROR_INVALID_INPUT': (340, 'The executable rejected its input: {message}'),
     'ERROR_EXECUTABLE_FAILED': (341, 'The executable failed: {message}'),
@@ -43,7 +46,7 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
                                             '(a checkpoint, the finished structures) to resume from.'),
     # 500-599: engine workchains
     'ERROR_CALCULATION_FAILED': (510, 'The engine calculation failed: {message}'),
-    'ERROR_MISSING_OUTPUT': (511, 'The engine returned no output for structures {keys}.'),
+    'ERROR_MISSING_ENGINE_OUTPUT': (511, 'The engine returned no output for structures {keys}.'),
     'ERROR_IONS_TOO_CLOSE': (520, 'VASP found ions too close to each other: the structure is unphysical, discard it.'),
 }
 
@@ -64,3 +67,64 @@ def define_exit_codes(spec: Any, *labels: str) -> None:
     for label in labels:
         status, message = EXIT_CODES[label]
         spec.exit_code(status, label, message=message)
+
+
+def collect_exit_codes() -> dict[int, dict[str, dict[str, Any]]]:
+    """``{status: {label: {'message': ..., 'processes': [entry point, ...]}}}`` of every ``crystalgan.*`` process.
+
+    Inherited codes (aiida-core's, aiida-vasp's) are included: they are part of what each process can return.
+    """
+    from aiida.plugins.entry_point import get_entry_point_names, load_entry_point
+
+    codes: dict[int, dict[str, dict[str, Any]]] = {}
+    for group in ENTRY_POINT_GROUPS:
+        for name in get_entry_point_names(group):
+            if not name.startswith('crystalgan.'):
+                continue
+            for label, exit_code in load_entry_point(group, name).spec().exit_codes.items():
+                entry = codes.setdefault(exit_code.status, {}).setdefault(
+                    label, {'message': exit_code.message, 'processes': []})
+                entry['processes'].append(f'{group.removeprefix("aiida.")}:{name}')
+    return codes
+
+
+def upstream_exit_codes() -> set[tuple[int, str]]:
+    """``(status, label)`` of the codes that the ``crystalgan.*`` processes inherit from other packages' classes."""
+    from aiida.engine import Process
+    from aiida.plugins.entry_point import get_entry_point_names, load_entry_point
+
+    inherited = set()
+    for group in ENTRY_POINT_GROUPS:
+        for name in get_entry_point_names(group):
+            if not name.startswith('crystalgan.'):
+                continue
+            for base in load_entry_point(group, name).__mro__:
+                if base.__module__.startswith('aiida_crystalgan') or not issubclass(base, Process):
+                    continue
+                inherited.update((code.status, label) for label, code in base.spec().exit_codes.items())
+    return inherited
+
+
+def render_table(codes: dict[int, dict[str, dict[str, Any]]]) -> str:
+    """The Markdown page of ``docs/exit_codes.md`` for :func:`collect_exit_codes`'s result."""
+    lines = [
+        '# Exit codes',
+        '',
+        'Every exit code that a `crystalgan.*` CalcJob or WorkChain can end with, including those inherited from',
+        "aiida-core and aiida-vasp. Ranges and the plugin's own codes: `aiida_crystalgan/exit_codes.py`.",
+        'Written by `python -m aiida_crystalgan.exit_codes > docs/exit_codes.md`; a test checks that it is current.',
+        '',
+        '| status | label | message | processes (`calculations:` CalcJobs, `workflows:` WorkChains) |',
+        '|---:|---|---|---|',
+    ]
+    everyone = {process for labels in codes.values() for entry in labels.values() for process in entry['processes']}
+    for status in sorted(codes):
+        for label, entry in sorted(codes[status].items()):
+            message = entry['message'].replace('|', '\\|').replace('\n', ' ')
+            processes = 'all' if set(entry['processes']) == everyone else ', '.join(sorted(entry['processes']))
+            lines.append(f'| {status} | `{label}` | {message} | {processes} |')
+    return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+    sys.stdout.write(render_table(collect_exit_codes()))

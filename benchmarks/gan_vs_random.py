@@ -216,8 +216,8 @@ def elemental_references(calculator, cache: Cache, settings: Settings) -> list[t
 
 def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settings: Settings) -> list:
     """CHGNet NVT MD frames (StructureRecords with energies, forces) of ``settings.md_entries`` at each temperature."""
-    from aiida_crystalgan.mlip.runner import run_md
     from aiida_crystalgan.io import StructureRecord
+    from aiida_crystalgan.mlip.runner import run_md
 
     records = []
     for entry in entries:

@@ -9,8 +9,8 @@ from aiida.common import CalcInfo
 from aiida.engine import CalcJob
 
 from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_serial_defaults, single_code_calcinfo
-from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
+from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
 
 INPUT_FILE = 'input.json'

@@ -93,7 +93,7 @@ class EngineWorkChain(WorkChain):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        define_exit_codes(spec, 'ERROR_CALCULATION_FAILED', 'ERROR_MISSING_OUTPUT')
+        define_exit_codes(spec, 'ERROR_CALCULATION_FAILED', 'ERROR_MISSING_ENGINE_OUTPUT')
 
 
 def load_engine(name: str) -> type[EngineWorkChain]:

@@ -1,4 +1,4 @@
-"""The engines' standard outputs (see ``engines/base.py``): built here by every engine, read back here by every consumer.
+"""The engines' standard outputs (``engines/base.py``): built here by every engine, read back here by every consumer.
 
 Units: eV, Å, eV/Å, eV/Å^3 (positive = tensile), K, fs. Builders take plain arrays, so that the MLIP parser and
 the VASP calcfunctions make nodes of exactly the same shape; readers turn the nodes back into plain values.

@@ -38,7 +38,7 @@ EXIT_NAMES = {EXIT_OK: 'EXIT_OK', EXIT_FAILED: 'EXIT_FAILED', EXIT_INVALID_INPUT
 
 
 def write_status(directory: str | Path, exit_code: int, message: str, **details: Any) -> int:
-    """Write ``directory/status.json`` atomically for ``exit_code``; return ``exit_code`` for the caller to exit with."""
+    """Write ``directory/status.json`` atomically for ``exit_code``; return ``exit_code`` to exit with."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     content = {'status': STATUS_NAMES[exit_code], 'exit_code': exit_code, 'exit_name': EXIT_NAMES[exit_code],

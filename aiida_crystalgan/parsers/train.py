@@ -35,7 +35,7 @@ def parse_losses(text: str) -> orm.ArrayData:
 
 
 class TrainParser(Parser):
-    """A finished run gives ``model``; a soft wall-clock stop gives ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT."""
+    """A finished run gives ``model``; a soft wall-clock stop ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT."""
 
     def parse(self, **kwargs) -> ExitCode | None:
         retrieved = self.retrieved

@@ -17,12 +17,15 @@ from parsevasp.stream import Stream
 
 STDOUT = 'vasp_output'
 
-#: Errors added to parsevasp's stream configuration (it already knows ``edddav_zhegv``, ``pssyevx``, ``pdsyevx``).
+#: Errors added to parsevasp's stream configuration, which knows ``edddav_zhegv`` but matches the subspace rotation
+#: errors only in the case VASP 5 printed them (``Error in``, where VASP 6 prints ``ERROR in``).
 EXTRA_STREAM_ERRORS: dict[str, dict[str, Any]] = {
-    'ions_too_close': {'kind': 'ERROR', 'regex': 'distance between some ions is very small',
+    'ions_too_close': {'kind': 'ERROR', 'regex': '(?i)distance between some ions is very small',
                        'message': 'Ions too close to each other.'},
     'zpotrf': {'kind': 'ERROR', 'regex': 'ZPOTRF|ZTRTRI', 'message': 'Cholesky decomposition of the overlap failed.'},
-    'wfinit_linear_dependence': {'kind': 'ERROR', 'regex': 'linearly dependent at WFINIT',
+    'subspace_rotation': {'kind': 'ERROR', 'regex': '(?i)subspace rotation (PSSYEVX|PDSYEVX)',
+                          'message': 'Error in the subspace rotation.'},
+    'wfinit_linear_dependence': {'kind': 'ERROR', 'regex': '(?i)linearly dependent at WFINIT',
                                  'message': 'Orbitals linearly dependent at WFINIT.'},
 }
 
@@ -31,11 +34,10 @@ NAMED_ERRORS = (
     ('ions_too_close', 'ERROR_VASP_IONS_TOO_CLOSE'),
     ('zpotrf', 'ERROR_VASP_ZPOTRF'),
     ('edddav_zhegv', 'ERROR_VASP_EDDDAV_ZHEGV'),
-    ('pssyevx', 'ERROR_VASP_SUBSPACE_ROTATION'),
-    ('pdsyevx', 'ERROR_VASP_SUBSPACE_ROTATION'),
+    ('subspace_rotation', 'ERROR_VASP_SUBSPACE_ROTATION'),
     ('wfinit_linear_dependence', 'ERROR_VASP_WFINIT_LINEAR_DEPENDENCE'),
 )
-NAMED_EXIT_CODES = tuple(dict.fromkeys(label for _, label in NAMED_ERRORS))
+NAMED_EXIT_CODES = tuple(label for _, label in NAMED_ERRORS)
 
 
 def named_vasp_error(stdout: IO[str]) -> str | None:

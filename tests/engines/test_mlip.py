@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +13,8 @@ from aiida import orm
 from aiida.engine import run_get_node
 from pymatgen.core import Lattice, Structure
 
-from aiida_crystalgan.engines.base import load_engine
 from aiida_crystalgan.calculations.mlip import MlipCalculation
+from aiida_crystalgan.engines.base import load_engine
 from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
 from aiida_crystalgan.io import StructureRecord, write_datafile
 from aiida_crystalgan.io.status import EXIT_INVALID_INPUT
@@ -114,3 +117,21 @@ def test_runner_bad_input(tmp_path, monkeypatch):
     status = json.loads((tmp_path / 'results' / 'status.json').read_text())
     assert status['status'] == 'invalid_input'
     assert 'unknown MLIP model `nonsense`' in status['message']
+
+
+def test_runner_help():
+    """``crystalgan-mlip --help`` prints the usage instead of reading `--help` as an input file."""
+    result = subprocess.run([str(Path(sys.executable).parent / 'crystalgan-mlip'), '--help'], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0 and 'usage: crystalgan-mlip' in result.stdout
+    assert not Path('results').exists()
+
+
+def test_missing_status_is_a_crash_not_a_walltime_stop(aiida_localhost):
+    """An executable that ends without `status.json` (here `true`) crashed: it did not reach a soft wall-clock stop."""
+    code = orm.InstalledCode(label='true', computer=aiida_localhost, filepath_executable='/bin/true',
+                             default_calc_job_plugin='crystalgan.mlip').store()
+    _, node = run_get_node(MlipCalculation, code=code, operation=orm.Str('forces'), parameters=orm.Dict({}),
+                           structures={'nb': orm.StructureData(pymatgen=bcc_niobium())})
+    assert node.exit_status == MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+    assert 'stderr is empty' in node.exit_message

@@ -87,7 +87,7 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         missing = [key for key in self.inputs.structures if not any(key in self.ctx.done[ns] for ns in
                                                                      ('results', 'trajectories'))]
         if missing:
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(keys=', '.join(missing))
+            return self.exit_codes.ERROR_MISSING_ENGINE_OUTPUT.format(keys=', '.join(missing))
         for namespace, outputs in self.ctx.done.items():
             for key, value in outputs.items():
                 self.out(f'{namespace}.{key}', value)
