@@ -135,3 +135,41 @@ def test_missing_status_is_a_crash_not_a_walltime_stop(aiida_localhost):
                            structures={'nb': orm.StructureData(pymatgen=bcc_niobium())})
     assert node.exit_status == MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
     assert 'stderr is empty' in node.exit_message
+
+
+CRASHING_RUNNER = '''#!{python}
+"""Write the result of the first structure of the batch, then die without `status.json`."""
+import json, sys
+from aiida_crystalgan.io import DataFile
+
+config = json.load(open(sys.argv[1]))
+with DataFile(config['structures']) as structures:
+    record = next(iter(structures))
+natoms = len(record.numbers)
+result = {{'energy': -1.0, 'forces': [[0.0] * 3] * natoms, 'stress': [[0.0] * 3] * 3, 'converged': True, 'steps': 0}}
+__import__('os').makedirs('results')
+json.dump(result, open(f'results/{{record.label}}.json', 'w'))
+sys.exit(-9)
+'''
+
+
+def test_crash_after_progress_resubmits_the_rest(aiida_localhost, tmp_path):
+    """A runner that dies after one structure each time: the finished ones are kept, the rest resubmitted."""
+    script = tmp_path / 'crashing-mlip'
+    script.write_text(CRASHING_RUNNER.format(python=sys.executable))
+    script.chmod(0o755)
+    code = orm.InstalledCode(label='crashing-mlip', computer=aiida_localhost, filepath_executable=str(script),
+                             default_calc_job_plugin='crystalgan.mlip').store()
+    results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(code, 'forces', {}, {
+        'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)}))
+    assert node.is_finished_ok, node.exit_message
+    crashed = MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+    assert [calculation.exit_status for calculation in node.called] == [crashed, crashed]
+    assert set(results['results']) == {'a', 'b'}
+
+
+def test_runner_imports_no_aiida():
+    """The executable runs on compute nodes without AiiDA: neither it nor the status module may import it."""
+    check = ('import sys, aiida_crystalgan.mlip.runner, aiida_crystalgan.io.status; '
+             'sys.exit(any(name.split(".")[0] == "aiida" for name in sys.modules))')
+    assert subprocess.run([sys.executable, '-c', check], check=False).returncode == 0

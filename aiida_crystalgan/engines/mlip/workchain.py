@@ -55,6 +55,10 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
     def _resubmit_unfinished(self, reason: str) -> None:
         finished = set(self.ctx.done['results']) | set(self.ctx.done['trajectories'])
         remaining = {key: s for key, s in self.ctx.inputs.structures.items() if key not in finished}
+        if not remaining:
+            self.report(f'{reason}, but every structure is done')
+            self.ctx.is_finished = True
+            return
         self.report(f'{reason}: {len(finished)} structures done, resubmitting the other {len(remaining)}')
         self.ctx.inputs.structures = remaining
 
