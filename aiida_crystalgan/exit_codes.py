@@ -1,22 +1,6 @@
-"""The exit codes of the plugin's CalcJobs and engine workchains: one number, one meaning, grouped by range.
+"""The exit codes of the plugin's CalcJobs and engine workchains: one number, one meaning, grouped by :data:`RANGES`.
 
 The table of every process's codes is ``docs/exit_codes.md``: ``python -m aiida_crystalgan.exit_codes`` writes it.
-
-=========  ==========================================================================================================
-range      owner and meaning
-=========  ==========================================================================================================
-1-199      aiida-core: CalcJob and scheduler (e.g. 100 ERROR_NO_RETRIEVED_FOLDER, 120 ERROR_SCHEDULER_OUT_OF_WALLTIME)
-300-302    aiida-core's ``BaseRestartWorkChain``: 301 ERROR_SUB_PROCESS_EXCEPTED, 302 ERROR_SUB_PROCESS_KILLED;
-           aiida-vasp's ``VaspWorkChain``: 300 ERROR_MISSING_REQUIRED_OUTPUT
-310-339    our CalcJobs: output files missing or unreadable (aiida-vasp's ``VaspCalculation`` keeps 333)
-340-379    our CalcJobs: errors reported by the executables, VASP's named errors at 360-369 (aiida-vasp keeps 350-352)
-380-399    our CalcJobs: recoverable stops reported by the executables (soft wall-clock checkpoint)
-400-405    aiida-core's ``BaseRestartWorkChain`` (401, 402) and aiida-vasp's ``VaspWorkChain`` (400-405)
-500-599    engine workchains (MLIP, VASP); aiida-vasp's ``VaspWorkChain`` keeps 500-505
-600-699    stage workchains
-700-749    campaign; aiida-vasp keeps 700-704 (``VaspCalculation``, ``VaspWorkChain``)
-1002-1005  aiida-vasp's ``VaspCalculation`` parser
-=========  ==========================================================================================================
 """
 
 from __future__ import annotations
@@ -25,6 +9,22 @@ import sys
 from typing import Any
 
 ENTRY_POINT_GROUPS = ('aiida.calculations', 'aiida.workflows')
+
+#: Who owns which exit status numbers, and what they mean.
+RANGES = (
+    ('1-199', 'aiida-core: CalcJob and scheduler (e.g. 100 ERROR_NO_RETRIEVED_FOLDER, 120 '
+              'ERROR_SCHEDULER_OUT_OF_WALLTIME)'),
+    ('300-302', "aiida-core's BaseRestartWorkChain (301, 302); aiida-vasp's VaspWorkChain (300)"),
+    ('310-339', 'CalcJobs: output files missing or unreadable (aiida-vasp keeps 333)'),
+    ('340-379', 'CalcJobs: errors reported by the executables; VASP errors named by the parser at 360-369 '
+                '(aiida-vasp keeps 350-352)'),
+    ('380-399', 'CalcJobs: recoverable stops reported by the executables (soft wall-clock checkpoint)'),
+    ('400-405', "aiida-core's BaseRestartWorkChain (401, 402); aiida-vasp's VaspWorkChain; aiida-phonopy (400, 401)"),
+    ('500-599', "engine workchains (MLIP, VASP); aiida-vasp's VaspWorkChain keeps 500-505"),
+    ('600-699', 'stage workchains'),
+    ('700-749', 'campaign; aiida-vasp keeps 700-704 (VaspCalculation, VaspWorkChain)'),
+    ('1002-1005', "aiida-vasp's VaspCalculation parser"),
+)
 
 #: ``label: (status, message)`` of every exit code that this package defines on its CalcJobs and engines.
 EXIT_CODES: dict[str, tuple[int, str]] = {
@@ -111,8 +111,12 @@ def render_table(codes: dict[int, dict[str, dict[str, Any]]]) -> str:
         '# Exit codes',
         '',
         'Every exit code that a `crystalgan.*` CalcJob or WorkChain can end with, including those inherited from',
-        "aiida-core and aiida-vasp. Ranges and the plugin's own codes: `aiida_crystalgan/exit_codes.py`.",
+        "aiida-core, aiida-vasp and aiida-phonopy. The plugin's own are defined in `aiida_crystalgan/exit_codes.py`.",
         'Written by `python -m aiida_crystalgan.exit_codes > docs/exit_codes.md`; a test checks that it is current.',
+        '',
+        '| range | owner and meaning |',
+        '|---|---|',
+        *(f'| {numbers} | {meaning} |' for numbers, meaning in RANGES),
         '',
         '| status | label | message | processes (`calculations:` CalcJobs, `workflows:` WorkChains) |',
         '|---:|---|---|---|',
