@@ -152,7 +152,7 @@ def read_oqmd(data_dir: Path) -> list[dict[str, Any]]:
 
 def relax(structure, calculator, fmax: float, max_steps: int, relax_cell: bool = True) -> dict[str, Any]:
     """CHGNet relaxation with the MLIP runner; adds wall time and never raises."""
-    from aiida_crystalgan.engines.mlip.runner import run_relax
+    from aiida_crystalgan.mlip.runner import run_relax
 
     start = time.perf_counter()
     try:
@@ -165,7 +165,7 @@ def relax(structure, calculator, fmax: float, max_steps: int, relax_cell: bool =
 
 
 def single_point(structure, calculator) -> dict[str, Any]:
-    from aiida_crystalgan.engines.mlip.runner import run_forces
+    from aiida_crystalgan.mlip.runner import run_forces
 
     return run_forces(to_atoms(structure), calculator, {})
 
@@ -215,8 +215,8 @@ def elemental_references(calculator, cache: Cache, settings: Settings) -> list[t
 
 def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settings: Settings) -> list:
     """CHGNet NVT MD frames (StructureRecords with energies, forces) of ``settings.md_entries`` at each temperature."""
-    from aiida_crystalgan.engines.mlip.runner import run_md
     from aiida_crystalgan.io import StructureRecord
+    from aiida_crystalgan.mlip.runner import run_md
 
     records = []
     for entry in entries:
@@ -782,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings('ignore', category=UserWarning)
     from aiida_crystalgan.analysis.hull import build_phase_diagram
-    from aiida_crystalgan.engines.mlip.calculators import load_calculator
+    from aiida_crystalgan.mlip.calculators import load_calculator
 
     settings = make_settings(args)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='gan_vs_random_'))

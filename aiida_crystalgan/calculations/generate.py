@@ -11,6 +11,8 @@ from aiida.engine import CalcJob
 from aiida_crystalgan.calculations._common import set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
+from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
+from aiida_crystalgan.io.status import STATUS_FILE
 
 MODEL_FILE = 'model.pt'
 REQUEST_FILE = 'request.json'
@@ -59,8 +61,7 @@ class GenerateCalculation(CalcJob):
         set_serial_defaults(spec, 'crystalgan.generate')
         spec.output('candidates', valid_type=CrystalDatasetData, help='The generated structures, unfiltered.')
         spec.output('summary', valid_type=orm.Dict, required=False, help='Count, time and throughput.')
-        spec.exit_code(300, 'ERROR_NO_OUTPUT', message='Generation wrote no candidates file: {message}')
-        spec.exit_code(301, 'ERROR_CORRUPT_OUTPUT', message='The candidates file could not be read: {message}')
+        define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
         """Ship the checkpoint and the request."""
@@ -69,4 +70,4 @@ class GenerateCalculation(CalcJob):
             json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
         arguments = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
                      '--device', self.inputs.device.value]
-        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE, [OUTPUT_FILE])
+        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE, [OUTPUT_FILE, STATUS_FILE])

@@ -10,6 +10,7 @@ from aiida.engine import CalcJob
 
 from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
+from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
 
 INPUT_FILE = 'input.json'
@@ -17,8 +18,6 @@ STRUCTURES_FILE = 'structures.h5'
 RESULTS_FOLDER = 'results'
 STDOUT_FILE = 'mlip.out'
 STDERR_FILE = 'mlip.err'
-
-
 
 
 class MlipCalculation(CalcJob):
@@ -39,12 +38,7 @@ class MlipCalculation(CalcJob):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        spec.exit_code(300, 'ERROR_NO_RESULTS', message='The calculation wrote no results folder.')
-        spec.exit_code(301, 'ERROR_CORRUPT_RESULT', message='A result file could not be read: {message}')
-        spec.exit_code(302, 'ERROR_INVALID_INPUT', message='The MLIP runner rejected its input: {message}')
-        spec.exit_code(303, 'ERROR_RUNNER_FAILED', message='The MLIP runner failed: {message}')
-        spec.exit_code(400, 'ERROR_OUT_OF_WALLTIME',
-                       message='The wall-clock limit was reached; finished structures are in the outputs.')
+        define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
         """Write the structures as one dataset file and the run description as JSON."""

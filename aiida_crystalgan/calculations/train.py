@@ -11,6 +11,8 @@ from aiida.engine import CalcJob
 from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_serial_defaults, single_code_calcinfo
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
+from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
+from aiida_crystalgan.io.status import STATUS_FILE
 
 DATASET_FILE = 'dataset.h5'
 CONFIG_FILE = 'config.json'
@@ -46,12 +48,7 @@ class TrainCalculation(CalcJob):
                     help='The checkpoint written at a soft wall-clock stop.')
         spec.output('losses', valid_type=orm.ArrayData, required=False, help='Loss curves, one array per column.')
         spec.output('metrics', valid_type=orm.Dict, required=False, help='Final training metrics.')
-        spec.exit_code(300, 'ERROR_NO_OUTPUT', message='Training wrote neither a model nor a checkpoint.')
-        spec.exit_code(301, 'ERROR_INVALID_INPUT', message='The training rejected its input: {message}')
-        spec.exit_code(302, 'ERROR_TRAINING_FAILED', message='Training failed: {message}')
-        spec.exit_code(303, 'ERROR_CORRUPT_CHECKPOINT', message='The checkpoint could not be read: {message}')
-        spec.exit_code(410, 'ERROR_SOFT_WALLTIME_CHECKPOINT',
-                       message='The soft wall-clock limit was reached; a checkpoint to resume from was written.')
+        define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
         """Ship the dataset file, the configuration and the parent checkpoint."""
@@ -68,4 +65,4 @@ class TrainCalculation(CalcJob):
             arguments += ['--max-wallclock-seconds', str(int(walltime * SOFT_WALLTIME_FRACTION))]
 
         return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
-                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE])
+                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STATUS_FILE])

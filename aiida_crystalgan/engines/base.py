@@ -7,11 +7,15 @@ point group. It takes a batch of structures and one operation, and returns, for 
 operation     outputs (one per key of the ``structures`` input namespace)
 ============  ===================================================================================================
 ``md``        ``trajectories.<key>``: ``TrajectoryData`` with ``positions``/``cells``/``symbols`` and the arrays
-              ``energies`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å^3), ``temperatures`` (K), ``times`` (fs)
+              ``energies`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å^3), ``temperatures`` (K), ``times`` (fs),
+              ``steps`` (MD step of each frame) and, where the engine has them, ``velocities`` (Å/fs)
 ``relax``     ``relaxed_structures.<key>``: ``StructureData``; ``results.<key>``: ``ArrayData`` (see below)
 ``forces``    ``results.<key>``: ``ArrayData`` with arrays ``forces`` (N, 3) eV/Å, ``stress`` (3, 3) eV/Å^3 and
-              attributes ``energy`` (eV), ``energy_per_atom`` (eV/atom), ``max_force`` (eV/Å), ``converged``
+              attributes ``energy`` (eV), ``energy_per_atom`` (eV/atom), ``max_force`` (eV/Å), ``converged`` and,
+              where the engine counts them, ``steps`` (optimiser steps)
 ============  ===================================================================================================
+
+``engines/outputs.py`` builds these outputs for every engine and reads them back for every consumer.
 
 Operation parameters (the ``parameters`` input, engine independent):
 
@@ -32,6 +36,7 @@ from aiida import orm
 from aiida.engine import WorkChain
 from aiida.plugins.entry_point import load_entry_point
 
+from aiida_crystalgan.exit_codes import define_exit_codes
 from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
 
 OPERATIONS = ('md', 'relax', 'forces')
@@ -89,8 +94,7 @@ class EngineWorkChain(WorkChain):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        spec.exit_code(330, 'ERROR_CALCULATION_FAILED', message='The engine calculation failed: {message}')
-        spec.exit_code(331, 'ERROR_MISSING_OUTPUT', message='The engine returned no output for structures {keys}.')
+        define_exit_codes(spec, 'ERROR_CALCULATION_FAILED', 'ERROR_MISSING_ENGINE_OUTPUT')
 
 
 def load_engine(name: str) -> type[EngineWorkChain]:

@@ -1,6 +1,8 @@
 """Executables run by the CalcJobs on compute nodes: ``crystalgan-train`` and ``crystalgan-generate``.
 
-Exit codes: 0 success, 2 bad input (message on stderr), 3 soft wall-clock limit reached (``checkpoint.pt`` written).
+Both write ``status.json`` next to their outputs and exit with the shared exit codes of ``aiida_crystalgan.io.status``:
+``EXIT_OK`` (0), ``EXIT_FAILED`` (1), ``EXIT_INVALID_INPUT`` (2, message also on stderr) and, for training,
+``EXIT_SOFT_WALLCLOCK`` (3, ``checkpoint.pt`` written).
 """
 
 from __future__ import annotations
@@ -9,16 +11,22 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-EXIT_WALLCLOCK = 3
+from aiida_crystalgan.io.status import EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_SOFT_WALLCLOCK, write_status
+
 _STARTED = time.monotonic()
 
 
-def _fail(message: str) -> int:
+def _fail(directory: Path, message: str) -> int:
     print(f'error: {message}', file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return write_status(directory, EXIT_INVALID_INPUT, message)
+
+
+def _crash(directory: Path, exception: Exception) -> int:
+    traceback.print_exc()
+    return write_status(directory, EXIT_FAILED, f'{type(exception).__name__}: {exception}')
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -55,12 +63,14 @@ def train_main(argv: list[str] | None = None) -> int:
         result = train(records, config, args.output_dir, resume=args.resume, max_wallclock_seconds=limit,
                        device=args.device)
     except (ValueError, KeyError) as exception:
-        return _fail(str(exception))
+        return _fail(args.output_dir, str(exception))
+    except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
+        return _crash(args.output_dir, exception)
     if not result.completed:
         print(f'wall-clock limit reached: wrote {result.checkpoint_path}', file=sys.stderr)
-        return EXIT_WALLCLOCK
+        return write_status(args.output_dir, EXIT_SOFT_WALLCLOCK, f'wrote {result.checkpoint_path.name}')
     print(json.dumps(result.metrics))
-    return 0
+    return write_status(args.output_dir, EXIT_OK, 'training finished')
 
 
 def generate_main(argv: list[str] | None = None) -> int:
@@ -100,8 +110,10 @@ def generate_main(argv: list[str] | None = None) -> int:
                            device=args.device)
         seconds = time.perf_counter() - started
     except (ValueError, KeyError, TypeError) as exception:
-        return _fail(str(exception))
+        return _fail(args.output.parent, str(exception))
+    except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
+        return _crash(args.output.parent, exception)
     write_datafile(args.output, records, metadata={'request': request})
     print(json.dumps({'count': len(records), 'seconds': seconds,
                       'structures_per_second': len(records) / seconds if seconds > 0 else None}))
-    return 0
+    return write_status(args.output.parent, EXIT_OK, f'{len(records)} candidates')

@@ -8,16 +8,15 @@ it came from. :func:`import_group` collects those nodes from a group of structur
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import ExitCode, calcfunction
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
+from aiida_crystalgan.engines.outputs import read_results, read_trajectory
 from aiida_crystalgan.io.datafile import StructureRecord
 
 from .cleaning import CleaningOptions, build_dataset
@@ -25,49 +24,6 @@ from .cleaning import CleaningOptions, build_dataset
 __all__ = ('build_dataset_from_nodes', 'collect_group_nodes', 'import_group', 'records_from_nodes')
 
 _NODE_OPTIONS = ('splits', 'folds', 'seed', 'group_by')
-
-
-def _element_numbers(symbols: list[str]) -> list[int]:
-    from ase.data import atomic_numbers
-
-    numbers = []
-    for symbol in symbols:
-        match = re.match(r'[A-Z][a-z]?', symbol)
-        if match is None or match.group() not in atomic_numbers:
-            raise ValueError(f'cannot tell the element of the kind `{symbol}`')
-        numbers.append(atomic_numbers[match.group()])
-    return numbers
-
-
-def _trajectory_records(trajectory: orm.TrajectoryData) -> Iterator[StructureRecord]:
-    """One record per frame, with the arrays ``energies``, ``forces`` and ``stress`` when present."""
-    names = set(trajectory.get_arraynames())
-    numbers = _element_numbers(trajectory.symbols)
-    positions = trajectory.get_positions()
-    cells = trajectory.get_cells()
-    if cells is None:
-        raise ValueError(f'TrajectoryData<{trajectory.uuid}> has no cells: cannot make periodic structures')
-    arrays = {name: trajectory.get_array(name) for name in ('energies', 'forces', 'stress') if name in names}
-    for frame in range(trajectory.numsteps):
-        energy = arrays['energies'][frame] if 'energies' in arrays else None
-        yield StructureRecord(
-            numbers=numbers, positions=positions[frame], cell=cells[frame],
-            energy=None if energy is None or np.isnan(energy) else energy,
-            forces=arrays['forces'][frame] if 'forces' in arrays else None,
-            stress=arrays['stress'][frame] if 'stress' in arrays else None,
-            source=trajectory.uuid, label=f'{trajectory.label or "frame"}:{frame}',
-        )
-
-
-def _result_values(result: orm.ArrayData | None) -> dict[str, Any]:
-    if result is None:
-        return {}
-    names = set(result.get_arraynames())
-    return {
-        'energy': result.base.attributes.get('energy', None),
-        'forces': result.get_array('forces') if 'forces' in names else None,
-        'stress': result.get_array('stress') if 'stress' in names else None,
-    }
 
 
 def records_from_nodes(structures: dict[str, orm.Data], results: dict[str, orm.ArrayData] | None = None,
@@ -79,9 +35,9 @@ def records_from_nodes(structures: dict[str, orm.Data], results: dict[str, orm.A
         raise ValueError(f'results {sorted(unknown)} have no structure of the same key')
     for key, node in structures.items():
         if isinstance(node, orm.TrajectoryData):
-            yield from _trajectory_records(node)
+            yield from read_trajectory(node)
         elif isinstance(node, orm.StructureData):
-            yield to_record(node, label=node.label or key, **_result_values(results.get(key)))
+            yield to_record(node, label=node.label or key, **read_results(results.get(key)))
         else:
             raise TypeError(f'`structures.{key}` is a {type(node).__name__}: give StructureData or TrajectoryData')
 

@@ -12,21 +12,25 @@ from aiida.parsers import Parser
 
 from aiida_crystalgan.calculations.generate import OUTPUT_FILE, STDERR_FILE, STDOUT_FILE
 from aiida_crystalgan.data.dataset import CrystalDatasetData
-from aiida_crystalgan.parsers._files import copy_retrieved, error_message
+from aiida_crystalgan.io.status import STATUS_FILE
+from aiida_crystalgan.parsers._files import copy_retrieved, executable_exit_code
 
 
 class GenerateParser(Parser):
     """Store the candidates with the model's UUID as their source."""
 
     def parse(self, **kwargs) -> ExitCode | None:
+        exit_code = executable_exit_code(self, STATUS_FILE, STDERR_FILE)
+        if exit_code is not None:
+            return exit_code
         with tempfile.TemporaryDirectory() as tmpdir:
             path = copy_retrieved(self.retrieved, OUTPUT_FILE, Path(tmpdir))
             if path is None:
-                return self.exit_codes.ERROR_NO_OUTPUT.format(message=error_message(self.retrieved, STDERR_FILE))
+                return self.exit_codes.ERROR_NO_OUTPUT.format(message=f'`{OUTPUT_FILE}` was not retrieved')
             try:
                 candidates = CrystalDatasetData(filepath=path, metadata={'model': self.node.inputs.model.uuid})
             except (ValueError, OSError) as exception:
-                return self.exit_codes.ERROR_CORRUPT_OUTPUT.format(message=str(exception))
+                return self.exit_codes.ERROR_CORRUPT_OUTPUT.format(message=f'{OUTPUT_FILE}: {exception}')
         self.out('candidates', candidates)
         summary = self._summary()
         if summary:

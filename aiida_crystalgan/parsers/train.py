@@ -21,7 +21,8 @@ from aiida_crystalgan.calculations.train import (
     STDERR_FILE,
 )
 from aiida_crystalgan.data.model import GanModelData
-from aiida_crystalgan.parsers._files import copy_retrieved, error_message
+from aiida_crystalgan.io.status import STATUS_FILE
+from aiida_crystalgan.parsers._files import copy_retrieved, executable_exit_code
 
 
 def parse_losses(text: str) -> orm.ArrayData:
@@ -34,7 +35,7 @@ def parse_losses(text: str) -> orm.ArrayData:
 
 
 class TrainParser(Parser):
-    """A finished run gives ``model``; a soft wall-clock stop gives ``checkpoint`` and exit code 410."""
+    """A finished run gives ``model``; a soft wall-clock stop ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT."""
 
     def parse(self, **kwargs) -> ExitCode | None:
         retrieved = self.retrieved
@@ -46,20 +47,17 @@ class TrainParser(Parser):
         if LOSSES_FILE in names:
             self.out('losses', parse_losses(retrieved.base.repository.get_object_content(LOSSES_FILE)))
 
+        exit_code = executable_exit_code(self, STATUS_FILE, STDERR_FILE)
+        stopped = self.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
+        if exit_code is not None and exit_code.status != stopped:
+            return exit_code
+        name, label = (CHECKPOINT_FILE, 'checkpoint') if exit_code is not None else (MODEL_FILE, 'model')
         with tempfile.TemporaryDirectory() as tmpdir:
-            model = copy_retrieved(retrieved, MODEL_FILE, Path(tmpdir))
-            checkpoint = copy_retrieved(retrieved, CHECKPOINT_FILE, Path(tmpdir))
+            path = copy_retrieved(retrieved, name, Path(tmpdir))
+            if path is None:
+                return self.exit_codes.ERROR_NO_OUTPUT.format(message=f'`{name}` was not retrieved')
             try:
-                if model is not None:
-                    self.out('model', GanModelData(model, metrics=metrics))
-                    return None
-                if checkpoint is not None:
-                    self.out('checkpoint', GanModelData(checkpoint, metrics=metrics))
-                    return self.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT
+                self.out(label, GanModelData(path, metrics=metrics))
             except ValueError as exception:
-                return self.exit_codes.ERROR_CORRUPT_CHECKPOINT.format(message=str(exception))
-
-        message = error_message(retrieved, STDERR_FILE)
-        if 'error:' in message:
-            return self.exit_codes.ERROR_INVALID_INPUT.format(message=message.split('error:')[-1].strip())
-        return self.exit_codes.ERROR_TRAINING_FAILED.format(message=message)
+                return self.exit_codes.ERROR_CORRUPT_OUTPUT.format(message=f'{name}: {exception}')
+        return exit_code

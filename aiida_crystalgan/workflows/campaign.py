@@ -13,6 +13,8 @@ from pymatgen.core import Composition
 from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
 from aiida_crystalgan.data.model import GanModelData
 from aiida_crystalgan.engines.base import expose_engine_inputs, load_engine
+from aiida_crystalgan.engines.outputs import read_results
+from aiida_crystalgan.io import MINIMUM
 from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
@@ -50,10 +52,8 @@ def merge_training_data(snapshots: CrystalDatasetData, **minima: orm.Data) -> Cr
             if not name.startswith('structure_'):
                 continue
             key = name.removeprefix('structure_')
-            results = minima[f'results_{key}']
-            yield to_record(structure, energy=results.base.attributes.get('energy'),
-                            forces=results.get_array('forces'), stress=results.get_array('stress'),
-                            source=structure.uuid, label=f'minimum:{key}')
+            yield to_record(structure, **read_results(minima[f'results_{key}']), source=structure.uuid,
+                            label=f'minimum:{key}', role=MINIMUM)
 
     return CrystalDatasetData(records(), metadata={'origin': 'md snapshots and local minima',
                                                    'snapshots': snapshots.uuid})

@@ -7,8 +7,9 @@ from typing import Any
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
+from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
+from aiida_crystalgan.engines.outputs import read_trajectory
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 MD_KEYS = ('steps', 'timestep', 'sample_interval', 'thermostat', 'seed')
@@ -19,13 +20,7 @@ def collect_snapshots(**trajectories: orm.TrajectoryData) -> CrystalDatasetData:
     """Every stored MD frame as one dataset entry with its energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
     def records():
         for key, trajectory in trajectories.items():
-            energies = trajectory.get_array('energies')
-            forces = trajectory.get_array('forces')
-            stress = trajectory.get_array('stress')
-            for frame in range(trajectory.numsteps):
-                atoms = trajectory.get_step_structure(frame).get_ase()
-                yield to_record(atoms, energy=float(energies[frame]), forces=forces[frame], stress=stress[frame],
-                                source=trajectory.uuid, label=f'{key}:{frame}')
+            yield from read_trajectory(trajectory, label=key)
 
     return CrystalDatasetData(records(), metadata={'origin': 'md snapshots', 'trajectories': len(trajectories)})
 

@@ -25,7 +25,8 @@ def test_training_resumes_after_every_soft_walltime_stop(train_code, tiny_datase
     results, node = run_get_node(TrainingWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     calculations = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.exit_status for c in calculations] == [410, 410, 0]
+    stopped = TrainCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
+    assert [c.exit_status for c in calculations] == [stopped, stopped, 0]
     assert calculations[0].outputs.checkpoint.step == 1
     assert calculations[1].inputs.parent_model.uuid == calculations[0].outputs.checkpoint.uuid
     model = results['model']

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,10 +13,12 @@ from aiida import orm
 from aiida.engine import run_get_node
 from pymatgen.core import Lattice, Structure
 
+from aiida_crystalgan.calculations.mlip import MlipCalculation
 from aiida_crystalgan.engines.base import load_engine
-from aiida_crystalgan.engines.mlip import runner
 from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
 from aiida_crystalgan.io import StructureRecord, write_datafile
+from aiida_crystalgan.io.status import EXIT_INVALID_INPUT
+from aiida_crystalgan.mlip import runner
 
 
 def bcc_niobium(perturb: float = 0.0, seed: int = 0) -> Structure:
@@ -81,7 +86,7 @@ def test_walltime_restart_keeps_finished_work(mlip_code):
     assert node.is_finished_ok, node.exit_message
     calculations = node.called
     assert len(calculations) == 2
-    assert calculations[0].exit_status == 400
+    assert calculations[0].exit_status == MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
     assert set(results['results']) == {'a', 'b'}
 
 
@@ -108,7 +113,63 @@ def test_runner_bad_input(tmp_path, monkeypatch):
     write_datafile('s.h5', [StructureRecord.from_pymatgen(bcc_niobium(), label='nb')])
     (tmp_path / 'input.json').write_text(json.dumps(
         {'operation': 'forces', 'parameters': {}, 'structures': 's.h5', 'settings': {'model': 'nonsense'}}))
-    assert runner.main(['input.json']) == runner.EXIT_BAD_INPUT
+    assert runner.main(['input.json']) == EXIT_INVALID_INPUT
     status = json.loads((tmp_path / 'results' / 'status.json').read_text())
     assert status['status'] == 'invalid_input'
     assert 'unknown MLIP model `nonsense`' in status['message']
+
+
+def test_runner_help():
+    """``crystalgan-mlip --help`` prints the usage instead of reading `--help` as an input file."""
+    result = subprocess.run([str(Path(sys.executable).parent / 'crystalgan-mlip'), '--help'], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0 and 'usage: crystalgan-mlip' in result.stdout
+    assert not Path('results').exists()
+
+
+def test_missing_status_is_a_crash_not_a_walltime_stop(aiida_localhost):
+    """An executable that ends without `status.json` (here `true`) crashed: it did not reach a soft wall-clock stop."""
+    code = orm.InstalledCode(label='true', computer=aiida_localhost, filepath_executable='/bin/true',
+                             default_calc_job_plugin='crystalgan.mlip').store()
+    _, node = run_get_node(MlipCalculation, code=code, operation=orm.Str('forces'), parameters=orm.Dict({}),
+                           structures={'nb': orm.StructureData(pymatgen=bcc_niobium())})
+    assert node.exit_status == MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+    assert 'stderr is empty' in node.exit_message
+
+
+CRASHING_RUNNER = '''#!{python}
+"""Write the result of the first structure of the batch, then die without `status.json`."""
+import json, sys
+from aiida_crystalgan.io import DataFile
+
+config = json.load(open(sys.argv[1]))
+with DataFile(config['structures']) as structures:
+    record = next(iter(structures))
+natoms = len(record.numbers)
+result = {{'energy': -1.0, 'forces': [[0.0] * 3] * natoms, 'stress': [[0.0] * 3] * 3, 'converged': True, 'steps': 0}}
+__import__('os').makedirs('results')
+json.dump(result, open(f'results/{{record.label}}.json', 'w'))
+sys.exit(-9)
+'''
+
+
+def test_crash_after_progress_resubmits_the_rest(aiida_localhost, tmp_path):
+    """A runner that dies after one structure each time: the finished ones are kept, the rest resubmitted."""
+    script = tmp_path / 'crashing-mlip'
+    script.write_text(CRASHING_RUNNER.format(python=sys.executable))
+    script.chmod(0o755)
+    code = orm.InstalledCode(label='crashing-mlip', computer=aiida_localhost, filepath_executable=str(script),
+                             default_calc_job_plugin='crystalgan.mlip').store()
+    results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(code, 'forces', {}, {
+        'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)}))
+    assert node.is_finished_ok, node.exit_message
+    crashed = MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+    assert [calculation.exit_status for calculation in node.called] == [crashed, crashed]
+    assert set(results['results']) == {'a', 'b'}
+
+
+def test_runner_imports_no_aiida():
+    """The executable runs on compute nodes without AiiDA: neither it nor the status module may import it."""
+    check = ('import sys, aiida_crystalgan.mlip.runner, aiida_crystalgan.io.status; '
+             'sys.exit(any(name.split(".")[0] == "aiida" for name in sys.modules))')
+    assert subprocess.run([sys.executable, '-c', check], check=False).returncode == 0

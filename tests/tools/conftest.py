@@ -91,7 +91,7 @@ def finished_campaign(aiida_profile):
 
         from aiida_crystalgan.data.dataset import CrystalDatasetData
         from aiida_crystalgan.workflows.campaign import CampaignWorkChain
-        from aiida_crystalgan.workflows.functions import evaluate_candidates
+        from aiida_crystalgan.workflows.generation import evaluate_candidates
         from aiida_crystalgan.workflows.phonons import PhononWorkChain
 
         nodes, summary, predicted = {}, {}, {}

@@ -52,14 +52,37 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
             if namespace in node.outputs:
                 self.ctx.done[namespace].update(dict(node.outputs[namespace]))
 
-    @process_handler(priority=500, exit_codes=[MlipCalculation.exit_codes.ERROR_OUT_OF_WALLTIME])
-    def handle_out_of_walltime(self, node) -> ProcessHandlerReport:
-        """Keep the finished structures and resubmit the rest; MD restarts from the unfinished input structure."""
-        self._collect(node)
+    def _resubmit_unfinished(self, reason: str) -> None:
         finished = set(self.ctx.done['results']) | set(self.ctx.done['trajectories'])
         remaining = {key: s for key, s in self.ctx.inputs.structures.items() if key not in finished}
-        self.report(f'wall-clock limit: {len(finished)} structures done, resubmitting the other {len(remaining)}')
+        if not remaining:
+            self.report(f'{reason}, but every structure is done')
+            self.ctx.is_finished = True
+            return
+        self.report(f'{reason}: {len(finished)} structures done, resubmitting the other {len(remaining)}')
         self.ctx.inputs.structures = remaining
+
+    def _finished_count(self) -> int:
+        return len(self.ctx.done['results']) + len(self.ctx.done['trajectories'])
+
+    @process_handler(priority=500, exit_codes=[MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
+    def handle_soft_walltime(self, node) -> ProcessHandlerReport:
+        """Keep the finished structures and resubmit the rest; MD restarts from the unfinished input structure."""
+        self._collect(node)
+        self._resubmit_unfinished('soft wall-clock limit')
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=400, exit_codes=[MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])
+    def handle_crash_after_progress(self, node) -> ProcessHandlerReport | None:
+        """A run that died (hard wall-clock kill, lost node) after finishing structures: keep them, resubmit the rest.
+
+        A crash that finished nothing is left to ``BaseRestartWorkChain``'s handling of unhandled failures.
+        """
+        before = self._finished_count()
+        self._collect(node)
+        if self._finished_count() == before:
+            return None
+        self._resubmit_unfinished(f'the runner crashed ({node.exit_message})')
         return ProcessHandlerReport(do_break=True)
 
     def results(self):
@@ -68,7 +91,7 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         missing = [key for key in self.inputs.structures if not any(key in self.ctx.done[ns] for ns in
                                                                      ('results', 'trajectories'))]
         if missing:
-            return self.exit_codes.ERROR_MISSING_OUTPUT.format(keys=', '.join(missing))
+            return self.exit_codes.ERROR_MISSING_ENGINE_OUTPUT.format(keys=', '.join(missing))
         for namespace, outputs in self.ctx.done.items():
             for key, value in outputs.items():
                 self.out(f'{namespace}.{key}', value)

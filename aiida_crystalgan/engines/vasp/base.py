@@ -3,7 +3,8 @@
 aiida-vasp's own handlers stay active and are reused: electronic non-convergence (``handler_electronic_conv``: ALGO
 Fast->Normal, NELM->150, smaller AMIX, then ALGO=All), unfinished relaxations (``handler_unfinished_calc_ionic``:
 continue from the last structure), unconverged relaxations (``handler_ionic_conv``) and VASP that did not start.
-The handlers added here (all run before aiida-vasp's, which would otherwise restart these failures unchanged):
+The handlers added here select on the exit codes by which the parser (``parsers/vasp.py``) names VASP's errors, and
+run before aiida-vasp's:
 
 ==========================  ===========================================================================================
 handler                     what it changes
@@ -21,39 +22,21 @@ MD out of walltime          continue from the CONTCAR positions and velocities w
 from __future__ import annotations
 
 import io
-import re
 from typing import Any
 
 import ase.io
 from aiida import orm
 from aiida.engine import ProcessHandlerReport, calcfunction, process_handler
-from aiida_vasp.calcs.vasp import VaspCalculation
 from aiida_vasp.workchains.v2.vasp import VaspWorkChain
 
+from aiida_crystalgan.exit_codes import define_exit_codes
 from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
 
 from .calculation import VaspMdCalculation, read_contcar_velocities
 from .inputs import get_incar, get_kpoints, get_potential_mapping, get_settings
 from .protocols import load_protocols
 
-_CODES = VaspCalculation.exit_codes
-FAILED = [_CODES.ERROR_DID_NOT_FINISH, _CODES.ERROR_ELECTRONIC_NOT_CONVERGED, _CODES.ERROR_VASP_CRITICAL_ERROR]
-VASP_ERRORS = {
-    'ions_too_close': re.compile(r'distance between some ions is very small', re.IGNORECASE),
-    'zpotrf': re.compile(r'ZPOTRF|ZTRTRI'),
-    'edddav_zhegv': re.compile(r'EDDDAV: Call to ZHEGV failed', re.IGNORECASE),
-    'subspace_rotation': re.compile(r'subspace rotation (PSSYEVX|PDSYEVX)', re.IGNORECASE),
-    'wfinit_linear_dependence': re.compile(r'linearly dependent', re.IGNORECASE),
-}
-
-
-def find_vasp_errors(node: orm.CalcJobNode) -> set[str]:
-    """Names (keys of ``VASP_ERRORS``) of the errors VASP printed to the retrieved ``vasp_output``."""
-    try:
-        stdout = node.outputs.retrieved.get_object_content('vasp_output')
-    except (AttributeError, FileNotFoundError, OSError):
-        return set()
-    return {name for name, pattern in VASP_ERRORS.items() if pattern.search(stdout)}
+_CODES = VaspMdCalculation.exit_codes
 
 
 @calcfunction
@@ -79,8 +62,7 @@ class VaspBaseWorkChain(VaspWorkChain):
         spec.output_namespace('md_segments', valid_type=orm.TrajectoryData, dynamic=True, required=False,
                               help='Trajectories of MD runs interrupted and continued, in order; the last part is '
                                    'the `trajectory` output.')
-        spec.exit_code(520, 'ERROR_IONS_TOO_CLOSE',
-                       message='VASP found ions too close to each other: the structure is unphysical, discard it.')
+        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')
 
     def setup(self) -> None:
         super().setup()
@@ -147,19 +129,15 @@ class VaspBaseWorkChain(VaspWorkChain):
         self.report(f'continuing the MD after {done} steps from the last positions and velocities, NSW={remaining}')
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=1050, exit_codes=FAILED)
-    def handle_ions_too_close(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+    @process_handler(priority=1050, exit_codes=[_CODES.ERROR_VASP_IONS_TOO_CLOSE])
+    def handle_ions_too_close(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """Abort: VASP found ions closer than their cores allow, no INCAR tag makes this structure sensible."""
-        if 'ions_too_close' not in find_vasp_errors(node):
-            return None
         self.report('VASP reports ions too close to each other: aborting, the structure must be discarded')
         return ProcessHandlerReport(True, self.exit_codes.ERROR_IONS_TOO_CLOSE)
 
-    @process_handler(priority=1040, exit_codes=FAILED)
-    def handle_zpotrf(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+    @process_handler(priority=1040, exit_codes=[_CODES.ERROR_VASP_ZPOTRF])
+    def handle_zpotrf(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """ZPOTRF/ZTRTRI (Cholesky of the overlap failed): ISYM=0, halve POTIM of a relaxation, restart fresh."""
-        if 'zpotrf' not in find_vasp_errors(node):
-            return None
         parameters = self.ctx.inputs.parameters
         if self._is_md():
             report = self._continue_md(node)
@@ -174,22 +152,18 @@ class VaspBaseWorkChain(VaspWorkChain):
         self.report(f'ZPOTRF/ZTRTRI: restarting from scratch with ISYM=0, POTIM={parameters.get("potim")}')
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=1030, exit_codes=FAILED)
-    def handle_edddav_zhegv(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+    @process_handler(priority=1030, exit_codes=[_CODES.ERROR_VASP_EDDDAV_ZHEGV])
+    def handle_edddav_zhegv(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """ZHEGV failed in the Davidson solver (EDDDAV): switch to ALGO=All and restart from scratch."""
-        if 'edddav_zhegv' not in find_vasp_errors(node):
-            return None
         if str(self.ctx.inputs.parameters.get('algo', 'normal')).lower() == 'all':
             return self._abort('ZHEGV failed in EDDDAV although ALGO=All')
         self.ctx.inputs.parameters['algo'] = 'All'
         self.report('ZHEGV failed in EDDDAV: restarting from scratch with ALGO=All')
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=1020, exit_codes=FAILED)
-    def handle_subspace_rotation(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+    @process_handler(priority=1020, exit_codes=[_CODES.ERROR_VASP_SUBSPACE_ROTATION])
+    def handle_subspace_rotation(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """PSSYEVX/PDSYEVX in the subspace rotation: ALGO=Normal (from Fast/VeryFast), otherwise ALGO=All."""
-        if 'subspace_rotation' not in find_vasp_errors(node):
-            return None
         algo = str(self.ctx.inputs.parameters.get('algo', 'normal')).lower()
         if algo == 'all':
             return self._abort('the subspace rotation failed although ALGO=All')
@@ -197,11 +171,9 @@ class VaspBaseWorkChain(VaspWorkChain):
         self.report(f'subspace rotation failed: ALGO {algo} -> {self.ctx.inputs.parameters["algo"]}')
         return ProcessHandlerReport(True)
 
-    @process_handler(priority=1010, exit_codes=FAILED)
-    def handle_wfinit_linear_dependence(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+    @process_handler(priority=1010, exit_codes=[_CODES.ERROR_VASP_WFINIT_LINEAR_DEPENDENCE])
+    def handle_wfinit_linear_dependence(self, node: orm.CalcJobNode) -> ProcessHandlerReport:
         """Orbitals linearly dependent at WFINIT: ENCUT x 1.1 and ALGO=Normal, restart from scratch."""
-        if 'wfinit_linear_dependence' not in find_vasp_errors(node):
-            return None
         parameters = self.ctx.inputs.parameters
         if 'encut' not in parameters:
             return self._abort('orbitals linearly dependent at WFINIT and no ENCUT to raise')

@@ -6,15 +6,23 @@ import numpy as np
 from aiida import orm
 from aiida_vasp.calcs.vasp import VaspCalculation
 
+from aiida_crystalgan.exit_codes import define_exit_codes
+from aiida_crystalgan.parsers.vasp import NAMED_EXIT_CODES
+
 
 class VaspMdCalculation(VaspCalculation):
-    """aiida-vasp's ``VaspCalculation`` with an optional ``velocities`` input written after the POSCAR positions."""
+    """aiida-vasp's ``VaspCalculation`` with an optional ``velocities`` input written after the POSCAR positions.
+
+    Its parser (``crystalgan.vasp``) names the VASP errors that the restart handlers act on as exit codes.
+    """
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('velocities', valid_type=orm.ArrayData, required=False,
                    help='Array `velocities` (N, 3), Cartesian Å/fs, e.g. read from the CONTCAR of an interrupted MD.')
+        spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.vasp'
+        define_exit_codes(spec, *NAMED_EXIT_CODES)
 
     def write_poscar(self, dst: str) -> None:
         """Write the POSCAR and, when given, the velocity block (a blank line then one Cartesian vector per site)."""

@@ -1,4 +1,4 @@
-"""Calcfunctions from aiida-vasp's outputs to the engine's standard outputs (units: eV, Å, eV/Å, eV/Å^3, K, fs)."""
+"""Calcfunctions from aiida-vasp's outputs to the engine's standard outputs (built by ``engines/outputs.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import re
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+
+from ..outputs import build_results, build_trajectory
 
 EV_PER_A3_PER_GPA = 1 / 160.21766208
 TEMPERATURE = re.compile(r'\(temperature\s+([-+\d.Ee]+)\s*K\)')
@@ -21,17 +23,10 @@ def stress_from_vasp(stress_kbar) -> np.ndarray:
 def get_forces_result(misc: orm.Dict) -> orm.ArrayData:
     """Energy (σ→0), forces and stress of the last ionic step, from the ``misc`` output of ``vasp.vasp``."""
     misc = misc.get_dict()
-    forces = np.asarray(misc['forces'], dtype=float)
-    energy = float(misc['total_energies']['energy_extrapolated'])
     run_status = misc['run_status']
-    result = orm.ArrayData({'forces': forces, 'stress': stress_from_vasp(misc['stress'])})
-    result.base.attributes.set_many({
-        'energy': energy,
-        'energy_per_atom': energy / len(forces),
-        'max_force': float(np.linalg.norm(forces, axis=1).max()),
-        'converged': bool(run_status.get('electronic_converged')) and run_status.get('ionic_converged') is not False,
-    })
-    return result
+    converged = bool(run_status.get('electronic_converged')) and run_status.get('ionic_converged') is not False
+    return build_results(misc['total_energies']['energy_extrapolated'], misc['forces'],
+                         stress_from_vasp(misc['stress']), converged)
 
 
 def _temperatures(outcar: str, frames: int) -> np.ndarray:
@@ -64,11 +59,7 @@ def get_md_trajectory(parameters: orm.Dict, **parts: orm.Data) -> orm.Trajectory
     cells = np.concatenate(cells)
     steps = np.arange(len(cells))[::every]
 
-    trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(symbols, np.concatenate(positions)[steps], stepids=steps, cells=cells[steps],
-                              times=steps * float(parameters['timestep']))
-    trajectory.set_array('energies', np.concatenate(energies)[steps])
-    trajectory.set_array('forces', np.concatenate(forces)[steps])
-    trajectory.set_array('stress', np.concatenate(stress)[steps])
-    trajectory.set_array('temperatures', np.concatenate(temperatures)[steps])
-    return trajectory
+    return build_trajectory(symbols, np.concatenate(positions)[steps], cells[steps],
+                            times=steps * float(parameters['timestep']), steps=steps,
+                            energies=np.concatenate(energies)[steps], forces=np.concatenate(forces)[steps],
+                            stress=np.concatenate(stress)[steps], temperatures=np.concatenate(temperatures)[steps])

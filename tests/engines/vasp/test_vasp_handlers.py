@@ -1,6 +1,7 @@
 """Each restart handler of ``VaspBaseWorkChain``, handed a failed calculation node: what does it change?
 
-The failed nodes carry the files of this folder's registry (``registry/errors``, ``registry/md-walltime``).
+The failed nodes carry the files of this folder's registry (``registry/errors``, ``registry/md-walltime``) and the
+exit status that the engine's parser gives them: the code of the VASP error named in ``vasp_output``, if any.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from aiida_vasp.calcs.vasp import VaspCalculation
 from plumpy import ProcessState
 
 from aiida_crystalgan.engines.vasp import VaspBaseWorkChain
-from aiida_crystalgan.engines.vasp.calculation import read_contcar_velocities
+from aiida_crystalgan.engines.vasp.calculation import VaspMdCalculation, read_contcar_velocities
+from aiida_crystalgan.parsers.vasp import named_vasp_error
 
 REGISTRY = Path(__file__).parent / 'registry'
 DID_NOT_FINISH = VaspCalculation.exit_codes.ERROR_DID_NOT_FINISH.status
@@ -44,10 +46,17 @@ def generate_workchain(vasp_code, potcar_family, vasp_options, bcc_niobium):
 
 @pytest.fixture
 def failed_calculation(aiida_localhost, tmp_path, bcc_niobium):
-    """A finished ``VaspCalculation`` node with ``exit_status`` and the retrieved files of a registry folder."""
+    """A finished ``VaspCalculation`` node with the retrieved files of a registry folder.
+
+    Its exit status is the parser's: the code of the VASP error in ``vasp_output``, else aiida-vasp's ``exit_status``.
+    """
 
     def generate(exit_status: int, registry_folder: str, incar: dict | None = None,
                  **outputs: orm.Data) -> orm.CalcJobNode:
+        with (REGISTRY / registry_folder / 'out' / 'vasp_output').open() as stdout:
+            named = named_vasp_error(stdout)
+        if named is not None:
+            exit_status = VaspMdCalculation.exit_codes[named].status
         node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:vasp.vasp')
         if incar is not None:
             node.base.links.add_incoming(orm.Dict(incar).store(), LinkType.INPUT_CALC, 'parameters')
@@ -120,7 +129,9 @@ def test_ions_too_close_aborts(generate_workchain, failed_calculation):
     node = failed_calculation(DID_NOT_FINISH, 'errors/too-close/calc-000')
     too_close = VaspBaseWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
     assert process.handle_ions_too_close(node).exit_code.status == too_close
-    assert process.handle_zpotrf(node) is not None, 'the ZPOTRF that follows is found too, but handled later'
+    assert node.exit_status == VaspMdCalculation.exit_codes.ERROR_VASP_IONS_TOO_CLOSE.status, \
+        'the ZPOTRF that follows is found too, but ions too close takes precedence'
+    assert process.handle_zpotrf(node) is None
 
 
 def test_handlers_ignore_other_errors(generate_workchain, failed_calculation):

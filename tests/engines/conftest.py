@@ -1,4 +1,4 @@
-"""Fixtures of the VASP engine tests: a fake POTCAR family, the ``mock-vasp`` code and small structures."""
+"""Fixtures of the engine tests: for VASP a fake POTCAR family, the ``mock-vasp`` code and small structures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from aiida import orm
 
-REGISTRY = Path(__file__).parent / 'registry'
+REGISTRY = Path(__file__).parent / 'vasp' / 'registry'
 POTCAR_FAMILY = 'PBE.fake'
 FAKE_POTCARS = {'Nb_pv': ('Nb', 92.906, 11.0), 'O': ('O', 16.0, 6.0), 'Si': ('Si', 28.085, 4.0)}
 OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,

@@ -3,12 +3,12 @@
 Usage: ``crystalgan-mlip input.json``. The input names the operation, its parameters, the MLIP settings, the dataset
 file with the structures (labels are the keys) and an optional soft wall-clock limit. Each finished structure is
 written at once to ``results/<key>.json`` (relax, forces) or ``results/<key>.npz`` (md), so a job that is stopped
-keeps the work it did. ``results/status.json`` says how the run ended: ``finished``, ``walltime`` (soft limit reached,
-exit code 3) or ``invalid_input`` (exit code 2) or ``crashed`` (exit code 1).
+keeps the work it did. ``results/status.json`` and the exit code say how the run ended (see ``io.status``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -21,12 +21,11 @@ import numpy as np
 import torch
 
 from aiida_crystalgan.io import DataFile
+from aiida_crystalgan.io.status import EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_SOFT_WALLCLOCK, write_status
 
 from .calculators import load_calculator
 
 RESULTS = Path('results')
-EXIT_BAD_INPUT = 2
-EXIT_WALLTIME = 3
 
 
 class InputError(ValueError):
@@ -98,7 +97,7 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
         raise InputError(f'unknown thermostat `{thermostat}`: choose `nose-hoover` or `langevin`')
 
     frames: dict[str, list] = {k: [] for k in ('positions', 'cells', 'energies', 'forces', 'stress', 'temperatures',
-                                               'times', 'velocities')}
+                                               'times', 'steps', 'velocities')}
 
     def record() -> None:
         frames['positions'].append(atoms.get_positions())
@@ -108,6 +107,7 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
         frames['stress'].append(_full_stress(atoms))
         frames['temperatures'].append(atoms.get_temperature())
         frames['times'].append(dynamics.nsteps * float(parameters['timestep']))
+        frames['steps'].append(dynamics.nsteps)
         frames['velocities'].append(atoms.get_velocities())
 
     dynamics.attach(record, interval=interval)
@@ -150,8 +150,8 @@ def run(input_path: Path) -> int:
                 continue
             elapsed = time.monotonic() - start
             if soft_limit and durations and elapsed + max(durations) > soft_limit:
-                _write_status('walltime', f'soft wall-clock limit of {soft_limit} s reached')
-                return EXIT_WALLTIME
+                return write_status(RESULTS, EXIT_SOFT_WALLCLOCK, f'soft wall-clock limit of {soft_limit} s reached',
+                                    finished=len(durations))
             tick = time.monotonic()
             result = operation(record.to_ase(), calculator, config['parameters'])
             if config['operation'] == 'md':
@@ -159,32 +159,23 @@ def run(input_path: Path) -> int:
             else:
                 _write_atomic(RESULTS / f'{key}.json', lambda p, r=result: p.write_text(json.dumps(r)))
             durations.append(time.monotonic() - tick)
-    _write_status('finished', f'{len(durations)} structures in {time.monotonic() - start:.1f} s')
-    return 0
-
-
-def _write_status(status: str, message: str) -> None:
-    _write_atomic(RESULTS / 'status.json', lambda p: p.write_text(json.dumps({'status': status, 'message': message})))
+    return write_status(RESULTS, EXIT_OK, f'{len(durations)} structures in {time.monotonic() - start:.1f} s',
+                        finished=len(durations))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``crystalgan-mlip``."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print('usage: crystalgan-mlip input.json', file=sys.stderr)
-        return EXIT_BAD_INPUT
+    """Console entry point of ``crystalgan-mlip``: run the operation described by an input file."""
+    parser = argparse.ArgumentParser(prog='crystalgan-mlip', description=__doc__.split('\n\n')[0])
+    parser.add_argument('input', type=Path, help='JSON input written by the `crystalgan.mlip` CalcJob')
+    args = parser.parse_args(argv)
     try:
-        return run(Path(argv[0]))
+        return run(args.input)
     except (InputError, ValueError) as exception:
-        RESULTS.mkdir(exist_ok=True)
-        _write_status('invalid_input', str(exception))
         print(f'crystalgan-mlip: error: {exception}', file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return write_status(RESULTS, EXIT_INVALID_INPUT, str(exception))
     except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
-        RESULTS.mkdir(exist_ok=True)
-        _write_status('crashed', f'{type(exception).__name__}: {exception}')
         traceback.print_exc()
-        return 1
+        return write_status(RESULTS, EXIT_FAILED, f'{type(exception).__name__}: {exception}')
 
 
 if __name__ == '__main__':

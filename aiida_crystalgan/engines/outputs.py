@@ -1,0 +1,117 @@
+"""The engines' standard outputs (``engines/base.py``): built here by every engine, read back here by every consumer.
+
+Units: eV, Å, eV/Å, eV/Å^3 (positive = tensile), K, fs. Builders take plain arrays, so that the MLIP parser and
+the VASP calcfunctions make nodes of exactly the same shape; readers turn the nodes back into plain values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from aiida import orm
+
+from aiida_crystalgan.io.datafile import StructureRecord
+
+#: Per-frame arrays of the ``trajectories`` output besides positions and cells, in the order they are stored.
+TRAJECTORY_ARRAYS = ('energies', 'forces', 'stress', 'temperatures', 'velocities')
+
+
+def build_results(energy: float, forces: Any, stress: Any, converged: bool, steps: int | None = None) -> orm.ArrayData:
+    """The ``results`` output of one structure: ``forces``/``stress`` arrays, energy and convergence attributes."""
+    forces = np.asarray(forces, dtype=float).reshape(-1, 3)
+    energy = float(energy)
+    results = orm.ArrayData()
+    results.set_array('forces', forces)
+    results.set_array('stress', np.asarray(stress, dtype=float).reshape(3, 3))
+    results.base.attributes.set_many({
+        'energy': energy,
+        'energy_per_atom': energy / len(forces),
+        'max_force': float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0,
+        'converged': bool(converged),
+    })
+    if steps is not None:
+        results.base.attributes.set('steps', int(steps))
+    return results
+
+
+def build_structure(cell: Any, symbols: Sequence[str], positions: Any) -> orm.StructureData:
+    """The ``relaxed_structures`` output: a periodic structure from a cell and Cartesian positions (Å)."""
+    structure = orm.StructureData(cell=np.asarray(cell, dtype=float).tolist())
+    for symbol, position in zip(symbols, np.asarray(positions, dtype=float).tolist()):
+        structure.append_atom(position=position, symbols=symbol)
+    return structure
+
+
+def build_trajectory(symbols: Sequence[str], positions: Any, cells: Any, times: Any, steps: Any | None = None,
+                     **arrays: Any) -> orm.TrajectoryData:
+    """The ``trajectories`` output: frames of Cartesian positions and cells, their MD step indices and times (fs).
+
+    :param steps: MD step index of each frame (default: 0, 1, 2...).
+    :param arrays: any of :data:`TRAJECTORY_ARRAYS` (``energies`` is required); ``None`` values are left out.
+    """
+    unknown = set(arrays) - set(TRAJECTORY_ARRAYS)
+    if unknown:
+        raise ValueError(f'unknown trajectory arrays {sorted(unknown)}: use {", ".join(TRAJECTORY_ARRAYS)}')
+    if arrays.get('energies') is None:
+        raise ValueError('a trajectory needs the `energies` of its frames')
+    positions = np.asarray(positions, dtype=float)
+    steps = np.arange(len(positions)) if steps is None else np.asarray(steps, dtype=int)
+    trajectory = orm.TrajectoryData()
+    trajectory.set_trajectory(symbols=list(symbols), positions=positions, cells=np.asarray(cells, dtype=float),
+                              stepids=steps, times=np.asarray(times, dtype=float), pbc=[True] * 3)
+    for name in TRAJECTORY_ARRAYS:
+        if arrays.get(name) is not None:
+            trajectory.set_array(name, np.asarray(arrays[name], dtype=float))
+    return trajectory
+
+
+def read_results(results: orm.ArrayData | None) -> dict[str, Any]:
+    """``energy`` (eV), ``forces`` (eV/Å) and ``stress`` (eV/Å^3) of a ``results`` output; ``None`` where absent."""
+    if results is None:
+        return {'energy': None, 'forces': None, 'stress': None}
+    names = set(results.get_arraynames())
+    return {
+        'energy': results.base.attributes.get('energy', None),
+        'forces': results.get_array('forces') if 'forces' in names else None,
+        'stress': results.get_array('stress') if 'stress' in names else None,
+    }
+
+
+def _element_numbers(symbols: Sequence[str]) -> list[int]:
+    """Atomic numbers of kind names such as ``Nb``, ``Nb1`` or ``O_a``."""
+    from ase.data import atomic_numbers
+
+    numbers = []
+    for symbol in symbols:
+        match = re.match(r'[A-Z][a-z]?', symbol)
+        if match is None or match.group() not in atomic_numbers:
+            raise ValueError(f'cannot tell the element of the kind `{symbol}`')
+        numbers.append(atomic_numbers[match.group()])
+    return numbers
+
+
+def read_trajectory(trajectory: orm.TrajectoryData, label: str | None = None) -> Iterator[StructureRecord]:
+    """One record per frame of a ``trajectories`` output, with its energy, forces and stress where stored.
+
+    A NaN energy reads as ``None``. Records are labelled ``<label>:<frame>`` (default label: the node's, or ``frame``).
+    """
+    names = set(trajectory.get_arraynames())
+    numbers = _element_numbers(trajectory.symbols)
+    cells = trajectory.get_cells()
+    if cells is None:
+        raise ValueError(f'TrajectoryData<{trajectory.uuid}> has no cells: cannot make periodic structures')
+    positions = trajectory.get_positions()
+    arrays = {name: trajectory.get_array(name) for name in ('energies', 'forces', 'stress') if name in names}
+    label = label or trajectory.label or 'frame'
+    for frame in range(trajectory.numsteps):
+        energy = float(arrays['energies'][frame]) if 'energies' in arrays else None
+        yield StructureRecord(
+            numbers=numbers, positions=positions[frame], cell=cells[frame],
+            energy=None if energy is None or np.isnan(energy) else energy,
+            forces=arrays['forces'][frame] if 'forces' in arrays else None,
+            stress=arrays['stress'][frame] if 'stress' in arrays else None,
+            source=trajectory.uuid, label=f'{label}:{frame}',
+        )

@@ -1,0 +1,57 @@
+"""How the executables end: one ``status.json`` and one set of process exit codes for all of them (no AiiDA import).
+
+``crystalgan-train``, ``crystalgan-generate`` and ``crystalgan-mlip`` write ``status.json`` next to their outputs
+as the last thing they do, atomically, and exit with the matching process exit code:
+
+* ``EXIT_OK`` (0), ``ok``: every output was written;
+* ``EXIT_FAILED`` (1), ``failed``: an unexpected error stopped the run (the message names it);
+* ``EXIT_INVALID_INPUT`` (2), ``invalid_input``: the input files were rejected (the message says why);
+* ``EXIT_SOFT_WALLCLOCK`` (3), ``soft_wallclock``: the soft wall-clock limit was reached, the work done so far is
+  kept (a checkpoint, the finished structures) to resume from.
+
+No ``status.json`` at all means that the process died before it could write one (crash, out of memory, killed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+STATUS_FILE = 'status.json'
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID_INPUT = 2
+EXIT_SOFT_WALLCLOCK = 3
+
+#: The ``status`` written for each process exit code.
+STATUS_NAMES = {
+    EXIT_OK: 'ok',
+    EXIT_FAILED: 'failed',
+    EXIT_INVALID_INPUT: 'invalid_input',
+    EXIT_SOFT_WALLCLOCK: 'soft_wallclock',
+}
+EXIT_NAMES = {EXIT_OK: 'EXIT_OK', EXIT_FAILED: 'EXIT_FAILED', EXIT_INVALID_INPUT: 'EXIT_INVALID_INPUT',
+              EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK'}
+
+
+def write_status(directory: str | Path, exit_code: int, message: str, **details: Any) -> int:
+    """Write ``directory/status.json`` atomically for ``exit_code``; return ``exit_code`` to exit with."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    content = {'status': STATUS_NAMES[exit_code], 'exit_code': exit_code, 'exit_name': EXIT_NAMES[exit_code],
+               'message': message, **details}
+    partial = directory / f'{STATUS_FILE}.part'
+    partial.write_text(json.dumps(content))
+    os.replace(partial, directory / STATUS_FILE)
+    return exit_code
+
+
+def parse_status(text: str) -> dict[str, Any]:
+    """The content of a ``status.json``; raises ``ValueError`` when it is not one."""
+    status = json.loads(text)
+    if not isinstance(status, dict) or status.get('status') not in STATUS_NAMES.values():
+        raise ValueError(f'not a status file: {text[:200]!r}')
+    return status
