@@ -22,7 +22,7 @@ RANGES = (
     ('400-405', "aiida-core's BaseRestartWorkChain (401, 402); aiida-vasp's VaspWorkChain; aiida-phonopy (400, 401)"),
     ('500-599', "engine workchains (MLIP, VASP); aiida-vasp's VaspWorkChain keeps 500-505"),
     ('600-699', 'stage workchains'),
-    ('700-749', 'campaign; aiida-vasp keeps 700-704 (VaspCalculation, VaspWorkChain)'),
+    ('700-749', 'aiida-vasp keeps 700-704 (VaspCalculation, VaspWorkChain); campaign 710-749'),
     ('1002-1005', "aiida-vasp's VaspCalculation parser"),
 )
 

@@ -125,13 +125,13 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
-        spec.exit_code(700, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
-        spec.exit_code(701, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
-        spec.exit_code(702, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
-        spec.exit_code(703, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
-        spec.exit_code(704, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
-        spec.exit_code(705, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
-        spec.exit_code(706, 'ERROR_MISSING_ELEMENTAL_SEED',
+        spec.exit_code(710, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
+        spec.exit_code(711, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
+        spec.exit_code(712, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
+        spec.exit_code(713, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
+        spec.exit_code(714, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
+        spec.exit_code(715, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
+        spec.exit_code(716, 'ERROR_MISSING_ELEMENTAL_SEED',
                        message='No seed of pure {elements}: the convex hull needs every element; raise '
                                '`seeds.max_atoms` or give one with `structures`.')
 

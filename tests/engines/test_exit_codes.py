@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from aiida.plugins.entry_point import load_entry_point
 
 from aiida_crystalgan.exit_codes import EXIT_CODES, collect_exit_codes, render_table, upstream_exit_codes
@@ -56,8 +55,6 @@ def test_calcjob_and_engine_codes_have_one_meaning():
         assert label in codes[status], f'{label} ({status}) is defined by no process'
 
 
-@pytest.mark.xfail(strict=True, reason='the stage and campaign workchains keep their old numbers (300-331, '
-                                        '400-411) until they move to 600-749 (issue 8, another branch): drop this mark')
 def test_every_code_has_one_meaning_across_the_plugin():
     """Every status number of every ``crystalgan.*`` process has one label (upstream clashes excepted)."""
     assert conflicts(collect_exit_codes(), upstream_exit_codes()) == {}
