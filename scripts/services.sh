@@ -215,6 +215,7 @@ start_rabbitmq() {
 cmd_start() {
     require_root start
     [[ -f $SSHD_CONFIG && -f $PG_VERSION_FILE ]] || die "not installed: run \`bash scripts/services.sh install\` first"
+    rm -f "$STARTED_FILE"  # `stop` stops what this call starts, not what was already running
     start_munge
     start_slurm
     start_sshd
