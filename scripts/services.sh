@@ -224,6 +224,17 @@ cmd_start() {
     log 'Slurm, munge, sshd, PostgreSQL and RabbitMQ are up on 127.0.0.1'
 }
 
+stop_pid() {  # stop_pid PIDFILE: terminate the process and wait until it is gone
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 60; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.5
+    done
+    log "pid $pid ($1) did not stop within 30 s"
+}
+
 cmd_stop() {
     [[ -f $STARTED_FILE ]] || return 0
     local service
@@ -233,10 +244,10 @@ cmd_stop() {
             rabbitmq) rabbitmqctl -q stop || true ;;
             epmd) epmd -kill >/dev/null || true ;;
             postgres) pg_ctlcluster "$(cat "$PG_VERSION_FILE")" main stop || true ;;
-            sshd) kill "$(cat /run/crystalgan-sshd.pid)" 2>/dev/null || true ;;
-            slurmd) kill "$(cat /run/slurmd.pid)" 2>/dev/null || true ;;
-            slurmctld) kill "$(cat /run/slurmctld.pid)" 2>/dev/null || true ;;
-            munge) kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true ;;
+            sshd) stop_pid /run/crystalgan-sshd.pid ;;
+            slurmd) stop_pid /run/slurmd.pid ;;
+            slurmctld) stop_pid /run/slurmctld.pid ;;
+            munge) stop_pid /run/munge/munged.pid ;;
         esac
     done
     rm -f "$STARTED_FILE"

@@ -16,6 +16,7 @@ import pytest
 from aiida import orm
 from aiida.engine import submit
 from aiida.engine.daemon.client import get_daemon_client
+from aiida.manage import get_manager
 
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 
@@ -35,15 +36,21 @@ TIMEOUT = 1800
 
 
 def calculations_of(campaign: orm.WorkChainNode) -> list[orm.CalcJobNode]:
-    query = orm.QueryBuilder().append(orm.WorkChainNode, filters={'id': campaign.pk}, tag='campaign')
-    query.append(orm.CalcJobNode, with_ancestors='campaign')
-    return query.all(flat=True)
+    return [node for node in campaign.called_descendants if isinstance(node, orm.CalcJobNode)]
+
+
+def refresh() -> None:
+    """Forget the nodes loaded by this process: the daemon workers change them in the database."""
+    get_manager().get_profile_storage().get_session().expire_all()
 
 
 def await_condition(condition, what: str, campaign: orm.WorkChainNode) -> None:
     deadline = time.monotonic() + TIMEOUT
-    while not condition():
-        if campaign.is_terminated and not condition():
+    while True:
+        refresh()
+        if condition():
+            return
+        if campaign.is_terminated:
             pytest.fail(f'the campaign terminated before {what}: {campaign.process_state} {campaign.exit_message}')
         if time.monotonic() > deadline:
             pytest.fail(f'timed out after {TIMEOUT} s waiting for {what}')
