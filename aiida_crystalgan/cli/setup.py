@@ -65,7 +65,7 @@ def code_executables(computer, executable_dir: str | None) -> dict[str, str]:
 def ensure_codes(computer_label: str, executable_dir: str | None = None, prepend_text: str = '') -> dict[str, str]:
     """Create (once) an ``InstalledCode`` on ``computer_label`` for each console script of the plugin.
 
-    An existing code is reused when it runs the same executable with the same prepend text, and refused otherwise.
+    Existing codes are kept; with ``executable_dir`` or ``prepend_text`` given they must match them, else refused.
     """
     from aiida import load_profile, orm
     from aiida.common.exceptions import NotExistent

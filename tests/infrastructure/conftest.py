@@ -19,6 +19,8 @@ import pytest
 SERVICES_SCRIPT = Path(__file__).parents[2] / 'scripts' / 'services.sh'
 REQUIRED = bool(os.environ.get('CRYSTALGAN_REQUIRE_SERVICES'))
 SLURM_COMPUTER = 'slurm-ssh'
+RABBITMQ = {'broker_protocol': 'amqp', 'broker_username': 'guest', 'broker_password': 'guest',
+            'broker_host': '127.0.0.1', 'broker_port': 5672, 'broker_virtual_host': ''}
 
 
 def unavailable(reason: str):
@@ -108,27 +110,35 @@ def postgres_database(services: dict[str, str]):
 
 
 @pytest.fixture(scope='module')
-def production_profile(services, aiida_config, aiida_profile_factory, tmp_path_factory):
-    """A PostgreSQL + RabbitMQ profile (loaded for the module), its daemon stopped at the end."""
+def production_profile(services, aiida_config, tmp_path_factory):
+    """A PostgreSQL + RabbitMQ profile, loaded for the module; its daemon is stopped at the end.
+
+    Not a test profile: the task queue of a test profile expires seconds after its last consumer, so the processes
+    of a killed daemon would be lost, which is not what happens in production.
+    """
     from aiida.engine.daemon.client import DaemonException, get_daemon_client
+    from aiida.manage.configuration import create_profile, profile_context
 
     default = aiida_config.default_profile_name
-    repository = tmp_path_factory.mktemp('psql-repository')
+    name = f'crystalgan-production-{secrets.token_hex(4)}'
     with postgres_database(services) as storage_config:
-        storage_config['repository_uri'] = repository.as_uri()
-        with aiida_profile_factory(aiida_config, storage_backend='core.psql_dos', storage_config=storage_config,
-                                   broker_backend='core.rabbitmq') as profile:
-            aiida_config.set_option('daemon.timeout', 120, scope=profile.name)
-            # services.sh sets RabbitMQ's consumer_timeout to undefined: the version warning does not apply.
-            aiida_config.set_option('warnings.rabbitmq_version', False, scope=profile.name)
-            aiida_config.store()
-            try:
+        storage_config['repository_uri'] = tmp_path_factory.mktemp('psql-repository').as_uri()
+        profile = create_profile(aiida_config, storage_backend='core.psql_dos', storage_config=storage_config,
+                                 broker_backend='core.rabbitmq', broker_config=RABBITMQ, name=name,
+                                 email='test@localhost')
+        aiida_config.set_option('daemon.timeout', 120, scope=name)
+        aiida_config.set_option('warnings.development_version', False, scope=name)
+        # services.sh sets RabbitMQ's consumer_timeout to undefined: the version warning does not apply.
+        aiida_config.set_option('warnings.rabbitmq_version', False, scope=name)
+        aiida_config.store()
+        try:
+            with profile_context(profile, allow_switch=True):
                 yield profile
-            finally:
-                client = get_daemon_client(profile.name)
+                client = get_daemon_client(name)
                 with contextlib.suppress(DaemonException):
                     if client.is_daemon_running:
                         client.stop_daemon(wait=True)
-        aiida_config.set_default_profile(default, overwrite=True)
-        aiida_config.delete_profile(profile.name, delete_storage=False)
-        aiida_config.store()
+        finally:
+            aiida_config.delete_profile(name, delete_storage=False)
+            aiida_config.set_default_profile(default, overwrite=True)
+            aiida_config.store()
