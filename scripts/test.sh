@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Slurm, SSH, PostgreSQL, RabbitMQ for tests/infrastructure: as root, installed and required (fail, not skip).
+if [[ $(id -u) -eq 0 ]]; then bash scripts/services.sh install; export CRYSTALGAN_REQUIRE_SERVICES=1; fi
 # The daemon tests start `verdi` and the console scripts from PATH: put the environment's bin first.
 export PATH="$PWD/.venv/bin:$PATH"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

@@ -1,11 +1,11 @@
-"""``aiida-crystalgan setup``: a working profile, the ``localhost`` computer and the plugin's codes."""
+"""``aiida-crystalgan setup``: a working profile and the plugin's codes on ``localhost`` or a remote computer."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 from aiida.cmdline.utils import echo
@@ -46,24 +46,52 @@ def ensure_profile(profile_name: str) -> None:
     reset_config()
 
 
-def ensure_codes(computer_label: str) -> dict[str, str]:
-    """Create (once) an ``InstalledCode`` on ``computer_label`` for each console script of the plugin."""
+def code_executables(computer, executable_dir: str | None) -> dict[str, str]:
+    """Path of each console script on ``computer``: under ``executable_dir``, or this machine's for a local computer."""
+    if executable_dir is not None:
+        directory = PurePosixPath(executable_dir)
+        if not directory.is_absolute():
+            raise click.ClickException(f'--executable-dir `{executable_dir}` is not an absolute path')
+        return {executable: str(directory / executable) for executable in CODES}
+    if computer.transport_type != 'core.local':
+        raise click.ClickException(
+            f'computer `{computer.label}` is remote (transport `{computer.transport_type}`): the executables of this '
+            'machine do not exist there. Install aiida-crystalgan on it and pass the directory of its console '
+            'scripts with --executable-dir (e.g. the `bin` folder of its virtual environment).'
+        )
+    return {executable: executable_path(executable) for executable in CODES}
+
+
+def ensure_codes(computer_label: str, executable_dir: str | None = None, prepend_text: str = '') -> dict[str, str]:
+    """Create (once) an ``InstalledCode`` on ``computer_label`` for each console script of the plugin.
+
+    Existing codes are kept; with ``executable_dir`` or ``prepend_text`` given they must match them, else refused.
+    """
     from aiida import load_profile, orm
+    from aiida.common.exceptions import NotExistent
 
     load_profile(allow_switch=True)
     try:
         computer = orm.load_computer(computer_label)
     except Exception as exception:  # noqa: BLE001 - not existent or ambiguous
         raise click.ClickException(f'computer `{computer_label}` not found: {exception}') from exception
+    paths = code_executables(computer, executable_dir)
     created = {}
     for executable, plugin in CODES.items():
         label = executable.replace('-', '_')
         full_label = f'{label}@{computer.label}'
         try:
-            orm.load_code(full_label)
-        except Exception:  # noqa: BLE001 - the code does not exist yet
-            orm.InstalledCode(label=label, computer=computer, filepath_executable=executable_path(executable),
-                              default_calc_job_plugin=plugin, with_mpi=False).store()
+            code = orm.load_code(full_label)
+        except NotExistent:
+            orm.InstalledCode(label=label, computer=computer, filepath_executable=paths[executable],
+                              default_calc_job_plugin=plugin, with_mpi=False, prepend_text=prepend_text).store()
+        else:
+            existing = (str(code.filepath_executable), code.prepend_text)
+            if (executable_dir is not None or prepend_text) and existing != (paths[executable], prepend_text):
+                raise click.ClickException(
+                    f'code `{full_label}` already exists and runs `{existing[0]}` with another set-up; '
+                    f'delete it (`verdi code delete {full_label}`) or register the codes on another computer label'
+                )
         created[executable] = full_label
     return created
 
@@ -73,8 +101,17 @@ def ensure_codes(computer_label: str) -> dict[str, str]:
               help='Name of the profile to create when none exists.')
 @click.option('--computer', 'computer_label', default='localhost', show_default=True,
               help='Computer on which the codes are set up.')
-def setup(profile_name: str, computer_label: str) -> None:
-    """Set up the embedded default: profile (SQLite + ZeroMQ), localhost and the three codes."""
+@click.option('--executable-dir', type=str, default=None,
+              help='Directory of the console scripts on that computer (required for a remote computer), '
+                   'e.g. the `bin` folder of the virtual environment where aiida-crystalgan is installed there.')
+@click.option('--prepend-text', type=str, default='',
+              help='Shell lines run before each executable, e.g. `module load cuda` or `source <venv>/bin/activate`.')
+def setup(profile_name: str, computer_label: str, executable_dir: str | None, prepend_text: str) -> None:
+    """Set up a profile (SQLite + ZeroMQ when none exists) and the plugin's three codes on a computer.
+
+    On ``localhost`` the codes run this installation's console scripts; on a remote computer (a cluster) they run
+    those under ``--executable-dir`` (see docs/cluster.md).
+    """
     ensure_profile(profile_name)
-    for executable, label in ensure_codes(computer_label).items():
+    for executable, label in ensure_codes(computer_label, executable_dir, prepend_text).items():
         echo.echo_success(f'code `{label}` runs `{executable}`')

@@ -1,0 +1,120 @@
+"""The campaign on a PostgreSQL + RabbitMQ profile with two daemon workers, every code run through SSH and Slurm.
+
+The daemon (circus and its workers) is SIGKILLed while an engine job is in Slurm and restarted: the campaign
+finishes, no process excepted, and no finished calculation runs a second time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+
+import psutil
+import pytest
+from aiida import orm
+from aiida.engine import submit
+from aiida.engine.daemon.client import get_daemon_client
+from aiida.manage import get_manager
+
+from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+pytestmark = pytest.mark.slow
+
+#: The smallest campaign settings (those of tests/workflows/conftest.py).
+TINY = {
+    'seeds': {'max_atoms': 4},
+    'sampling': {'temperatures': [800], 'steps': 20, 'timestep': 2.0, 'sample_interval': 5},
+    'stability': {'relax': {'fmax': 0.1, 'max_steps': 60}, 'force_tolerance': 0.15,
+                  'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}},
+    'training': {'config': {'steps': 12, 'batch_size': 8, 'n_max': 8, 'generator_width': 32, 'critic_width': 16,
+                            'physics_width': 16, 'log_every': 4, 'physics_warmup_steps': 4}},
+    'generation': {'num_per_target': 8, 'max_formula_units': 1, 'max_validations': 2},
+}
+TIMEOUT = 1800
+
+
+def calculations_of(campaign: orm.WorkChainNode) -> list[orm.CalcJobNode]:
+    return [node for node in campaign.called_descendants if isinstance(node, orm.CalcJobNode)]
+
+
+def refresh() -> None:
+    """Forget the nodes loaded by this process: the daemon workers change them in the database."""
+    get_manager().get_profile_storage().get_session().expire_all()
+
+
+def await_condition(condition, what: str, campaign: orm.WorkChainNode) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        refresh()
+        if condition():
+            return
+        if campaign.is_terminated:
+            pytest.fail(f'the campaign terminated before {what}: {campaign.process_state} {campaign.exit_message}')
+        if time.monotonic() > deadline:
+            pytest.fail(f'timed out after {TIMEOUT} s waiting for {what}')
+        time.sleep(1)
+
+
+def kill_daemon(client) -> list[int]:
+    """SIGKILL the circus daemon and all its processes (workers included), by pid; return the pids once gone."""
+    daemon = psutil.Process(client.get_daemon_pid())
+    workers = {int(pid) for pid in client.get_worker_info()['info']}
+    processes = [daemon, *daemon.children(recursive=True)]
+    assert len(workers) == 2 and workers <= {p.pid for p in processes}
+    for process in processes:
+        os.kill(process.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], 'daemon processes survived SIGKILL'
+    return [p.pid for p in processes]
+
+
+def test_campaign_survives_a_killed_daemon(production_profile, slurm):
+    builder = CampaignWorkChain.get_builder_from_protocol(
+        'Nb-O', slurm['crystalgan-mlip'], slurm['crystalgan-train'], slurm['crystalgan-generate'], protocol='fast',
+        overrides=TINY)
+    builder.group_label = orm.Str('test/production')
+
+    client = get_daemon_client(production_profile.name)
+    client.start_daemon(number_workers=2)
+    assert client.get_number_of_workers() == 2
+    campaign = submit(builder)
+
+    # Mid-campaign: one engine calculation finished and another one queued or running in Slurm.
+    def finished_and_in_slurm() -> bool:
+        calculations = calculations_of(campaign)
+        return (any(c.is_finished_ok for c in calculations)
+                and any(not c.is_terminated and c.get_job_id() for c in calculations))
+
+    await_condition(finished_and_in_slurm, 'a calculation in Slurm after a finished one', campaign)
+    finished_before = {c.pk for c in calculations_of(campaign) if c.is_finished_ok}
+    killed = kill_daemon(client)
+
+    client.start_daemon(number_workers=2)
+    assert client.get_number_of_workers() == 2
+    assert not set(killed) & {client.get_daemon_pid(), *(int(p) for p in client.get_worker_info()['info'])}
+    await_condition(lambda: campaign.is_terminated, 'the end of the campaign', campaign)
+    assert campaign.is_finished_ok, campaign.exit_message
+    assert campaign.base.extras.get('crystalgan_stage') == 'finished'
+    assert list(campaign.outputs.predicted.values())
+
+    # No process left behind or excepted in the whole profile.
+    states = Counter(orm.QueryBuilder().append(orm.ProcessNode, project='attributes.process_state').all(flat=True))
+    assert set(states) == {'finished'}, states
+
+    # No calculation ran twice: each caller launched each set of inputs once, and each Slurm job belongs to one node.
+    calculations = calculations_of(campaign)
+    assert finished_before <= {c.pk for c in calculations}
+    launches = Counter(
+        (c.caller.pk, frozenset((link.link_label, link.node.pk) for link in c.base.links.get_incoming().all()
+                                if link.link_type.value == 'input_calc'))
+        for c in calculations
+    )
+    assert max(launches.values()) == 1, 'a calculation was launched twice with the same inputs'
+    job_ids = [c.get_job_id() for c in calculations]
+    assert None not in job_ids and len(set(job_ids)) == len(job_ids)
+    assert all(c.computer.label == 'slurm-ssh' for c in calculations)
+    assert {c.process_type for c in calculations} >= {'aiida.calculations:crystalgan.mlip',
+                                                      'aiida.calculations:crystalgan.train',
+                                                      'aiida.calculations:crystalgan.generate'}
