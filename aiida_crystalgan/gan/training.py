@@ -9,7 +9,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -414,12 +414,13 @@ def usable_records(records: Sequence[StructureRecord], n_max: int) -> list[Struc
 
 def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str | Path,
           resume: str | Path | None = None, max_wallclock_seconds: float | None = None,
-          device: str | torch.device = 'auto') -> TrainResult:
+          device: str | torch.device = 'auto', on_log: Callable[[Trainer], bool] | None = None) -> TrainResult:
     """Train (or continue training) a GAN on ``records`` and write ``model.pt``, ``losses.csv`` and ``metrics.json``.
 
     Structures with more than ``config.n_max`` atoms are skipped; ``losses.csv`` is rewritten at every logged step so
     that progress can be followed. When ``max_wallclock_seconds`` (counted from this call) would be exceeded before
-    ``config.steps``, writes ``checkpoint.pt`` and returns ``completed=False``.
+    ``config.steps``, writes ``checkpoint.pt`` and returns ``completed=False``. ``on_log`` is called with the trainer
+    at every logged step; when it returns true, training ends there (a pruned trial of a hyperparameter search).
     """
     started = time.monotonic()
     output = Path(output_dir)
@@ -453,6 +454,8 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
         step_seconds.append(time.perf_counter() - tick)
         if trainer.history['step'] and trainer.history['step'][-1] == trainer.step:
             write_losses(output / 'losses.csv', trainer.history)
+            if on_log is not None and on_log(trainer):
+                break
     validation_energy = validation[torch.isfinite(data.energy[validation])]
     errors_on = 'validation' if len(validation_energy) else 'training'
     errors = trainer.physics_errors(data, validation_energy if len(validation_energy) else energy_pool)
