@@ -26,6 +26,7 @@ from aiida_crystalgan.hpo.study import (
     suggest,
     summarise_trial,
 )
+from aiida_crystalgan.io import MINIMUM
 from aiida_crystalgan.workflows.protocols import get_protocol_inputs
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
@@ -33,6 +34,7 @@ GROUP_BY = ('source', 'label', 'composition', 'none')
 #: Keys of the ``parameters`` input and of its ``objective`` and ``pruning`` namespaces.
 PARAMETER_KEYS = {'strategy', 'num_trials', 'max_concurrent', 'num_folds', 'test_fraction', 'group_by', 'seed',
                   'grid_cap', 'startup_trials', 'train_final', 'objective', 'pruning'}
+OPTIONAL_PARAMETER_KEYS = {'startup_trials', 'train_final'}
 OBJECTIVE_KEYS = {'weights', 'multi_objective', 'samples_per_minimum', 'coverage'}
 PRUNING_KEYS = {'enabled', 'min_trials', 'warmup_steps'}
 EXTRA_TRIALS = 'crystalgan_hpo_trials'
@@ -76,6 +78,9 @@ def validate_parameters(parameters: dict[str, Any]) -> str | None:
     unknown = sorted(set(parameters) - PARAMETER_KEYS)
     if unknown:
         return f'unknown search parameter(s): {", ".join(unknown)}; valid: {", ".join(sorted(PARAMETER_KEYS))}'
+    missing = sorted(PARAMETER_KEYS - OPTIONAL_PARAMETER_KEYS - set(parameters))
+    if missing:
+        return f'missing search parameter(s): {", ".join(missing)} (start from the protocol: `search_parameters()`)'
     for name, known in (('objective', OBJECTIVE_KEYS), ('pruning', PRUNING_KEYS)):
         unknown = sorted(set(parameters.get(name, {})) - known)
         if unknown:
@@ -109,8 +114,12 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         space.check_config(base)
         if parameters['strategy'] == 'grid':
             space.grid(parameters['grid_cap'])
-        plan_folds(inputs['dataset'], parameters['num_folds'], parameters['test_fraction'], parameters['group_by'],
-                   parameters['seed'])
+        plan = plan_folds(inputs['dataset'], parameters['num_folds'], parameters['test_fraction'],
+                          parameters['group_by'], parameters['seed'])
+        if parameters['objective'].get('multi_objective', False):
+            roles = inputs['dataset'].get_roles()
+            if any(all(roles[i] != MINIMUM for i in fold) for fold in plan['folds']):
+                return 'a multi-objective search needs a `minimum` structure in every fold (its generative objective)'
     except (ValueError, KeyError) as exception:
         return str(exception)
     return None
