@@ -25,8 +25,9 @@ def plot_search(trials: Sequence[Mapping[str, Any]], importances: Mapping[str, f
     colours = ['tab:grey' if p else 'tab:blue' for p in pruned]
     left.errorbar(numbers, values, yerr=spread, fmt='none', ecolor='tab:grey', alpha=0.6)
     left.scatter(numbers, values, c=colours, zorder=3)
-    if len(values):
-        left.step(numbers, np.minimum.accumulate(values), where='post', color='tab:red', label='best so far')
+    if not all(pruned):
+        best = np.minimum.accumulate(np.where(pruned, np.inf, values))
+        left.step(numbers, best, where='post', color='tab:red', label='best complete trial so far (grey: pruned)')
         left.legend()
     left.set_xlabel('trial')
     left.set_ylabel('objective (mean ± spread over folds)')
@@ -34,7 +35,8 @@ def plot_search(trials: Sequence[Mapping[str, Any]], importances: Mapping[str, f
     right.barh(names, [importances[name] for name in names], color='tab:green')
     right.set_xlabel('importance (Optuna fANOVA)')
     if not names:
-        right.text(0.5, 0.5, 'fewer than two complete trials', ha='center', transform=right.transAxes)
+        right.text(0.5, 0.5, 'no importances (fewer than two complete trials)', ha='center', transform=right.transAxes)
+        right.set_yticks([])
     path = Path(path)
     figure.savefig(path, dpi=120)
     plt.close(figure)
