@@ -50,6 +50,7 @@ def plan_folds(dataset: CrystalDatasetData, num_folds: int, test_fraction: float
     """The test split and the k folds of the rest, grouped by ``group_by`` (``ValueError`` when impossible).
 
     The dataset's own ``test`` split is used when it has splits; otherwise ``test_fraction`` of the groups is held out.
+    The dataset's stored folds (less the test split) are used when there are ``num_folds`` of them.
     """
     if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
         raise ValueError(f'cross-validation needs at least 2 folds, got num_folds={num_folds!r}')
@@ -68,8 +69,13 @@ def plan_folds(dataset: CrystalDatasetData, num_folds: int, test_fraction: float
     if num_folds > groups:
         grouping = f'groups of structures (by {group_by})' if keys is not None else 'structures'
         raise ValueError(f'{num_folds} folds but only {groups} {grouping} outside the test split')
-    pool_keys = None if keys is None else [keys[i] for i in pool]
-    folds = [[pool[j] for j in fold] for fold in compute_folds(len(pool), num_folds, seed, pool_keys)]
+    if dataset.num_folds == num_folds:
+        folds = [[i for i in dataset.get_fold(k)[1] if i not in excluded] for k in range(num_folds)]
+        if not all(folds):
+            raise ValueError('a cross-validation fold stored in the dataset lies entirely in the test split')
+    else:
+        pool_keys = None if keys is None else [keys[i] for i in pool]
+        folds = [[pool[j] for j in fold] for fold in compute_folds(len(pool), num_folds, seed, pool_keys)]
     return {'pool': pool, 'test': sorted(test), 'folds': folds}
 
 
