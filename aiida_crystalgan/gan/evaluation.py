@@ -12,9 +12,10 @@ A run given held-out structures measures, at every logged step and at the end:
   of the generated samples against the held-out minima, with the project's fingerprints
   (:func:`aiida_crystalgan.analysis.metrics.coverage`).
 
-``objective`` is their weighted sum (lower is better; terms without data are left out, which is the same for every
-trial of a search since the folds are fixed); the intermediate values written during training leave out the coverage
-term. ``objectives`` splits it into a physics and a generative part, for multi-objective searches.
+``objective`` is their weighted sum, with the gap counted only above zero (lower is better; terms without data are
+left out, which is the same for every trial of a search since the folds are fixed); the intermediate values written
+during training leave out the coverage term. ``objectives`` splits it into a physics and a generative part, for
+multi-objective searches.
 """
 
 from __future__ import annotations
@@ -99,8 +100,13 @@ class ValidationPlan:
 
 def weighted_objective(values: Mapping[str, float | None], weights: Mapping[str, float],
                        terms: Sequence[str] = tuple(DEFAULT_WEIGHTS)) -> float | None:
-    """Weighted sum of the known ``terms`` of ``values``; ``None`` when none is known."""
-    known = [weights[name] * values[name] for name in terms if values.get(name) is not None]
+    """Weighted sum of the known ``terms`` of ``values``; ``None`` when none is known.
+
+    The energy gap counts only above zero: samples that the head puts below the held-out minima are not rewarded, so
+    that a generator cannot gain by exploiting the head's errors.
+    """
+    known = [weights[name] * (max(values[name], 0.0) if name == 'generated_energy_gap_ev_per_atom' else values[name])
+             for name in terms if values.get(name) is not None]
     return float(sum(known)) if known else None
 
 
