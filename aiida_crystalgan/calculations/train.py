@@ -21,6 +21,8 @@ MODEL_FILE = 'model.pt'
 CHECKPOINT_FILE = 'checkpoint.pt'
 LOSSES_FILE = 'losses.csv'
 METRICS_FILE = 'metrics.json'
+VALIDATION_FILE = 'validation.json'
+VALIDATION_CURVE_FILE = 'validation.csv'
 STDOUT_FILE = 'train.out'
 STDERR_FILE = 'train.err'
 
@@ -42,6 +44,10 @@ class TrainCalculation(CalcJob):
                    help='A checkpoint to resume from (after a wall-clock stop) or to continue training.')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'),
                    help='`auto` (CUDA when present), `cpu` or `cuda`.')
+        spec.input('validation', valid_type=orm.Dict, required=False,
+                   help='Held-out evaluation (hyperparameter search): `train` and `validation` indices of the dataset, '
+                        'objective weights, pruning thresholds; see `aiida_crystalgan.gan.evaluation.ValidationPlan`. '
+                        'Its results go to `metrics.validation`.')
         set_serial_defaults(spec, 'crystalgan.train')
         spec.output('model', valid_type=GanModelData, help='The trained model (final checkpoint).')
         spec.output('checkpoint', valid_type=GanModelData, required=False,
@@ -60,9 +66,14 @@ class TrainCalculation(CalcJob):
         if 'parent_model' in self.inputs:
             self.inputs.parent_model.write_file(folder.get_abs_path(PARENT_FILE))
             arguments += ['--resume', PARENT_FILE]
+        if 'validation' in self.inputs:
+            with folder.open(VALIDATION_FILE, 'w') as handle:
+                json.dump(self.inputs.validation.get_dict(), handle)
+            arguments += ['--validation', VALIDATION_FILE]
         walltime = self.inputs.metadata.options.get('max_wallclock_seconds')
         if walltime:
             arguments += ['--max-wallclock-seconds', str(int(walltime * SOFT_WALLTIME_FRACTION))]
 
         return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
-                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STATUS_FILE])
+                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STATUS_FILE,
+                                     VALIDATION_CURVE_FILE])

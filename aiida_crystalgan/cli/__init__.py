@@ -8,6 +8,7 @@ from aiida.cmdline.params import options, types
 
 from .campaign import campaign
 from .dataset import dataset
+from .hpo import hpo
 from .results import candidates, report, trace
 from .setup import setup
 
@@ -19,5 +20,5 @@ def cmd_root() -> None:
     """Crystal structure prediction with GANs, validated by DFT or MLIPs, with full AiiDA provenance."""
 
 
-for command in (setup, campaign, dataset, candidates, trace, report):
+for command in (setup, campaign, dataset, hpo, candidates, trace, report):
     cmd_root.add_command(command)

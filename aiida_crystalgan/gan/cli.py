@@ -43,11 +43,14 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument('--resume', type=Path, help='checkpoint to continue from')
     parser.add_argument('--max-wallclock-seconds', type=float, help='soft limit: checkpoint and exit 3 before it')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--validation', type=Path,
+                        help='JSON: train / held-out indices and scoring (aiida_crystalgan.gan.evaluation)')
     args = parser.parse_args(argv)
 
     from aiida_crystalgan.io import read_datafile
 
     from .config import GanConfig
+    from .evaluation import held_out_evaluator, write_validation_summary
     from .training import train
 
     try:
@@ -57,12 +60,18 @@ def train_main(argv: list[str] | None = None) -> int:
             _require_file(args.resume, 'checkpoint')
         config = GanConfig.from_json(args.config)
         records = read_datafile(args.dataset)
+        evaluator = None
+        if args.validation is not None:
+            _require_file(args.validation, 'validation file')
+            records, evaluator = held_out_evaluator(records, args.validation, args.output_dir / 'validation.csv')
         limit = None
         if args.max_wallclock_seconds is not None:
             limit = args.max_wallclock_seconds - (time.monotonic() - _STARTED)
         result = train(records, config, args.output_dir, resume=args.resume, max_wallclock_seconds=limit,
-                       device=args.device)
-    except (ValueError, KeyError) as exception:
+                       device=args.device, on_log=evaluator)
+        if result.completed and evaluator is not None:
+            write_validation_summary(evaluator, result, config, args.output_dir, args.device)
+    except (ValueError, KeyError, TypeError) as exception:
         return _fail(args.output_dir, str(exception))
     except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
         return _crash(args.output_dir, exception)

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ def start_trainer(usable: Sequence[StructureRecord], config: GanConfig, resume: 
 
 def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str | Path,
           resume: str | Path | None = None, max_wallclock_seconds: float | None = None,
-          device: str | torch.device = 'auto') -> TrainResult:
+          device: str | torch.device = 'auto', on_log: Callable[[Trainer], bool] | None = None) -> TrainResult:
     """Train (or continue training) a GAN on ``records`` and write ``model.pt``, ``losses.csv`` and ``metrics.json``.
 
     Structures with more than ``config.n_max`` atoms are skipped; ``losses.csv`` is rewritten at every logged step so
@@ -120,7 +120,8 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
     ``checkpoint.pt`` and returns ``completed=False``. Every file is replaced atomically.
 
     Raises :class:`~.trainer.TrainingDiverged` when a loss becomes NaN or infinite; the diverged weights are not
-    saved, and the exception names the last good checkpoint.
+    saved, and the exception names the last good checkpoint. ``on_log`` is called with the trainer at every logged
+    step; when it returns true, training ends there (a pruned trial of a hyperparameter search).
     """
     started = time.monotonic()
     output = Path(output_dir)
@@ -151,6 +152,8 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
         step_seconds.append(time.perf_counter() - tick)
         if trainer.history['step'] and trainer.history['step'][-1] == trainer.step:
             write_losses(output / LOSSES_FILE, trainer.history)
+            if on_log is not None and on_log(trainer):
+                break
         if trainer.step < config.steps and clock.due(trainer.step):
             save_checkpoint(checkpoint_path, trainer.state())
             last_good = checkpoint_path
