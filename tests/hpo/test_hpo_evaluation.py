@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from aiida_crystalgan.gan.cli import EXIT_BAD_INPUT, train_main
+from aiida_crystalgan.gan.cli import train_main
 from aiida_crystalgan.gan.evaluation import DEFAULT_WEIGHTS
 from aiida_crystalgan.io import write_datafile
+from aiida_crystalgan.io.status import EXIT_INVALID_INPUT
 
 
 @pytest.fixture(autouse=True)
@@ -75,5 +76,5 @@ def test_a_run_above_the_pruning_threshold_stops_early(run_dir):
 ])
 def test_bad_plans_are_refused(run_dir, capsys, plan, message):
     directory, _, _ = run_dir
-    assert train_with(directory, plan) == EXIT_BAD_INPUT
+    assert train_with(directory, plan) == EXIT_INVALID_INPUT
     assert message in capsys.readouterr().err
