@@ -42,12 +42,24 @@ EXIT_NAMES = {EXIT_OK: 'EXIT_OK', EXIT_FAILED: 'EXIT_FAILED', EXIT_INVALID_INPUT
               EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK'}
 
 
+_IMPORTED = time.time()
+
+
+def process_start_time() -> float:
+    """When this process started (Unix time): from ``/proc`` on Linux, else when this module was imported."""
+    try:
+        after_name = Path('/proc/self/stat').read_text().rpartition(')')[2].split()
+        boot = next(float(line.split()[1]) for line in Path('/proc/stat').read_text().splitlines()
+                    if line.startswith('btime '))
+        return boot + int(after_name[19]) / os.sysconf('SC_CLK_TCK')  # field 22 of proc(5): start time in ticks
+    except (OSError, StopIteration, ValueError, IndexError):
+        return _IMPORTED
+
+
 def process_timing() -> dict[str, float]:
     """Wall seconds since this process started, and CPU seconds of it and of its finished child processes."""
-    import psutil
-
     usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-    return {'wall_seconds': round(time.time() - psutil.Process().create_time(), 3),
+    return {'wall_seconds': round(time.time() - process_start_time(), 3),
             'cpu_seconds': round(sum(usage.ru_utime + usage.ru_stime for usage in usages), 3)}
 
 

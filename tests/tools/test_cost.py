@@ -222,3 +222,15 @@ def test_campaign_without_calculations_has_no_cost(finished_campaign):
     result = CliRunner().invoke(cmd_root, ['cost', str(campaign.pk)])
     assert result.exit_code == 0
     assert 'no calculation' in result.output
+
+
+def test_status_timing_measures_the_process_from_its_start():
+    """The ``measured`` source: ``status.json`` timing counts from the process's start (as psutil sees it)."""
+    import psutil
+
+    from aiida_crystalgan.io.status import process_start_time, process_timing
+
+    assert process_start_time() == pytest.approx(psutil.Process().create_time(), abs=1.0)
+    timing = process_timing()
+    assert timing['wall_seconds'] > 0
+    assert timing['cpu_seconds'] > 0
