@@ -42,9 +42,9 @@ COST_SUMMARY_ROWS = (
     ('validated structures', 'validated'), ('S.U.N. structures', 'sun'),
     ('core-hours per validated structure', 'core_hours_per_validated'),
     ('core-hours per S.U.N. structure', 'core_hours_per_sun'),
-    ('GAN: core-hours to generate and screen one candidate', 'screen_core_hours_per_candidate'),
-    ('engine: core-hours to evaluate one candidate', 'engine_core_hours_per_candidate'),
-    ('engine / GAN cost per candidate', 'engine_to_screen_ratio'),
+    ('core-hours to generate and screen one candidate', 'screen_core_hours_per_candidate'),
+    ('core-hours to evaluate one candidate with the engine', 'engine_core_hours_per_candidate'),
+    ('engine / (generate + screen) per candidate', 'engine_to_screen_ratio'),
 )
 
 

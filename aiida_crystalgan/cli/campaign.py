@@ -159,7 +159,8 @@ def follow(node, interval: float = 5.0) -> None:
         echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
 
     def stages_done() -> int:
-        return sum(row['state'] in ('finished', 'excepted', 'killed') for row in stage_progress(node))
+        return sum(row['stage'] in STAGE_ORDER and row['state'] in ('finished', 'excepted', 'killed')
+                   for row in stage_progress(node))
 
     printed = 0
     with click.progressbar(length=len(STAGE_ORDER), label=f'campaign <{node.pk}> stages', show_pos=True,

@@ -244,7 +244,8 @@ def cost_summary(campaign: orm.ProcessNode, ledger: pandas.DataFrame | None = No
         total = float(rows['core_hours'].sum())
         screen = float(rows[rows['stage'] == 'generation']['core_hours'].sum())
         engine = float(rows[rows['stage'] == 'validation']['core_hours'].sum())
-        screen_per, engine_per = _per(screen, outcomes['generated']), _per(engine, outcomes['validated'])
+        screen_per = _per(screen, outcomes['generated']) if screen else None  # None: no screening calculation
+        engine_per = _per(engine, outcomes['validated'])
         summary[arm] = {
             'core_hours': total, 'gpu_hours': float(rows['gpu_hours'].sum()), 'wall_s': float(rows['wall_s'].sum()),
             **outcomes,

@@ -176,6 +176,8 @@ def test_summary_per_arm_and_gan_versus_engine(costed_campaign):
     assert (control['validated'], control['sun']) == (4, 0)
     assert control['core_hours_per_validated'] == pytest.approx(0.5)
     assert control['core_hours_per_sun'] is None
+    assert control['screen_core_hours_per_candidate'] is None  # the control arm ran no screening calculation
+    assert control['engine_to_screen_ratio'] is None
 
 
 def test_stage_progress_counts_and_cost(costed_campaign):
@@ -206,7 +208,8 @@ def test_cost_command_and_report_section(costed_campaign, tmp_path):
     lines = cost_section(costed_campaign, tmp_path)
     assert '## Cost' in lines
     assert (tmp_path / 'cost.png').stat().st_size > 0
-    ratio = next(line for line in lines if line.startswith('| engine / GAN cost per candidate |')).split(' | ')
+    heading = '| engine / (generate + screen) per candidate |'
+    ratio = next(line for line in lines if line.startswith(heading)).split(' | ')
     assert 990 < float(ratio[1]) <= 1000  # the screening calcfunction adds its fraction of a second
     assert ratio[2] == 'n/a |'
 
@@ -234,3 +237,17 @@ def test_status_timing_measures_the_process_from_its_start():
     timing = process_timing()
     assert timing['wall_seconds'] > 0
     assert timing['cpu_seconds'] > 0
+
+
+def test_campaign_wait_shows_the_stages_done(costed_campaign):
+    """``campaign wait`` on a campaign that has ended: its bar of stages, then the verdict."""
+    from plumpy import ProcessState
+
+    from aiida_crystalgan.cli import cmd_root
+
+    costed_campaign.set_process_state(ProcessState.FINISHED)
+    costed_campaign.set_exit_status(0)
+    result = CliRunner().invoke(cmd_root, ['campaign', 'wait', str(costed_campaign.pk)])
+    assert result.exit_code == 0, result.output
+    assert f'campaign <{costed_campaign.pk}> stages' in result.output
+    assert f'campaign <{costed_campaign.pk}> finished' in result.output
