@@ -36,6 +36,54 @@ def _save(figure, path: Path) -> str:
     return path.name
 
 
+#: Row heading of the cost summary → key of each arm in :func:`aiida_crystalgan.tools.cost_summary`.
+COST_SUMMARY_ROWS = (
+    ('core-hours', 'core_hours'), ('GPU-hours', 'gpu_hours'), ('generated candidates', 'generated'),
+    ('validated structures', 'validated'), ('S.U.N. structures', 'sun'),
+    ('core-hours per validated structure', 'core_hours_per_validated'),
+    ('core-hours per S.U.N. structure', 'core_hours_per_sun'),
+    ('core-hours to generate and screen one candidate', 'screen_core_hours_per_candidate'),
+    ('core-hours to evaluate one candidate with the engine', 'engine_core_hours_per_candidate'),
+    ('engine / (generate + screen) per candidate', 'engine_to_screen_ratio'),
+)
+
+
+def format_cost(value) -> str:
+    """A cost cell: three significant digits (costs per candidate are small), ``n/a`` when unknown."""
+    if isinstance(value, float):
+        return f'{value:.3g}'
+    return 'n/a' if value is None else str(value)
+
+
+def cost_summary_table(summary: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the cost summary, one column per arm (GAN, and random search when there is one)."""
+    arms = list(summary)
+    rows = [[heading, *(format_cost(summary[arm][key]) for arm in arms)] for heading, key in COST_SUMMARY_ROWS]
+    return ['', *(f'{arm} arm' for arm in arms)], rows
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ['| ' + ' | '.join(headers) + ' |', '|' + '---|' * len(headers),
+            *('| ' + ' | '.join(cells) + ' |' for cells in rows)]
+
+
+def cost_section(campaign: orm.WorkflowNode, directory: Path) -> list[str]:
+    """The report's cost section: the summary per arm, core-hours per stage and their plot (empty without cost)."""
+    ledger = tools.campaign_cost(campaign)
+    if ledger.empty:
+        return []
+    by_stage = tools.cost_by_stage(ledger)
+    stage_rows = [[row.stage, row.engine, row.arm, str(row.calculations), f'{row.wall_s:.1f}',
+                   format_cost(row.core_hours), format_cost(row.gpu_hours)] for row in by_stage.itertuples()]
+    sources = ', '.join(f'{source} {count}' for source, count in ledger['source'].value_counts().items())
+    name = _save(tools.plot_cost(by_stage), directory / 'cost.png')
+    return ['', '## Cost', '', *_markdown_table(*cost_summary_table(tools.cost_summary(campaign, ledger))), '',
+            *_markdown_table(['stage', 'engine', 'arm', 'calculations', 'wall (s)', 'core-hours', 'GPU-hours'],
+                             stage_rows),
+            '', f'Wall times of {len(ledger)} calculations, by source: {sources}. '
+            'Per-calculation ledger: `aiida-crystalgan cost <pk> --csv`.', '', f'![Cost per stage]({name})']
+
+
 def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
     """Write ``report.md`` and its plots into ``directory``; return the markdown path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -76,6 +124,7 @@ def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
         name = _save(tools.plot_predicted_structures(campaign), directory / 'structures.png')
         lines += ['', f'![Predicted structures]({name})']
         lines += ['', 'Trace any structure back to its MD data with `aiida-crystalgan trace <pk>`.']
+    lines += cost_section(campaign, directory)
     path = directory / 'report.md'
     path.write_text('\n'.join(lines) + '\n')
     return path

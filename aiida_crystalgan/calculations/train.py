@@ -31,7 +31,9 @@ class TrainCalculation(CalcJob):
     """Train (or resume training of) the crystal GAN; a soft wall-clock limit ends in a resumable checkpoint.
 
     GPU nodes are requested like any scheduler resource, e.g. ``metadata.options.custom_scheduler_commands =
-    '#SBATCH --gres=gpu:1'``; the executable uses CUDA when it finds it and the CPU otherwise.
+    '#SBATCH --gres=gpu:1'``; the executable uses CUDA when it finds it and the CPU otherwise. The monitor
+    ``crystalgan.training_progress`` (:mod:`aiida_crystalgan.calculations.monitors`) reports the latest losses of a
+    running job.
     """
 
     @classmethod

@@ -7,6 +7,7 @@ from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.params import options, types
 
 from .campaign import campaign
+from .cost import cost
 from .dataset import dataset
 from .hpo import hpo
 from .results import candidates, report, trace
@@ -20,5 +21,5 @@ def cmd_root() -> None:
     """Crystal structure prediction with GANs, validated by DFT or MLIPs, with full AiiDA provenance."""
 
 
-for command in (setup, campaign, dataset, hpo, candidates, trace, report):
+for command in (setup, campaign, dataset, hpo, candidates, trace, report, cost):
     cmd_root.add_command(command)

@@ -150,16 +150,27 @@ def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engi
 
 
 def follow(node, interval: float = 5.0) -> None:
-    """Print reports as the campaign runs; exit non-zero when it fails."""
+    """Print reports as the campaign runs, under a bar of its stages done; exit non-zero when it fails."""
     from aiida.engine.daemon.client import get_daemon_client
+
+    from aiida_crystalgan.tools import STAGE_ORDER, stage_progress
 
     if not get_daemon_client().is_daemon_running:
         echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
+
+    def stages_done() -> int:
+        return sum(row['stage'] in STAGE_ORDER and row['state'] in ('finished', 'excepted', 'killed')
+                   for row in stage_progress(node))
+
     printed = 0
-    while not node.is_terminated:
-        printed = print_progress(node, printed)
-        time.sleep(interval)
-    print_progress(node, printed)
+    with click.progressbar(length=len(STAGE_ORDER), label=f'campaign <{node.pk}> stages', show_pos=True,
+                           file=click.get_text_stream('stderr')) as bar:
+        while not node.is_terminated:
+            printed = print_progress(node, printed)
+            bar.update(stages_done() - bar.pos)
+            time.sleep(interval)
+        print_progress(node, printed)
+        bar.update(stages_done() - bar.pos)
     if not node.is_finished_ok:
         echo.echo_critical(f'campaign <{node.pk}> ended with exit status {node.exit_status}: {node.exit_message}')
     echo.echo_success(f'campaign <{node.pk}> finished')
@@ -167,17 +178,30 @@ def follow(node, interval: float = 5.0) -> None:
 
 @campaign.command('status')
 @arguments.PROCESS(required=False)
+@click.option('--tree/--no-tree', default=True, show_default=True, help='Also print the process tree.')
 @decorators.with_dbenv()
-def campaign_status(process) -> None:
-    """Stage and process tree of a campaign (default: the latest)."""
+def campaign_status(process, tree) -> None:
+    """Stages of a campaign (default: the latest) with processes done/submitted and cost so far."""
     from aiida.cmdline.utils.ascii_vis import format_call_graph
+    from tabulate import tabulate
 
-    from aiida_crystalgan.tools import campaign_stage
+    from aiida_crystalgan.calculations.monitors import LATEST_LOSSES_EXTRA
+    from aiida_crystalgan.reporting import format_cost
+    from aiida_crystalgan.tools import campaign_stage, stage_progress
 
     node = campaign_or_latest(process)
     echo.echo(f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`, '
               f'state {node.process_state.value if node.process_state else "unknown"}')
-    echo.echo(format_call_graph(node))
+    rows = [[row['stage'], row['pk'] or '-', row['state'], f'{row["done"]}/{row["total"]}',
+             format_cost(row['core_hours']), format_cost(row['gpu_hours'])] for row in stage_progress(node)]
+    echo.echo(tabulate(rows, headers=['stage', 'pk', 'state', 'done/submitted', 'core-hours', 'GPU-hours']))
+    for calculation in node.called_descendants:
+        latest = calculation.base.extras.get(LATEST_LOSSES_EXTRA, None)
+        if latest and not calculation.is_terminated:
+            losses = ', '.join(f'{name} {format_cost(value)}' for name, value in latest.items() if name != 'step')
+            echo.echo(f'training <{calculation.pk}> at step {int(latest["step"])}: {losses}')
+    if tree:
+        echo.echo(format_call_graph(node))
 
 
 @campaign.command('wait')

@@ -10,6 +10,7 @@ to the caller::
     campaign = tools.latest_campaign()
     tools.candidates_frame(campaign)
     tools.plot_convex_hull(campaign)
+    tools.campaign_cost(campaign)  # the cost ledger: one row per calculation
 """
 
 from .campaigns import (
@@ -25,9 +26,20 @@ from .campaigns import (
     provenance_path_to_md,
     training_calculation,
 )
+from .cost import (
+    COST_COLUMNS,
+    STAGE_ORDER,
+    CostRecord,
+    calcjob_cost,
+    campaign_cost,
+    cost_by_stage,
+    cost_summary,
+    stage_progress,
+)
 from .export import FORMATS, export_candidates
 from .plots import (
     plot_convex_hull,
+    plot_cost,
     plot_dataset,
     plot_e_above_hull,
     plot_losses,
@@ -37,8 +49,9 @@ from .plots import (
 )
 
 __all__ = (
-    'CANDIDATE_COLUMNS', 'FORMATS', 'campaign_stage', 'candidate_rows', 'candidates_frame', 'describe',
-    'export_candidates', 'latest_campaign', 'phase_diagram', 'phonon_calculation', 'plot_convex_hull', 'plot_dataset',
-    'plot_e_above_hull', 'plot_losses', 'plot_phonons', 'plot_predicted_structures', 'plot_structure',
-    'predicted_structures', 'provenance_path_to_md', 'training_calculation',
+    'CANDIDATE_COLUMNS', 'COST_COLUMNS', 'FORMATS', 'STAGE_ORDER', 'CostRecord', 'calcjob_cost', 'campaign_cost',
+    'campaign_stage', 'candidate_rows', 'candidates_frame', 'cost_by_stage', 'cost_summary', 'describe',
+    'export_candidates', 'latest_campaign', 'phase_diagram', 'phonon_calculation', 'plot_convex_hull', 'plot_cost',
+    'plot_dataset', 'plot_e_above_hull', 'plot_losses', 'plot_phonons', 'plot_predicted_structures', 'plot_structure',
+    'predicted_structures', 'provenance_path_to_md', 'stage_progress', 'training_calculation',
 )

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from aiida_crystalgan.tools.campaigns import phase_diagram, phonon_calculation, predicted_structures
 
 if TYPE_CHECKING:
+    import pandas
+
     from aiida_crystalgan.data.dataset import CrystalDatasetData
 
 ADVERSARIAL_COLUMNS = ('critic_loss', 'generator_loss', 'gradient_penalty', 'wasserstein_distance')
@@ -168,4 +170,24 @@ def plot_dataset(dataset: CrystalDatasetData) -> Figure:
     for axis in (energy, size, volume, composition):
         axis.set_ylabel('structures')
     figure.suptitle(f'dataset <{dataset.pk}>: {dataset.size} structures of {", ".join(dataset.elements)}')
+    return figure
+
+
+def plot_cost(by_stage: pandas.DataFrame) -> Figure:
+    """Core-hours (left) and GPU-hours (right) per stage, one bar per engine and arm, from ``tools.cost_by_stage``."""
+    figure = Figure(figsize=(10, 4), layout='tight')
+    axes = figure.subplots(1, 2)
+    stages = list(dict.fromkeys(by_stage['stage']))
+    series = list(dict.fromkeys(zip(by_stage['arm'], by_stage['engine'])))
+    width = 0.8 / max(len(series), 1)
+    for axis, column, unit in zip(axes, ('core_hours', 'gpu_hours'), ('core-hours', 'GPU-hours')):
+        for offset, (arm, engine) in enumerate(series):
+            rows = by_stage[(by_stage['arm'] == arm) & (by_stage['engine'] == engine)]
+            totals = rows.groupby('stage')[column].sum()
+            positions = np.arange(len(stages)) + offset * width
+            axis.bar(positions, [totals.get(stage, 0.0) for stage in stages], width, label=f'{engine} ({arm} arm)')
+        axis.set_xticks(np.arange(len(stages)) + width * (len(series) - 1) / 2, stages, rotation=30)
+        axis.set_ylabel(unit)
+        axis.set_title(f'{unit} per stage')
+        axis.legend(fontsize=7)
     return figure

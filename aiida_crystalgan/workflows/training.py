@@ -15,6 +15,11 @@ from aiida_crystalgan.gan.config import GanConfig
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 
+def progress_monitor(poll_interval: int) -> dict[str, Any]:
+    """A ``monitors`` entry that reports the latest losses of a running training job every ``poll_interval`` s."""
+    return {'entry_point': 'crystalgan.training_progress', 'minimum_poll_interval': int(poll_interval)}
+
+
 class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
     """Run ``crystalgan.train`` until the configured number of steps is reached, across wall-clock limits."""
 
@@ -58,6 +63,8 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         for key, value in {'max_wallclock_seconds': inputs['max_wallclock_seconds'], **(options or {})}.items():
             builder.train.metadata.options[key] = value
         builder.max_iterations = orm.Int(inputs['max_iterations'])
+        if inputs['progress_poll_interval']:
+            builder.train.monitors = {'progress': orm.Dict(progress_monitor(inputs['progress_poll_interval']))}
         return builder
 
     def setup(self) -> None:
