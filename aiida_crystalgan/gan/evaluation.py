@@ -33,6 +33,8 @@ import torch
 
 from aiida_crystalgan.io import MINIMUM, StructureRecord
 
+from . import metrics
+from .checkpoint import write_text_atomically
 from .data import build_training_set, composition_counts, conditions, slot_species
 from .generation import separate_atoms
 from .representation import CrystalBatch, batch_to_records
@@ -183,7 +185,7 @@ def physics_errors(trainer: Trainer, records: Sequence[StructureRecord]) -> dict
         return {'energy_mae_ev_per_atom': None, 'force_mae_ev_per_angstrom': None}
     config = trainer.config
     data = build_training_set(records, trainer.normalisation.elements, config.n_max, trainer.normalisation)
-    return trainer.physics_errors(data, torch.arange(len(data)))
+    return metrics.physics_errors(trainer, data, torch.arange(len(data)))
 
 
 def generate_for_minima(trainer: Trainer, minima: Sequence[StructureRecord], samples: int,
@@ -198,8 +200,8 @@ def generate_for_minima(trainer: Trainer, minima: Sequence[StructureRecord], sam
     species, mask = species.to(device), mask.to(device)
     latent = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        z = trainer.generator_ema.sample_noise(len(repeated), latent).to(device)
-        cell, frac = trainer.generator_ema(z, conditions(repeated, config.n_max).to(device), mask.sum(dim=1))
+        z = trainer.model.generator_ema.sample_noise(len(repeated), latent).to(device)
+        cell, frac = trainer.model.generator_ema(z, conditions(repeated, config.n_max).to(device), mask.sum(dim=1))
         cell, frac = cell.float(), frac.float()
         frac = separate_atoms(cell, frac, species, mask, trainer.min_distance.to(cell.dtype))
     generated = CrystalBatch(cell, frac, species, mask)
@@ -214,8 +216,8 @@ def generate_for_minima(trainer: Trainer, minima: Sequence[StructureRecord], sam
 def _head_energy_per_atom(trainer: Trainer, batch: CrystalBatch, counts: np.ndarray) -> np.ndarray:
     """The physics head's energy per atom (eV/atom) of ``batch`` with compositions ``counts`` (B, K)."""
     with torch.no_grad():
-        features, _ = trainer.featurizer(batch.cell, batch.frac, batch.species, batch.mask)
-        normalised = trainer.physics(features, batch.mask).double().cpu().numpy()
+        features, _ = trainer.model.featurizer(batch.cell, batch.frac, batch.species, batch.mask)
+        normalised = trainer.model.physics(features, batch.mask).double().cpu().numpy()
     return trainer.normalisation.energy_per_atom(normalised, counts)
 
 
@@ -252,4 +254,4 @@ def write_validation_summary(evaluator: HeldOutEvaluator, result: TrainResult, c
 
     trainer = Trainer.from_state(load_checkpoint(result.checkpoint_path), config, resolve_device(device))
     result.metrics['validation'] = evaluator.summary(trainer)
-    (Path(output_dir) / 'metrics.json').write_text(json.dumps(result.metrics, indent=2))
+    write_text_atomically(Path(output_dir) / 'metrics.json', json.dumps(result.metrics, indent=2))
