@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from aiida import orm
+from aiida.common.log import LOG_LEVEL_REPORT
 from aiida.engine import run_get_node
 
 from aiida_crystalgan.calculations.monitors import LATEST_LOSSES_EXTRA, parse_latest_losses, training_progress
@@ -34,7 +37,9 @@ def _reports(node) -> list[str]:
     return [log.message for log in orm.Log.collection.get_logs_for(node)]
 
 
-def test_monitor_reports_each_new_step_once(aiida_localhost, running_job, tmp_path):
+def test_monitor_reports_each_new_step_once(aiida_localhost, running_job, tmp_path, monkeypatch):
+    # Other tests run CLI commands that change the `aiida` logger's level; reports need the profile's default.
+    monkeypatch.setattr(logging.getLogger('aiida'), 'level', LOG_LEVEL_REPORT)
     losses = tmp_path / LOSSES_FILE
     with aiida_localhost.get_transport() as transport:
         assert training_progress(running_job, transport) is None  # no losses yet: no news, no error
