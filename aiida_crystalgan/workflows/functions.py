@@ -8,6 +8,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
+from aiida_crystalgan.io import MINIMUM
 
 
 def link_label(text: str) -> str:
@@ -58,7 +59,7 @@ def merge_training_data(snapshots: CrystalDatasetData, **minima: orm.Data) -> Cr
             results = minima[f'results_{key}']
             yield to_record(structure, energy=results.base.attributes.get('energy'),
                             forces=results.get_array('forces'), stress=results.get_array('stress'),
-                            source=structure.uuid, label=f'minimum:{key}')
+                            source=structure.uuid, label=f'minimum:{key}', role=MINIMUM)
 
     return CrystalDatasetData(records(), metadata={'origin': 'md snapshots and local minima',
                                                    'snapshots': snapshots.uuid})
