@@ -229,13 +229,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--relax-steps', type=int, default=300)
     parser.add_argument('--steps', type=int, default=300, help='training steps')
     parser.add_argument('--n-max', type=int, default=12)
+    parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
+    parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
+    parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
+    parser.add_argument('--merge', type=Path, nargs='+', default=None, metavar='JSON',
+                        help='only merge the reports of runs with different seeds into one report in --output-dir')
     parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
     return parser.parse_args(argv)
 
 
+def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
+    """One report from runs of the same settings with different seeds (run in parallel on a busy machine)."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    report = {**reports[0], 'runs': [run for part in reports for run in part['runs']],
+              'seeds': [seed for part in reports for seed in part['seeds']],
+              'total_seconds': max(part['total_seconds'] for part in reports),
+              'command': ' && '.join(part['command'] for part in reports) + f' && {command}'}
+    report['verdict'] = verdict(report['runs'])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_markdown(report, output_dir / 'guidance_ablation.md')
+    print(report['verdict'])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.output_dir, 'python benchmarks/guidance_ablation.py ' + shlex.join(
+            sys.argv[1:] if argv is None else list(argv)))
     data_dir = args.data_dir.resolve()
     if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
         print(f'guidance_ablation: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
@@ -273,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = {'n_max': args.n_max, 'steps': args.steps, 'log_every': 10, 'checkpoint_every_steps': 0,
             'checkpoint_every_minutes': 0.0}
+    for name, value in (('physics_warmup_steps', args.warmup_steps), ('physics_ramp_steps', args.ramp_steps),
+                        ('batch_size', args.batch_size)):
+        if value is not None:
+            base[name] = value
     defaults = GanConfig()
     runs = []
     for seed in args.seeds:
