@@ -167,10 +167,10 @@ ROWS = (
     ('FIRE steps to fmax 0.05 eV/Å (relaxed subset)', 'relax_steps_mean'),
     ('relaxations converged', 'relax_converged_fraction'),
     ('E above hull after relaxation, mean (eV/atom)', 'relaxed_e_hull_mean'),
-    ('head: generated mean |F| after warm-up (eV/Å)', 'head_force_after_warmup'),
-    ('head: generated mean |F| at the end (eV/Å)', 'head_force_end'),
-    ('head: generated E above floor after warm-up (eV/atom)', 'head_energy_after_warmup'),
-    ('head: generated E above floor at the end (eV/atom)', 'head_energy_end'),
+    ('head: mean force of generated structures after warm-up (eV/Å)', 'head_force_after_warmup'),
+    ('head: mean force of generated structures at the end (eV/Å)', 'head_force_end'),
+    ('head: generated energy above the floor after warm-up (eV/atom)', 'head_energy_after_warmup'),
+    ('head: generated energy above the floor at the end (eV/atom)', 'head_energy_end'),
     ('training seconds', 'seconds'),
 )
 
@@ -183,7 +183,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'Total wall time {report["total_seconds"] / 60:.1f} min.', '',
         f'Training data: {report["num_records"]} records ({report["num_minima"]} CHGNet-relaxed OQMD phases as '
         '`minimum`, the rest OQMD geometries with CHGNet single points as `labelled`); no MD frames. '
-        f'Settings: {json.dumps(report["config"])}; guided = the default weights '
+        f'Settings: {json.dumps(report["config"])}; guided = weights '
         f'(energy_weight={report["guided_weights"]["energy_weight"]}, '
         f'force_weight={report["guided_weights"]["force_weight"]}), unguided = both 0. '
         f'Seeds {report["seeds"]}; {report["samples"]} generated structures per method per seed over the targets '
@@ -229,6 +229,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--relax-steps', type=int, default=300)
     parser.add_argument('--steps', type=int, default=300, help='training steps')
     parser.add_argument('--n-max', type=int, default=12)
+    parser.add_argument('--guided-weights', type=float, nargs=2, default=None, metavar=('ENERGY', 'FORCE'),
+                        help='energy_weight and force_weight of the guided run (default: GanConfig)')
     parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
     parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
     parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
@@ -301,12 +303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             base[name] = value
     defaults = GanConfig()
+    guided = {'energy_weight': defaults.energy_weight, 'force_weight': defaults.force_weight}
+    if args.guided_weights:
+        guided = dict(zip(('energy_weight', 'force_weight'), args.guided_weights))
     runs = []
     for seed in args.seeds:
         run: dict[str, Any] = {'seed': seed}
-        for method, weights in METHODS.items():
+        for method, weights in {**METHODS, 'guided': guided}.items():
             values = {**base, 'seed': seed, **(weights or {})}
-            checkpoint, training = train_model(records, values, work / f'{method}-{seed}')
+            folder = work / f'{method}-{seed}' if method == 'unguided' or not args.guided_weights else \
+                work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
+            checkpoint, training = train_model(records, values, folder)
             gvr.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
             scored = score(checkpoint, targets, args.samples, seed + 100, diagram, calculator, cache,
                            args.relaxations, args.relax_steps)
@@ -321,8 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores shared with other jobs, 1 torch thread, '
                    f'torch {torch.__version__}',
-        'config': base, 'guided_weights': {'energy_weight': defaults.energy_weight,
-                                           'force_weight': defaults.force_weight},
+        'config': base, 'guided_weights': guided,
         'seeds': args.seeds, 'samples': args.samples, 'relaxations': args.relaxations,
         'relax_steps': args.relax_steps, 'targets': [t.key for t in targets], 'num_records': len(records),
         'num_minima': sum(record.role == 'minimum' for record in records), 'runs': runs,
