@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from aiida_crystalgan.gan import GanConfig, generate, read_checkpoint_summary, train
-from aiida_crystalgan.io import StructureRecord
+from aiida_crystalgan.io import MINIMUM, StructureRecord
 
 TARGETS = [{'composition': 'NbO', 'formula_units': 4}, {'composition': 'NbO2', 'formula_units': 4},
            {'composition': 'Nb2O5', 'formula_units': 2}]
@@ -40,7 +40,7 @@ def synthetic_records(count: int, seed: int) -> list[StructureRecord]:
             atoms.set_chemical_symbols(['Nb', 'O', 'O', 'Nb', 'O', 'O'])
         atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
         atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
-        records.append(StructureRecord.from_ase(atoms, label=f'synthetic{index}'))
+        records.append(StructureRecord.from_ase(atoms, label=f'synthetic{index}', role=MINIMUM))
     return records
 
 

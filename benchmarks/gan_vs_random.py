@@ -246,8 +246,9 @@ def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settin
 
 
 def training_records(entries: list[dict[str, Any]], snapshots: list) -> list:
-    """StructureRecords of the GAN training set: OQMD geometry and relaxed geometry of each entry, plus MD frames."""
-    from aiida_crystalgan.io import StructureRecord
+    """StructureRecords of the GAN training set: OQMD geometry and relaxed geometry of each entry, plus MD frames; the
+    relaxed geometry (the OQMD one when not relaxed) is a ``minimum``, the others ``labelled``."""
+    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
 
     records = []
     for entry in entries:
@@ -255,9 +256,10 @@ def training_records(entries: list[dict[str, Any]], snapshots: list) -> list:
             result = entry[kind]
             if result is None:
                 continue
+            role = MINIMUM if kind == 'relaxed' or entry['relaxed'] is None else LABELLED
             records.append(StructureRecord(numbers=result['numbers'], positions=result['positions'],
                                            cell=result['cell'], energy=result['energy'], forces=result['forces'],
-                                           source=f'oqmd-{entry["id"]}:{kind}', label=entry['formula']))
+                                           source=f'oqmd-{entry["id"]}:{kind}', label=entry['formula'], role=role))
     return records + list(snapshots)
 
 

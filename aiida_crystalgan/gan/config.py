@@ -10,8 +10,8 @@ from typing import Any
 
 #: Fields that fix the shape of the networks: a resumed run must keep them.
 ARCHITECTURE_FIELDS = (
-    'n_max', 'cutoff', 'num_rbf', 'max_images', 'latent_dim', 'slot_latent_dim', 'generator_width', 'generator_depth',
-    'critic_width', 'critic_depth', 'physics_width', 'physics_depth',
+    'n_max', 'cutoff', 'num_rbf', 'max_images', 'angular_order', 'angular_cutoff', 'latent_dim', 'slot_latent_dim',
+    'generator_width', 'generator_depth', 'critic_width', 'critic_depth', 'physics_width', 'physics_depth',
 )
 
 
@@ -21,6 +21,15 @@ class GanConfig:
 
     ``checkpoint.pt`` is rewritten (atomically) every ``checkpoint_every_steps`` steps or ``checkpoint_every_minutes``
     minutes, whichever comes first (0 turns either off), so a killed run loses at most that much.
+
+    ``angular_order`` > 0 adds three-body features (moments ``cos(theta)^n``, ``n = 1 .. angular_order``, of the bond
+    angles within ``angular_cutoff``) to the radial ones; 0 turns them off.
+
+    The physics head learns from the labelled data only: ``physics_pretrain_steps`` updates before the first GAN
+    step, then one per step. Guidance: after ``physics_warmup_steps`` the generator also minimises ``energy_weight``
+    x the physics head's energy per atom above the lowest labelled energy of its composition (no reward below it,
+    where the head extrapolates) plus ``force_weight`` x a pseudo-Huber penalty of its forces, both ramped in linearly
+    over ``physics_ramp_steps``. Both weights 0: no guidance.
     """
 
     # representation and features
@@ -28,6 +37,8 @@ class GanConfig:
     cutoff: float = 5.0
     num_rbf: int = 16
     max_images: int = 4
+    angular_order: int = 0
+    angular_cutoff: float = 3.5
     # networks
     latent_dim: int = 32
     slot_latent_dim: int = 8
@@ -54,7 +65,9 @@ class GanConfig:
     head_force_weight: float = 1.0
     energy_weight: float = 0.1
     force_weight: float = 0.01
+    physics_pretrain_steps: int = 100
     physics_warmup_steps: int = 50
+    physics_ramp_steps: int = 100
     repulsion_weight: float = 10.0
     min_distance: float = 1.0
     min_distance_scale: float = 0.85
@@ -82,20 +95,24 @@ class GanConfig:
         positive = (
             'n_max', 'cutoff', 'num_rbf', 'max_images', 'latent_dim', 'generator_width', 'generator_depth',
             'critic_width', 'critic_depth', 'physics_width', 'physics_depth', 'steps', 'batch_size', 'critic_steps',
-            'generator_lr', 'critic_lr', 'physics_lr', 'min_distance', 'min_distance_scale', 'log_every',
+            'generator_lr', 'critic_lr', 'physics_lr', 'angular_cutoff', 'min_distance', 'min_distance_scale',
+            'log_every',
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f'config `{name}` must be positive, got {getattr(self, name)!r}')
         non_negative = (
             'slot_latent_dim', 'gradient_penalty_weight', 'diversity_weight', 'drift_weight', 'head_force_weight',
-            'energy_weight', 'force_weight',
-            'physics_warmup_steps', 'repulsion_weight', 'volume_weight', 'checkpoint_every_steps',
+            'energy_weight', 'force_weight', 'angular_order', 'physics_pretrain_steps', 'physics_warmup_steps',
+            'physics_ramp_steps', 'repulsion_weight', 'volume_weight', 'checkpoint_every_steps',
             'checkpoint_every_minutes', 'seed',
         )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f'config `{name}` must be non-negative, got {getattr(self, name)!r}')
+        if self.angular_order > 0 and self.angular_cutoff > self.cutoff:
+            raise ValueError(f'config `angular_cutoff` ({self.angular_cutoff}) must not exceed `cutoff` '
+                             f'({self.cutoff})')
         for name in ('adam_beta1', 'adam_beta2', 'ema_decay', 'validation_fraction'):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f'config `{name}` must be in [0, 1), got {getattr(self, name)!r}')

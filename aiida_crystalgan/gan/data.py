@@ -17,12 +17,31 @@ from .features import periodic_pairs
 from .representation import CrystalBatch, species_indices
 
 
+class NoMinimaError(ValueError):
+    """The training data has no structure of role ``minimum``: the critic would have no real data to learn from."""
+
+
 def split_by_role(records: Sequence[StructureRecord]) -> tuple[list[StructureRecord], list[StructureRecord]]:
     """``(minima, labelled)``: the ``minimum`` records (real data for the critic) and every record with an energy,
     whatever its role (what the physics head learns from; minima with energies are in both lists)."""
     minima = [record for record in records if record.role == MINIMUM]
     labelled = [record for record in records if record.energy is not None]
     return minima, labelled
+
+
+def training_records(records: Sequence[StructureRecord]) -> list[StructureRecord]:
+    """The records training uses, minima first: every ``minimum`` and every other record with an energy.
+
+    Raises :class:`NoMinimaError` when there is no minimum. Datasets written before roles existed read every
+    structure as ``labelled``, so they are refused too: their relaxed phases must be imported again as minima.
+    """
+    minima, labelled = split_by_role(records)
+    if not minima:
+        raise NoMinimaError(
+            f'none of the {len(records)} usable structures has the role `{MINIMUM}`: the critic learns what real '
+            f'crystals look like from local minima only (relaxed known phases, quenched snapshots). Import them with '
+            f'`--role {MINIMUM}`; datasets written before roles existed read every structure as `labelled`.')
+    return minima + [record for record in labelled if record.role != MINIMUM]
 
 
 def element_vocabulary(records: Sequence[StructureRecord]) -> list[str]:
@@ -97,7 +116,11 @@ class Normalisation:
 
 def fit_normalisation(records: Sequence[StructureRecord], elements: Sequence[str], default_min_distance: float,
                       cutoff: float, max_images: int) -> Normalisation:
-    """Fit per-element reference energies, the energy scale, the volume prior and the shortest pair distances."""
+    """Fit per-element reference energies, the energy and force scales on the records with energies (the labelled
+    data), the volume prior on the minima (what generated structures should resemble; all records when there are
+    none) and the shortest pair distances on all records.
+    """
+    minima = [record for record in records if record.role == MINIMUM] or list(records)
     counts = composition_counts(records, elements)
     energy = np.array([np.nan if r.energy is None else r.energy for r in records])
     known = np.isfinite(energy)
@@ -109,7 +132,7 @@ def fit_normalisation(records: Sequence[StructureRecord], elements: Sequence[str
         shift, scale = float(residual.mean()), float(max(residual.std(), 1e-3))
     forces = [r.forces for r in records if r.forces is not None]
     force_scale = float(max(np.sqrt(np.mean(np.concatenate(forces) ** 2)), 1e-3)) if forces else 1.0
-    log_volume = np.log([r.volume / r.num_atoms for r in records])
+    log_volume = np.log([r.volume / r.num_atoms for r in minima])
     return Normalisation(
         elements=list(elements), reference_energies=references.tolist(), energy_shift=shift, energy_scale=scale,
         force_scale=force_scale, volume_log_mean=float(log_volume.mean()),
@@ -166,8 +189,9 @@ def standard_batch(records: Sequence[StructureRecord], elements: Sequence[str],
 @dataclass
 class TrainingSet:
     """Tensors of the training structures (float32): the batch, conditions (S, K + 1), normalised energies per atom
-    (S,) (NaN where unknown), normalised forces (S, n_max, 3), which have forces (S,) and, once computed, the
-    invariant features (S, n_max, F), which never change.
+    (S,) (NaN where unknown), normalised forces (S, n_max, 3), which have forces (S,), which are minima (S,), the
+    lowest known normalised energy per atom of each one's composition (S,) (see :func:`energy_floors`) and, once
+    computed, the invariant features (S, n_max, F), which never change.
     """
 
     batch: CrystalBatch
@@ -175,6 +199,8 @@ class TrainingSet:
     energy: torch.Tensor
     forces: torch.Tensor
     has_forces: torch.Tensor
+    minimum: torch.Tensor
+    energy_floor: torch.Tensor
     features: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -186,8 +212,8 @@ class TrainingSet:
         return TrainingSet(
             CrystalBatch(b.cell[index], b.frac[index], b.species[index], b.mask[index]).to(device),
             self.condition[index].to(device), self.energy[index].to(device),
-            self.forces[index].to(device), self.has_forces[index].to(device),
-            None if self.features is None else self.features[index].to(device),
+            self.forces[index].to(device), self.has_forces[index].to(device), self.minimum[index].to(device),
+            self.energy_floor[index].to(device), None if self.features is None else self.features[index].to(device),
         )
 
 
@@ -196,12 +222,35 @@ def build_training_set(records: Sequence[StructureRecord], elements: Sequence[st
     """Tensors for ``records`` (each at most ``n_max`` atoms) in the generator's conventions."""
     batch, forces = standard_batch(records, elements, n_max)
     counts = composition_counts(records, elements)
-    energy = np.array([np.nan if r.energy is None else r.energy for r in records])
+    energy = normalisation.normalise_energy(np.array([np.nan if r.energy is None else r.energy for r in records]),
+                                            counts)
     has_forces = torch.tensor([r.forces is not None for r in records], dtype=torch.bool)
     return TrainingSet(
         batch=batch.to('cpu', torch.float32),
         condition=conditions(torch.from_numpy(counts), n_max),
-        energy=torch.from_numpy(normalisation.normalise_energy(energy, counts)).float(),
+        energy=torch.from_numpy(energy).float(),
         forces=(forces / normalisation.force_scale).float(),
         has_forces=has_forces,
+        minimum=torch.tensor([r.role == MINIMUM for r in records], dtype=torch.bool),
+        energy_floor=torch.from_numpy(energy_floors(energy, counts)).float(),
     )
+
+
+def energy_floors(energy: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(S,) lowest finite energy per atom (any units) among the structures of the same composition (element fractions
+    of ``counts`` (S, K)), or of all structures where a composition has none; 0 when no energy is known.
+
+    Generated structures are not rewarded for a predicted energy below the floor of their composition: the physics
+    head has never seen such energies, so a prediction below it is an extrapolation the generator would exploit.
+    """
+    known = np.isfinite(energy)
+    if not known.any():
+        return np.zeros(len(energy))
+    fractions = np.round(counts / counts.sum(axis=1, keepdims=True), 6)
+    floors = np.full(len(energy), energy[known].min())
+    keys, inverse = np.unique(fractions, axis=0, return_inverse=True)
+    for key in range(len(keys)):
+        rows = (inverse.ravel() == key)
+        if (rows & known).any():
+            floors[rows] = energy[rows & known].min()
+    return floors

@@ -1,5 +1,6 @@
 """Invariant smooth features: periodic pair distances within a cutoff, expanded in radial basis functions per
-species pair with a cosine envelope, summed over neighbours. Differentiable with respect to cell and coordinates.
+species pair with a cosine envelope, summed over neighbours, and optionally three-body angular moments. Differentiable
+with respect to cell and coordinates.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ _SCREEN_CHUNK = 1_000_000
 
 
 class PairList(NamedTuple):
-    """Periodic pairs within the cutoff, one row per (atom, neighbour image); all tensors (P,)."""
+    """Periodic pairs within the cutoff, one row per (atom, neighbour image): indices and distances (P,), and the
+    Cartesian vectors from ``first`` to the image of ``second`` (P, 3)."""
 
     batch: torch.Tensor
     first: torch.Tensor
     second: torch.Tensor
     distance: torch.Tensor
+    vector: torch.Tensor
 
 
 def image_reach(cell: torch.Tensor, cutoff: float, max_images: int) -> torch.Tensor:
@@ -68,7 +71,7 @@ def periodic_pairs(cell: torch.Tensor, frac: torch.Tensor, mask: torch.Tensor, c
     b, i, j = torch.cat(found).unbind(dim=1)
     vectors = torch.einsum('pk,pkl->pl', delta[b, i, j] + torch.cat(images), cell[b])
     distance = torch.sqrt(vectors.square().sum(dim=-1) + 1e-12)
-    return PairList(b, i, j, distance)
+    return PairList(b, i, j, distance, vectors)
 
 
 def cosine_envelope(distance: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -92,23 +95,55 @@ class RadialBasis(nn.Module):
         return gauss * cosine_envelope(distance, self.cutoff)[:, None]
 
 
+def angular_moments(pairs: PairList, species: torch.Tensor, num_species: int, cutoff: float,
+                    order: int) -> torch.Tensor:
+    """Three-body descriptors (B, N, num_species**2 * order) of every centre atom, before the centre's one-hot.
+
+    For neighbour species ``a``, ``b`` and ``n = 1 .. order``: ``sum_{j in a, k in b} w_ij w_ik cos(theta_jik)^n``
+    with ``w = cosine_envelope(d, cutoff)``, computed without enumerating triplets as the inner product of the moment
+    tensors ``M_a = sum_{j in a} w_ij u_ij^(x n)`` (``u``: unit vectors): rotation invariant, smooth at the cutoff.
+    The ``j = k`` terms are included (they add ``sum w^2`` to each ``a = a`` moment).
+    """
+    batch_size, n_slots = species.shape
+    inside = pairs.distance < cutoff
+    batch, first, second = pairs.batch[inside], pairs.first[inside], pairs.second[inside]
+    distance = pairs.distance[inside]
+    weight = cosine_envelope(distance, cutoff)
+    unit = pairs.vector[inside] / distance[:, None]
+    target = (batch * n_slots + first) * num_species + species[batch, second]
+    moments, power = [], weight[:, None]
+    for _ in range(order):
+        power = (power[:, :, None] * unit[:, None, :]).flatten(1)
+        summed = power.new_zeros(batch_size * n_slots * num_species, power.shape[1]).index_add(0, target, power)
+        summed = summed.view(batch_size, n_slots, num_species, -1)
+        moments.append(torch.einsum('bnac,bnec->bnae', summed, summed).flatten(2))
+    return torch.stack(moments, dim=-1).flatten(2)
+
+
 class InvariantFeatures(nn.Module):
     """Per-atom descriptors invariant to translation, rotation, permutation and the choice of unit cell.
 
     Atom ``i`` of species ``s_i`` gets ``onehot(s_i) (x) sum_j rbf(d_ij) onehot(s_j)``: radial distribution per
-    species pair, ``num_species**2 * num_rbf`` numbers. No trainable parameters.
+    species pair, ``num_species**2 * num_rbf`` numbers. With ``angular_order > 0`` it also gets
+    ``onehot(s_i) (x)`` the :func:`angular_moments` of its neighbours within ``angular_cutoff`` (pair distances
+    alone barely see bond angles, which tell many polymorphs apart). No trainable parameters.
     """
 
-    def __init__(self, num_species: int, cutoff: float, num_rbf: int, max_images: int = 4) -> None:
+    def __init__(self, num_species: int, cutoff: float, num_rbf: int, max_images: int = 4, angular_order: int = 0,
+                 angular_cutoff: float = 3.5) -> None:
         super().__init__()
+        if angular_order > 0 and angular_cutoff > cutoff:
+            raise ValueError(f'angular_cutoff={angular_cutoff} must not exceed cutoff={cutoff}')
         self.num_species = num_species
         self.cutoff = cutoff
         self.max_images = max_images
+        self.angular_order = angular_order
+        self.angular_cutoff = angular_cutoff
         self.basis = RadialBasis(cutoff, num_rbf)
 
     @property
     def num_features(self) -> int:
-        return self.num_species**2 * len(self.basis.centres)
+        return self.num_species**2 * (len(self.basis.centres) + self.num_species * self.angular_order)
 
     def forward(self, cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, PairList]:
@@ -123,7 +158,10 @@ class InvariantFeatures(nn.Module):
             expanded = self.basis(pairs.distance)
             target = (pairs.batch * n_slots + pairs.first) * k + species[pairs.batch, pairs.second]
             density = expanded.new_zeros(batch_size * n_slots * k, expanded.shape[1]).index_add(0, target, expanded)
-            density = density.view(batch_size, n_slots, 1, -1)
+            density = density.view(batch_size, n_slots, -1)
+            if self.angular_order > 0:
+                angular = angular_moments(pairs, species, k, self.angular_cutoff, self.angular_order)
+                density = torch.cat([density, angular], dim=-1)
             own = nn.functional.one_hot(species, k).to(density.dtype) * mask[..., None]
-            features = (own[..., None] * density).reshape(batch_size, n_slots, -1)
+            features = (own[..., None] * density[:, :, None, :]).reshape(batch_size, n_slots, -1)
         return features, pairs

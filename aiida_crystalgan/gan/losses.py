@@ -35,9 +35,20 @@ def energy_force_error(energy: torch.Tensor, forces: torch.Tensor, target_energy
     return loss
 
 
-def mean_square_force(forces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over occupied slots of ``|F|^2``: ``forces`` (B, N, 3), ``mask`` (B, N)."""
-    return (forces.float().square().sum(dim=-1) * mask).sum() / mask.sum()
+def force_penalty(forces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over occupied slots of the pseudo-Huber ``sqrt(1 + |F|^2) - 1``: ``forces`` (B, N, 3) in units of the
+    typical force of the data, ``mask`` (B, N). Quadratic for small forces, linear for large ones, so that a few
+    atoms with huge predicted forces (where the physics head extrapolates) cannot dominate the generator's gradient.
+    """
+    magnitude = torch.sqrt(1.0 + forces.float().square().sum(dim=-1)) - 1.0
+    return (magnitude * mask).sum() / mask.sum()
+
+
+def energy_excess(energy: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``relu(energy - floor)``: predicted energies per atom (B,) above the lowest known energy of each
+    composition ``floor`` (B,), same units; nothing is gained below the floor, where the physics head extrapolates.
+    """
+    return torch.relu(energy.float() - floor).mean()
 
 
 def repulsion_penalty(pairs: PairList, species: torch.Tensor, threshold: torch.Tensor,

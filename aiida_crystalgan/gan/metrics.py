@@ -52,12 +52,12 @@ def physics_errors(trainer: Trainer, data: TrainingSet, index: torch.Tensor) -> 
     }
 
 
-def run_metrics(trainer: Trainer, data: TrainingSet, pool: torch.Tensor, validation: torch.Tensor,
-                step_seconds: list[float], num_structures: int) -> dict[str, Any]:
+def run_metrics(trainer: Trainer, data: TrainingSet, pool: torch.Tensor, energy_pool: torch.Tensor,
+                validation: torch.Tensor, step_seconds: list[float], num_structures: int) -> dict[str, Any]:
     """The metrics of a finished run; physics-head errors on the validation structures with energies, when any,
-    else on the training ones. ``pool``/``validation`` are row indices of ``data``.
+    else on the training ones. ``pool`` (training minima), ``energy_pool`` (training structures with energies) and
+    ``validation`` are row indices of ``data``.
     """
-    energy_pool = pool[torch.isfinite(data.energy[pool])]
     validation_energy = validation[torch.isfinite(data.energy[validation])]
     errors_on = 'validation' if len(validation_energy) else 'training'
     errors = physics_errors(trainer, data, validation_energy if len(validation_energy) else energy_pool)
@@ -68,8 +68,11 @@ def run_metrics(trainer: Trainer, data: TrainingSet, pool: torch.Tensor, validat
         'mixed_precision': trainer.amp,
         'num_structures': num_structures,
         'num_used': len(data),
-        'num_skipped_too_large': num_structures - len(data),
-        'num_training': len(pool),
+        'num_skipped': num_structures - len(data),
+        'num_minima': int(data.minimum.sum()),
+        'num_labelled': int(torch.isfinite(data.energy).sum()),
+        'num_training_minima': len(pool),
+        'num_training_labelled': len(energy_pool),
         'num_validation': len(validation),
         'physics_errors_on': errors_on,
         f'physics_{errors_on}_mae_ev_per_atom': errors['energy_mae_ev_per_atom'],

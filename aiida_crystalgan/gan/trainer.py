@@ -19,9 +19,10 @@ from .config import GanConfig
 from .data import Normalisation, TrainingSet
 from .losses import (
     diversity_penalty,
+    energy_excess,
     energy_force_error,
+    force_penalty,
     gradient_penalty,
-    mean_square_force,
     repulsion_penalty,
     volume_penalty,
 )
@@ -29,7 +30,9 @@ from .model import CrystalGan
 from .physics import energy_and_forces
 from .representation import CrystalBatch
 
-#: Columns of ``losses.csv`` (and keys of the loss history), in order.
+#: Columns of ``losses.csv`` (and keys of the loss history), in order. ``generated_energy`` (eV/atom above the lowest
+#: labelled energy of the composition) and ``generated_force`` (mean |F|, eV/Å) are the physics head's predictions for
+#: the generated batch, logged whenever there are energies, whether or not guidance is on.
 LOSS_COLUMNS = (
     'step', 'critic_loss', 'generator_loss', 'gradient_penalty', 'wasserstein_distance', 'physics_loss',
     'generated_energy', 'generated_force', 'repulsion', 'volume_penalty', 'diversity', 'seconds_per_step',
@@ -154,11 +157,23 @@ class Trainer:
         self._update('physics', loss)
         return loss
 
+    def guidance(self) -> float:
+        """Factor of the energy and force terms at this step: 0 during warm-up, then rising linearly to 1."""
+        past = self.step - self.config.physics_warmup_steps
+        if past < 0:
+            return 0.0
+        return min(1.0, (past + 1) / self.config.physics_ramp_steps) if self.config.physics_ramp_steps else 1.0
+
     def generator_step(self, data: TrainingSet, pool: torch.Tensor, physics_on: bool) -> dict[str, torch.Tensor]:
+        """One generator update; with ``physics_on`` the physics head's energy and forces of the generated batch are
+        logged and, weighted by :meth:`guidance`, added to the loss (the head is frozen: it learns only from data).
+        """
         config, model = self.config, self.model
         paired = config.diversity_weight > 0 and config.batch_size >= 2
         real = self.sample(data, pool, paired)
         num_atoms = real.batch.num_atoms
+        guidance = self.guidance() if physics_on else 0.0
+        guided = guidance > 0 and (config.energy_weight > 0 or config.force_weight > 0)
         with frozen(model.critic, model.physics), self.autocast():
             fake, z = self.fake(real)
             features, pairs = model.features(fake)
@@ -171,16 +186,26 @@ class Trainer:
             if paired:
                 diversity = diversity_penalty(features.float(), fake.mask, z, config.batch_size // 2)
                 loss = loss + config.diversity_weight * diversity
-            energy = force = torch.zeros((), device=self.device)
+            logged = {}
             if physics_on:
-                energy, forces = energy_and_forces(model.physics, features, fake, create_graph=True)
-                energy = energy.float().mean()
-                force = mean_square_force(self.force_units * forces.float(), fake.mask)
-                loss = loss + config.energy_weight * energy + config.force_weight * force
+                if not guided:
+                    detached = fake.frac.detach().requires_grad_(True)
+                    fake = CrystalBatch(fake.cell.detach(), detached, fake.species, fake.mask)
+                    features = model.features(fake)[0]
+                energy, forces = energy_and_forces(model.physics, features, fake, create_graph=guided)
+                forces = self.force_units * forces.float()
+                if guided:
+                    physics = (config.energy_weight * energy_excess(energy, real.energy_floor)
+                               + config.force_weight * force_penalty(forces, fake.mask))
+                    loss = loss + guidance * physics
+                scale = self.normalisation.energy_scale
+                force_norm = (forces.detach().norm(dim=-1) * fake.mask).sum() / fake.mask.sum()
+                logged = {'generated_energy': (energy.detach().float() - real.energy_floor).mean() * scale,
+                          'generated_force': force_norm * self.normalisation.force_scale}
         self._update('generator', loss)
         self.update_ema()
-        return {'generator_loss': loss, 'generated_energy': energy, 'generated_force': force,
-                'repulsion': repulsion, 'volume_penalty': volume, 'diversity': diversity}
+        return {'generator_loss': loss, **logged, 'repulsion': repulsion, 'volume_penalty': volume,
+                'diversity': diversity}
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         optimiser = self.optimisers[name]
@@ -195,7 +220,8 @@ class Trainer:
             average.lerp_(current, 1.0 - decay)
 
     def train_step(self, data: TrainingSet, pool: torch.Tensor, energy_pool: torch.Tensor) -> None:
-        """One generator update after ``critic_steps`` critic updates and one physics-head update.
+        """One generator update after ``critic_steps`` critic updates and one physics-head update (at the first step,
+        ``physics_pretrain_steps`` more, so that the head knows the data before it guides the generator).
 
         Raises :class:`TrainingDiverged` (step and history unchanged) when a loss is not finite.
         """
@@ -205,12 +231,14 @@ class Trainer:
             losses.update(self.critic_step(data, pool))
         has_energies = len(energy_pool) > 0
         if has_energies:
+            if self.step == 0:
+                for _ in range(self.config.physics_pretrain_steps):
+                    self.physics_step(data, energy_pool)
             losses['physics_loss'] = self.physics_step(data, energy_pool)
-        physics_on = has_energies and self.step >= self.config.physics_warmup_steps
-        losses.update(self.generator_step(data, pool, physics_on))
+        losses.update(self.generator_step(data, pool, has_energies))
         self.check_finite(losses)
-        if not has_energies:
-            losses['physics_loss'] = torch.tensor(math.nan)
+        for name in ('physics_loss', 'generated_energy', 'generated_force'):
+            losses.setdefault(name, torch.tensor(math.nan))
         self.step += 1
         if self.step % self.config.log_every == 0 or self.step == self.config.steps:
             self.history['step'].append(self.step)

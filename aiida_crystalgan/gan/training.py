@@ -17,7 +17,7 @@ from aiida_crystalgan.io import StructureRecord
 
 from .checkpoint import load_checkpoint, save_checkpoint, write_text_atomically
 from .config import GanConfig
-from .data import TrainingSet, build_training_set, element_vocabulary, fit_normalisation
+from .data import TrainingSet, build_training_set, element_vocabulary, fit_normalisation, training_records
 from .device import resolve_device
 from .metrics import run_metrics
 from .representation import species_indices
@@ -113,13 +113,16 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
           device: str | torch.device = 'auto', on_log: Callable[[Trainer], bool] | None = None) -> TrainResult:
     """Train (or continue training) a GAN on ``records`` and write ``model.pt``, ``losses.csv`` and ``metrics.json``.
 
+    The critic's real samples (and the compositions the generator is trained on) are the records of role ``minimum``;
+    the physics head learns from every record with an energy, minima included. Records that are neither are unused.
     Structures with more than ``config.n_max`` atoms are skipped; ``losses.csv`` is rewritten at every logged step so
     that progress can be followed. ``checkpoint.pt`` is rewritten at the intervals of ``config`` (see
     :class:`~.config.GanConfig`), so that a killed run resumes from it, and is removed once ``model.pt`` is written.
     When ``max_wallclock_seconds`` (counted from this call) would be exceeded before ``config.steps``, writes
     ``checkpoint.pt`` and returns ``completed=False``. Every file is replaced atomically.
 
-    Raises :class:`~.trainer.TrainingDiverged` when a loss becomes NaN or infinite; the diverged weights are not
+    Raises :class:`~.data.NoMinimaError` (a ``ValueError``) when no usable record is a minimum, and
+    :class:`~.trainer.TrainingDiverged` when a loss becomes NaN or infinite; the diverged weights are not
     saved, and the exception names the last good checkpoint. ``on_log`` is called with the trainer at every logged
     step; when it returns true, training ends there (a pruned trial of a hyperparameter search).
     """
@@ -127,12 +130,15 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     torch_device = resolve_device(device)
-    usable = usable_records(records, config.n_max)
+    usable = training_records(usable_records(records, config.n_max))
     trainer = start_trainer(usable, config, resume, torch_device)
     data = build_training_set(usable, trainer.normalisation.elements, config.n_max, trainer.normalisation)
     data.features = featurize(trainer, data)
-    pool, validation = split_indices(data, config.validation_fraction, config.seed)
-    energy_pool = pool[torch.isfinite(data.energy[pool])]
+    training, validation = split_indices(data, config.validation_fraction, config.seed)
+    pool = training[data.minimum[training]]
+    if len(pool) == 0:
+        raise ValueError(f'validation_fraction={config.validation_fraction} leaves no minimum for training')
+    energy_pool = training[torch.isfinite(data.energy[training])]
     checkpoint_path = output / CHECKPOINT_FILE
     last_good = resume
     clock = CheckpointClock(config.checkpoint_every_steps, config.checkpoint_every_minutes, trainer.step)
@@ -158,7 +164,7 @@ def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str
             save_checkpoint(checkpoint_path, trainer.state())
             last_good = checkpoint_path
             clock.reset(trainer.step)
-    trainer.metrics = run_metrics(trainer, data, pool, validation, step_seconds, len(records))
+    trainer.metrics = run_metrics(trainer, data, pool, energy_pool, validation, step_seconds, len(records))
     path = output / MODEL_FILE
     save_checkpoint(path, trainer.state())
     checkpoint_path.unlink(missing_ok=True)

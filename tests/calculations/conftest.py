@@ -7,11 +7,12 @@ import pytest
 
 
 def lennard_jones_records(count: int = 16, seed: int = 0):
-    """Perturbed NbO2-like and Nb cells with Lennard-Jones energies (eV) and forces (eV/Å)."""
+    """Perturbed NbO2-like and Nb cells with Lennard-Jones energies (eV) and forces (eV/Å); the first half are
+    ``minimum`` records (the critic's real data), the rest ``labelled``."""
     from ase.build import bulk
     from ase.calculators.lj import LennardJones
 
-    from aiida_crystalgan.io import StructureRecord
+    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
 
     rng = np.random.default_rng(seed)
     records = []
@@ -23,7 +24,8 @@ def lennard_jones_records(count: int = 16, seed: int = 0):
             atoms.set_chemical_symbols(['Nb', 'O'])
         atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
         atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
-        records.append(StructureRecord.from_ase(atoms, label=f'lj{index}'))
+        role = MINIMUM if index < count // 2 else LABELLED
+        records.append(StructureRecord.from_ase(atoms, label=f'lj{index}', role=role))
     return records
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aiida_crystalgan.io import StructureRecord, write_datafile
+from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord, write_datafile
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +22,10 @@ def rocksalt(a: float, numbers=(41, 8)) -> StructureRecord:
     return StructureRecord(numbers=[numbers[0]] * 4 + [numbers[1]] * 4, positions=frac @ cell, cell=cell)
 
 
-def tiny_records(count: int = 24, seed: int = 0) -> list[StructureRecord]:
-    """Rattled, strained NbO / NbO2-like cells with a smooth pair-potential energy and its forces."""
+def tiny_records(count: int = 24, seed: int = 0, rattle: float = 0.02) -> list[StructureRecord]:
+    """Rattled, strained NbO / NbO2-like cells with a smooth pair-potential energy and its forces; the first half
+    (both compositions) are ``minimum`` records, the rest ``labelled``. Fractional coordinates are rattled by
+    ``rattle`` (standard deviation)."""
     rng = np.random.default_rng(seed)
     records = []
     for index in range(count):
@@ -36,10 +38,11 @@ def tiny_records(count: int = 24, seed: int = 0) -> list[StructureRecord]:
                               [0.2, 0.8, 0.5]])
             numbers = np.array([41, 41, 8, 8, 8, 8])
         cell = cell + 0.05 * rng.standard_normal((3, 3))
-        positions = (frac0 + 0.02 * rng.standard_normal(frac0.shape)) @ cell
+        positions = (frac0 + rattle * rng.standard_normal(frac0.shape)) @ cell
         energy, forces = pair_energy(numbers, positions, cell)
         records.append(StructureRecord(numbers=numbers, positions=positions, cell=cell, energy=energy,
-                                       forces=forces, label=f'tiny-{index}', source='test'))
+                                       forces=forces, label=f'tiny-{index}', source='test',
+                                       role=MINIMUM if index < count // 2 else LABELLED))
     return records
 
 

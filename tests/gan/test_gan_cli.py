@@ -10,17 +10,19 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from aiida_crystalgan.io import DataFile, write_datafile
+from aiida_crystalgan.io import LABELLED, DataFile, write_datafile
 
 CONFIG = {
     'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
     'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
-    'critic_steps': 1, 'physics_warmup_steps': 1, 'log_every': 1, 'steps': 3, 'validation_fraction': 0.25,
+    'critic_steps': 1, 'physics_pretrain_steps': 2, 'physics_warmup_steps': 1, 'log_every': 1, 'steps': 3,
+    'validation_fraction': 0.25,
 }
 
 
@@ -143,6 +145,12 @@ def test_bad_input_exits_2(trained, tmp_path, capsys):
     write_datafile(empty, [])
     assert train_main(['--dataset', str(empty), '--config', str(config), '--output-dir', str(tmp_path)]) == 2
     assert 'empty' in capsys.readouterr().err
+    unlabelled_roles = tmp_path / 'no-minima.h5'
+    write_datafile(unlabelled_roles, [replace(record, role=LABELLED) for record in DataFile(dataset)])
+    assert train_main(['--dataset', str(unlabelled_roles), '--config', str(config), '--output-dir',
+                       str(tmp_path / 'no-minima')]) == 2
+    assert 'none of the 24 usable structures has the role `minimum`' in capsys.readouterr().err
+    assert not (tmp_path / 'no-minima' / 'model.pt').exists()
     model = str(trained / 'out' / 'model.pt')
     for request, message in [
         ({'targets': [{'composition': 'TiO2'}], 'num_per_target': 2}, 'not in the model vocabulary'),

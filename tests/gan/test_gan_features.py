@@ -9,16 +9,18 @@ import torch
 
 from aiida_crystalgan.gan.critic import Critic
 from aiida_crystalgan.gan.data import conditions
-from aiida_crystalgan.gan.features import InvariantFeatures, cosine_envelope, periodic_pairs
+from aiida_crystalgan.gan.features import InvariantFeatures, angular_moments, cosine_envelope, periodic_pairs
 from aiida_crystalgan.gan.representation import CrystalBatch, records_to_batch
 
 ELEMENTS = ['Nb', 'O']
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=[0, 3], ids=['radial', 'angular'])
+def model(request):
+    """Featurizer and critic, without and with the three-body angular moments."""
     torch.manual_seed(0)
-    featurizer = InvariantFeatures(num_species=2, cutoff=4.5, num_rbf=8, max_images=8).double()
+    featurizer = InvariantFeatures(num_species=2, cutoff=4.5, num_rbf=8, max_images=8, angular_order=request.param,
+                                   angular_cutoff=3.0).double()
     critic = Critic(featurizer.num_features, condition_dim=3, width=16, depth=1).double()
     return featurizer, critic
 
@@ -116,3 +118,46 @@ def test_gradients_reach_cell_and_coordinates(model, batch):
     assert (grad_frac[~batch.mask] == 0).all()
     (second,) = torch.autograd.grad(grad_frac.square().sum(), frac)
     assert torch.isfinite(second).all()
+
+
+def test_angular_moments_match_triplet_sums(batch):
+    """``sum_{j in a, k in b} w_ij w_ik cos(theta_jik)^n`` enumerated over neighbour pairs, for every atom."""
+    order, cutoff = 3, 3.0
+    pairs = periodic_pairs(batch.cell, batch.frac, batch.mask, cutoff=4.5, max_images=8)
+    moments = angular_moments(pairs, batch.species, 2, cutoff, order).view(*batch.species.shape, 2, 2, order)
+    for structure, atom in ((0, 0), (1, 3), (2, 5)):
+        rows = (pairs.batch == structure) & (pairs.first == atom) & (pairs.distance < cutoff)
+        unit = pairs.vector[rows] / pairs.distance[rows, None]
+        weight = cosine_envelope(pairs.distance[rows], cutoff)
+        kind = batch.species[structure, pairs.second[rows]]
+        cosine = unit @ unit.T
+        for a in range(2):
+            for b in range(2):
+                both = (kind[:, None] == a) & (kind[None, :] == b)
+                for n in range(order):
+                    expected = (weight[:, None] * weight[None, :] * cosine ** (n + 1) * both).sum()
+                    torch.testing.assert_close(moments[structure, atom, a, b, n], expected, rtol=1e-10, atol=1e-10)
+    assert moments[0, 0].abs().sum() > 0
+
+
+def test_angular_features_see_bond_angles():
+    """Two three-atom clusters with the same two bond lengths but different angles: equal radial features of the
+    centre within the angular cutoff, different angular ones."""
+    featurizer = InvariantFeatures(num_species=1, cutoff=2.5, num_rbf=4, angular_order=2, angular_cutoff=2.5).double()
+    cell = torch.eye(3, dtype=torch.float64)[None] * 30.0
+    species = torch.zeros(1, 3, dtype=torch.long)
+    mask = torch.ones(1, 3, dtype=torch.bool)
+
+    def centre_features(angle: float) -> torch.Tensor:
+        bent = [1.5 * math.cos(angle), 1.5 * math.sin(angle), 0.0]
+        positions = torch.tensor([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], bent], dtype=torch.float64) + 10.0
+        return featurizer(cell, (positions / 30.0)[None], species, mask)[0][0, 0]
+
+    straight, bent = centre_features(math.pi), centre_features(math.pi / 2)
+    torch.testing.assert_close(straight[:4], bent[:4])
+    assert (straight[4:] - bent[4:]).abs().max() > 0.1
+
+
+def test_angular_cutoff_may_not_exceed_cutoff():
+    with pytest.raises(ValueError, match='angular_cutoff'):
+        InvariantFeatures(num_species=1, cutoff=3.0, num_rbf=4, angular_order=2, angular_cutoff=4.0)

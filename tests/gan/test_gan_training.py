@@ -9,23 +9,35 @@ import numpy as np
 import pytest
 import torch
 
-from aiida_crystalgan.gan import CrystalGan, GanConfig, TrainingDiverged, generate, read_checkpoint_summary, train
+from aiida_crystalgan.gan import (
+    CrystalGan,
+    GanConfig,
+    NoMinimaError,
+    TrainingDiverged,
+    generate,
+    read_checkpoint_summary,
+    train,
+)
 from aiida_crystalgan.gan.checkpoint import load_checkpoint, replaced_atomically
 from aiida_crystalgan.gan.data import (
     build_training_set,
     conditions,
     element_vocabulary,
+    energy_floors,
     fit_normalisation,
     slot_species,
+    training_records,
 )
 from aiida_crystalgan.gan.generation import load_generator
 from aiida_crystalgan.gan.representation import CrystalBatch, batch_to_records
 from aiida_crystalgan.gan.trainer import LOSS_COLUMNS, Trainer
+from aiida_crystalgan.gan.training import featurize
+from aiida_crystalgan.io import LABELLED, MINIMUM
 
 TINY = {
     'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
     'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
-    'critic_steps': 1, 'physics_warmup_steps': 1, 'log_every': 1,
+    'critic_steps': 1, 'physics_pretrain_steps': 2, 'physics_warmup_steps': 1, 'log_every': 1,
 }
 
 
@@ -259,3 +271,93 @@ def test_generated_structures_depend_on_the_noise(tmp_path, make_records):
     differences = np.abs(vectors[:, None] - vectors[None]).mean(axis=-1)[np.triu_indices(size, 1)]
     assert differences.mean() > 0.15, differences.mean()
     assert differences.min() > 0.01, differences.min()
+
+
+def test_training_without_minima_is_refused(tmp_path, records):
+    """Data written before roles existed reads as ``labelled`` throughout: refused before anything is written."""
+    for record in records:
+        record.role = LABELLED
+    with pytest.raises(NoMinimaError, match='role `minimum`') as refused:
+        train(records, tiny_config(steps=1), tmp_path / 'out', device='cpu')
+    assert isinstance(refused.value, ValueError)
+    assert not (tmp_path / 'out' / 'model.pt').exists()
+
+
+def test_critic_data_are_the_minima_and_the_head_learns_from_all_labelled(tmp_path, records):
+    """Minima set the volume prior and the critic's pool; labelled records (here also 20 % larger) only the head's."""
+    for record in records:
+        if record.role == LABELLED:
+            record.cell = record.cell * 1.2
+            record.positions = record.positions * 1.2
+    minima = [record for record in records if record.role == MINIMUM]
+    elements = element_vocabulary(records)
+    normalisation = fit_normalisation(records, elements, 1.0, 4.0, 4)
+    expected = np.log([r.volume / r.num_atoms for r in minima])
+    assert normalisation.volume_log_mean == pytest.approx(expected.mean())
+    assert normalisation.num_energies == len(records)
+    records.append(records[-1].__class__(numbers=[41], positions=[[0, 0, 0]], cell=np.eye(3) * 3, role=LABELLED))
+    metrics = train(records, tiny_config(steps=1), tmp_path, device='cpu').metrics
+    assert metrics['num_minima'] == len(minima) == 12
+    assert metrics['num_labelled'] == 24 and metrics['num_used'] == 24 and metrics['num_skipped'] == 1
+
+
+def test_energy_floors_are_per_composition():
+    energy = np.array([1.0, -2.0, 0.5, np.nan, 3.0, np.nan])
+    counts = np.array([[1, 1], [2, 2], [1, 2], [2, 4], [1, 3], [2, 1]])
+    np.testing.assert_array_equal(energy_floors(energy, counts), [-2.0, -2.0, 0.5, 0.5, 3.0, -2.0])
+    assert energy_floors(np.full(2, np.nan), counts[:2]).tolist() == [0.0, 0.0]
+
+
+
+def head_view_of_generated(trainer: Trainer, data, pool: torch.Tensor) -> tuple[float, float]:
+    """The physics head's mean energy above the floor (eV/atom) and mean |F| (eV/Å) of 64 structures of the current
+    generator, from fixed noise and compositions."""
+    from aiida_crystalgan.gan.physics import energy_and_forces
+
+    model, normalisation = trainer.model, trainer.normalisation
+    local = torch.Generator().manual_seed(123)
+    real = data.select(pool[torch.randint(len(pool), (64,), generator=local)])
+    with torch.no_grad():
+        cell, frac = model.generator(model.generator.sample_noise(64, local), real.condition, real.batch.num_atoms)
+    batch = CrystalBatch(cell, frac.requires_grad_(True), real.batch.species, real.batch.mask)
+    energy, forces = energy_and_forces(model.physics, model.features(batch)[0], batch, create_graph=False)
+    norms = (trainer.force_units * forces).norm(dim=-1) * normalisation.force_scale
+    excess = float((energy.detach() - real.energy_floor).mean()) * normalisation.energy_scale
+    return excess, float(norms[batch.mask].mean())
+
+
+def test_guidance_pulls_generated_structures_to_low_energy_and_small_forces(make_records):
+    """With the critic's score and the priors switched off, 30 generator updates driven by guidance alone lower the
+    pre-trained head's energy above the floor and forces of the generated structures (fixed noise). Minima: the tiny
+    cells without rattling; labelled: rattled ones.
+    """
+    minima = make_records(12, seed=1, rattle=0.0)
+    labelled = make_records(24, seed=2, rattle=0.05)
+    for record in minima:
+        record.role = MINIMUM
+    for record in labelled:
+        record.role = LABELLED
+    usable = training_records(minima + labelled)
+    config = tiny_config(batch_size=8, physics_warmup_steps=0, physics_ramp_steps=0, energy_weight=1.0,
+                         force_weight=1.0, generator_lr=1e-2, diversity_weight=0.0, repulsion_weight=0.0,
+                         volume_weight=0.0, seed=3)
+    elements = element_vocabulary(usable)
+    normalisation = fit_normalisation(usable, elements, config.min_distance, config.cutoff, config.max_images)
+    data = build_training_set(usable, elements, config.n_max, normalisation)
+    trainer = Trainer.from_config(config, normalisation, torch.device('cpu'))
+    data.features = featurize(trainer, data)
+    everything = torch.arange(len(data))
+    pool = everything[data.minimum]
+    assert len(pool) == 12
+    for _ in range(150):
+        trainer.physics_step(data, everything)
+    readout = trainer.model.critic.head.readout
+    torch.nn.init.zeros_(readout.weight)
+    torch.nn.init.zeros_(readout.bias)
+    start = head_view_of_generated(trainer, data, pool)
+    for _ in range(30):
+        trainer.generator_step(data, pool, physics_on=True)
+        trainer.step += 1
+    end = head_view_of_generated(trainer, data, pool)
+    assert end[0] < start[0] - 0.1, (start, end)
+    assert end[1] < 0.8 * start[1], (start, end)

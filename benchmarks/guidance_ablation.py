@@ -1,0 +1,347 @@
+"""Ablation of the physics head's guidance: the same GAN trained with and without energy/force guidance on Nb-O.
+
+Data: the OQMD Nb-O CIFs of ``<data-dir>/nb-o_oqmd`` (entries above 25 Å^3/atom dropped), labelled with CHGNet (its
+weights ship in the wheel; nothing is downloaded). The CHGNet-relaxed phases are the ``minimum`` records (the critic's
+real data) and the hull; the OQMD geometries with their CHGNet energies and forces are ``labelled`` records for the
+physics head. For each seed, two models are trained with identical settings except ``energy_weight`` and
+``force_weight`` (the defaults of :class:`~aiida_crystalgan.gan.GanConfig`, or both 0). Their generated structures are
+scored by CHGNet before relaxation (energy above the hull of the CHGNet-relaxed phases, largest force) and a subset is
+relaxed with FIRE (fmax 0.05 eV/Å, cell relaxed) to count the steps needed.
+
+CHGNet results of the OQMD phases are cached in ``--work-dir`` (shared with ``gan_vs_random.py``'s cache format), so
+a rerun only retrains and rescores. Skips cleanly when the data folder is absent.
+
+    python benchmarks/guidance_ablation.py --work-dir /tmp/guidance
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gan_vs_random as gvr  # noqa: E402 - the shared CHGNet labelling, relaxation and caching of the Nb-O data
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = {'guided': None, 'unguided': {'energy_weight': 0.0, 'force_weight': 0.0}}
+
+
+def training_records(entries: list[dict[str, Any]]) -> list:
+    """The relaxed phase of each entry as a ``minimum`` (the OQMD geometry when it was not relaxed) and, when
+    relaxed, the OQMD geometry as ``labelled``: all with CHGNet energies and forces."""
+    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
+
+    records = []
+    for entry in entries:
+        relaxed = entry['relaxed']
+        for kind, result, role in (('relaxed', relaxed, MINIMUM),
+                                   ('single_point', entry['single_point'], LABELLED if relaxed else MINIMUM)):
+            if result is None:
+                continue
+            records.append(StructureRecord(numbers=result['numbers'], positions=result['positions'],
+                                           cell=result['cell'], energy=result['energy'], forces=result['forces'],
+                                           source=f'oqmd-{entry["id"]}:{kind}', label=entry['formula'], role=role))
+    return records
+
+
+def train_model(records: list, config_values: dict[str, Any], work: Path) -> tuple[Path, dict[str, Any]]:
+    """Train one model; return its checkpoint and the physics head's view of generated structures over training."""
+    from aiida_crystalgan.gan import GanConfig, train
+
+    config = GanConfig.from_dict(config_values)
+    tick = time.perf_counter()
+    result = train(records, config, work, device='cpu')
+    with (work / 'losses.csv').open() as handle:
+        rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+    after_warmup = [row for row in rows if row['step'] > config.physics_warmup_steps]
+    curve = {
+        'head_force_after_warmup': after_warmup[0]['generated_force'] if after_warmup else None,
+        'head_force_end': rows[-1]['generated_force'],
+        'head_energy_after_warmup': after_warmup[0]['generated_energy'] if after_warmup else None,
+        'head_energy_end': rows[-1]['generated_energy'],
+    }
+    return result.checkpoint_path, {'seconds': time.perf_counter() - tick, 'curve': curve,
+                                    'physics_mae': result.metrics.get('physics_training_mae_ev_per_atom'),
+                                    'validity': result.metrics.get('generated_validity_fraction')}
+
+
+def shortest_distance(structure) -> float:
+    matrix = structure.distance_matrix
+    return float(np.min(matrix[np.triu_indices(len(structure), 1)])) if len(structure) > 1 else math.inf
+
+
+def score(checkpoint: Path, targets: list, count: int, seed: int, diagram, calculator, cache: gvr.Cache,
+          relaxations: int, relax_steps: int) -> dict[str, Any]:
+    """CHGNet scores of ``count`` generated structures (round robin over ``targets``) and relaxations of a subset."""
+    from aiida_crystalgan.analysis.hull import energy_above_hull
+    from aiida_crystalgan.gan import generate
+
+    per_target = math.ceil(count / len(targets))
+    requested = [{'composition': t.formula, 'formula_units': t.formula_units} for t in targets]
+    records = generate(checkpoint, requested, num_per_target=per_target, seed=seed)
+    order = [i * per_target + k for k in range(per_target) for i in range(len(targets))][:count]
+    structures = [records[i].to_pymatgen() for i in order]
+    rows = []
+    for structure in structures:
+        row = {'formula': structure.composition.reduced_formula, 'num_atoms': len(structure),
+               'shortest_distance': shortest_distance(structure)}
+        try:
+            result = gvr.single_point(structure, calculator)
+        except Exception as exception:  # noqa: BLE001 - one failed evaluation must not stop the benchmark
+            row['error'] = f'{type(exception).__name__}: {exception}'
+        else:
+            row['e_above_hull'] = energy_above_hull(diagram, structure.composition, result['energy'])
+            row['max_force'] = result['max_force']
+        rows.append(row)
+    valid = [i for i, row in enumerate(rows) if row['shortest_distance'] >= 0.5 and 'error' not in row]
+    relaxed = []
+    for index in valid[:relaxations]:
+        params = (0.05, relax_steps)
+        result = cache.get(gvr.Cache.key('candidate', gvr.structure_fingerprint_key(structures[index]), params),
+                           lambda s=structures[index], p=params: gvr.relax(s, calculator, *p))
+        if 'error' in result:
+            relaxed.append({'error': result['error']})
+            continue
+        final = gvr.to_structure(result)
+        relaxed.append({'steps': result['steps'], 'converged': result['converged'], 'seconds': result['seconds'],
+                        'e_above_hull': energy_above_hull(diagram, final.composition, result['energy'])})
+    return {'rows': rows, 'relaxed': relaxed}
+
+
+def summarise(scored: dict[str, Any]) -> dict[str, float | None]:
+    """Per-run statistics of the generated structures (before relaxation) and of the relaxed subset."""
+    rows = scored['rows']
+    hull = np.array([row['e_above_hull'] for row in rows if 'e_above_hull' in row])
+    force = np.array([row['max_force'] for row in rows if 'max_force' in row])
+    relaxed = [row for row in scored['relaxed'] if 'steps' in row]
+
+    def stat(values, function) -> float | None:
+        values = [v for v in values if v is not None and math.isfinite(v)]
+        return float(function(values)) if values else None
+
+    return {
+        'valid_fraction': float(np.mean([row['shortest_distance'] >= 0.5 for row in rows])),
+        'e_hull_median': stat(hull, np.median),
+        'e_hull_mean': stat(hull, np.mean),
+        'e_hull_below_0.1_fraction': float(np.mean(hull < 0.1)) if len(hull) else None,
+        'max_force_median': stat(force, np.median),
+        'max_force_mean': stat(force, np.mean),
+        'relax_steps_mean': stat([row['steps'] for row in relaxed], np.mean),
+        'relax_converged_fraction': float(np.mean([row['converged'] for row in relaxed])) if relaxed else None,
+        'relaxed_e_hull_mean': stat([row['e_above_hull'] for row in relaxed], np.mean),
+        'num_relaxed': len(relaxed),
+    }
+
+
+def fmt(values: list[float | None], digits: int = 3) -> str:
+    """``mean ± std`` over seeds (sample standard deviation), ignoring missing values."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return 'n/a'
+    spread = f' ± {np.std(finite, ddof=1):.{digits}f}' if len(finite) > 1 else ''
+    return f'{np.mean(finite):.{digits}f}{spread}'
+
+
+ROWS = (
+    ('structures with all distances >= 0.5 Å', 'valid_fraction'),
+    ('E above hull before relaxation, median (eV/atom)', 'e_hull_median'),
+    ('E above hull before relaxation, mean (eV/atom)', 'e_hull_mean'),
+    ('fraction within 0.1 eV/atom of the hull before relaxation', 'e_hull_below_0.1_fraction'),
+    ('largest force before relaxation, median (eV/Å)', 'max_force_median'),
+    ('largest force before relaxation, mean (eV/Å)', 'max_force_mean'),
+    ('FIRE steps to fmax 0.05 eV/Å (relaxed subset)', 'relax_steps_mean'),
+    ('relaxations converged', 'relax_converged_fraction'),
+    ('E above hull after relaxation, mean (eV/atom)', 'relaxed_e_hull_mean'),
+    ('head: mean force of generated structures after warm-up (eV/Å)', 'head_force_after_warmup'),
+    ('head: mean force of generated structures at the end (eV/Å)', 'head_force_end'),
+    ('head: generated energy above the floor after warm-up (eV/atom)', 'head_energy_after_warmup'),
+    ('head: generated energy above the floor at the end (eV/atom)', 'head_energy_end'),
+    ('training seconds', 'seconds'),
+)
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    runs = report['runs']
+    lines = [
+        '# Guidance ablation: GAN with and without energy/force guidance (Nb-O, CHGNet)', '',
+        f'Produced by `{report["command"]}` on {report["date"]} ({report["machine"]}). '
+        f'Total wall time {report["total_seconds"] / 60:.1f} min.', '',
+        f'Training data: {report["num_records"]} records ({report["num_minima"]} CHGNet-relaxed OQMD phases as '
+        '`minimum`, the rest OQMD geometries with CHGNet single points as `labelled`); no MD frames. '
+        f'Settings: {json.dumps(report["config"])}; guided = weights '
+        f'(energy_weight={report["guided_weights"]["energy_weight"]}, '
+        f'force_weight={report["guided_weights"]["force_weight"]}), unguided = both 0. '
+        f'Seeds {report["seeds"]}; {report["samples"]} generated structures per method per seed over the targets '
+        f'{report["targets"]}; {report["relaxations"]} valid structures per method per seed relaxed '
+        f'(FIRE, fmax 0.05 eV/Å, at most {report["relax_steps"]} steps, cell relaxed). Hull: CHGNet-relaxed OQMD '
+        'phases and elements (pymatgen PhaseDiagram).', '',
+        'Values are the mean ± standard deviation over seeds of the per-run statistic.', '',
+        '| quantity | guided | unguided |', '|---|---|---|',
+    ]
+    for label, key in ROWS:
+        values = {method: [run[method]['summary'].get(key, run[method]['training']['curve'].get(key)
+                                                      if key.startswith('head_') else run[method]['training'].get(key))
+                           for run in runs] for method in METHODS}
+        lines.append(f'| {label} | {fmt(values["guided"])} | {fmt(values["unguided"])} |')
+    lines += ['', '## Verdict', '', report['verdict'], '']
+    path.write_text('\n'.join(lines))
+
+
+def verdict(runs: list[dict[str, Any]]) -> str:
+    """Plain statement of whether guidance lowered E_hull, forces and relaxation steps in every seed / on average."""
+    sentences = []
+    for label, key in (('median energy above the hull', 'e_hull_median'), ('median largest force', 'max_force_median'),
+                       ('mean relaxation steps', 'relax_steps_mean')):
+        pairs = [(run['guided']['summary'][key], run['unguided']['summary'][key]) for run in runs]
+        pairs = [(g, u) for g, u in pairs if g is not None and u is not None]
+        if not pairs:
+            sentences.append(f'{label}: not measured.')
+            continue
+        lower = sum(g < u for g, u in pairs)
+        change = np.mean([g for g, _ in pairs]) - np.mean([u for _, u in pairs])
+        sentences.append(f'{label}: guided lower in {lower} of {len(pairs)} seeds (mean change {change:+.3f}).')
+    return ' '.join(sentences)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--data-dir', type=Path, default=gvr.DEFAULT_DATA, help='folder holding nb-o_oqmd')
+    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
+    parser.add_argument('--work-dir', type=Path, default=None, help='cache of CHGNet results and the models')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--samples', type=int, default=100, help='generated structures per method per seed')
+    parser.add_argument('--relaxations', type=int, default=5, help='relaxed structures per method per seed')
+    parser.add_argument('--relax-steps', type=int, default=300)
+    parser.add_argument('--steps', type=int, default=300, help='training steps')
+    parser.add_argument('--n-max', type=int, default=12)
+    parser.add_argument('--guided-weights', type=float, nargs=2, default=None, metavar=('ENERGY', 'FORCE'),
+                        help='energy_weight and force_weight of the guided run (default: GanConfig)')
+    parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
+    parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
+    parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
+    parser.add_argument('--merge', type=Path, nargs='+', default=None, metavar='JSON',
+                        help='only merge the reports of runs with different seeds into one report in --output-dir')
+    parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
+    parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
+    return parser.parse_args(argv)
+
+
+def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
+    """One report from runs of the same settings with different seeds (run in parallel on a busy machine)."""
+    reports = [json.loads(path.read_text()) for path in paths]
+    report = {**reports[0], 'runs': [run for part in reports for run in part['runs']],
+              'seeds': [seed for part in reports for seed in part['seeds']],
+              'total_seconds': max(part['total_seconds'] for part in reports),
+              'command': ' && '.join(part['command'] for part in reports) + f' && {command}'}
+    report['verdict'] = verdict(report['runs'])
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_markdown(report, output_dir / 'guidance_ablation.md')
+    print(report['verdict'])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.output_dir, 'python benchmarks/guidance_ablation.py ' + shlex.join(
+            sys.argv[1:] if argv is None else list(argv)))
+    data_dir = args.data_dir.resolve()
+    if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
+        print(f'guidance_ablation: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
+        return 0
+    if args.quick:
+        args.seeds, args.steps, args.samples, args.relaxations = args.seeds[:1], 20, 10, 1
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings('ignore')
+    from aiida_crystalgan.engines.mlip.calculators import load_calculator
+
+    from aiida_crystalgan.analysis.hull import build_phase_diagram
+    from aiida_crystalgan.gan import GanConfig
+
+    started = time.perf_counter()
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix='guidance_ablation_'))
+    cache = gvr.Cache(work / 'cache')
+    settings = gvr.Settings(
+        train_steps=args.steps, train_seconds=math.inf, samples_per_target=0, throughput_per_target=0,
+        relaxations=args.relaxations, relax_steps=args.relax_steps, relax_fmax=0.05, max_relax_atoms=args.n_max,
+        reference_relax_steps=150, max_reference_atoms=args.reference_atoms, md_steps=0, md_temperatures=(),
+        md_entries=(), phonons=0, seed=0,
+    )
+    calculator = load_calculator({'model': 'chgnet'})
+    entries = gvr.read_oqmd(data_dir)
+    gvr.log(f'{len(entries)} OQMD entries; labelling with CHGNet (work folder {work})')
+    gvr.label_oqmd(entries, calculator, cache, settings)
+    elements = gvr.elemental_references(calculator, cache, settings)
+    hull = [(entry['final_structure'], entry['energy']) for entry in entries]
+    diagram = build_phase_diagram(hull + [(structure, energy) for structure, energy, _ in elements])
+    records = training_records(entries)
+    targets = gvr.generation_targets(entries, args.n_max)
+    gvr.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
+
+    base = {'n_max': args.n_max, 'steps': args.steps, 'log_every': 10, 'checkpoint_every_steps': 0,
+            'checkpoint_every_minutes': 0.0}
+    for name, value in (('physics_warmup_steps', args.warmup_steps), ('physics_ramp_steps', args.ramp_steps),
+                        ('batch_size', args.batch_size)):
+        if value is not None:
+            base[name] = value
+    defaults = GanConfig()
+    guided = {'energy_weight': defaults.energy_weight, 'force_weight': defaults.force_weight}
+    if args.guided_weights:
+        guided = dict(zip(('energy_weight', 'force_weight'), args.guided_weights))
+    runs = []
+    for seed in args.seeds:
+        run: dict[str, Any] = {'seed': seed}
+        for method, weights in {**METHODS, 'guided': guided}.items():
+            values = {**base, 'seed': seed, **(weights or {})}
+            folder = work / f'{method}-{seed}' if method == 'unguided' or not args.guided_weights else \
+                work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
+            checkpoint, training = train_model(records, values, folder)
+            gvr.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
+            scored = score(checkpoint, targets, args.samples, seed + 100, diagram, calculator, cache,
+                           args.relaxations, args.relax_steps)
+            run[method] = {'training': training, 'summary': summarise(scored), 'scored': scored}
+            gvr.log(f'seed {seed} {method}: {json.dumps(run[method]["summary"])}')
+        runs.append(run)
+
+    command = 'python benchmarks/guidance_ablation.py' + (' ' + shlex.join(sys.argv[1:]) if argv is None and
+                                                         sys.argv[1:] else '')
+    report = {
+        'command': command,
+        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
+        'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores shared with other jobs, 1 torch thread, '
+                   f'torch {torch.__version__}',
+        'config': base, 'guided_weights': guided,
+        'seeds': args.seeds, 'samples': args.samples, 'relaxations': args.relaxations,
+        'relax_steps': args.relax_steps, 'targets': [t.key for t in targets], 'num_records': len(records),
+        'num_minima': sum(record.role == 'minimum' for record in records), 'runs': runs,
+        'total_seconds': time.perf_counter() - started,
+    }
+    report['verdict'] = verdict(runs)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_markdown(report, args.output_dir / 'guidance_ablation.md')
+    gvr.log(report['verdict'])
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
