@@ -92,7 +92,8 @@ def _node_elements(node: orm.Data) -> set[str]:
 def _elemental_phases(node: orm.Data) -> set[str]:
     """The elements of which a structure or a dataset holds a pure phase."""
     if isinstance(node, CrystalDatasetData):
-        return {formula for formula in node.compositions if len(Composition(formula).elements) == 1}
+        compositions = [Composition(formula) for formula in node.compositions]
+        return {composition.elements[0].symbol for composition in compositions if len(composition.elements) == 1}
     symbols = node.get_symbols_set()
     return set(symbols) if len(symbols) == 1 else set()
 
