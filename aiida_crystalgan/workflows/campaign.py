@@ -365,6 +365,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SAMPLING_FAILED
         if not self.ctx.references.is_finished_ok:
             return self.exit_codes.ERROR_REFERENCES_FAILED
+        phases = self.hull_phases()
+        if isinstance(phases, ExitCode):
+            return phases
+        self.ctx.hull_phases = phases
         self._stage('quench')
         inputs = self._stage_inputs('quench', trajectories=dict(self.ctx.sampling.outputs.trajectories),
                                     stability=self.inputs.stability.parameters, engine=dict(self.inputs.engine))
@@ -414,9 +418,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                                          self.inputs.max_formula_units.value, int(model.base.attributes.get('n_max')))
         if not targets:
             return self.exit_codes.ERROR_NO_TARGETS
-        phases = self.hull_phases()
-        if isinstance(phases, ExitCode):
-            return phases
+        phases = self.ctx.hull_phases
         relaxation = self.ctx.references.outputs
         inputs = self._stage_inputs(
             'generation',

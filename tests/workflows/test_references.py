@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
@@ -89,9 +90,15 @@ def test_hull_phases_name_the_phases_on_the_hull():
     assert phases[1]['formation_energy_per_atom'] == pytest.approx(-0.5)
 
 
-def test_cli_reads_reference_files_and_folders(aiida_localhost):
+def test_cli_reads_reference_files_folders_and_datasets(aiida_localhost):
     references = reference_phases((str(REFERENCES),))
     assert {node.get_pymatgen().composition.reduced_formula for node in references.values()} == {'Nb', 'NbO', 'NbO2'}
+    dataset = CrystalDatasetData.from_structures([cubic(['Nb'], [[0, 0, 0]], 3.3)]).store()
+    assert {key: node.uuid for key, node in reference_phases((str(dataset.pk),)).items()} == {
+        f'node_{dataset.pk}': dataset.uuid}
+    not_a_structure = orm.Int(1).store()
+    with pytest.raises(click.BadParameter, match='not a structure or a dataset'):
+        reference_phases((str(not_a_structure.pk),))
 
 
 def test_cli_refuses_references_outside_the_system(aiida_localhost, tmp_path):
