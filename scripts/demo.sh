@@ -16,7 +16,7 @@ aiida-crystalgan setup
 verdi daemon start 1 || verdi daemon restart
 trap 'verdi daemon stop >/dev/null 2>&1 || true' EXIT
 
-aiida-crystalgan campaign submit --system Nb-O --protocol fast --wait
+aiida-crystalgan campaign submit --system Nb-O --protocol fast --references examples/references/nb-o --wait
 aiida-crystalgan candidates | tee "$OUTPUT/candidates.txt"
 aiida-crystalgan report --output-dir "$OUTPUT/report"
 

@@ -14,9 +14,13 @@ import numpy as np
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
-__all__ = ('EntryLike', 'build_phase_diagram', 'energy_above_hull')
+__all__ = ('BELOW_HULL_TOLERANCE', 'EntryLike', 'build_phase_diagram', 'energy_above_hull', 'hull_phases',
+           'named_entry')
 
 EntryLike: TypeAlias = 'PDEntry | tuple[Composition | Structure | str, float]'
+
+#: eV/atom: a phase this far below the hull of the known phases is a possible new ground state, not a routine result.
+BELOW_HULL_TOLERANCE = 1e-3
 
 
 def _composition(value: Composition | Structure | str) -> Composition:
@@ -26,13 +30,18 @@ def _composition(value: Composition | Structure | str) -> Composition:
     return composition.element_composition
 
 
-def _entry(value: EntryLike) -> PDEntry:
+def _entry(value: EntryLike, name: str | None = None) -> PDEntry:
     if isinstance(value, PDEntry):
         return value
     composition, energy = value
     if not np.isfinite(energy):
         raise ValueError(f'energy of {composition} is not finite: {energy}')
-    return PDEntry(_composition(composition), float(energy))
+    return PDEntry(_composition(composition), float(energy), name=name)
+
+
+def named_entry(name: str, composition: Composition | Structure | str, energy: float) -> PDEntry:
+    """A phase-diagram entry of total energy ``energy`` (eV) that :func:`hull_phases` reports as ``name``."""
+    return _entry((composition, energy), name)
 
 
 def build_phase_diagram(entries: Iterable[EntryLike]) -> PhaseDiagram:
@@ -68,3 +77,14 @@ def energy_above_hull(diagram: PhaseDiagram, composition: Composition | Structur
     entry = _entry((composition, energy))
     _, e_above_hull = diagram.get_decomp_and_e_above_hull(entry, allow_negative=True, check_stable=False)
     return float(e_above_hull)
+
+
+def hull_phases(diagram: PhaseDiagram) -> list[dict[str, object]]:
+    """The phases on the hull, along the composition axis: ``name``, ``formula``, ``energy_per_atom`` and
+    ``formation_energy_per_atom`` (eV/atom, relative to the elemental phases of the hull)."""
+    last = diagram.elements[-1]
+    entries = sorted(diagram.stable_entries, key=lambda entry: (entry.composition.get_atomic_fraction(last),
+                                                                 entry.composition.reduced_formula))
+    return [{'name': entry.name, 'formula': entry.composition.reduced_formula,
+             'energy_per_atom': float(entry.energy_per_atom),
+             'formation_energy_per_atom': float(diagram.get_form_energy_per_atom(entry))} for entry in entries]

@@ -30,8 +30,8 @@ def _load_code(label: str, what: str):
                                  'create it with `verdi code create`') from exception
 
 
-def _seed_structures(group_label: str | None, files: tuple[str, ...]) -> dict:
-    """Extra seeds from a group of StructureData and from structure files."""
+def _seed_structures(group_label: str | None, files: tuple[str, ...], datasets: tuple[int, ...] = ()) -> dict:
+    """Extra seeds from a group of StructureData, from structure files and from dataset nodes."""
     from aiida import orm
 
     structures = {}
@@ -52,7 +52,53 @@ def _seed_structures(group_label: str | None, files: tuple[str, ...]) -> dict:
         except Exception as exception:  # noqa: BLE001 - report which file is bad
             raise click.BadParameter(f'cannot read a structure from `{path}`: {exception}') from exception
         structures[f'file_{index}'] = orm.StructureData(pymatgen=structure)
+    structures.update({f'dataset_{pk}': structure_node(pk, '--structures-dataset') for pk in datasets})
     return structures
+
+
+def structure_node(pk: int, option: str):
+    """The structure or dataset node ``pk``; a clear error naming ``option`` for anything else."""
+    from aiida import orm
+
+    from aiida_crystalgan.data.dataset import CrystalDatasetData
+
+    try:
+        node = orm.load_node(pk)
+    except Exception as exception:  # noqa: BLE001 - not existent
+        raise click.BadParameter(f'no node with pk {pk}: {exception}', param_hint=option) from None
+    if not isinstance(node, orm.StructureData | CrystalDatasetData):
+        raise click.BadParameter(f'node {pk} is a {type(node).__name__}, not a structure or a dataset',
+                                 param_hint=option)
+    return node
+
+
+def reference_phases(values: tuple[str, ...]) -> dict:
+    """Reference phases from structure files, folders of CIF files and pks of structure or dataset nodes."""
+    from aiida import orm
+    from pymatgen.core import Structure
+
+    from aiida_crystalgan.workflows.seeds import link_label
+
+    references = {}
+    for value in values:
+        path = Path(value)
+        if value.isdigit() and not path.exists():
+            references[f'node_{value}'] = structure_node(int(value), '--references')
+            continue
+        files = sorted(path.glob('*.cif')) if path.is_dir() else [path]
+        if not path.exists() or not files:
+            raise click.BadParameter(f'`{value}` is neither a structure file, a folder of CIF files nor a node pk',
+                                     param_hint='--references')
+        for file in files:
+            try:
+                structure = Structure.from_file(file)
+            except Exception as exception:  # noqa: BLE001 - report which file is bad
+                raise click.BadParameter(f'cannot read a structure from `{file}`: {exception}',
+                                         param_hint='--references') from exception
+            node = orm.StructureData(pymatgen=structure)
+            node.label = file.stem
+            references[link_label(file.stem)] = node
+    return references
 
 
 def read_yaml(path: str | None) -> dict | None:
@@ -104,6 +150,12 @@ def campaign() -> None:
 @click.option('--structures-group', help='Group of StructureData to add to the seeds.')
 @click.option('--structure-file', 'structure_files', multiple=True, type=click.Path(exists=True, dir_okay=False),
               help='Structure file (CIF, POSCAR, ...) to add to the seeds; repeatable.')
+@click.option('--structures-dataset', 'structures_datasets', multiple=True, type=int,
+              help='pk of a dataset node (e.g. from `dataset import optimade`) whose structures join the seeds; '
+                   'repeatable.')
+@click.option('--references', 'references', multiple=True,
+              help='Known phases for the convex hull: a structure file, a folder of CIF files, or the pk of a '
+                   'structure or dataset node (e.g. from `dataset import optimade`); repeatable.')
 @click.option('--group-label', help='Group for the predicted structures.')
 @click.option('--wait/--no-wait', default=False, help='Follow the campaign until it ends, printing its reports.')
 @click.option('--daemon/--no-daemon', default=True, show_default=True,
@@ -111,7 +163,7 @@ def campaign() -> None:
 @decorators.with_dbenv()
 def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engine_settings, engine_options,
                     train_code, train_options, generate_code, overrides, structures_group, structure_files,
-                    group_label, wait, daemon) -> None:
+                    structures_datasets, references, group_label, wait, daemon) -> None:
     """Submit a campaign for a chemical system."""
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -133,17 +185,21 @@ def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engi
             system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
             _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
             engine_protocol=engine_protocol, engine_settings=settings, engine_options=engine_options,
-            train_options=train_options, structures=_seed_structures(structures_group, structure_files),
+            train_options=train_options, references=reference_phases(references),
+            structures=_seed_structures(structures_group, structure_files, structures_datasets),
         )
     except ValueError as exception:  # an unknown override key or engine protocol
         raise click.BadParameter(str(exception), param_hint='--overrides') from exception
     if group_label:
         builder.group_label = orm.Str(group_label)
-    if not daemon:
-        _, node = run_get_node(builder)
-        echo.echo_report(f'campaign {node.pk} finished with exit status {node.exit_status}')
-        return
-    node = submit(builder)
+    try:
+        if not daemon:
+            _, node = run_get_node(builder)
+            echo.echo_report(f'campaign {node.pk} finished with exit status {node.exit_status}')
+            return
+        node = submit(builder)
+    except ValueError as exception:  # inputs refused by the campaign's validators, before any node is stored
+        raise click.UsageError(str(exception)) from exception
     echo.echo_success(f'submitted campaign <{node.pk}> ({system}, protocol `{protocol}`, engine `{engine}`)')
     if wait:
         follow(node)

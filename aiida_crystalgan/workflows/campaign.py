@@ -7,20 +7,19 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ExitCode, ToContext, WorkChain, calcfunction
 from pymatgen.core import Composition
 
-from aiida_crystalgan.data.dataset import CrystalDatasetData, to_record
+from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
 from aiida_crystalgan.engines.base import expose_engine_inputs, load_engine
-from aiida_crystalgan.engines.outputs import read_results
-from aiida_crystalgan.io import MINIMUM
 from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.protocols.utils import validate_override_keys
+from aiida_crystalgan.workflows.quench import QuenchWorkChain, relaxed_datasets, split_roles
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
-from aiida_crystalgan.workflows.seeds import SeedsWorkChain, validate_system
+from aiida_crystalgan.workflows.seeds import SeedsWorkChain, link_label, validate_system
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
@@ -28,6 +27,7 @@ from aiida_crystalgan.workflows.training import TrainingWorkChain
 STAGE_WORKCHAINS = {
     'seeds': SeedsWorkChain,
     'sampling': SamplingWorkChain,
+    'quench': QuenchWorkChain,
     'stability': StabilityWorkChain,
     'training': TrainingWorkChain,
     'generation': GenerationWorkChain,
@@ -36,27 +36,97 @@ STAGE_WORKCHAINS = {
 RUNTIME_INPUTS = {
     'seeds': ('system', 'structures'),
     'sampling': ('structures', 'engine'),
+    'quench': ('snapshots', 'trajectories', 'stability', 'engine'),
     'stability': ('structures', 'engine'),
     'training': ('train.dataset', 'train.parent_model'),
     'generation': ('generate.model', 'training_dataset', 'stability', 'reference_structures', 'reference_results',
                    'engine'),
 }
+#: Stages that use the campaign's ``stability`` parameters instead of their own.
+SHARED_STABILITY = ('quench', 'generation')
+#: Key prefix of the reference phases among the structures that the campaign relaxes with the seeds.
+REFERENCE_PREFIX = 'reference_'
 
 
 @calcfunction
-def merge_training_data(snapshots: CrystalDatasetData, **minima: orm.Data) -> CrystalDatasetData:
-    """The training set: MD snapshots plus the relaxed local minima (``structure_<key>`` with ``results_<key>``)."""
-    def records():
-        yield from snapshots
-        for name, structure in minima.items():
-            if not name.startswith('structure_'):
-                continue
-            key = name.removeprefix('structure_')
-            yield to_record(structure, **read_results(minima[f'results_{key}']), source=structure.uuid,
-                            label=f'minimum:{key}', role=MINIMUM)
+def structures_from_datasets(**datasets: CrystalDatasetData) -> dict[str, orm.StructureData]:
+    """Every structure of each dataset as a ``StructureData`` ``<dataset>_<index>``, labelled as in the dataset."""
+    outputs = {}
+    for name, dataset in datasets.items():
+        for index, record in enumerate(dataset):
+            structure = orm.StructureData(ase=record.to_ase())
+            structure.label = record.label
+            outputs[f'{name}_{index}'] = structure
+    return outputs
 
-    return CrystalDatasetData(records(), metadata={'origin': 'md snapshots and local minima',
-                                                   'snapshots': snapshots.uuid})
+
+@calcfunction
+def merge_training_data(snapshots: CrystalDatasetData, **datasets: CrystalDatasetData) -> CrystalDatasetData:
+    """The training set: MD snapshots and relaxed structures (``labelled``) and the distinct local minima.
+
+    ``datasets`` holds ``labelled_<origin>`` and ``minima_<origin>`` datasets (quenched snapshots, relaxed seeds and
+    references); equivalent minima of different origins are merged, the lowest energy kept as the ``minimum`` and the
+    others kept as ``labelled`` data.
+    """
+    labelled = [record for name, dataset in datasets.items() if name.startswith('labelled_') for record in dataset]
+    minima = [record for name, dataset in datasets.items() if name.startswith('minima_') for record in dataset]
+    labelled, unique = split_roles(labelled, minima)
+    metadata = {'origin': 'md snapshots, relaxed structures and local minima', 'snapshots': snapshots.uuid,
+                'parts': {name: dataset.uuid for name, dataset in datasets.items()}}
+    return CrystalDatasetData([*snapshots.records(), *labelled, *unique], metadata=metadata)
+
+
+def split_relaxed(summary: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """``(relaxed, failed)`` keys of a ``crystalgan.stability`` summary: a structure whose relaxation neither
+    converged nor brought its largest force below the tolerance failed, and stays out of the convex hull."""
+    failed = sorted(key for key, verdict in summary.items()
+                    if not (verdict['converged'] or verdict['forces_below_tolerance']))
+    return [key for key in summary if key not in failed], failed
+
+
+def _node_elements(node: orm.Data) -> set[str]:
+    """The elements of a structure or of a dataset."""
+    return set(node.elements) if isinstance(node, CrystalDatasetData) else set(node.get_symbols_set())
+
+
+def _elemental_phases(node: orm.Data) -> set[str]:
+    """The elements of which a structure or a dataset holds a pure phase."""
+    if isinstance(node, CrystalDatasetData):
+        compositions = [Composition(formula) for formula in node.compositions]
+        return {composition.elements[0].symbol for composition in compositions if len(composition.elements) == 1}
+    symbols = node.get_symbols_set()
+    return set(symbols) if len(symbols) == 1 else set()
+
+
+def validate_inputs(inputs: dict[str, Any], _) -> str | None:
+    """Seeds and references hold only elements of the system, and every element has a pure phase for the hull.
+
+    The pure phases are looked for among the ``references``, the user's ``structures`` and, when the seeds use them,
+    the built-in prototypes.
+    """
+    from aiida_crystalgan.structures.prototypes import seed_structures
+
+    try:
+        elements = parse_system(inputs['system'].value)
+    except (KeyError, ValueError):
+        return None  # the `system` port reports it
+    elemental = set()
+    for namespace in ('structures', 'references'):
+        for key, node in inputs.get(namespace, {}).items():
+            foreign = sorted(_node_elements(node) - set(elements))
+            if foreign:
+                return f'`{namespace}.{key}` contains {", ".join(foreign)}, outside the system {inputs["system"].value}'
+            elemental |= _elemental_phases(node)
+    seeds = inputs.get('seeds', {})
+    if 'use_prototypes' in seeds and seeds['use_prototypes'].value and 'max_atoms' in seeds:
+        for seed in seed_structures(inputs['system'].value, max_atoms=seeds['max_atoms'].value):
+            if len(seed.structure.composition.elements) == 1:
+                elemental.add(seed.structure.composition.elements[0].symbol)
+    missing = [element for element in elements if element not in elemental]
+    if missing:
+        return (f'no pure phase of {", ".join(missing)} among the references and seeds: the convex hull needs every '
+                'element of the system; add one to `references`')
+    return None
 
 
 def generation_targets(structures: list[orm.StructureData], max_formula_units: int, n_max: int) -> list[dict]:
@@ -83,13 +153,17 @@ def _without(inputs: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
 
 
 class CampaignWorkChain(ProtocolMixin, WorkChain):
-    """Seeds → MD sampling and reference relaxations → dataset → GAN training → generation and validation.
+    """Seeds → MD sampling and relaxation of seeds and references → quench → dataset → GAN → generation.
 
     Every stage is a process of its own, so the provenance graph of a predicted structure reaches back to the
     engine calculations that produced the training data. The daemon checkpoints the campaign between stages: it
     survives daemon restarts, and ``verdi process pause/play`` stops and resumes it. Each stage's inputs are exposed
-    in a namespace of its name (``seeds``, ``sampling``, ``stability``, ``training``, ``generation``); the stability
-    parameters serve both the reference phases and the generated candidates.
+    in a namespace of its name (``seeds``, ``sampling``, ``quench``, ``stability``, ``training``, ``generation``); the
+    stability parameters serve the seeds, the reference phases, the quenched snapshots and the generated candidates.
+
+    The training set holds the MD snapshots and every relaxed structure as ``labelled`` data, and the distinct local
+    minima (relaxed seeds, references and quenched snapshots with forces below the tolerance and no imaginary phonon
+    mode) as ``minimum``. The convex hull is built from the relaxed seeds and references.
     """
 
     _protocol_file = 'campaign.yaml'
@@ -98,8 +172,13 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('system', valid_type=orm.Str, validator=validate_system, help='Chemical system, e.g. `Nb-O`.')
-        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
-                             help='Extra seed structures (files, groups, OPTIMADE).')
+        spec.input_namespace('structures', valid_type=(orm.StructureData, CrystalDatasetData), dynamic=True,
+                             required=False,
+                             help='Extra seed structures, or datasets of them (files, groups, OPTIMADE imports).')
+        spec.input_namespace('references', valid_type=(orm.StructureData, CrystalDatasetData), dynamic=True,
+                             required=False,
+                             help='Known phases of the system, or datasets of them: relaxed with the engine, they '
+                                  'join the seeds in the convex hull and, as local minima, the training set.')
         spec.input('max_formula_units', valid_type=orm.Int,
                    help='Generation targets: every compound of the seeds at 1 to this many formula units.')
         spec.input('targets', valid_type=orm.List, required=False,
@@ -111,9 +190,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             spec.expose_inputs(workchain, namespace=namespace, exclude=RUNTIME_INPUTS[namespace])
             spec.inputs[namespace].validator = None  # the stage validates its complete inputs when it is submitted
         spec.inputs['generation']['generate'].validator = None
+        spec.inputs.validator = validate_inputs
         spec.outline(
             cls.run_seeds,
             cls.run_sampling_and_references,
+            cls.run_quench,
             cls.build_dataset,
             cls.run_training,
             cls.run_generation,
@@ -125,22 +206,34 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
+        spec.output('hull', valid_type=orm.Dict, required=False,
+                    help='`phases`: the relaxed seeds and references on the convex hull.')
         spec.exit_code(710, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
         spec.exit_code(711, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
-        spec.exit_code(712, 'ERROR_REFERENCES_FAILED', message='The relaxation of the reference phases failed.')
+        spec.exit_code(712, 'ERROR_REFERENCES_FAILED',
+                       message='The relaxation of the seeds and reference phases failed.')
         spec.exit_code(713, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
         spec.exit_code(714, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
         spec.exit_code(715, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
         spec.exit_code(716, 'ERROR_MISSING_ELEMENTAL_SEED',
                        message='No seed of pure {elements}: the convex hull needs every element; raise '
-                               '`seeds.max_atoms` or give one with `structures`.')
+                               '`seeds.max_atoms` or give one with `structures` or `references`.')
+        spec.exit_code(717, 'ERROR_NO_MINIMA',
+                       message='No local minimum in the training set: no relaxed seed, reference or quenched snapshot '
+                               'has forces below the tolerance and no imaginary phonon mode, and the GAN\'s critic '
+                               'needs minima as real data; give known phases as `references`, or loosen '
+                               '`stability.force_tolerance` or raise `quench.max_snapshots`.')
+        spec.exit_code(718, 'ERROR_HULL_INCOMPLETE',
+                       message='No pure phase of {elements} relaxed: the convex hull needs every element.')
+        spec.exit_code(719, 'ERROR_QUENCH_FAILED', message='The quench of the MD snapshots failed.')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
         """The campaign's own keys and, under each stage's name, the keys of that stage's protocol."""
         keys = {**super().get_override_keys(),
                 **{name: workchain.get_override_keys() for name, workchain in STAGE_WORKCHAINS.items()}}
-        keys['generation'] = {key: value for key, value in keys['generation'].items() if key != 'stability'}
+        for name in SHARED_STABILITY:
+            keys[name] = {key: value for key, value in keys[name].items() if key != 'stability'}
         return keys
 
     @classmethod
@@ -151,7 +244,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         validate_override_keys(overrides, cls.get_override_keys())
         stages = {name: workchain.get_protocol_inputs(protocol, overrides.pop(name, None))
                   for name, workchain in STAGE_WORKCHAINS.items()}
-        stages['generation'].pop('stability')
+        for name in SHARED_STABILITY:
+            stages[name].pop('stability')
         return {**super().get_protocol_inputs(protocol, overrides), **stages}
 
     @classmethod
@@ -162,12 +256,16 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                                   engine_settings: dict[str, Any] | None = None,
                                   engine_options: dict[str, Any] | None = None,
                                   train_options: dict[str, Any] | None = None,
-                                  structures: dict[str, orm.StructureData] | None = None):
+                                  structures: dict[str, orm.StructureData | CrystalDatasetData] | None = None,
+                                  references: dict[str, orm.StructureData | CrystalDatasetData] | None = None):
         """A ready builder for ``system``: every stage built from its own protocol named ``protocol``.
 
         :param protocol: `fast`, `balanced` or `precise` (default: the plugin's default protocol, `fast`).
         :param overrides: the campaign's own keys (``max_formula_units``, ``targets``) and, under a stage's name
-            (``seeds``, ``sampling``, ``stability``, ``training``, ``generation``), values over that stage's protocol.
+            (``seeds``, ``sampling``, ``quench``, ``stability``, ``training``, ``generation``), values over that
+            stage's protocol.
+        :param structures: extra seeds (structures or datasets of them).
+        :param references: known phases of the system (structures or datasets of them) for the convex hull.
         :param engine_protocol: the engine's numerical protocol (default: ``protocol``, so that `precise` campaigns
             get precise DFT); any of the engine's protocols.
         :raises ValueError: for an unknown protocol, engine protocol or override key, or a malformed ``system``.
@@ -190,6 +288,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             'seeds': SeedsWorkChain.get_builder_from_protocol(system, protocol, stage_overrides['seeds']),
             'sampling': SamplingWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
                                                                     stage_overrides['sampling']),
+            'quench': QuenchWorkChain.get_builder_from_protocol(engine_inputs, protocol=protocol,
+                                                                overrides=stage_overrides['quench']),
             'stability': StabilityWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
                                                                       stage_overrides['stability']),
             'training': TrainingWorkChain.get_builder_from_protocol(train_code, None, protocol,
@@ -207,6 +307,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             builder[name]._merge(_without(stage._inputs(prune=True), RUNTIME_INPUTS[name]))
         if structures:
             builder.structures = structures
+        if references:
+            builder.references = references
         return builder
 
     def _stage(self, name: str) -> None:
@@ -218,48 +320,81 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         inputs.update(runtime)
         return inputs
 
+    def _expand(self, namespace: str) -> dict[str, orm.StructureData]:
+        """The structures of input ``namespace``, those of its datasets included (through a calcfunction)."""
+        nodes = dict(self.inputs.get(namespace, {}))
+        structures = {key: node for key, node in nodes.items() if isinstance(node, orm.StructureData)}
+        datasets = {link_label(key): node for key, node in nodes.items() if isinstance(node, CrystalDatasetData)}
+        if datasets:
+            structures.update(structures_from_datasets(**datasets))
+        return structures
+
     def run_seeds(self):
         """Collect the seed structures."""
         self._stage('seeds')
         inputs = self._stage_inputs('seeds', system=self.inputs.system)
-        if 'structures' in self.inputs:
-            inputs.structures = dict(self.inputs.structures)
+        structures = self._expand('structures')
+        if structures:
+            inputs.structures = structures
         return ToContext(seeds=self.submit(SeedsWorkChain, **inputs))
 
     def run_sampling_and_references(self):
-        """MD sampling and the relaxation + phonon check of the seeds run side by side."""
+        """MD sampling of the seeds, and the relaxation + force and phonon checks of seeds and references together."""
         if not self.ctx.seeds.is_finished_ok:
             return self.exit_codes.ERROR_SEEDS_FAILED
         seeds = dict(self.ctx.seeds.outputs.structures)
-        elemental = {next(iter(s.get_symbols_set())) for s in seeds.values() if len(s.get_symbols_set()) == 1}
-        missing = sorted(set(parse_system(self.inputs.system.value)) - elemental)
+        references = {f'{REFERENCE_PREFIX}{key}': s for key, s in self._expand('references').items()}
+        elemental = {next(iter(s.get_symbols_set())) for s in (*seeds.values(), *references.values())
+                     if len(s.get_symbols_set()) == 1}
+        missing = [element for element in parse_system(self.inputs.system.value) if element not in elemental]
         if missing:
             return self.exit_codes.ERROR_MISSING_ELEMENTAL_SEED.format(elements=', '.join(missing))
         self._stage('sampling')
         self.out('seeds', seeds)
         engine = dict(self.inputs.engine)
         sampling = self.submit(SamplingWorkChain, **self._stage_inputs('sampling', structures=seeds, engine=engine))
-        references = self.submit(StabilityWorkChain,
-                                 **self._stage_inputs('stability', structures=seeds, engine=engine))
-        self.report(f'sampling {len(seeds)} seeds with MD<{sampling.pk}>, checking them with <{references.pk}>')
-        return ToContext(sampling=sampling, references=references)
+        inputs = self._stage_inputs('stability', structures={**seeds, **references}, engine=engine)
+        relaxation = self.submit(StabilityWorkChain, **inputs)
+        self.report(f'sampling {len(seeds)} seeds with MD<{sampling.pk}>, relaxing and checking them and '
+                    f'{len(references)} reference phases with <{relaxation.pk}>')
+        return ToContext(sampling=sampling, references=relaxation)
 
-    def build_dataset(self):
-        """Snapshots plus local minima, through a calcfunction."""
+    def run_quench(self):
+        """Relax snapshots of every MD trajectory to their local minimum, with forces and phonons checked."""
         if not self.ctx.sampling.is_finished_ok:
             return self.exit_codes.ERROR_SAMPLING_FAILED
         if not self.ctx.references.is_finished_ok:
             return self.exit_codes.ERROR_REFERENCES_FAILED
+        phases = self.hull_phases()
+        if isinstance(phases, ExitCode):
+            return phases
+        self.ctx.hull_phases = phases
+        self._stage('quench')
+        inputs = self._stage_inputs('quench', trajectories=dict(self.ctx.sampling.outputs.trajectories),
+                                    stability=self.inputs.stability.parameters, engine=dict(self.inputs.engine))
+        return ToContext(quench=self.submit(QuenchWorkChain, **inputs))
+
+    def build_dataset(self):
+        """MD snapshots, relaxed structures and the distinct local minima, through calcfunctions."""
+        if not self.ctx.quench.is_finished_ok:
+            return self.exit_codes.ERROR_QUENCH_FAILED
         self._stage('dataset')
-        references = self.ctx.references.outputs
-        minima = {}
-        for key, structure in (references.minima.items() if 'minima' in references else []):
-            minima[f'structure_{key}'] = structure
-            minima[f'results_{key}'] = references.results[key]
-        dataset = merge_training_data(self.ctx.sampling.outputs.snapshots, **minima)
+        relaxation = self.ctx.references.outputs
+        nodes = {}
+        for key, structure in relaxation.relaxed_structures.items():
+            nodes[f'structure_{key}'] = structure
+            nodes[f'results_{key}'] = relaxation.results[key]
+        relaxed = relaxed_datasets(relaxation.summary, orm.Str('relaxed seeds and references'), **nodes)
+        datasets = {f'{role}_relaxed': dataset for role, dataset in relaxed.items()}
+        quench = self.ctx.quench.outputs
+        datasets.update({f'{role}_quench': quench[role] for role in ('labelled', 'minima') if role in quench})
+        dataset = merge_training_data(self.ctx.sampling.outputs.snapshots, **datasets)
         self.ctx.dataset = dataset
         self.out('dataset', dataset)
-        self.report(f'training set of {dataset.size} structures ({len(minima) // 2} local minima)')
+        self.report(f'training set of {dataset.size} structures: {dataset.num_minima} distinct local minima '
+                    f'(`{MINIMUM}`) and {dataset.num_labelled} MD snapshots and relaxed structures (`{LABELLED}`)')
+        if dataset.num_minima == 0:
+            return self.exit_codes.ERROR_NO_MINIMA
         return None
 
     def run_training(self):
@@ -283,19 +418,36 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
                                          self.inputs.max_formula_units.value, int(model.base.attributes.get('n_max')))
         if not targets:
             return self.exit_codes.ERROR_NO_TARGETS
-        references = self.ctx.references.outputs
+        phases = self.ctx.hull_phases
+        relaxation = self.ctx.references.outputs
         inputs = self._stage_inputs(
             'generation',
             training_dataset=self.ctx.dataset,
             stability=self.inputs.stability.parameters,
-            reference_structures=dict(references.relaxed_structures),
-            reference_results=dict(references.results),
+            reference_structures={key: relaxation.relaxed_structures[key] for key in phases},
+            reference_results={key: relaxation.results[key] for key in phases},
             engine=dict(self.inputs.engine),
         )
         generate = inputs['generate']
         generate['model'] = model
         generate['parameters'] = orm.Dict({**generate['parameters'].get_dict(), 'targets': targets})
         return ToContext(generation=self.submit(GenerationWorkChain, **inputs))
+
+    def hull_phases(self) -> list[str] | ExitCode:
+        """Keys of the relaxed seeds and references that enter the hull; those that did not relax are reported."""
+        summary = self.ctx.references.outputs.summary.get_dict()
+        phases, failed = split_relaxed(summary)
+        for key in failed:
+            what = 'reference phase' if key.startswith(REFERENCE_PREFIX) else 'seed'
+            self.report(f'{what} `{key.removeprefix(REFERENCE_PREFIX)}` did not relax (largest force '
+                        f'{summary[key]["max_force"]:.3g} eV/Å): left out of the convex hull')
+        relaxed = self.ctx.references.outputs.relaxed_structures
+        elemental = {next(iter(relaxed[key].get_symbols_set())) for key in phases
+                     if len(relaxed[key].get_symbols_set()) == 1}
+        missing = [element for element in parse_system(self.inputs.system.value) if element not in elemental]
+        if missing:
+            return self.exit_codes.ERROR_HULL_INCOMPLETE.format(elements=', '.join(missing))
+        return phases
 
     def results(self):
         """Expose the predictions and put them in the campaign's group."""
@@ -314,6 +466,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         if predicted:
             self.out('predicted', predicted)
             self.out('evaluation', node.outputs.evaluation)
+            self.out('hull', node.outputs.hull)
+            phases = ', '.join(f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
+                               for phase in node.outputs.hull['phases'])
+            self.report(f'convex hull of the relaxed seeds and references: {phases}')
         self.node.base.extras.set('crystalgan_group', label)
         self._stage('finished')
         self.report(f'{len(predicted)} predicted structures in group `{label}`')

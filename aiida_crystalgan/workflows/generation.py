@@ -54,15 +54,24 @@ def postprocess_candidates(candidates: CrystalDatasetData, training: CrystalData
 
 
 @calcfunction
-def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, **nodes: orm.Data) -> orm.Dict:
-    """Energy above the convex hull (eV/atom), space group and novelty of every relaxed candidate.
+def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, **nodes: orm.Data) -> dict[str, orm.Dict]:
+    """Energy above the convex hull (eV/atom), space group and novelty of every relaxed candidate, and the hull.
 
     ``nodes`` holds ``reference_structure_<key>`` / ``reference_results_<key>`` (the relaxed reference phases, same
-    engine) and ``structure_<key>`` / ``results_<key>`` (the relaxed candidates).
+    engine) and ``structure_<key>`` / ``results_<key>`` (the relaxed candidates). A candidate more than
+    ``BELOW_HULL_TOLERANCE`` below the hull of the references is flagged ``possible_new_ground_state``: either a
+    discovery or a reference set that misses a known phase, for a scientist to check. Returns ``evaluation`` (per
+    candidate) and ``hull`` (``phases``: the references on the hull).
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    from aiida_crystalgan.analysis.hull import build_phase_diagram, energy_above_hull
+    from aiida_crystalgan.analysis.hull import (
+        BELOW_HULL_TOLERANCE,
+        build_phase_diagram,
+        energy_above_hull,
+        hull_phases,
+        named_entry,
+    )
     from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
 
     def pairs(prefix: str):
@@ -71,7 +80,8 @@ def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, **nod
                 key = name.removeprefix(f'{prefix}structure_')
                 yield key, structure.get_pymatgen(), nodes[f'{prefix}results_{key}'].base.attributes.get('energy')
 
-    diagram = build_phase_diagram([(structure, energy) for _, structure, energy in pairs('reference_')])
+    diagram = build_phase_diagram([named_entry(key, structure, energy)
+                                   for key, structure, energy in pairs('reference_')])
     candidates = list(pairs(''))
     training_structures = [record.to_pymatgen() for record in training]
     matches = reference_matches([structure for _, structure, _ in candidates], training_structures, make_matcher())
@@ -82,15 +92,17 @@ def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, **nod
             spacegroup = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_symbol()
         except Exception:  # noqa: BLE001 - spglib may fail on a badly distorted cell
             spacegroup = 'P1'
+        e_above_hull = energy_above_hull(diagram, structure.composition, energy)
         evaluation[key] = {
             **verdicts[key],
             'formula': structure.composition.reduced_formula,
             'spacegroup': spacegroup,
             'num_atoms': len(structure),
-            'e_above_hull': energy_above_hull(diagram, structure.composition, energy),
+            'e_above_hull': e_above_hull,
+            'possible_new_ground_state': e_above_hull < -BELOW_HULL_TOLERANCE,
             'is_novel': match is None,
         }
-    return orm.Dict(evaluation)
+    return {'evaluation': orm.Dict(evaluation), 'hull': orm.Dict({'phases': hull_phases(diagram)})}
 
 
 class GenerationWorkChain(ProtocolMixin, WorkChain):
@@ -130,6 +142,8 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
                               help='Relaxed candidates, with their evaluation as extras.')
         spec.output('evaluation', valid_type=orm.Dict, required=False,
                     help='Per predicted structure: energy above hull, forces, phonons, novelty, space group.')
+        spec.output('hull', valid_type=orm.Dict, required=False,
+                    help='`phases`: the reference phases on the convex hull (name, formula, energies per atom).')
         spec.exit_code(650, 'ERROR_GENERATION_FAILED', message='The generation calculation failed.')
         spec.exit_code(651, 'ERROR_VALIDATION_FAILED', message='The validation of the candidates failed.')
 
@@ -225,11 +239,17 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         for key, structure in relaxed.items():
             nodes[f'structure_{key}'] = structure
             nodes[f'results_{key}'] = node.outputs.results[key]
-        evaluation = evaluate_candidates(node.outputs.summary, self.inputs.training_dataset, **nodes)
+        outputs = evaluate_candidates(node.outputs.summary, self.inputs.training_dataset, **nodes)
+        evaluation = outputs['evaluation']
         for key, values in evaluation.get_dict().items():
             relaxed[key].base.extras.set_many({f'crystalgan_{name}': value for name, value in values.items()})
         self.ctx.predicted = relaxed
         self.ctx.evaluation = evaluation
+        self.ctx.hull = outputs['hull']
+        below = sorted(key for key, values in evaluation.get_dict().items() if values['possible_new_ground_state'])
+        if below:
+            self.report(f'candidates {below} lie below the hull of the reference phases: possible new ground states '
+                        '(or a known phase missing from the references), flagged `possible_new_ground_state`')
         return None
 
     def results(self) -> None:
@@ -239,5 +259,6 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         if 'predicted' in self.ctx:
             self.out('predicted', self.ctx.predicted)
             self.out('evaluation', self.ctx.evaluation)
+            self.out('hull', self.ctx.hull)
             minima = sum(v['is_local_minimum'] for v in self.ctx.evaluation.get_dict().values())
             self.report(f'{len(self.ctx.predicted)} candidates validated, {minima} are local minima')

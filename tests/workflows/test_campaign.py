@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from click.testing import CliRunner
+from pymatgen.core import Structure
 
 from aiida_crystalgan.cli import cmd_root
+from aiida_crystalgan.importers.cleaning import deduplicate_minima
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
+from aiida_crystalgan.workflows.quench import QuenchWorkChain
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
 pytestmark = pytest.mark.slow
+
+#: Two of the shipped known phases: bcc Nb (also a seed: its two minima merge) and NbO.
+REFERENCES = [Path(__file__).parents[2] / 'examples' / 'references' / 'nb-o' / name
+              for name in ('Nb-bcc.cif', 'NbO-Pm-3m.cif')]
 
 
 def invoke(*arguments: str):
@@ -26,15 +35,18 @@ def invoke(*arguments: str):
 
 def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_overrides,
                                      tmp_path):
+    references = {path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path))
+                  for path in REFERENCES}
     builder = CampaignWorkChain.get_builder_from_protocol('Nb-O', mlip_code, train_code, generate_code,
-                                                          protocol='fast', overrides=tiny_overrides())
+                                                          protocol='fast', overrides=tiny_overrides(),
+                                                          references=references)
     builder.group_label = orm.Str('test/campaign')
     node = submit_and_await(builder, timeout=1800)
     assert node.is_finished_ok, node.exit_message
 
     # every stage ran as its own process
     labels = {n.process_class for n in node.called}
-    assert {SamplingWorkChain, StabilityWorkChain, TrainingWorkChain, GenerationWorkChain} <= labels
+    assert {SamplingWorkChain, QuenchWorkChain, StabilityWorkChain, TrainingWorkChain, GenerationWorkChain} <= labels
     assert node.base.extras.get('crystalgan_stage') == 'finished'
 
     # the force-checked seeds went through the phonon check
@@ -43,12 +55,19 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     for phonon in (n for n in phonons if n.is_finished_ok):
         assert isinstance(phonon.outputs.min_frequency.value, float)
 
-    # the training data are MD snapshots (with energies and forces) plus local minima
+    # the training data: MD snapshots and relaxed structures (labelled) plus distinct local minima
     dataset = node.outputs.dataset
     assert dataset.base.attributes.get('has_forces')
     assert dataset.base.attributes.get('has_energies')
-    assert dataset.size > 1
+    assert dataset.num_minima >= 1 and dataset.num_labelled > dataset.num_minima
     assert all(np.isfinite(record.energy) and np.isfinite(record.forces).all() for record in dataset)
+    assert any(record.label.startswith('quench:') for record in dataset)
+    kept, merged = deduplicate_minima(dataset.records(role='minimum'))
+    assert len(kept) == dataset.num_minima and not merged  # no two minima are the same structure
+
+    # the hull: relaxed seeds and references, listed with names
+    phases = node.outputs.hull['phases']
+    assert {'Nb', 'O2'} <= {phase['formula'] for phase in phases}
 
     # the physics head learned from those energies and forces: a finite loss at every logged step
     training = next(n for n in node.called if n.process_class is TrainingWorkChain)
@@ -62,7 +81,8 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert {n.uuid for n in group.nodes} == {n.uuid for n in predicted}
     for structure in predicted:
         extras = structure.base.extras.all
-        for key in ('formula', 'spacegroup', 'e_above_hull', 'max_force', 'is_local_minimum', 'is_novel'):
+        for key in ('formula', 'spacegroup', 'e_above_hull', 'max_force', 'is_local_minimum', 'is_novel',
+                    'possible_new_ground_state'):
             assert f'crystalgan_{key}' in extras
         assert isinstance(extras['crystalgan_e_above_hull'], float)
 

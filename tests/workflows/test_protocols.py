@@ -21,6 +21,7 @@ PROTOCOLS = ('fast', 'balanced', 'precise')
 OVERRIDES = {
     'targets': [{'composition': 'NbO2', 'formula_units': 2}],
     'sampling': {'temperatures': [500]},
+    'quench': {'max_snapshots': 3},
     'stability': {'check_phonons': False, 'phonons': {'supercell_matrix': [2, 2, 2]}},
     'training': {'config': {'latent_dim': 16}, 'max_wallclock_seconds': 3600},
     'generation': {'postprocess': {'validity': {'min_distance': 0.8}}},
@@ -86,6 +87,8 @@ def test_default_protocol_is_one_for_the_plugin(codes):
     ({'stability': {'phonons': {'qmesh': [2, 2, 2]}}}, 'stability.phonons.qmesh'),
     ({'training': {'config': {'stepz': 10}}}, 'training.config.stepz'),
     ({'generation': {'stability': {'force_tolerance': 0.1}}}, 'generation.stability'),
+    ({'quench': {'stability': {'force_tolerance': 0.1}}}, 'quench.stability'),
+    ({'quench': {'max_snapshot': 2}}, 'quench.max_snapshot'),
 ])
 def test_unknown_override_keys_are_refused(codes, overrides, key):
     with pytest.raises(ValueError, match=f'unknown override key `{key}`'):

@@ -1,0 +1,94 @@
+"""The quench stage: MD snapshots relaxed to their local minima, minima deduplicated, roles in the datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from pymatgen.core import Lattice, Structure
+
+from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, StructureRecord
+from aiida_crystalgan.workflows.quench import QuenchWorkChain, evenly_spaced, select_snapshots, split_roles
+from aiida_crystalgan.workflows.sampling import SamplingWorkChain
+
+#: Loose relaxation and coarse phonons: seconds for a 2-atom cell.
+STABILITY = {'relax': {'fmax': 0.05, 'max_steps': 100}, 'force_tolerance': 0.1,
+             'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}}
+
+
+def bcc_niobium(a: float = 3.32) -> Structure:
+    return Structure(Lattice.cubic(a), ['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def count_process_nodes() -> int:
+    return orm.QueryBuilder().append(orm.ProcessNode).count()
+
+
+@pytest.mark.parametrize(('count', 'maximum', 'expected'), [
+    (1, 3, [0]), (2, 3, [1]), (11, 1, [10]), (11, 3, [1, 6, 10]), (4, 10, [1, 2, 3]),
+])
+def test_evenly_spaced_frames_skip_the_start_and_keep_the_last(count, maximum, expected):
+    assert evenly_spaced(count, maximum) == expected
+
+
+def test_snapshots_of_a_dataset_are_subsampled_per_trajectory():
+    """Two trajectories (label prefix ``<key>:``) of five frames each: two frames of each, the last included."""
+    structures, labels = [], []
+    for key in ('nb_300K', 'nb_900K'):
+        for frame in range(5):
+            structures.append(bcc_niobium(3.30 + 0.01 * frame))
+            labels.append(f'{key}:{frame}')
+    snapshots = CrystalDatasetData.from_structures(structures, labels=labels, sources=['traj'] * 10)
+    selected = select_snapshots(snapshots, orm.Int(2))
+    assert sorted(selected) == ['nb_300K_f1', 'nb_300K_f4', 'nb_900K_f1', 'nb_900K_f4']
+    assert selected['nb_900K_f4'].cell[0][0] == pytest.approx(3.34)
+
+
+def test_equivalent_minima_keep_the_lowest_energy_and_the_others_stay_labelled():
+    def record(a: float, energy: float, label: str) -> StructureRecord:
+        return StructureRecord.from_pymatgen(bcc_niobium(a), energy=energy, forces=np.zeros((2, 3)), label=label)
+
+    labelled, minima = split_roles([record(3.5, -19.0, 'md')], [record(3.32, -20.0, 'a'), record(3.321, -20.1, 'b')])
+    assert [(r.label, r.role) for r in minima] == [('b', MINIMUM)]
+    assert [(r.label, r.role) for r in labelled] == [('md', LABELLED), ('a', LABELLED)]
+
+
+@pytest.mark.parametrize('given', ['both', 'neither'])
+def test_quench_needs_either_snapshots_or_trajectories(mlip_code, given):
+    snapshots = CrystalDatasetData.from_structures([bcc_niobium()])
+    trajectory = orm.TrajectoryData([orm.StructureData(pymatgen=bcc_niobium())])
+    builder = QuenchWorkChain.get_builder_from_protocol(
+        {'code': mlip_code}, snapshots=snapshots if given == 'both' else None,
+        trajectories={'nb': trajectory} if given == 'both' else None)
+    before = count_process_nodes()
+    with pytest.raises(ValueError, match='either as `snapshots`'):
+        run_get_node(builder)
+    assert count_process_nodes() == before
+
+
+def test_quench_of_md_trajectories(mlip_code):
+    """MD of bcc Nb, two snapshots quenched: both relax back to bcc, which is one distinct minimum."""
+    nb = orm.StructureData(pymatgen=bcc_niobium())
+    sampling = {'temperatures': [300], 'steps': 8, 'timestep': 2.0, 'sample_interval': 4}
+    md, node = run_get_node(SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(sampling),
+                            engine={'code': mlip_code})
+    assert node.is_finished_ok, node.exit_message
+
+    builder = QuenchWorkChain.get_builder_from_protocol(
+        {'code': mlip_code}, trajectories=dict(md['trajectories']),
+        overrides={'max_snapshots': 2, 'stability': STABILITY})
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+
+    minima = results['minima']
+    assert minima.size == 1 and minima.num_minima == 1
+    [minimum] = minima.records()
+    assert minimum.label.startswith('quench:nb_300K_f')
+    assert np.linalg.norm(minimum.forces, axis=1).max() < STABILITY['force_tolerance']
+    labelled = results['labelled']
+    assert labelled.size == 1 and labelled.num_labelled == 1
+    assert np.isfinite(labelled[0].energy) and labelled[0].energy >= minimum.energy
+    # the quenched snapshots went through the relaxation, force check and phonons of the stability stage
+    [stability] = [child for child in node.called if child.process_label == 'StabilityWorkChain']
+    assert all(verdict['dynamically_stable'] for verdict in stability.outputs.summary.get_dict().values())
