@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 from aiida import orm
-from aiida.common.log import LOG_LEVEL_REPORT
+from aiida.common.log import configure_logging
 from aiida.engine import run_get_node
 
 from aiida_crystalgan.calculations.monitors import LATEST_LOSSES_EXTRA, parse_latest_losses, training_progress
@@ -26,6 +24,12 @@ def test_parse_latest_losses():
 
 
 @pytest.fixture
+def database_logging():
+    """Reports go to the database: CLI tests that run before these reconfigure logging without the database."""
+    configure_logging(with_orm=True)
+
+
+@pytest.fixture
 def running_job(aiida_localhost, tmp_path):
     """A stored training CalcJob node whose remote working directory is ``tmp_path`` on localhost."""
     node = orm.CalcJobNode(computer=aiida_localhost, process_type='aiida.calculations:crystalgan.train')
@@ -37,9 +41,7 @@ def _reports(node) -> list[str]:
     return [log.message for log in orm.Log.collection.get_logs_for(node)]
 
 
-def test_monitor_reports_each_new_step_once(aiida_localhost, running_job, tmp_path, monkeypatch):
-    # Other tests run CLI commands that change the `aiida` logger's level; reports need the profile's default.
-    monkeypatch.setattr(logging.getLogger('aiida'), 'level', LOG_LEVEL_REPORT)
+def test_monitor_reports_each_new_step_once(aiida_localhost, running_job, tmp_path, database_logging):
     losses = tmp_path / LOSSES_FILE
     with aiida_localhost.get_transport() as transport:
         assert training_progress(running_job, transport) is None  # no losses yet: no news, no error
@@ -56,7 +58,7 @@ def test_monitor_reports_each_new_step_once(aiida_localhost, running_job, tmp_pa
     ]
 
 
-def test_training_job_with_monitor_finishes_and_is_costed(train_code, tiny_dataset, tiny_gan_config):
+def test_training_job_with_monitor_finishes_and_is_costed(train_code, tiny_dataset, tiny_gan_config, database_logging):
     """The monitor reports along a real training job without stopping it; the job's cost is its measured wall time."""
     from aiida_crystalgan.tools import calcjob_cost
 
