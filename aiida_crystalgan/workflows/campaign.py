@@ -17,7 +17,13 @@ from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.protocols.utils import validate_override_keys
-from aiida_crystalgan.workflows.quench import QuenchWorkChain, checked_dataset, relaxed_datasets, split_roles
+from aiida_crystalgan.workflows.quench import (
+    QuenchWorkChain,
+    checked_dataset,
+    relaxation_nodes,
+    relaxed_datasets,
+    split_roles,
+)
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 from aiida_crystalgan.workflows.seeds import SeedsWorkChain, link_label, validate_system
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
@@ -371,13 +377,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         self.ctx.hull_phases = phases
         self._stage('quench')
         relaxation = self.ctx.references.outputs
-        nodes = {}
-        for key, structure in relaxation.relaxed_structures.items():
-            nodes[f'structure_{key}'] = structure
-            nodes[f'results_{key}'] = relaxation.results[key]
+        relaxed = relaxation_nodes(relaxation.relaxed_structures, relaxation.results)
+        known = checked_dataset(relaxation.summary, **relaxed)
         inputs = self._stage_inputs('quench', trajectories=dict(self.ctx.sampling.outputs.trajectories),
-                                    stability=self.inputs.stability.parameters,
-                                    known=checked_dataset(relaxation.summary, **nodes), engine=dict(self.inputs.engine))
+                                    stability=self.inputs.stability.parameters, known=known,
+                                    engine=dict(self.inputs.engine))
         return ToContext(quench=self.submit(QuenchWorkChain, **inputs))
 
     def build_dataset(self):

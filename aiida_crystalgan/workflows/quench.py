@@ -62,6 +62,16 @@ def select_snapshots(snapshots: CrystalDatasetData, max_snapshots: orm.Int) -> d
     return outputs
 
 
+def relaxation_nodes(relaxed_structures: Mapping[str, orm.StructureData], results: Mapping[str, orm.ArrayData]
+                     ) -> dict[str, orm.Data]:
+    """The outputs of a relaxation (engine or ``crystalgan.stability``) as ``structure_<key>`` and ``results_<key>``."""
+    nodes = {}
+    for key, structure in relaxed_structures.items():
+        nodes[f'structure_{key}'] = structure
+        nodes[f'results_{key}'] = results[key]
+    return nodes
+
+
 def relaxed_records(summary: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str
                     ) -> Iterator[tuple[StructureRecord, bool]]:
     """Each relaxed structure (``structure_<key>``, ``results_<key>``) as a record, with its local-minimum verdict."""
@@ -286,10 +296,7 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         node = self.ctx.relax
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_RELAXATION_FAILED
-        self.ctx.nodes = {}
-        for key, structure in node.outputs.relaxed_structures.items():
-            self.ctx.nodes[f'structure_{key}'] = structure
-            self.ctx.nodes[f'results_{key}'] = node.outputs.results[key]
+        self.ctx.nodes = relaxation_nodes(node.outputs.relaxed_structures, node.outputs.results)
         known = {'known': self.inputs.known} if 'known' in self.inputs else {}
         tolerance = orm.Float(self.inputs.stability['force_tolerance'])
         self.ctx.matches = match_snapshots(tolerance, **known, **self.ctx.nodes)
@@ -319,9 +326,7 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
             node = self.ctx.stability
             if not node.is_finished_ok:
                 return self.exit_codes.ERROR_STABILITY_FAILED
-            for key, structure in node.outputs.relaxed_structures.items():
-                nodes[f'structure_{key}'] = structure
-                nodes[f'results_{key}'] = node.outputs.results[key]
+            nodes.update(relaxation_nodes(node.outputs.relaxed_structures, node.outputs.results))
             summary = {'summary': node.outputs.summary}
         datasets = quenched_datasets(self.ctx.matches, **summary, **nodes)
         for name, dataset in datasets.items():

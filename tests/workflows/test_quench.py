@@ -9,8 +9,10 @@ from aiida.engine import run_get_node
 from pymatgen.core import Lattice, Structure
 
 from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, StructureRecord
+from aiida_crystalgan.engines.outputs import build_results
 from aiida_crystalgan.workflows.quench import (
     QuenchWorkChain,
+    checked_dataset,
     evenly_spaced,
     match_relaxed,
     select_snapshots,
@@ -142,3 +144,15 @@ def test_snapshot_equivalent_to_a_known_minimum_runs_no_phonons(mlip_code):
     called = {child.process_label for child in node.called_descendants}
     assert 'MlipEngineWorkChain' in called  # the snapshots were relaxed
     assert 'StabilityWorkChain' not in called and 'PhononWorkChain' not in called
+
+
+def test_checked_structures_keep_their_verdict_as_role():
+    """The campaign's ``known`` structures: every checked structure, equivalent minima not merged."""
+    nodes, summary = {}, {}
+    for key, a, is_minimum in (('nb', 3.32, True), ('nb_copy', 3.321, True), ('nb_strained', 3.6, False)):
+        nodes[f'structure_{key}'] = orm.StructureData(pymatgen=bcc_niobium(a))
+        nodes[f'results_{key}'] = build_results(-20.0, np.zeros((2, 3)), np.zeros((3, 3)), converged=True)
+        summary[key] = {'is_local_minimum': is_minimum}
+    known = checked_dataset(orm.Dict(summary), **nodes)
+    assert sorted((record.label, record.role) for record in known) == [
+        ('checked:nb', MINIMUM), ('checked:nb_copy', MINIMUM), ('checked:nb_strained', LABELLED)]
