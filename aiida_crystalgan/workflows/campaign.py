@@ -17,7 +17,13 @@ from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.protocols.utils import validate_override_keys
-from aiida_crystalgan.workflows.quench import QuenchWorkChain, relaxed_datasets, split_roles
+from aiida_crystalgan.workflows.quench import (
+    QuenchWorkChain,
+    checked_dataset,
+    relaxation_nodes,
+    relaxed_datasets,
+    split_roles,
+)
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 from aiida_crystalgan.workflows.seeds import SeedsWorkChain, link_label, validate_system
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
@@ -36,7 +42,7 @@ STAGE_WORKCHAINS = {
 RUNTIME_INPUTS = {
     'seeds': ('system', 'structures'),
     'sampling': ('structures', 'engine'),
-    'quench': ('snapshots', 'trajectories', 'stability', 'engine'),
+    'quench': ('snapshots', 'trajectories', 'stability', 'known', 'engine'),
     'stability': ('structures', 'engine'),
     'training': ('train.dataset', 'train.parent_model'),
     'generation': ('generate.model', 'training_dataset', 'stability', 'reference_structures', 'reference_results',
@@ -370,8 +376,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return phases
         self.ctx.hull_phases = phases
         self._stage('quench')
+        relaxation = self.ctx.references.outputs
+        relaxed = relaxation_nodes(relaxation.relaxed_structures, relaxation.results)
+        known = checked_dataset(relaxation.summary, **relaxed)
         inputs = self._stage_inputs('quench', trajectories=dict(self.ctx.sampling.outputs.trajectories),
-                                    stability=self.inputs.stability.parameters, engine=dict(self.inputs.engine))
+                                    stability=self.inputs.stability.parameters, known=known,
+                                    engine=dict(self.inputs.engine))
         return ToContext(quench=self.submit(QuenchWorkChain, **inputs))
 
     def build_dataset(self):

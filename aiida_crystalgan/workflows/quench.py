@@ -2,8 +2,10 @@
 
 Every relaxed snapshot is ``labelled`` data (energy and forces of a configuration); a relaxed snapshot whose forces are
 below the tolerance and which has no imaginary phonon mode is a ``minimum``; equivalent minima are merged, the lowest
-energy kept. The relaxation, force check and phonons are those of ``crystalgan.stability``. The engines return the final
-structure of a relaxation, not its intermediate steps: only final structures become data.
+energy kept. Most snapshots relax back to their seed: a relaxed snapshot equivalent to an already checked structure
+(``known``) inherits its verdict, and of equivalent relaxed snapshots only one is checked; the others go through the
+force check and phonons of ``crystalgan.stability``. The engines return the final structure of a relaxation, not its
+intermediate steps: only final structures become data.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 
 import numpy as np
 from aiida import orm
-from aiida.engine import ToContext, WorkChain, calcfunction
+from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, StructureRecord, to_record
-from aiida_crystalgan.engines.base import expose_engine_inputs
+from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
 from aiida_crystalgan.engines.outputs import read_results
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.seeds import link_label
@@ -60,6 +62,16 @@ def select_snapshots(snapshots: CrystalDatasetData, max_snapshots: orm.Int) -> d
     return outputs
 
 
+def relaxation_nodes(relaxed_structures: Mapping[str, orm.StructureData], results: Mapping[str, orm.ArrayData]
+                     ) -> dict[str, orm.Data]:
+    """The outputs of a relaxation (engine or ``crystalgan.stability``) as ``structure_<key>`` and ``results_<key>``."""
+    nodes = {}
+    for key, structure in relaxed_structures.items():
+        nodes[f'structure_{key}'] = structure
+        nodes[f'results_{key}'] = results[key]
+    return nodes
+
+
 def relaxed_records(summary: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str
                     ) -> Iterator[tuple[StructureRecord, bool]]:
     """Each relaxed structure (``structure_<key>``, ``results_<key>``) as a record, with its local-minimum verdict."""
@@ -84,6 +96,23 @@ def split_roles(labelled: list[StructureRecord], minima: list[StructureRecord]
     return [to_record(record, role=LABELLED) for record in labelled] + merged, unique
 
 
+def role_datasets(verdicts: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str,
+                  **metadata: Any) -> dict[str, CrystalDatasetData]:
+    """``labelled`` and (deduplicated) ``minima`` datasets of relaxed structures; an empty one is left out."""
+    labelled, minima = [], []
+    for record, is_minimum in relaxed_records(verdicts, nodes, origin):
+        (minima if is_minimum else labelled).append(record)
+    labelled, unique = split_roles(labelled, minima)
+    metadata = {'origin': f'relaxed structures ({origin})', 'minima_found': len(minima),
+                'minima_unique': len(unique), **metadata}
+    outputs = {}
+    if labelled:
+        outputs['labelled'] = CrystalDatasetData(labelled, metadata=metadata)
+    if unique:
+        outputs['minima'] = CrystalDatasetData(unique, metadata=metadata)
+    return outputs
+
+
 @calcfunction
 def relaxed_datasets(summary: orm.Dict, origin: orm.Str, **nodes: orm.Data) -> dict[str, CrystalDatasetData]:
     """The relaxed structures of a ``crystalgan.stability`` run as ``labelled`` and (deduplicated) ``minima`` datasets.
@@ -91,19 +120,94 @@ def relaxed_datasets(summary: orm.Dict, origin: orm.Str, **nodes: orm.Data) -> d
     ``nodes`` holds ``structure_<key>`` (relaxed structure) and ``results_<key>`` (its energy, forces and stress);
     ``summary`` is the stability summary. A dataset without any structure is not returned.
     """
-    verdicts = summary.get_dict()
-    labelled, minima = [], []
-    for record, is_minimum in relaxed_records(verdicts, nodes, origin.value):
-        (minima if is_minimum else labelled).append(record)
-    labelled, unique = split_roles(labelled, minima)
-    metadata = {'origin': f'relaxed structures ({origin.value})', 'minima_found': len(minima),
-                'minima_unique': len(unique)}
-    outputs = {}
-    if labelled:
-        outputs['labelled'] = CrystalDatasetData(labelled, metadata=metadata)
-    if unique:
-        outputs['minima'] = CrystalDatasetData(unique, metadata=metadata)
-    return outputs
+    return role_datasets(summary.get_dict(), nodes, origin.value)
+
+
+@calcfunction
+def checked_dataset(summary: orm.Dict, **nodes: orm.Data) -> CrystalDatasetData:
+    """Every structure of a ``crystalgan.stability`` run with its verdict as role (``minimum`` or ``labelled``),
+    equivalent minima not merged: the ``known`` structures of a quench. ``nodes`` as for :func:`relaxed_datasets`."""
+    records = [to_record(record, role=MINIMUM if is_minimum else LABELLED)
+               for record, is_minimum in relaxed_records(summary.get_dict(), nodes, 'checked')]
+    return CrystalDatasetData(records, metadata={'origin': 'structures checked by crystalgan.stability'})
+
+
+def largest_force(record: StructureRecord) -> float:
+    """The largest force on an atom of ``record`` (eV/Å); infinite without forces."""
+    if record.forces is None or not len(record.forces):
+        return np.inf
+    return float(np.linalg.norm(record.forces, axis=1).max())
+
+
+def match_relaxed(relaxed: Mapping[str, StructureRecord], known: list[StructureRecord], force_tolerance: float
+                  ) -> dict[str, dict[str, Any]]:
+    """Which relaxed structures need a phonon check: per key, ``is_local_minimum`` (``None``: not known yet),
+    ``known`` (label of the equivalent known structure) and ``checked_as`` (key of the structure checked in its place).
+
+    A structure with forces above the tolerance is not a minimum. One equivalent (as in
+    :func:`~aiida_crystalgan.importers.cleaning.deduplicate_minima`) to a known structure inherits its verdict: a known
+    minimum (role ``minimum``) wins over a known non-minimum, and a known non-minimum counts only if its forces were
+    below the tolerance (its verdict is then that of its phonons). Of equivalent unknown structures, the lowest in
+    energy per atom is checked in place of all.
+    """
+    from aiida_crystalgan.importers.cleaning import deduplicate_minima
+
+    matches: dict[str, dict[str, Any]] = {}
+    candidates = []
+    for key, record in relaxed.items():
+        if largest_force(record) < force_tolerance:
+            candidates.append(key)
+        else:
+            matches[key] = {'is_local_minimum': False, 'known': None, 'checked_as': None}
+    known = [record for record in known if record.role == MINIMUM or largest_force(record) < force_tolerance]
+    pool = [*known, *(relaxed[key] for key in candidates)]
+    _, replaced = deduplicate_minima(pool)
+    groups: dict[int, list[int]] = {}
+    for index in range(len(pool)):
+        groups.setdefault(replaced.get(index, index), []).append(index)
+    for kept, members in groups.items():
+        equivalent = sorted((index for index in members if index < len(known)), key=lambda i: known[i].role != MINIMUM)
+        for index in (index for index in members if index >= len(known)):
+            key = candidates[index - len(known)]
+            if equivalent:
+                reference = known[equivalent[0]]
+                matches[key] = {'is_local_minimum': reference.role == MINIMUM, 'known': reference.label,
+                                'checked_as': None}
+            else:
+                matches[key] = {'is_local_minimum': None, 'known': None,
+                                'checked_as': candidates[kept - len(known)]}
+    return matches
+
+
+@calcfunction
+def match_snapshots(force_tolerance: orm.Float, known: CrystalDatasetData | None = None, **nodes: orm.Data
+                    ) -> orm.Dict:
+    """:func:`match_relaxed` of the relaxed snapshots (``structure_<key>``, ``results_<key>``) against ``known``."""
+    relaxed = {}
+    for name, structure in nodes.items():
+        if name.startswith('structure_'):
+            key = name.removeprefix('structure_')
+            relaxed[key] = to_record(structure, **read_results(nodes[f'results_{key}']))
+    return orm.Dict(match_relaxed(relaxed, list(known or []), force_tolerance.value))
+
+
+@calcfunction
+def quenched_datasets(matches: orm.Dict, summary: orm.Dict | None = None, **nodes: orm.Data
+                      ) -> dict[str, CrystalDatasetData]:
+    """The quenched snapshots as ``labelled`` and (deduplicated) ``minima`` datasets.
+
+    The verdict of a snapshot is that of ``matches`` (:func:`match_snapshots`), else that of the structure checked in
+    its place in the stability ``summary``. A snapshot equivalent to a known minimum is ``labelled``: the known one is
+    the minimum. ``nodes`` as for :func:`relaxed_datasets`.
+    """
+    verdicts = {}
+    for key, match in matches.get_dict().items():
+        verdict = match['is_local_minimum']
+        if verdict is None:
+            verdict = summary[match['checked_as']]['is_local_minimum']
+        verdicts[key] = {'is_local_minimum': bool(verdict) and match['known'] is None}
+    matched = sum(match['known'] is not None for match in matches.get_dict().values())
+    return role_datasets(verdicts, nodes, 'quench', matched_known=matched)
 
 
 def validate_inputs(inputs: dict[str, Any], _) -> str | None:
@@ -129,14 +233,18 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
                              help='MD trajectories (e.g. the `trajectories` of `crystalgan.sampling`).')
         spec.input('max_snapshots', valid_type=orm.Int, help='Snapshots relaxed per trajectory, evenly spaced.')
         spec.input('stability', valid_type=orm.Dict, help='Parameters of `crystalgan.stability`.')
+        spec.input('known', valid_type=CrystalDatasetData, required=False,
+                   help='Structures already checked, role `minimum` or `labelled` as their verdict (e.g. '
+                        '`checked_dataset` of the relaxed seeds): an equivalent snapshot is not checked again.')
         expose_engine_inputs(spec)
         spec.inputs.validator = validate_inputs
-        spec.outline(cls.select, cls.relax_and_check, cls.collect)
+        spec.outline(cls.select, cls.relax, cls.match, if_(cls.should_check)(cls.check), cls.collect)
         spec.output('labelled', valid_type=CrystalDatasetData, required=False,
                     help='Every relaxed snapshot that is not a distinct minimum, with energy and forces.')
         spec.output('minima', valid_type=CrystalDatasetData, required=False,
                     help='The distinct local minima (lowest energy of each group of equivalent structures).')
         spec.exit_code(660, 'ERROR_STABILITY_FAILED', message='The relaxation and checks of the snapshots failed.')
+        spec.exit_code(661, 'ERROR_RELAXATION_FAILED', message='The relaxation of the snapshots failed.')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
@@ -177,27 +285,54 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         else:
             self.ctx.selected = select_frames(self.inputs.max_snapshots, **self.inputs.trajectories)
 
-    def relax_and_check(self):
-        """Relax the selection in one engine call, then check forces and phonons (``crystalgan.stability``)."""
-        inputs = {'structures': self.ctx.selected, 'parameters': self.inputs.stability,
-                  'engine': dict(self.inputs.engine)}
-        node = self.submit(StabilityWorkChain, **inputs)
-        self.report(f'quenching {len(self.ctx.selected)} snapshots with {StabilityWorkChain.__name__}<{node.pk}>')
+    def relax(self):
+        """Relax the selection in one engine call, with the relaxation parameters of the stability check."""
+        node = submit_engine(self, 'relax', dict(self.ctx.selected), self.inputs.stability['relax'])
+        self.report(f'relaxing {len(self.ctx.selected)} snapshots')
+        return ToContext(relax=node)
+
+    def match(self):
+        """Match the relaxed snapshots against the known structures and among themselves, through a calcfunction."""
+        node = self.ctx.relax
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_RELAXATION_FAILED
+        self.ctx.nodes = relaxation_nodes(node.outputs.relaxed_structures, node.outputs.results)
+        known = {'known': self.inputs.known} if 'known' in self.inputs else {}
+        tolerance = orm.Float(self.inputs.stability['force_tolerance'])
+        self.ctx.matches = match_snapshots(tolerance, **known, **self.ctx.nodes)
+        matches = self.ctx.matches.get_dict()
+        self.ctx.to_check = sorted({match['checked_as'] for match in matches.values() if match['checked_as']})
+        matched = sum(match['known'] is not None for match in matches.values())
+        self.report(f'{len(matches)} snapshots relaxed: {matched} equivalent to a known structure, '
+                    f'{len(self.ctx.to_check)} distinct ones to check')
+        return None
+
+    def should_check(self) -> bool:
+        return bool(self.ctx.to_check)
+
+    def check(self):
+        """Check forces and phonons of the distinct unknown snapshots (``crystalgan.stability``)."""
+        structures = {key: self.ctx.nodes[f'structure_{key}'] for key in self.ctx.to_check}
+        node = self.submit(StabilityWorkChain, structures=structures, parameters=self.inputs.stability,
+                           engine=dict(self.inputs.engine))
+        self.report(f'checking {len(structures)} quenched snapshots with {StabilityWorkChain.__name__}<{node.pk}>')
         return ToContext(stability=node)
 
     def collect(self):
-        """Every relaxed snapshot as labelled data, the distinct minima as a dataset of minima."""
-        node = self.ctx.stability
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_STABILITY_FAILED
-        nodes = {}
-        for key, structure in node.outputs.relaxed_structures.items():
-            nodes[f'structure_{key}'] = structure
-            nodes[f'results_{key}'] = node.outputs.results[key]
-        datasets = relaxed_datasets(node.outputs.summary, orm.Str('quench'), **nodes)
+        """Every relaxed snapshot as labelled data, the distinct new minima as a dataset of minima."""
+        nodes = dict(self.ctx.nodes)
+        summary = {}
+        if self.ctx.to_check:
+            node = self.ctx.stability
+            if not node.is_finished_ok:
+                return self.exit_codes.ERROR_STABILITY_FAILED
+            nodes.update(relaxation_nodes(node.outputs.relaxed_structures, node.outputs.results))
+            summary = {'summary': node.outputs.summary}
+        datasets = quenched_datasets(self.ctx.matches, **summary, **nodes)
         for name, dataset in datasets.items():
             self.out(name, dataset)
-        found = sum(verdict['is_local_minimum'] for verdict in node.outputs.summary.get_dict().values())
-        distinct = datasets['minima'].size if 'minima' in datasets else 0
-        self.report(f'{len(nodes) // 2} snapshots quenched: {found} local minima, {distinct} distinct')
+        metadata = next(iter(datasets.values())).metadata
+        self.report(f'{len(nodes) // 2} snapshots quenched: {metadata["matched_known"]} equivalent to a known '
+                    f'structure, {len(self.ctx.to_check)} checked, {metadata["minima_found"]} new local minima, '
+                    f'{metadata["minima_unique"]} distinct')
         return None
