@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _profile import temporary_profile
 
 SEARCH_SPACE = {
     'generator_lr': {'low': 5.0e-5, 'high': 1.0e-3, 'log': True},
@@ -45,19 +46,6 @@ SEARCH_SPACE = {
     'cutoff': {'low': 4.0, 'high': 6.0},
 }
 
-
-def temporary_profile(dirpath: Path) -> None:
-    """Create and load a throw-away SQLite profile under ``dirpath``."""
-    os.environ['AIIDA_PATH'] = str(dirpath)
-    from aiida import load_profile
-    from aiida.manage.configuration import create_profile, get_config
-
-    config = get_config(create=True)
-    profile = create_profile(config, storage_backend='core.sqlite_dos', storage_config={'filepath': str(dirpath / 's')},
-                             name='benchmark', email='benchmark@localhost', is_test_profile=True)
-    config.set_default_profile(profile.name)
-    config.store()
-    load_profile(profile.name, allow_switch=True)
 
 
 def synthetic_records(groups: int = 8, frames: int = 5, seed: int = 0) -> list:

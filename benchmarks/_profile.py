@@ -1,0 +1,20 @@
+"""A throw-away AiiDA profile for the benchmark scripts (imported as ``_profile`` when a script runs from here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def temporary_profile(dirpath: Path) -> None:
+    """Create and load a throw-away SQLite profile under ``dirpath``."""
+    os.environ['AIIDA_PATH'] = str(dirpath)
+    from aiida import load_profile
+    from aiida.manage.configuration import create_profile, get_config
+
+    config = get_config(create=True)
+    profile = create_profile(config, storage_backend='core.sqlite_dos', storage_config={'filepath': str(dirpath / 's')},
+                             name='benchmark', email='benchmark@localhost', is_test_profile=True)
+    config.set_default_profile(profile.name)
+    config.store()
+    load_profile(profile.name, allow_switch=True)
