@@ -22,16 +22,6 @@ from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 
 pytestmark = pytest.mark.slow
 
-#: The smallest campaign settings (those of tests/workflows/conftest.py).
-TINY = {
-    'seeds': {'max_atoms': 4},
-    'sampling': {'temperatures': [800], 'steps': 20, 'timestep': 2.0, 'sample_interval': 5},
-    'stability': {'relax': {'fmax': 0.1, 'max_steps': 60}, 'force_tolerance': 0.15,
-                  'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}},
-    'training': {'config': {'steps': 12, 'batch_size': 8, 'n_max': 8, 'generator_width': 32, 'critic_width': 16,
-                            'physics_width': 16, 'log_every': 4, 'physics_warmup_steps': 4}},
-    'generation': {'num_per_target': 8, 'max_formula_units': 1, 'max_validations': 2},
-}
 TIMEOUT = 1800
 
 
@@ -70,10 +60,10 @@ def kill_daemon(client) -> list[int]:
     return [p.pid for p in processes]
 
 
-def test_campaign_survives_a_killed_daemon(production_profile, slurm):
+def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overrides):
     builder = CampaignWorkChain.get_builder_from_protocol(
         'Nb-O', slurm['crystalgan-mlip'], slurm['crystalgan-train'], slurm['crystalgan-generate'], protocol='fast',
-        overrides=TINY)
+        overrides=tiny_overrides())
     builder.group_label = orm.Str('test/production')
 
     client = get_daemon_client(production_profile.name)
