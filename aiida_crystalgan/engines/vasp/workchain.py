@@ -12,6 +12,8 @@ from typing import Any
 from aiida import orm
 from aiida.engine import ExitCode, ToContext, while_
 
+from aiida_crystalgan.exit_codes import define_exit_codes
+
 from ..base import EngineWorkChain, check_number
 from ..outputs import NonFiniteError, failure, require_finite
 from .base import VaspBaseWorkChain
@@ -61,6 +63,7 @@ class VaspEngineWorkChain(EngineWorkChain):
         super().define(spec)
         spec.inputs['settings'].validator = _validate_settings
         spec.inputs['protocol'].validator = _validate_protocol
+        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')  # the code of such a structure in the `failures` output
         spec.outline(cls.setup, while_(cls.runs_pending)(cls.run_vasp), cls.inspect_vasp)
 
     def setup(self) -> None:
