@@ -150,7 +150,7 @@ class EngineWorkChain(WorkChain):
         total = len(self.inputs.structures)
         if failures:
             self.out('failures', record_failures(orm.Dict(failures), **{
-                key: self.inputs.structures[key] for key in failures if key in self.inputs.structures}))
+                f'structure_{key}': self.inputs.structures[key] for key in failures if key in self.inputs.structures}))
             summary = '; '.join(f'{key}: {entry["exit_label"]} ({entry["message"]})' for key, entry in
                                 failures.items())
             self.report(f'{len(failures)} of {total} structures failed: {summary}')

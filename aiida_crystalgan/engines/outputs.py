@@ -42,7 +42,7 @@ def failure(label: str, message: str) -> dict[str, Any]:
 
 @calcfunction
 def record_failures(failures: orm.Dict, **structures: orm.StructureData) -> orm.Dict:
-    """The ``failures`` output of an engine, linked to the ``structures`` that failed."""
+    """The ``failures`` output of an engine, linked to the structures that failed (``structure_<key>``)."""
     return orm.Dict(failures.get_dict())
 
 

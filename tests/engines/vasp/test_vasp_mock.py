@@ -117,7 +117,7 @@ def test_error_handlers(run_engine, bcc_niobium):
     failures = results['failures'].get_dict()
     assert set(failures) == {'too_close'}
     assert failures['too_close']['exit_status'] == VaspEngineWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
-    assert results['failures'].creator.inputs.too_close.uuid == structures['too_close'].uuid
+    assert results['failures'].creator.inputs.structure_too_close.uuid == structures['too_close'].uuid
 
     changed = {}
     for case in ('zpotrf', 'nelm'):
