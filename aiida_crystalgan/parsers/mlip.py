@@ -47,7 +47,8 @@ class MlipParser(Parser):
                 missing.append(key)
                 continue
             try:
-                outputs = self._structure_outputs(key, f'{RESULTS_FOLDER}/{name}', structure.get_ase().get_chemical_symbols())
+                symbols = structure.get_ase().get_chemical_symbols()
+                outputs = self._structure_outputs(key, f'{RESULTS_FOLDER}/{name}', symbols)
             except NonFiniteError as exception:
                 failures[key] = failure('ERROR_STRUCTURE_NON_FINITE', str(exception))
                 continue
