@@ -36,6 +36,8 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_EXECUTABLE_FAILED': (341, 'The executable failed: {message}'),
     'ERROR_EXECUTABLE_CRASHED': (342, 'The executable ended without writing `status.json` (crash, out of memory, '
                                       'killed by the scheduler): {message}'),
+    'ERROR_TRAINING_DIVERGED': (343, 'Training diverged (a NaN or infinite loss); the last good checkpoint, if any, is '
+                                     'the `checkpoint` output: {message}'),
     'ERROR_VASP_IONS_TOO_CLOSE': (360, 'VASP found ions too close to each other.'),
     'ERROR_VASP_ZPOTRF': (361, 'VASP failed in ZPOTRF/ZTRTRI (Cholesky decomposition of the overlap matrix).'),
     'ERROR_VASP_EDDDAV_ZHEGV': (362, 'VASP failed in ZHEGV of the Davidson solver (EDDDAV).'),
@@ -47,14 +49,37 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     # 500-599: engine workchains
     'ERROR_CALCULATION_FAILED': (510, 'The engine calculation failed: {message}'),
     'ERROR_MISSING_ENGINE_OUTPUT': (511, 'The engine returned no output for structures {keys}.'),
+    'ERROR_TOO_FEW_SUCCEEDED': (512, 'Only {succeeded} of {total} structures succeeded, fewer than the quorum of '
+                                     '{required}; the failures are in the `failures` output: {failures}'),
     'ERROR_IONS_TOO_CLOSE': (520, 'VASP found ions too close to each other: the structure is unphysical, discard it.'),
+    # 521-539: why one structure of a batch failed (the ``exit_status`` of its entry in the ``failures`` output)
+    'ERROR_STRUCTURE_UNSUPPORTED_ELEMENT': (521, 'The model cannot evaluate an element of the structure.'),
+    'ERROR_STRUCTURE_NON_FINITE': (522, 'The energy, forces, stress or positions of the structure are NaN or '
+                                        'infinite.'),
+    'ERROR_STRUCTURE_EXPLODED': (523, 'The relaxation exploded: the volume changed by more than a factor 3.'),
+    'ERROR_STRUCTURE_FAILED': (524, 'The calculation of the structure raised an error.'),
+    'ERROR_STRUCTURE_CRASHED': (525, 'The engine died while working on the structure.'),
+    'ERROR_STRUCTURE_NOT_RUN': (526, 'The structure was not run to the end within the allowed restarts.'),
 }
+
+#: The per-structure code of each ``reason`` that ``crystalgan-mlip`` writes in ``<key>.failed.json``.
+FAILURE_EXIT_CODES = {
+    'unsupported_element': 'ERROR_STRUCTURE_UNSUPPORTED_ELEMENT',
+    'non_finite': 'ERROR_STRUCTURE_NON_FINITE',
+    'exploded': 'ERROR_STRUCTURE_EXPLODED',
+    'error': 'ERROR_STRUCTURE_FAILED',
+    'crashed': 'ERROR_STRUCTURE_CRASHED',
+}
+#: The codes of every engine workchain: what the batch ended with, and why single structures failed.
+ENGINE_EXIT_CODES = ('ERROR_CALCULATION_FAILED', 'ERROR_MISSING_ENGINE_OUTPUT', 'ERROR_TOO_FEW_SUCCEEDED',
+                     *FAILURE_EXIT_CODES.values(), 'ERROR_STRUCTURE_NOT_RUN')
 
 #: The CalcJob exit code of each ``status`` that an executable writes in ``status.json`` (see ``io.status``).
 STATUS_EXIT_CODES = {
     'failed': 'ERROR_EXECUTABLE_FAILED',
     'invalid_input': 'ERROR_INVALID_INPUT',
     'soft_wallclock': 'ERROR_SOFT_WALLTIME_CHECKPOINT',
+    'diverged': 'ERROR_TRAINING_DIVERGED',
 }
 
 #: The codes of the CalcJobs that run one of this package's executables (parsed through ``status.json``).

@@ -38,6 +38,8 @@ class MlipCalculation(CalcJob):
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
+        spec.output('failures', valid_type=orm.Dict, required=False,
+                    help='The structures that failed on their own: `{key: {exit_status, exit_label, message}}`.')
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:

@@ -12,6 +12,7 @@ from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_se
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
 from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
+from aiida_crystalgan.gan.config import GanConfig
 from aiida_crystalgan.io.status import STATUS_FILE
 
 DATASET_FILE = 'dataset.h5'
@@ -25,6 +26,15 @@ VALIDATION_FILE = 'validation.json'
 VALIDATION_CURVE_FILE = 'validation.csv'
 STDOUT_FILE = 'train.out'
 STDERR_FILE = 'train.err'
+
+
+def validate_config(value: orm.Dict, _) -> str | None:
+    """The GAN configuration must make a valid ``GanConfig``: a typo is found at submission, not hours later."""
+    try:
+        GanConfig.from_dict(value.get_dict())
+    except (ValueError, TypeError) as exception:
+        return f'invalid GAN configuration: {exception}'
+    return None
 
 
 class TrainCalculation(CalcJob):
@@ -41,7 +51,8 @@ class TrainCalculation(CalcJob):
         super().define(spec)
         spec.input('dataset', valid_type=CrystalDatasetData,
                    help='Structures with energies (and forces) to learn from.')
-        spec.input('parameters', valid_type=orm.Dict, help='GAN configuration (see `aiida_crystalgan.gan.GanConfig`).')
+        spec.input('parameters', valid_type=orm.Dict, validator=validate_config,
+                   help='GAN configuration (see `aiida_crystalgan.gan.GanConfig`), checked at submission.')
         spec.input('parent_model', valid_type=GanModelData, required=False,
                    help='A checkpoint to resume from (after a wall-clock stop) or to continue training.')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'),
@@ -53,10 +64,10 @@ class TrainCalculation(CalcJob):
         set_serial_defaults(spec, 'crystalgan.train')
         spec.output('model', valid_type=GanModelData, help='The trained model (final checkpoint).')
         spec.output('checkpoint', valid_type=GanModelData, required=False,
-                    help='The checkpoint written at a soft wall-clock stop.')
+                    help='The checkpoint written at a soft wall-clock stop, or the last good one of a diverged run.')
         spec.output('losses', valid_type=orm.ArrayData, required=False, help='Loss curves, one array per column.')
         spec.output('metrics', valid_type=orm.Dict, required=False, help='Final training metrics.')
-        define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
+        define_exit_codes(spec, *EXECUTABLE_EXIT_CODES, 'ERROR_TRAINING_DIVERGED')
 
     def prepare_for_submission(self, folder) -> CalcInfo:
         """Ship the dataset file, the configuration and the parent checkpoint."""

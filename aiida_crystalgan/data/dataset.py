@@ -145,7 +145,11 @@ def compute_folds(size: int, k: int, seed: int = 0, keys: Sequence[str] | None =
 
 
 def _summarize(handle: h5py.File) -> dict[str, Any]:
-    """Queryable attributes of a dataset file, computed reading only per-structure arrays and forces by chunks."""
+    """Queryable attributes of a dataset file, computed reading only per-structure arrays and forces by chunks.
+
+    Raises ``ValueError`` for a file that holds no crystal: no structure, one without atoms, NaN or infinite lattice
+    vectors or positions, a zero cell volume.
+    """
     offsets = handle['offsets'][:]
     size = len(offsets) - 1
     if size == 0:
@@ -153,6 +157,19 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
     sizes = np.diff(offsets)
     if (sizes == 0).any():
         raise ValueError(f'structures {np.flatnonzero(sizes == 0)[:10].tolist()} have no atoms')
+    cells = handle['cells'][:]
+    bad = np.flatnonzero(~np.isfinite(cells).all(axis=(1, 2)))
+    if len(bad):
+        raise ValueError(f'structures {bad[:10].tolist()} have NaN or infinite lattice vectors')
+    bad = np.flatnonzero(np.abs(np.linalg.det(cells)) < 1e-6)
+    if len(bad):
+        raise ValueError(f'structures {bad[:10].tolist()} have no 3D lattice (zero cell volume): give crystals')
+    positions = handle['positions']
+    finite = np.concatenate([np.isfinite(positions[start:start + _CHUNK_ATOMS]).all(axis=1)
+                             for start in range(0, len(positions), _CHUNK_ATOMS)])
+    if not finite.all():
+        bad = np.unique(np.searchsorted(offsets, np.flatnonzero(~finite), side='right') - 1)
+        raise ValueError(f'structures {bad[:10].tolist()} have NaN or infinite positions')
     numbers = handle['numbers'][:]
     energies = handle['energies'][:]
     forces = handle['forces']
@@ -163,7 +180,7 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
     num_with_forces = int((cumulative[offsets[1:]] - cumulative[offsets[:-1]] == sizes).sum())
     stress = handle['stress'][:]
     num_with_stress = int((~np.isnan(stress).any(axis=(1, 2))).sum())
-    volumes_per_atom = np.abs(np.linalg.det(handle['cells'][:])) / sizes
+    volumes_per_atom = np.abs(np.linalg.det(cells)) / sizes
     compositions = Counter(reduced_formula(numbers[offsets[i]:offsets[i + 1]]) for i in range(size))
     sources = handle['sources'].asstr()[:]
     roles = Counter(read_roles(handle).tolist())

@@ -24,19 +24,26 @@ Operation parameters (the ``parameters`` input, engine independent):
 * ``relax``: ``fmax`` (eV/Å), ``relax_cell`` (bool), ``max_steps`` (ionic steps)
 * ``forces``: none
 
+A structure that fails on its own (an element the engine cannot evaluate, NaN or infinite results, an exploding
+relaxation, VASP's "ions too close"...) does not fail the batch: it has no standard outputs, and an entry in the
+``failures`` output ``{key: {exit_status, exit_label, message}}`` (the codes 520-539 of ``exit_codes.py``). The engine
+fails with ``ERROR_TOO_FEW_SUCCEEDED`` only when no structure, or fewer than the ``quorum`` fraction, succeeded.
+
 Numerical settings of the engine itself (cut-offs, k-points, MLIP model) come from the engine's ``protocol`` and
 ``settings``; scheduler options from ``options``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from aiida import orm
-from aiida.engine import WorkChain
+from aiida.engine import ExitCode, WorkChain
 from aiida.plugins.entry_point import load_entry_point
 
-from aiida_crystalgan.exit_codes import define_exit_codes
+from aiida_crystalgan.engines.outputs import record_failures
+from aiida_crystalgan.exit_codes import ENGINE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
 
 OPERATIONS = ('md', 'relax', 'forces')
@@ -47,18 +54,56 @@ _REQUIRED_PARAMETERS = {
     'relax': {'fmax', 'max_steps'},
     'forces': set(),
 }
+#: ``name: (type, lower bound (exclusive), upper bound (inclusive))`` of the numerical operation parameters: the upper
+#: bounds stop a typo (a temperature in °C * 1000, a timestep in s) from becoming days of cluster time.
+PARAMETER_BOUNDS: dict[str, tuple[type, float, float]] = {
+    'temperature': (float, 0, 10_000),      # K
+    'timestep': (float, 0, 10),             # fs
+    'steps': (int, 0, 10_000_000),
+    'sample_interval': (int, 0, 10_000_000),
+    'fmax': (float, 0, 100),                # eV/Å
+    'max_steps': (int, 0, 100_000),
+}
+THERMOSTATS = ('nose-hoover', 'langevin')
+
+
+def check_number(name: str, value: Any, kind: type, lower: float, upper: float) -> str | None:
+    """A message when ``value`` is not a number of ``kind`` (``int`` or ``float``) in ``(lower, upper]``, else None."""
+    allowed = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        what = 'an integer' if kind is int else 'a number'
+        return f'`{name}` must be {what}, got {value!r} ({type(value).__name__})'
+    if not lower < value <= upper:
+        bounds = f'positive and at most {upper}' if lower == 0 else f'in ({lower}, {upper}]'
+        return f'`{name}` must be {bounds}, got {value}'
+    return None
 
 
 def validate_operation_parameters(operation: str, parameters: dict[str, Any]) -> str | None:
-    """Return an error message when ``parameters`` are not valid for ``operation``, else ``None``."""
+    """Return an error message when ``parameters`` are not valid for ``operation``, else ``None`` (never raises)."""
     if operation not in OPERATIONS:
         return f'unknown operation `{operation}`: choose one of {", ".join(OPERATIONS)}'
     missing = _REQUIRED_PARAMETERS[operation] - set(parameters)
     if missing:
         return f'operation `{operation}` needs the parameters {sorted(missing)}'
-    for key in ('temperature', 'steps', 'timestep', 'fmax', 'max_steps', 'sample_interval'):
-        if key in parameters and not parameters[key] > 0:
-            return f'parameter `{key}` must be positive, got {parameters[key]}'
+    for key, (kind, lower, upper) in PARAMETER_BOUNDS.items():
+        if key in parameters:
+            message = check_number(key, parameters[key], kind, lower, upper)
+            if message:
+                return f'parameter {message}'
+    if 'relax_cell' in parameters and not isinstance(parameters['relax_cell'], bool):
+        return f'parameter `relax_cell` must be true or false, got {parameters["relax_cell"]!r}'
+    if parameters.get('thermostat', THERMOSTATS[0]) not in THERMOSTATS:
+        return f'parameter `thermostat` must be one of {", ".join(THERMOSTATS)}, got {parameters["thermostat"]!r}'
+    if 'seed' in parameters and (isinstance(parameters['seed'], bool) or not isinstance(parameters['seed'], int)):
+        return f'parameter `seed` must be an integer, got {parameters["seed"]!r}'
+    return None
+
+
+def validate_quorum(value: orm.Float, _) -> str | None:
+    """The quorum is a fraction in [0, 1]."""
+    if not 0 <= value.value <= 1:
+        return f'`quorum` must be a fraction in [0, 1], got {value.value}'
     return None
 
 
@@ -90,11 +135,31 @@ class EngineWorkChain(WorkChain):
                    help='Engine protocol for its numerical settings: `fast`, `balanced` or `precise`.')
         spec.input('settings', valid_type=orm.Dict, required=False, help='Engine-specific settings and overrides.')
         spec.input('options', valid_type=orm.Dict, required=False, help='Scheduler options of the calculations.')
+        spec.input('quorum', valid_type=orm.Float, default=lambda: orm.Float(0.0), validator=validate_quorum,
+                   help='Fraction of the structures that must succeed; at least one always must.')
         spec.inputs.validator = validate_engine_inputs
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        define_exit_codes(spec, 'ERROR_CALCULATION_FAILED', 'ERROR_MISSING_ENGINE_OUTPUT')
+        spec.output('failures', valid_type=orm.Dict, required=False,
+                    help='The structures that failed: `{key: {exit_status, exit_label, message}}`.')
+        define_exit_codes(spec, *ENGINE_EXIT_CODES)
+
+    def finish_batch(self, failures: dict[str, dict[str, Any]]) -> ExitCode | None:
+        """Output the ``failures`` (the other structures' outputs are already attached); check the quorum."""
+        total = len(self.inputs.structures)
+        if failures:
+            self.out('failures', record_failures(orm.Dict(failures), **{
+                f'structure_{key}': self.inputs.structures[key] for key in failures if key in self.inputs.structures}))
+            summary = '; '.join(f'{key}: {entry["exit_label"]} ({entry["message"]})' for key, entry in
+                                failures.items())
+            self.report(f'{len(failures)} of {total} structures failed: {summary}')
+        succeeded = total - len(failures)
+        required = max(1, math.ceil(self.inputs.quorum.value * total))
+        if succeeded < required:
+            return self.exit_codes.ERROR_TOO_FEW_SUCCEEDED.format(
+                succeeded=succeeded, total=total, required=required, failures=', '.join(sorted(failures)))
+        return None
 
 
 def load_engine(name: str) -> type[EngineWorkChain]:
@@ -116,6 +181,8 @@ def expose_engine_inputs(spec, namespace: str = 'engine') -> None:
                help='Engine protocol for numerical settings.')
     spec.input(f'{namespace}.settings', valid_type=orm.Dict, required=False, help='Engine-specific settings.')
     spec.input(f'{namespace}.options', valid_type=orm.Dict, required=False, help='Scheduler options.')
+    spec.input(f'{namespace}.quorum', valid_type=orm.Float, required=False, validator=validate_quorum,
+               help='Fraction of each engine batch that must succeed (default: at least one structure).')
 
 
 def submit_engine(workchain: WorkChain, operation: str, structures: dict[str, orm.StructureData],
@@ -130,7 +197,7 @@ def submit_engine(workchain: WorkChain, operation: str, structures: dict[str, or
         'code': engine_inputs['code'],
         'protocol': engine_inputs['protocol'],
     }
-    for optional in ('settings', 'options'):
+    for optional in ('settings', 'options', 'quorum'):
         if optional in engine_inputs:
             inputs[optional] = engine_inputs[optional]
     return workchain.submit(engine, **inputs)

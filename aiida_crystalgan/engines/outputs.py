@@ -1,7 +1,9 @@
 """The engines' standard outputs (``engines/base.py``): built here by every engine, read back here by every consumer.
 
 Units: eV, Å, eV/Å, eV/Å^3 (positive = tensile), K, fs. Builders take plain arrays, so that the MLIP parser and
-the VASP calcfunctions make nodes of exactly the same shape; readers turn the nodes back into plain values.
+the VASP calcfunctions make nodes of exactly the same shape; readers turn the nodes back into plain values. Builders
+refuse NaN and infinite values (:class:`NonFiniteError`): the structure is then reported in the ``failures`` output
+(``{key: {'exit_status', 'exit_label', 'message'}}``) instead of breaking the storage of the batch.
 """
 
 from __future__ import annotations
@@ -12,15 +14,46 @@ from typing import Any
 
 import numpy as np
 from aiida import orm
+from aiida.engine import calcfunction
 
+from aiida_crystalgan.exit_codes import EXIT_CODES
 from aiida_crystalgan.io.datafile import StructureRecord
 
 #: Per-frame arrays of the ``trajectories`` output besides positions and cells, in the order they are stored.
 TRAJECTORY_ARRAYS = ('energies', 'forces', 'stress', 'temperatures', 'velocities')
 
 
+class NonFiniteError(ValueError):
+    """An engine result holds NaN or infinite values: that structure failed."""
+
+
+def require_finite(**values: Any) -> None:
+    """Raise :class:`NonFiniteError` naming those of ``values`` (numbers or arrays) that are not all finite."""
+    bad = [name for name, value in values.items() if value is not None and not np.isfinite(
+        np.asarray(value, dtype=float)).all()]
+    if bad:
+        raise NonFiniteError(f'non-finite {", ".join(bad)}')
+
+
+def failure(label: str, message: str) -> dict[str, Any]:
+    """One entry of the ``failures`` output: the engine exit code ``label`` of the structure and what happened."""
+    return {'exit_status': EXIT_CODES[label][0], 'exit_label': label, 'message': message}
+
+
+@calcfunction
+def record_failures(failures: orm.Dict, **structures: orm.StructureData) -> orm.Dict:
+    """The ``failures`` output of an engine, linked to the structures that failed (``structure_<key>``)."""
+    return orm.Dict(failures.get_dict())
+
+
+def read_failures(node: orm.ProcessNode) -> dict[str, dict[str, Any]]:
+    """The ``failures`` output of an engine (or stage) ``node`` as a plain dict; empty when nothing failed."""
+    return node.outputs.failures.get_dict() if 'failures' in node.outputs else {}
+
+
 def build_results(energy: float, forces: Any, stress: Any, converged: bool, steps: int | None = None) -> orm.ArrayData:
     """The ``results`` output of one structure: ``forces``/``stress`` arrays, energy and convergence attributes."""
+    require_finite(energy=energy, forces=forces, stress=stress)
     forces = np.asarray(forces, dtype=float).reshape(-1, 3)
     energy = float(energy)
     results = orm.ArrayData()
@@ -39,6 +72,7 @@ def build_results(energy: float, forces: Any, stress: Any, converged: bool, step
 
 def build_structure(cell: Any, symbols: Sequence[str], positions: Any) -> orm.StructureData:
     """The ``relaxed_structures`` output: a periodic structure from a cell and Cartesian positions (Å)."""
+    require_finite(cell=cell, positions=positions)
     structure = orm.StructureData(cell=np.asarray(cell, dtype=float).tolist())
     for symbol, position in zip(symbols, np.asarray(positions, dtype=float).tolist()):
         structure.append_atom(position=position, symbols=symbol)
@@ -57,6 +91,7 @@ def build_trajectory(symbols: Sequence[str], positions: Any, cells: Any, times: 
         raise ValueError(f'unknown trajectory arrays {sorted(unknown)}: use {", ".join(TRAJECTORY_ARRAYS)}')
     if arrays.get('energies') is None:
         raise ValueError('a trajectory needs the `energies` of its frames')
+    require_finite(positions=positions, cells=cells, energies=arrays['energies'])
     positions = np.asarray(positions, dtype=float)
     steps = np.arange(len(positions)) if steps is None else np.asarray(steps, dtype=int)
     trajectory = orm.TrajectoryData()

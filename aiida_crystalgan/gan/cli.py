@@ -2,19 +2,28 @@
 
 Both write ``status.json`` next to their outputs and exit with the shared exit codes of ``aiida_crystalgan.io.status``:
 ``EXIT_OK`` (0), ``EXIT_FAILED`` (1), ``EXIT_INVALID_INPUT`` (2, message also on stderr) and, for training,
-``EXIT_SOFT_WALLCLOCK`` (3, ``checkpoint.pt`` written).
+``EXIT_SOFT_WALLCLOCK`` (3, ``checkpoint.pt`` written) and ``EXIT_DIVERGED`` (4, a NaN or infinite loss:
+``checkpoint.pt`` is the last good checkpoint, when there is one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from aiida_crystalgan.io.status import EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_SOFT_WALLCLOCK, write_status
+from aiida_crystalgan.io.status import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    EXIT_SOFT_WALLCLOCK,
+    write_status,
+)
 
 _STARTED = time.monotonic()
 
@@ -27,6 +36,17 @@ def _fail(directory: Path, message: str) -> int:
 def _crash(directory: Path, exception: Exception) -> int:
     traceback.print_exc()
     return write_status(directory, EXIT_FAILED, f'{type(exception).__name__}: {exception}')
+
+
+def _diverged(checkpoint: Path, diverged: Exception) -> int:
+    """Leave the last good checkpoint at ``checkpoint`` (it may be the one resumed from) and report the divergence."""
+    last_good = diverged.checkpoint_path
+    if last_good is not None and Path(last_good).resolve() != checkpoint.resolve():
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(last_good, checkpoint)
+    print(f'error: {diverged}', file=sys.stderr)
+    return write_status(checkpoint.parent, EXIT_DIVERGED, str(diverged), step=diverged.step,
+                        checkpoint=checkpoint.name if last_good is not None else None)
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -51,7 +71,8 @@ def train_main(argv: list[str] | None = None) -> int:
 
     from .config import GanConfig
     from .evaluation import held_out_evaluator, write_validation_summary
-    from .training import train
+    from .trainer import TrainingDiverged
+    from .training import CHECKPOINT_FILE, train
 
     try:
         _require_file(args.dataset, 'dataset file')
@@ -71,6 +92,8 @@ def train_main(argv: list[str] | None = None) -> int:
                        device=args.device, on_log=evaluator)
         if result.completed and evaluator is not None:
             write_validation_summary(evaluator, result, config, args.output_dir, args.device)
+    except TrainingDiverged as diverged:
+        return _diverged(args.output_dir / CHECKPOINT_FILE, diverged)
     except (ValueError, KeyError, TypeError) as exception:
         return _fail(args.output_dir, str(exception))
     except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser

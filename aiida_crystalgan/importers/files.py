@@ -1,8 +1,9 @@
 """Import structures from files: CIF, POSCAR/CONTCAR, extended XYZ, vasprun.xml and OUTCAR.
 
 CIFs are read with pymatgen (symmetry operations, partial occupancies detected), everything else with ASE, which
-keeps energies, forces and stress. Files are streamed frame by frame; a file that cannot be read raises
-:class:`FileImportError` naming it.
+keeps energies, forces and stress. Files are streamed frame by frame; a file that cannot be read, or holds a structure
+without a 3D lattice or with NaN coordinates, raises :class:`FileImportError` naming it. Compressed files are
+decompressed to a temporary file of at most :data:`MAX_DECOMPRESSED_BYTES`.
 
 Roles (:data:`DEFAULT_ROLES`): structure files (CIF, POSCAR) hold known phases, so their structures are ``minimum``;
 trajectories (extxyz, vasprun.xml, OUTCAR) hold MD frames and relaxation steps with energies and forces, so theirs are
@@ -17,11 +18,12 @@ import contextlib
 import gzip
 import lzma
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord, check_role
@@ -37,6 +39,9 @@ DEFAULT_ROLES = {'cif': MINIMUM, 'poscar': MINIMUM, 'extxyz': LABELLED, 'vasprun
 
 
 _OPENERS = {'.gz': gzip.open, '.bz2': bz2.open, '.xz': lzma.open}
+#: Most bytes that one compressed file may decompress to (a guard against decompression bombs filling /tmp).
+MAX_DECOMPRESSED_BYTES = 4 * 1024**3
+_CHUNK_BYTES = 1 << 20
 
 
 class FileImportError(ValueError):
@@ -78,7 +83,36 @@ def _read_cif(path: Path, report: CleaningReport, role: str) -> Iterator[Structu
             report.drop('disordered', f'partial occupancies in {structure.composition}', source=str(path),
                         label=label)
             continue
+        problem = check_lattice(structure.lattice.matrix, structure.cart_coords)
+        if problem:
+            raise FileImportError(f'{path}: structure {i} is not a crystal: {problem}')
         yield StructureRecord.from_pymatgen(structure, source=str(path), label=label, role=role)
+
+
+def _decompress(path: Path, target: Path) -> None:
+    """Decompress ``path`` into ``target`` chunk by chunk; stop with :class:`FileImportError` beyond the limit."""
+    limit = MAX_DECOMPRESSED_BYTES
+    written = 0
+    with _OPENERS[path.suffix](path, 'rb') as source, target.open('wb') as handle:
+        while chunk := source.read(_CHUNK_BYTES):
+            written += len(chunk)
+            if written > limit:
+                raise FileImportError(f'{path}: decompresses to more than {limit / 1024**3:.1f} GiB; decompress it '
+                                      'yourself where there is room, or split it')
+            handle.write(chunk)
+
+
+def check_lattice(cell: Any, positions: Any, pbc: Any = (True, True, True)) -> str | None:
+    """Why a structure with ``cell`` and ``positions`` is not a crystal (NaN values, no lattice), or ``None``."""
+    cell, positions = np.asarray(cell, dtype=float), np.asarray(positions, dtype=float)
+    if not np.isfinite(cell).all():
+        return 'its lattice holds NaN or infinite values'
+    if not np.isfinite(positions).all():
+        return 'its positions hold NaN or infinite values'
+    if not np.all(pbc) or abs(np.linalg.det(cell)) < 1e-6:
+        return ('it has no 3D periodic lattice (a molecule or a slab?): give the cell, e.g. `Lattice="..."` and '
+                '`pbc="T T T"` in an extended XYZ comment line')
+    return None
 
 
 def _read_ase(path: Path, fmt: str, index: str, role: str | None) -> Iterator[StructureRecord]:
@@ -91,9 +125,11 @@ def _read_ase(path: Path, fmt: str, index: str, role: str | None) -> Iterator[St
             # ASE seeks back to every frame: in a compressed stream each seek decompresses from the start again.
             tmpdir = stack.enter_context(tempfile.TemporaryDirectory(prefix='crystalgan-import-'))
             readable = Path(tmpdir) / path.stem
-            with _OPENERS[path.suffix](path, 'rb') as source, readable.open('wb') as target:
-                shutil.copyfileobj(source, target, 1 << 20)
+            _decompress(path, readable)
         for i, atoms in enumerate(iread(readable, index=index, format=FORMATS[fmt])):
+            problem = check_lattice(atoms.cell[:], atoms.positions, atoms.pbc)
+            if problem:
+                raise FileImportError(f'{path}: structure {i} is not a crystal: {problem}')
             frame_role = role or (atoms.info.get('role') if fmt == 'extxyz' else None) or DEFAULT_ROLES[fmt]
             yield StructureRecord.from_ase(atoms, source=str(path), label=f'{path.name}:{i}', role=frame_role)
 

@@ -89,10 +89,26 @@ def structures_endpoint(base_url: str) -> str:
     return f'{base_url}/structures'
 
 
+#: Longest wait (s) for a server's ``Retry-After`` or the retry back-off; a larger one is cut to this.
+MAX_RETRY_WAIT = 60.0
+#: Most pages followed for one query (``links.next``), whatever the server says.
+MAX_PAGES = 10_000
+
+
+class _CappedRetry(Retry):
+    """urllib3's ``Retry`` that honours ``Retry-After`` for at most :data:`MAX_RETRY_WAIT` seconds."""
+
+    DEFAULT_BACKOFF_MAX = MAX_RETRY_WAIT
+
+    def get_retry_after(self, response) -> float | None:
+        seconds = super().get_retry_after(response)
+        return None if seconds is None else min(seconds, MAX_RETRY_WAIT)
+
+
 def _session(retries: int) -> requests.Session:
     session = requests.Session()
-    retry = Retry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
-                  allowed_methods=('GET',), raise_on_status=False)
+    retry = _CappedRetry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
+                         allowed_methods=('GET',), raise_on_status=False)
     session.mount('http://', HTTPAdapter(max_retries=retry))
     session.mount('https://', HTTPAdapter(max_retries=retry))
     session.headers['Accept'] = 'application/vnd.api+json, application/json'
@@ -119,17 +135,25 @@ def _get(session: requests.Session, url: str, params: dict[str, Any] | None, tim
 
 
 def iter_optimade_entries(base_url: str, filter_: str = '', page_limit: int = 100, max_results: int | None = None,
-                          timeout: float = 30.0, retries: int = 3) -> Iterator[dict[str, Any]]:
-    """Yield the raw structure entries matching ``filter_``, following ``links.next`` page by page."""
+                          timeout: float = 30.0, retries: int = 3,
+                          max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
+    """Yield the raw structure entries matching ``filter_``, following ``links.next`` page by page.
+
+    Stops at an empty page (even with a ``next`` link), at a ``next`` link already followed, and after ``max_pages``
+    pages (:class:`OptimadeError`), so that a misbehaving server cannot keep the import running for ever.
+    """
     validate_filter(filter_)
     url: str | None = structures_endpoint(base_url)
     params: dict[str, Any] | None = {'page_limit': page_limit, 'response_fields': ','.join(RESPONSE_FIELDS)}
     if filter_:
         params['filter'] = filter_
     count = 0
+    followed: set[str] = set()
     with _session(retries) as session:
-        while url:
+        for _ in range(max_pages):
             body = _get(session, url, params, timeout)
+            if not body['data']:
+                return
             for entry in body['data']:
                 yield entry
                 count += 1
@@ -137,7 +161,12 @@ def iter_optimade_entries(base_url: str, filter_: str = '', page_limit: int = 10
                     return
             next_link = (body.get('links') or {}).get('next')
             url = next_link.get('href') if isinstance(next_link, dict) else next_link
+            if not url or url in followed:
+                return
+            followed.add(url)
             params = None
+    raise OptimadeError(f'{base_url} still had a next page after {max_pages} pages: narrow the filter or set '
+                        '`max_results`')
 
 
 def entry_to_record(entry: dict[str, Any], source: str, role: str = MINIMUM) -> StructureRecord:

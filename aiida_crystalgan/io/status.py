@@ -7,12 +7,18 @@ as the last thing they do, atomically, and exit with the matching process exit c
 * ``EXIT_FAILED`` (1), ``failed``: an unexpected error stopped the run (the message names it);
 * ``EXIT_INVALID_INPUT`` (2), ``invalid_input``: the input files were rejected (the message says why);
 * ``EXIT_SOFT_WALLCLOCK`` (3), ``soft_wallclock``: the soft wall-clock limit was reached, the work done so far is
-  kept (a checkpoint, the finished structures) to resume from.
+  kept (a checkpoint, the finished structures) to resume from;
+* ``EXIT_DIVERGED`` (4), ``diverged``: training stopped on a NaN or infinite loss; ``checkpoint.pt``, where written,
+  is the last good checkpoint.
 
 Every ``status.json`` also holds ``timing``: the process's wall and CPU seconds until it was written (the cost
 ledger's ``measured`` source).
 
 No ``status.json`` at all means that the process died before it could write one (crash, out of memory, killed).
+
+Executables that work through a batch of structures (``crystalgan-mlip``) report the structures that fail one by one:
+``<key>.failed.json`` (see :func:`write_failure`) with one of :data:`FAILURE_REASONS`, and ``running.json`` names the
+structure being worked on, so that a process that dies leaves the name of the structure it died on.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID_INPUT = 2
 EXIT_SOFT_WALLCLOCK = 3
+EXIT_DIVERGED = 4
 
 #: The ``status`` written for each process exit code.
 STATUS_NAMES = {
@@ -37,9 +44,20 @@ STATUS_NAMES = {
     EXIT_FAILED: 'failed',
     EXIT_INVALID_INPUT: 'invalid_input',
     EXIT_SOFT_WALLCLOCK: 'soft_wallclock',
+    EXIT_DIVERGED: 'diverged',
 }
+#: Why one structure of a batch failed: ``<key>.failed.json``'s ``reason``.
+FAILURE_REASONS = {
+    'unsupported_element': 'the model cannot evaluate an element of the structure',
+    'non_finite': 'the energy, forces, stress or positions are NaN or infinite',
+    'exploded': 'the relaxation blew the cell up or collapsed it',
+    'error': 'the calculation of this structure raised an error',
+    'crashed': 'the executable died while working on this structure',
+}
+FAILED_SUFFIX = '.failed.json'
+RUNNING_FILE = 'running.json'
 EXIT_NAMES = {EXIT_OK: 'EXIT_OK', EXIT_FAILED: 'EXIT_FAILED', EXIT_INVALID_INPUT: 'EXIT_INVALID_INPUT',
-              EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK'}
+              EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK', EXIT_DIVERGED: 'EXIT_DIVERGED'}
 
 
 _IMPORTED = time.time()
@@ -73,6 +91,15 @@ def write_status(directory: str | Path, exit_code: int, message: str, **details:
     partial.write_text(json.dumps(content))
     os.replace(partial, directory / STATUS_FILE)
     return exit_code
+
+
+def write_failure(directory: str | Path, key: str, reason: str, message: str) -> None:
+    """Record atomically that structure ``key`` failed for ``reason`` (one of :data:`FAILURE_REASONS`)."""
+    if reason not in FAILURE_REASONS:
+        raise ValueError(f'unknown failure reason `{reason}`: use one of {", ".join(FAILURE_REASONS)}')
+    partial = Path(directory) / f'{key}{FAILED_SUFFIX}.part'
+    partial.write_text(json.dumps({'reason': reason, 'message': message}))
+    os.replace(partial, Path(directory) / f'{key}{FAILED_SUFFIX}')
 
 
 def parse_status(text: str) -> dict[str, Any]:

@@ -28,6 +28,18 @@ def _sevennet(settings: dict[str, Any]):
 
 CALCULATORS: dict[str, Callable[[dict[str, Any]], Any]] = {'chgnet': _chgnet, 'mace': _mace, 'sevennet': _sevennet}
 NEEDS_MODEL_PATH = {'mace', 'sevennet'}
+#: The largest atomic number that each model was trained on, where the model is fixed (CHGNet: H to Pu).
+MAX_ATOMIC_NUMBER = {'chgnet': 94}
+
+
+def unsupported_elements(settings: dict[str, Any], numbers) -> list[str]:
+    """The chemical symbols among the atomic ``numbers`` that the model of ``settings`` cannot evaluate."""
+    from ase.data import chemical_symbols
+
+    limit = MAX_ATOMIC_NUMBER.get(settings.get('model', 'chgnet'))
+    if limit is None:
+        return []
+    return sorted({chemical_symbols[number] for number in numbers if not 0 < number <= limit})
 
 
 def load_calculator(settings: dict[str, Any]):

@@ -3,7 +3,10 @@
 Usage: ``crystalgan-mlip input.json``. The input names the operation, its parameters, the MLIP settings, the dataset
 file with the structures (labels are the keys) and an optional soft wall-clock limit. Each finished structure is
 written at once to ``results/<key>.json`` (relax, forces) or ``results/<key>.npz`` (md), so a job that is stopped
-keeps the work it did. ``results/status.json`` and the exit code say how the run ended (see ``io.status``).
+keeps the work it did. A structure that fails (an element the model does not know, NaN or infinite results, an
+exploding relaxation, an error of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
+``results/running.json`` names the structure being worked on, so that a hard crash names its culprit.
+``results/status.json`` and the exit code say how the run ended (see ``io.status``).
 """
 
 from __future__ import annotations
@@ -21,15 +24,34 @@ import numpy as np
 import torch
 
 from aiida_crystalgan.io import DataFile
-from aiida_crystalgan.io.status import EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, EXIT_SOFT_WALLCLOCK, write_status
+from aiida_crystalgan.io.status import (
+    EXIT_FAILED,
+    EXIT_INVALID_INPUT,
+    EXIT_OK,
+    EXIT_SOFT_WALLCLOCK,
+    FAILED_SUFFIX,
+    RUNNING_FILE,
+    write_failure,
+    write_status,
+)
 
-from .calculators import load_calculator
+from .calculators import load_calculator, unsupported_elements
 
 RESULTS = Path('results')
+#: A relaxation that changes the volume by more than this factor, either way, has exploded (or collapsed).
+MAX_VOLUME_RATIO = 3.0
 
 
 class InputError(ValueError):
     """The input files are invalid."""
+
+
+class StructureFailed(Exception):
+    """One structure of the batch failed for ``reason`` (a key of ``io.status.FAILURE_REASONS``); the others go on."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -65,11 +87,15 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     from ase.optimize import FIRE
 
     atoms.calc = calculator
+    initial_volume = atoms.get_volume()
     target = FrechetCellFilter(atoms) if parameters.get('relax_cell', True) else atoms
     optimizer = FIRE(target, logfile=None)
     converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters['max_steps'])))
     result = run_forces(atoms, calculator, parameters)
     result.update({'converged': converged, 'steps': int(optimizer.nsteps)})
+    ratio = atoms.get_volume() / initial_volume
+    if not 1 / MAX_VOLUME_RATIO < ratio < MAX_VOLUME_RATIO:
+        raise StructureFailed('exploded', f'the volume changed by a factor {ratio:.3g} during the relaxation')
     return result
 
 
@@ -118,6 +144,25 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
 
 
 OPERATIONS = {'forces': run_forces, 'relax': run_relax, 'md': run_md}
+NON_FINITE_CHECKED = ('energy', 'forces', 'stress', 'positions', 'cell', 'energies', 'cells', 'velocities')
+
+
+def evaluate(operation: str, atoms, calculator, config: dict[str, Any]) -> dict[str, Any]:
+    """Run ``operation`` on one structure; :class:`StructureFailed` when the structure, not the run, is at fault."""
+    unknown = unsupported_elements(config.get('settings', {}), atoms.get_atomic_numbers())
+    if unknown:
+        raise StructureFailed('unsupported_element', f'the model cannot evaluate {", ".join(unknown)}')
+    try:
+        result = OPERATIONS[operation](atoms, calculator, config['parameters'])
+    except (StructureFailed, InputError):
+        raise
+    except Exception as exception:  # noqa: BLE001 - the calculator's failure on this structure, whatever it is
+        traceback.print_exc()
+        raise StructureFailed('error', f'{type(exception).__name__}: {exception}') from exception
+    bad = [name for name in NON_FINITE_CHECKED if name in result and not np.isfinite(result[name]).all()]
+    if bad:
+        raise StructureFailed('non_finite', f'non-finite {", ".join(bad)}')
+    return result
 
 
 def _read_input(path: Path) -> dict[str, Any]:
@@ -138,29 +183,38 @@ def run(input_path: Path) -> int:
     RESULTS.mkdir(exist_ok=True)
     config = _read_input(input_path)
     soft_limit = config.get('max_wallclock_seconds')
-    operation = OPERATIONS[config['operation']]
     settings = config.get('settings', {})
     torch.set_num_threads(int(settings.get('num_threads', 1)))
     calculator = load_calculator(settings)
     durations: list[float] = []
+    failed = 0
     with DataFile(config['structures']) as structures:
         for record in structures:
             key = record.label
-            if (RESULTS / f'{key}.json').exists() or (RESULTS / f'{key}.npz').exists():
+            if any((RESULTS / f'{key}{suffix}').exists() for suffix in ('.json', '.npz', FAILED_SUFFIX)):
                 continue
             elapsed = time.monotonic() - start
             if soft_limit and durations and elapsed + max(durations) > soft_limit:
                 return write_status(RESULTS, EXIT_SOFT_WALLCLOCK, f'soft wall-clock limit of {soft_limit} s reached',
-                                    finished=len(durations))
+                                    finished=len(durations) - failed, failed=failed)
             tick = time.monotonic()
-            result = operation(record.to_ase(), calculator, config['parameters'])
-            if config['operation'] == 'md':
-                _write_atomic(RESULTS / f'{key}.npz', lambda p, r=result: _save_npz(p, r))
+            _write_atomic(RESULTS / RUNNING_FILE, lambda p, k=key: p.write_text(json.dumps({'key': k})))
+            try:
+                result = evaluate(config['operation'], record.to_ase(), calculator, config)
+            except StructureFailed as failure:
+                print(f'crystalgan-mlip: `{key}` failed ({failure.reason}): {failure}', file=sys.stderr)
+                write_failure(RESULTS, key, failure.reason, str(failure))
+                failed += 1
             else:
-                _write_atomic(RESULTS / f'{key}.json', lambda p, r=result: p.write_text(json.dumps(r)))
+                if config['operation'] == 'md':
+                    _write_atomic(RESULTS / f'{key}.npz', lambda p, r=result: _save_npz(p, r))
+                else:
+                    _write_atomic(RESULTS / f'{key}.json', lambda p, r=result: p.write_text(json.dumps(r)))
+            (RESULTS / RUNNING_FILE).unlink()
             durations.append(time.monotonic() - tick)
-    return write_status(RESULTS, EXIT_OK, f'{len(durations)} structures in {time.monotonic() - start:.1f} s',
-                        finished=len(durations))
+    finished = len(durations) - failed
+    return write_status(RESULTS, EXIT_OK, f'{finished} structures in {time.monotonic() - start:.1f} s, '
+                        f'{failed} failed', finished=finished, failed=failed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,10 @@ def parse_losses(text: str) -> orm.ArrayData:
 
 
 class TrainParser(Parser):
-    """A finished run gives ``model``; a soft wall-clock stop ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT."""
+    """A finished run gives ``model``; a soft wall-clock stop ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT.
+
+    A diverged run (ERROR_TRAINING_DIVERGED) gives its last good ``checkpoint`` when it wrote or resumed from one.
+    """
 
     def parse(self, **kwargs) -> ExitCode | None:
         retrieved = self.retrieved
@@ -48,8 +51,11 @@ class TrainParser(Parser):
             self.out('losses', parse_losses(retrieved.base.repository.get_object_content(LOSSES_FILE)))
 
         exit_code = executable_exit_code(self, STATUS_FILE, STDERR_FILE)
+        diverged = self.exit_codes.ERROR_TRAINING_DIVERGED.status
+        if exit_code is not None and exit_code.status == diverged and CHECKPOINT_FILE not in names:
+            return exit_code
         stopped = self.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
-        if exit_code is not None and exit_code.status != stopped:
+        if exit_code is not None and exit_code.status not in (stopped, diverged):
             return exit_code
         name, label = (CHECKPOINT_FILE, 'checkpoint') if exit_code is not None else (MODEL_FILE, 'model')
         with tempfile.TemporaryDirectory() as tmpdir:

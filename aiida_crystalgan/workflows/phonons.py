@@ -18,26 +18,63 @@ from aiida_phonopy.workflows.phonopy import PhonopyWorkChain
 from ase.cell import Cell
 
 from aiida_crystalgan.analysis.phonons import lowest_frequency, supercell_matrix_for_length
-from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
+from aiida_crystalgan.engines.base import check_number, expose_engine_inputs, submit_engine
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 PARENT_PORTS_REPLACED = ('supercell_matrix', 'symmetry_tolerance', 'displacement_generator')
 
 
+#: Bounds of the phonon parameters, ``name: (type, lower (exclusive), upper (inclusive))``: beyond them a typo would
+#: ask for supercells of thousands of atoms or q-meshes of millions of points.
+PARAMETER_BOUNDS = {
+    'supercell_min_length': (float, 0, 30.0),   # Å
+    'displacement': (float, 0, 0.5),            # Å
+    'frequency_tolerance': (float, 0, 10.0),    # THz
+    'symmetry_tolerance': (float, 0, 1.0),      # Å
+}
+#: Largest q-mesh divisions along one axis, and most unit cells in a supercell.
+MAX_MESH = 64
+MAX_SUPERCELL_CELLS = 1000
+BOOLEAN_PARAMETERS = ('subtract_residual_forces', 'band_structure', 'dos')
+
+
+def _integers(value, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``value`` as an integer array of ``shape``, or ``None`` when it is not one."""
+    if np.shape(value) != shape:
+        return None
+    array = np.asarray(value, dtype=object).reshape(-1)
+    if not all(isinstance(item, int) and not isinstance(item, bool) for item in array):
+        return None
+    return np.asarray(value, dtype=int)
+
+
 def validate_parameters(parameters: orm.Dict, _) -> str | None:
-    """Check the keys and values of the ``parameters`` input: every key of ``phonons.yaml``, ``supercell_matrix``."""
+    """Check the keys, types and bounds of the ``parameters``: every key of ``phonons.yaml``, ``supercell_matrix``."""
     values = parameters.get_dict()
     allowed = PhononWorkChain.get_override_keys()
     unknown = set(values) - set(allowed)
     if unknown:
         return f'unknown phonon parameters {sorted(unknown)}: use {sorted(allowed)}'
-    if 'supercell_matrix' in values and np.shape(values['supercell_matrix']) not in ((3,), (3, 3)):
-        return '`supercell_matrix` must be 3 integers (diagonal) or a 3x3 integer matrix'
-    for key in ('supercell_min_length', 'displacement', 'frequency_tolerance', 'symmetry_tolerance'):
-        if key in values and not values[key] > 0:
-            return f'`{key}` must be positive, got {values[key]}'
-    if 'mesh' in values and (len(values['mesh']) != 3 or min(values['mesh']) < 1):
-        return '`mesh` must be 3 positive integers'
+    if 'supercell_matrix' in values:
+        matrix = values['supercell_matrix']
+        matrix = _integers(matrix, (3,)) if np.shape(matrix) == (3,) else _integers(matrix, (3, 3))
+        if matrix is None:
+            return '`supercell_matrix` must be 3 integers (diagonal) or a 3x3 integer matrix'
+        cells = abs(round(np.linalg.det(np.diag(matrix) if matrix.ndim == 1 else matrix)))
+        if not 1 <= cells <= MAX_SUPERCELL_CELLS:
+            return f'`supercell_matrix` must make a supercell of 1 to {MAX_SUPERCELL_CELLS} unit cells, not {cells}'
+    for key, bounds in PARAMETER_BOUNDS.items():
+        if key in values:
+            message = check_number(key, values[key], *bounds)
+            if message:
+                return message
+    if 'mesh' in values:
+        mesh = _integers(values['mesh'], (3,))
+        if mesh is None or not ((mesh >= 1) & (mesh <= MAX_MESH)).all():
+            return f'`mesh` must be 3 integers from 1 to {MAX_MESH}, got {values["mesh"]!r}'
+    for key in BOOLEAN_PARAMETERS:
+        if key in values and not isinstance(values[key], bool):
+            return f'`{key}` must be true or false, got {values[key]!r}'
     missing = set(allowed) - set(values) - {'supercell_matrix'}
     if missing:
         return f'missing phonon parameters {sorted(missing)}: build the inputs with `get_builder_from_protocol`'
@@ -133,6 +170,9 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
         spec.output('is_stable', valid_type=orm.Bool, help='No frequency below -frequency_tolerance on the q-mesh.')
         spec.output('band_structure', valid_type=orm.BandsData, required=False, help='Frequencies (THz) on a path.')
         spec.output('dos', valid_type=orm.XyData, required=False, help='Total phonon DOS.')
+        spec.exit_code(632, 'ERROR_SUPERCELL_TOO_LARGE',
+                       message='The supercell would hold {cells} unit cells, more than ' + str(MAX_SUPERCELL_CELLS)
+                               + ': lower `supercell_min_length` or give `supercell_matrix`.')
         spec.exit_code(630, 'ERROR_ENGINE_FAILED',
                        message='The engine failed on the displaced supercells: {message}. Check the engine inputs.')
         spec.exit_code(631, 'ERROR_MISSING_FORCES',
@@ -159,7 +199,7 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
     def _parameters(self) -> dict[str, Any]:
         return self.inputs.parameters.get_dict()
 
-    def setup(self) -> None:
+    def setup(self) -> ExitCode | None:
         """Displace the supercells of ``structure`` (or take the given ``preprocess_data``)."""
         if 'preprocess_data' in self.inputs:
             self.ctx.preprocess_data = self.inputs.preprocess_data
@@ -171,6 +211,9 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
             matrix = supercell_matrix_for_length(np.array(structure.cell), parameters['supercell_min_length'])
         elif np.shape(matrix) == (3,):
             matrix = np.diag(matrix).tolist()
+        cells = abs(round(np.linalg.det(matrix)))
+        if cells > MAX_SUPERCELL_CELLS:
+            return self.exit_codes.ERROR_SUPERCELL_TOO_LARGE.format(cells=cells)
         inputs = {
             'structure': structure,
             'supercell_matrix': orm.List(matrix),
@@ -182,6 +225,7 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
                 inputs[name] = self.inputs[name]
         self.ctx.preprocess_data = generate_preprocess_data(**inputs)
         self.report(f'supercell matrix {matrix}')
+        return None
 
     def run_forces(self) -> None:
         """One ``forces`` call of the engine on all displaced supercells (and the pristine one)."""

@@ -8,8 +8,15 @@ from typing import Any
 from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_, while_
 
-from aiida_crystalgan.engines.base import expose_engine_inputs, require_structures, submit_engine
+from aiida_crystalgan.engines.base import (
+    check_number,
+    expose_engine_inputs,
+    require_structures,
+    submit_engine,
+    validate_operation_parameters,
+)
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
+from aiida_crystalgan.workflows.phonons import validate_parameters as validate_phonon_parameters
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 #: Keys of the ``parameters`` input, each required (values in ``protocols/stability.yaml`` and ``phonons.yaml``).
@@ -47,19 +54,28 @@ def summarize_stability(force_tolerance: orm.Float, phonons_checked: orm.Bool, *
 
 
 def validate_parameters(value: orm.Dict, _) -> str | None:
-    """Every key is given; the relaxation needs a positive ``fmax``; the force tolerance must be positive."""
+    """Every key is given; the relaxation parameters and the force tolerance have the engine's types and bounds."""
     parameters = value.get_dict()
     unknown, missing = set(parameters) - set(PARAMETER_KEYS), set(PARAMETER_KEYS) - set(parameters)
     if unknown or missing:
         return (f'stability parameters: unknown {sorted(unknown)}, missing {sorted(missing)}; build them with '
                 '`StabilityWorkChain.get_protocol_inputs`')
-    relax = parameters.get('relax', {})
-    if not relax.get('fmax', 0) > 0:
-        return '`relax.fmax` (eV/Å) must be positive'
-    if not parameters.get('force_tolerance', 0) > 0:
-        return '`force_tolerance` (eV/Å) must be positive'
+    relax = parameters['relax']
+    if not isinstance(relax, dict):
+        return f'`relax` must be a mapping of relaxation parameters, got {relax!r}'
+    message = validate_operation_parameters('relax', relax) or check_number(
+        'force_tolerance', parameters['force_tolerance'], float, 0, 100)
+    if message:
+        return f'stability parameters: {message}'
+    if not isinstance(parameters['phonons'], dict):
+        return f'`phonons` must be a mapping of phonon parameters, got {parameters["phonons"]!r}'
+    message = validate_phonon_parameters(orm.Dict(parameters['phonons']), None)
+    if message:
+        return f'stability parameters: phonons: {message}'
+    if not isinstance(parameters['check_phonons'], bool):
+        return f'`check_phonons` must be true or false, got {parameters["check_phonons"]!r}'
     limit = parameters.get('max_concurrent_phonons')
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         return f'`max_concurrent_phonons` must be a positive integer or null, got {limit}'
     return None
 
@@ -92,7 +108,9 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace('minima', valid_type=orm.StructureData, dynamic=True, required=False,
                               help='The relaxed structures that are local minima.')
         spec.output('summary', valid_type=orm.Dict, help='Energy, forces, phonons and verdict per structure.')
-        spec.exit_code(620, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed.')
+        spec.output('failures', valid_type=orm.Dict, required=False,
+                    help="The structures whose relaxation failed (the engine's `failures`): they are left out.")
+        spec.exit_code(620, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed: {message}')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
@@ -127,17 +145,23 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         return ToContext(relax=node)
 
     def inspect_relax(self):
-        """Keep the relaxation results; pick the structures whose forces are below the tolerance."""
+        """Keep the relaxation results; pick the structures whose forces are below the tolerance.
+
+        The structures whose relaxation failed (see the engine's ``failures``) are left out; the stage fails only with
+        the engine, that is when too few structures were relaxed (``engine.quorum``).
+        """
         node = self.ctx.relax
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_RELAXATION_FAILED
+            return self.exit_codes.ERROR_RELAXATION_FAILED.format(message=node.exit_message or node.process_state)
+        if 'failures' in node.outputs:
+            self.out('failures', node.outputs.failures)
         tolerance = self.inputs.parameters['force_tolerance']
         self.ctx.relaxed = dict(node.outputs.relaxed_structures)
         self.ctx.results = dict(node.outputs.results)
         self.ctx.candidates = [key for key, r in self.ctx.results.items()
                                if r.base.attributes.get('max_force') < tolerance]
         self.ctx.phonon_queue = list(self.ctx.candidates)
-        self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters['phonons'])
+        self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters['phonons']).store()  # a checkpointable context
         self.report(f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below '
                     f'{tolerance} eV/Å')
         return None

@@ -1,4 +1,9 @@
-"""``crystalgan.training``: train the GAN, resuming from its checkpoint after every wall-clock stop."""
+"""``crystalgan.training``: train the GAN, resuming from its checkpoint after every wall-clock stop.
+
+A run that diverges (NaN or infinite loss) is not restarted: the same data, configuration and checkpoint would diverge
+again. The workchain stops with ``ERROR_TRAINING_DIVERGED`` and outputs the last good ``checkpoint``, to resume from
+with another configuration (a smaller learning rate, say).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(TrainCalculation, namespace='train')
         spec.expose_outputs(TrainCalculation)
+        spec.exit_code(640, 'ERROR_TRAINING_DIVERGED',
+                       message='Training diverged (NaN or infinite loss); the last good checkpoint, if any, is the '
+                               '`checkpoint` output: {message}')
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(
@@ -79,3 +87,11 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self.ctx.inputs.parent_model = checkpoint
         self.report(f'{node.process_label}<{node.pk}> stopped at step {checkpoint.step}: resuming from its checkpoint')
         return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=600, exit_codes=[TrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED])
+    def handle_diverged(self, node) -> ProcessHandlerReport:
+        """Stop: a rerun would diverge again. Keep the last good checkpoint as an output."""
+        if 'checkpoint' in node.outputs:
+            self.out('checkpoint', node.outputs.checkpoint)
+        return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_TRAINING_DIVERGED.format(
+            message=node.exit_message))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from aiida.engine import run_get_node
 from aiida_crystalgan.calculations.generate import GenerateCalculation
 from aiida_crystalgan.calculations.train import TrainCalculation
 from aiida_crystalgan.data.model import GanModelData
+from aiida_crystalgan.io.status import EXIT_DIVERGED
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
 
@@ -37,12 +39,69 @@ def test_training_resumes_after_every_soft_walltime_stop(train_code, tiny_datase
     assert torch.load(checkpoint, weights_only=True)['step'] == tiny_gan_config['steps']
 
 
-def test_training_rejects_invalid_configuration(train_code, tiny_dataset):
-    """A bad configuration ends in ERROR_INVALID_INPUT with the executable's explanation."""
-    inputs = {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict({'steps': -3})}
-    _, node = run_get_node(TrainCalculation, **inputs)
-    assert node.exit_status == TrainCalculation.exit_codes.ERROR_INVALID_INPUT.status
-    assert 'steps' in node.exit_message
+@pytest.mark.parametrize(('config', 'message'), [
+    ({'steps': -3}, 'steps'),
+    ({'n_mx': 8}, 'unknown config key.*n_mx'),
+    ({'steps': '3'}, 'steps'),
+])
+def test_training_rejects_invalid_configuration_at_submission(train_code, tiny_dataset, config, message):
+    """A bad GAN configuration (a typo, a wrong type) is refused when the job is submitted, not hours later."""
+    inputs = {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict(config)}
+    with pytest.raises(ValueError, match=message):
+        run_get_node(TrainCalculation, **inputs)
+    with pytest.raises(ValueError, match=message):
+        run_get_node(TrainingWorkChain, train=inputs)
+
+
+def test_train_executable_reports_divergence(tmp_path, monkeypatch, tiny_gan_config):
+    """``crystalgan-train`` maps a diverged run to status `diverged` (exit 4) and leaves the last good checkpoint."""
+    from ase.build import bulk
+
+    from aiida_crystalgan.gan import TrainingDiverged, cli, training
+    from aiida_crystalgan.io import StructureRecord, write_datafile
+
+    resumed = tmp_path / 'parent.pt'
+    resumed.write_bytes(b'last good weights')
+
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged(7, {'critic': float('nan')}, resumed)
+
+    monkeypatch.setattr(training, 'train', diverge)
+    write_datafile(tmp_path / 'data.h5', [StructureRecord.from_ase(bulk('Nb', 'bcc', a=3.3), label='nb')])
+    (tmp_path / 'config.json').write_text(json.dumps(tiny_gan_config))
+    output = tmp_path / 'out'
+    code = cli.train_main(['--dataset', str(tmp_path / 'data.h5'), '--config', str(tmp_path / 'config.json'),
+                           '--output-dir', str(output)])
+    assert code == EXIT_DIVERGED
+    status = json.loads((output / 'status.json').read_text())
+    assert status['status'] == 'diverged' and status['step'] == 7 and 'critic=nan' in status['message']
+    assert (output / 'checkpoint.pt').read_bytes() == b'last good weights'
+
+
+DIVERGING_TRAINER = """#!/bin/bash
+cp {checkpoint} checkpoint.pt
+echo '{{"status": "diverged", "exit_code": 4, "exit_name": "EXIT_DIVERGED", "message": "critic=nan"}}' > status.json
+exit 4
+"""
+
+
+def test_diverged_training_stops_with_its_last_good_checkpoint(aiida_localhost, tmp_path, tiny_dataset,
+                                                               trained_model, tiny_gan_config):
+    """The workchain does not rerun a diverged training: it stops with 640 and outputs the last good checkpoint."""
+    checkpoint = tmp_path / 'good.pt'
+    trained_model.write_file(checkpoint)
+    script = tmp_path / 'diverging-train'
+    script.write_text(DIVERGING_TRAINER.format(checkpoint=checkpoint))
+    script.chmod(0o755)
+    code = orm.InstalledCode(label='diverging-train', computer=aiida_localhost, filepath_executable=str(script),
+                             default_calc_job_plugin='crystalgan.train').store()
+    results, node = run_get_node(TrainingWorkChain, train={
+        'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)})
+    assert node.exit_status == TrainingWorkChain.exit_codes.ERROR_TRAINING_DIVERGED.status
+    assert 'critic=nan' in node.exit_message
+    assert len(node.called) == 1, 'a diverged training is not restarted'
+    assert node.called[0].exit_status == TrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED.status
+    assert results['checkpoint'].step == trained_model.step
 
 
 @pytest.fixture

@@ -37,6 +37,11 @@ def engine_inputs(code, operation: str, parameters: dict, structures: dict, **ex
     }
 
 
+def calculations_of(engine: orm.WorkChainNode) -> list[orm.CalcJobNode]:
+    """The ``MlipCalculation``s that ``engine`` ran, in order."""
+    return sorted((n for n in engine.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+
+
 def test_load_engine():
     assert load_engine('mlip') is MlipEngineWorkChain
     with pytest.raises(ValueError, match='unknown engine `nope`'):
@@ -173,3 +178,113 @@ def test_runner_imports_no_aiida():
     check = ('import sys, aiida_crystalgan.mlip.runner, aiida_crystalgan.io.status; '
              'sys.exit(any(name.split(".")[0] == "aiida" for name in sys.modules))')
     assert subprocess.run([sys.executable, '-c', check], check=False).returncode == 0
+
+
+def test_unsupported_element_fails_alone_and_quorum(mlip_code):
+    """A structure with an element CHGNet does not know fails alone (521); the batch keeps the others' results.
+
+    With a quorum of 1 (every structure must succeed) the same batch fails with ERROR_TOO_FEW_SUCCEEDED.
+    """
+    einsteinium = Structure(Lattice.cubic(3.32), ['Nb', 'Es'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    structures = {'good': bcc_niobium(), 'bad': einsteinium}
+    results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(mlip_code, 'forces', {}, structures))
+    assert node.is_finished_ok, node.exit_message
+    assert set(results['results']) == {'good'}
+    failures = results['failures'].get_dict()
+    assert set(failures) == {'bad'}
+    assert failures['bad']['exit_status'] == MlipEngineWorkChain.exit_codes.ERROR_STRUCTURE_UNSUPPORTED_ELEMENT.status
+    assert 'Es' in failures['bad']['message']
+    assert len(calculations_of(node)) == 1, 'a structure the model cannot evaluate is not rerun'
+
+    _, node = run_get_node(MlipEngineWorkChain, **engine_inputs(mlip_code, 'forces', {}, structures,
+                                                                quorum=orm.Float(1.0)))
+    assert node.exit_status == MlipEngineWorkChain.exit_codes.ERROR_TOO_FEW_SUCCEEDED.status
+    assert '1 of 2' in node.exit_message and 'bad' in node.exit_message
+
+
+class ScriptedCalculator:
+    """An ASE calculator for the runner tests: NaN for cells larger than 40 Å^3, a huge tensile stress when asked."""
+
+    def __new__(cls, pull: float = 0.0):
+        from ase.calculators.calculator import Calculator, all_changes
+
+        class _Scripted(Calculator):
+            implemented_properties = ('energy', 'forces', 'stress')
+
+            def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
+                super().calculate(atoms, properties, system_changes)
+                energy = np.nan if self.atoms.get_volume() > 40 else -1.0
+                self.results = {'energy': energy, 'forces': np.zeros((len(self.atoms), 3)),
+                                'stress': np.array([-pull] * 3 + [0.0] * 3)}
+
+        return _Scripted()
+
+
+@pytest.mark.parametrize(('operation', 'parameters', 'pull', 'reason'), [
+    ('forces', {}, 0.0, 'non_finite'),
+    ('relax', {'fmax': 0.01, 'max_steps': 300, 'relax_cell': True}, 5.0, 'exploded'),
+])
+def test_runner_isolates_failing_structures(tmp_path, monkeypatch, operation, parameters, pull, reason):
+    """A structure with NaN results or an exploding relaxation is written as `<key>.failed.json`; the batch goes on."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, 'load_calculator', lambda settings: ScriptedCalculator(pull))
+    small = StructureRecord.from_pymatgen(bcc_niobium(), label='small')  # 36.6 Å^3
+    large = StructureRecord.from_pymatgen(Structure(Lattice.cubic(3.6), ['Nb', 'Nb'], [[0, 0, 0], [.5, .5, .5]]),
+                                          label='large')  # 46.7 Å^3: NaN energy
+    write_datafile('s.h5', [large, small] if reason == 'non_finite' else [small])
+    (tmp_path / 'input.json').write_text(json.dumps(
+        {'operation': operation, 'parameters': parameters, 'structures': 's.h5', 'settings': {}}))
+    assert runner.main(['input.json']) == 0
+    failed = 'large' if reason == 'non_finite' else 'small'
+    assert json.loads((tmp_path / 'results' / f'{failed}.failed.json').read_text())['reason'] == reason
+    status = json.loads((tmp_path / 'results' / 'status.json').read_text())
+    assert status['failed'] == 1
+    assert not (tmp_path / 'results' / 'running.json').exists()
+    if reason == 'non_finite':
+        assert (tmp_path / 'results' / 'small.json').exists()
+
+
+FAULTY_RUNNER = '''#!{python}
+"""A stand-in for crystalgan-mlip: `crash*` kills the run, `boom*` explodes unless the cell is fixed, others succeed."""
+import json, os, sys
+from aiida_crystalgan.io import DataFile
+from aiida_crystalgan.io.status import write_failure, write_status
+
+config = json.load(open(sys.argv[1]))
+os.makedirs('results', exist_ok=True)
+with DataFile(config['structures']) as structures:
+    for record in structures:
+        json.dump({{'key': record.label}}, open('results/running.json', 'w'))
+        if record.label.startswith('crash'):
+            os._exit(9)
+        if record.label.startswith('boom') and config['parameters'].get('relax_cell', True):
+            write_failure('results', record.label, 'exploded', 'volume x 10')
+            continue
+        n = len(record.numbers)
+        result = {{'energy': -1.0, 'forces': [[0.0] * 3] * n, 'stress': [[0.0] * 3] * 3, 'converged': True, 'steps': 1,
+                  'cell': record.cell.tolist(), 'positions': record.positions.tolist()}}
+        json.dump(result, open(f'results/{{record.label}}.json', 'w'))
+write_status('results', 0, 'done')
+'''
+
+
+def test_crash_and_explosion_are_isolated(aiida_localhost, tmp_path):
+    """The structure a runner dies on fails alone (525); an exploded relaxation is retried once with a fixed cell."""
+    script = tmp_path / 'faulty-mlip'
+    script.write_text(FAULTY_RUNNER.format(python=sys.executable))
+    script.chmod(0o755)
+    code = orm.InstalledCode(label='faulty-mlip', computer=aiida_localhost, filepath_executable=str(script),
+                             default_calc_job_plugin='crystalgan.mlip').store()
+    structures = {'a': bcc_niobium(), 'crash': bcc_niobium(0.01), 'boom': bcc_niobium(0.02), 'b': bcc_niobium(0.03)}
+    parameters = {'fmax': 0.05, 'max_steps': 10, 'relax_cell': True}
+    results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(code, 'relax', parameters, structures))
+    assert node.is_finished_ok, node.exit_message
+    assert set(results['relaxed_structures']) == {'a', 'boom', 'b'}
+    assert results['failures'].get_dict()['crash']['exit_status'] == \
+        MlipEngineWorkChain.exit_codes.ERROR_STRUCTURE_CRASHED.status
+    calculations = calculations_of(node)
+    assert sorted(calculations[0].inputs.structures) == ['a', 'b', 'boom', 'crash']
+    assert all('crash' not in c.inputs.structures for c in calculations[1:]), 'the culprit is not rerun'
+    assert list(calculations[-1].inputs.structures) == ['boom']
+    assert calculations[-1].inputs.parameters['relax_cell'] is False
+    assert len(calculations) <= 3

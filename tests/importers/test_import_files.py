@@ -139,3 +139,46 @@ def test_vasp_outputs():
     assert first.forces.shape == (first.num_atoms, 3) and first.stress.shape == (3, 3)
     relax = list(iter_file_records(VASP_DATA / 'relax' / 'vasprun.xml'))
     assert all(record.energy is not None for record in relax)
+
+
+def test_structures_without_a_lattice_are_refused(tmp_path):
+    """An XYZ molecule (no lattice) or a NaN lattice is a clear `FileImportError`, not a traceback or a zero volume."""
+    molecule = tmp_path / 'water.xyz'
+    molecule.write_text('3\n\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n')
+    with pytest.raises(FileImportError, match='water.xyz: structure 0 is not a crystal: it has no 3D periodic'):
+        import_files([molecule])
+    nan_cell = tmp_path / 'nan.extxyz'
+    nan_cell.write_text('1\nLattice="nan 0 0 0 3 0 0 0 3" Properties=species:S:1:pos:R:3 pbc="T T T"\nNb 0 0 0\n')
+    with pytest.raises(FileImportError, match='lattice holds NaN'):
+        import_files([nan_cell], cleaning=None)
+
+
+def test_dataset_refuses_records_without_a_lattice():
+    """The dataset itself checks its records, whatever importer (or none) made them."""
+    from aiida_crystalgan.data.dataset import CrystalDatasetData
+    from aiida_crystalgan.io import StructureRecord
+
+    good = StructureRecord.from_ase(bulk('Nb', 'bcc', a=3.3), label='good')
+    flat = StructureRecord(numbers=[41], positions=[[0, 0, 0]], cell=np.zeros((3, 3)), label='flat')
+    with pytest.raises(ValueError, match=r'structures \[1\] have no 3D lattice'):
+        CrystalDatasetData([good, flat])
+    drifting = StructureRecord(numbers=[41, 41], positions=[[0, 0, 0], [np.inf, 0, 0]], cell=np.eye(3) * 3,
+                               label='drifting')
+    with pytest.raises(ValueError, match=r'structures \[1\] have NaN or infinite positions'):
+        CrystalDatasetData([good, drifting])
+
+
+def test_decompression_is_bounded(tmp_path, monkeypatch):
+    """A compressed file that inflates beyond the limit stops the import instead of filling the disk."""
+    import gzip
+
+    from aiida_crystalgan.importers import files as files_module
+
+    path = tmp_path / 'big.extxyz.gz'
+    atoms = bulk('Nb', 'bcc', a=3.3)
+    write(tmp_path / 'big.extxyz', [atoms] * 50, format='extxyz')
+    path.write_bytes(gzip.compress((tmp_path / 'big.extxyz').read_bytes()))
+    assert len(list(iter_file_records(path))) == 50
+    monkeypatch.setattr(files_module, 'MAX_DECOMPRESSED_BYTES', 1000)
+    with pytest.raises(FileImportError, match='decompresses to more than'):
+        list(iter_file_records(path))

@@ -106,3 +106,48 @@ def test_recorded_responses_are_valid_json(name):
 
 def test_no_unused_recorded_response():
     assert sorted(path.name for path in RESPONSES.glob('*.json')) == sorted(RECORDED)
+
+
+def scripted_pages(monkeypatch, pages):
+    """Serve ``pages`` (OPTIMADE bodies) in turn instead of HTTP answers; return the list of URLs asked for."""
+    from aiida_crystalgan.importers import optimade
+
+    asked = []
+
+    def get(session, url, params, timeout):
+        asked.append(url)
+        return pages[min(len(asked), len(pages)) - 1]
+
+    monkeypatch.setattr(optimade, '_get', get)
+    return asked
+
+
+def test_empty_page_with_a_next_link_stops(monkeypatch):
+    asked = scripted_pages(monkeypatch, [{'data': [], 'links': {'next': 'http://x/v1/structures?page_offset=1'}}])
+    assert list(iter_optimade_entries('http://x')) == []
+    assert len(asked) == 1
+
+
+def test_next_link_loop_stops(monkeypatch):
+    page = {'data': [{'id': 'a'}], 'links': {'next': 'http://x/v1/structures?page_offset=1'}}
+    asked = scripted_pages(monkeypatch, [page])
+    assert [entry['id'] for entry in iter_optimade_entries('http://x')] == ['a', 'a']
+    assert len(asked) == 2, 'the same next link is not followed twice'
+
+
+def test_page_count_is_bounded(monkeypatch):
+    pages = [{'data': [{'id': str(i)}], 'links': {'next': f'http://x/v1/structures?page_offset={i + 1}'}}
+             for i in range(10)]
+    scripted_pages(monkeypatch, pages)
+    with pytest.raises(OptimadeError, match='still had a next page after 3 pages'):
+        list(iter_optimade_entries('http://x', max_pages=3))
+
+
+def test_retry_after_is_capped():
+    from types import SimpleNamespace
+
+    from aiida_crystalgan.importers.optimade import MAX_RETRY_WAIT, _CappedRetry
+
+    retry = _CappedRetry(total=1)
+    assert retry.get_retry_after(SimpleNamespace(headers={'Retry-After': '86400'})) == MAX_RETRY_WAIT
+    assert retry.get_retry_after(SimpleNamespace(headers={'Retry-After': '2'})) == 2

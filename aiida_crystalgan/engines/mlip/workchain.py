@@ -1,4 +1,23 @@
-"""``MlipEngineWorkChain``: the engine interface on ``crystalgan.mlip``, restarting what a wall-clock limit cut off."""
+"""``MlipEngineWorkChain``: the engine interface on ``crystalgan.mlip``, with per-structure fault isolation.
+
+What a calculation leaves undone is resubmitted, never what it finished; the structures that fail on their own are
+handled one by one:
+
+=======================  ==============================================================================================
+failure                  what the engine does
+=======================  ==============================================================================================
+soft wall-clock stop     keep the finished structures, resubmit the others
+runner died (hard kill)  keep the finished structures; the one it was working on (``running.json``) fails with
+                         ``ERROR_STRUCTURE_CRASHED``; resubmit the others
+exploding relaxation     once every other structure is done, relax the exploded ones again with a fixed cell;
+                         a second explosion fails them with ``ERROR_STRUCTURE_EXPLODED``
+unknown element, NaN     fail that structure (``ERROR_STRUCTURE_UNSUPPORTED_ELEMENT``, ``ERROR_STRUCTURE_NON_FINITE``):
+                         the model's answer would be the same on a rerun
+=======================  ==============================================================================================
+
+The batch succeeds when enough structures do (see ``EngineWorkChain.finish_batch``); a restart budget that runs out
+(``max_iterations``) fails the structures still pending with ``ERROR_STRUCTURE_NOT_RUN`` instead of the batch.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +26,14 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 
 from aiida_crystalgan.calculations.mlip import MlipCalculation
 from aiida_crystalgan.engines.base import EngineWorkChain
+from aiida_crystalgan.engines.outputs import failure, read_failures
 
 OUTPUT_NAMESPACES = ('trajectories', 'relaxed_structures', 'results')
 DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
 
 
 class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
-    """Run a batch through ``MlipCalculation``; after a wall-clock stop, resubmit only the unfinished structures."""
+    """Run a batch through ``MlipCalculation``; resubmit only what is unfinished; fail structures, not batches."""
 
     _process_class = MlipCalculation
 
@@ -33,6 +53,8 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         """Prepare the inputs of the first calculation."""
         super().setup()
         self.ctx.done = {namespace: {} for namespace in OUTPUT_NAMESPACES}
+        self.ctx.failures = {}
+        self.ctx.fixed_cell_retry = False
         options = dict(DEFAULT_OPTIONS)
         if 'options' in self.inputs:
             options.update(self.inputs.options.get_dict())
@@ -47,55 +69,93 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
             self.ctx.inputs.settings = self.inputs.settings
 
     def _collect(self, node) -> None:
-        """Keep the outputs of ``node``'s finished structures."""
+        """Keep the outputs of ``node``'s finished structures and the failures it reports."""
         for namespace in OUTPUT_NAMESPACES:
             if namespace in node.outputs:
                 self.ctx.done[namespace].update(dict(node.outputs[namespace]))
+        self.ctx.failures.update(read_failures(node))
 
-    def _resubmit_unfinished(self, reason: str) -> None:
-        finished = set(self.ctx.done['results']) | set(self.ctx.done['trajectories'])
-        remaining = {key: s for key, s in self.ctx.inputs.structures.items() if key not in finished}
+    def _finished(self) -> set[str]:
+        return set(self.ctx.done['results']) | set(self.ctx.done['trajectories'])
+
+    def _unfinished(self) -> dict:
+        settled = self._finished() | set(self.ctx.failures)
+        return {key: s for key, s in self.ctx.inputs.structures.items() if key not in settled}
+
+    def _resubmit_unfinished(self, reason: str) -> ProcessHandlerReport:
+        """Resubmit the structures that are neither finished nor failed; with no restart left, fail them."""
+        remaining = self._unfinished()
         if not remaining:
-            self.report(f'{reason}, but every structure is done')
+            if not self._retry_exploded():
+                self.report(f'{reason}, but every structure is settled')
+                self.ctx.is_finished = True
+        elif self.ctx.iteration >= self.inputs.max_iterations.value:
+            self.report(f'{reason}: no restart left for the {len(remaining)} unfinished structures')
+            for key in remaining:
+                self.ctx.failures[key] = failure('ERROR_STRUCTURE_NOT_RUN', f'{reason} at the last allowed restart')
             self.ctx.is_finished = True
-            return
-        self.report(f'{reason}: {len(finished)} structures done, resubmitting the other {len(remaining)}')
-        self.ctx.inputs.structures = remaining
+        else:
+            self.report(f'{reason}: {len(self._finished())} structures done, {len(self.ctx.failures)} failed, '
+                        f'resubmitting the other {len(remaining)}')
+            self.ctx.inputs.structures = remaining
+        return ProcessHandlerReport(do_break=True)
 
-    def _finished_count(self) -> int:
-        return len(self.ctx.done['results']) + len(self.ctx.done['trajectories'])
+    def _retry_exploded(self) -> bool:
+        """Once, relax the structures whose relaxation exploded again with a fixed cell; ``False`` when there are none.
 
-    @process_handler(priority=500, exit_codes=[MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
+        Cell relaxations of unphysical candidates can run away (vacuum opening up, a collapse); the positions alone
+        usually relax.
+        """
+        exploded = sorted(key for key, entry in self.ctx.failures.items()
+                          if entry['exit_label'] == 'ERROR_STRUCTURE_EXPLODED')
+        parameters = self.inputs.parameters.get_dict()
+        if (self.ctx.fixed_cell_retry or not exploded or not parameters.get('relax_cell', True)
+                or self.ctx.iteration >= self.inputs.max_iterations.value):
+            return False
+        self.ctx.fixed_cell_retry = True
+        for key in exploded:
+            del self.ctx.failures[key]
+        self.ctx.inputs.structures = {key: self.inputs.structures[key] for key in exploded}
+        self.ctx.inputs.parameters = {**parameters, 'relax_cell': False}
+        self.report(f'the relaxations of {", ".join(exploded)} exploded: relaxing them again with a fixed cell')
+        return True
+
+    @process_handler(priority=600, exit_codes=[MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
     def handle_soft_walltime(self, node) -> ProcessHandlerReport:
         """Keep the finished structures and resubmit the rest; MD restarts from the unfinished input structure."""
         self._collect(node)
-        self._resubmit_unfinished('soft wall-clock limit')
-        return ProcessHandlerReport(do_break=True)
+        return self._resubmit_unfinished('soft wall-clock limit')
 
-    @process_handler(priority=400, exit_codes=[MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])
-    def handle_crash_after_progress(self, node) -> ProcessHandlerReport | None:
-        """A run that died (hard wall-clock kill, lost node) after finishing structures: keep them, resubmit the rest.
+    @process_handler(priority=500, exit_codes=[MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])
+    def handle_crash(self, node) -> ProcessHandlerReport | None:
+        """A run that died (hard wall-clock kill, lost node, a structure that kills the model): keep what it finished,
+        fail the structure it died on, resubmit the rest.
 
-        A crash that finished nothing is left to ``BaseRestartWorkChain``'s handling of unhandled failures.
+        A crash that neither finished nor named a structure is left to ``BaseRestartWorkChain``.
         """
-        before = self._finished_count()
+        before = len(self._finished()) + len(self.ctx.failures)
         self._collect(node)
-        if self._finished_count() == before:
+        if len(self._finished()) + len(self.ctx.failures) == before:
             return None
-        self._resubmit_unfinished(f'the runner crashed ({node.exit_message})')
-        return ProcessHandlerReport(do_break=True)
+        return self._resubmit_unfinished(f'the runner crashed ({node.exit_message})')
+
+    @process_handler(priority=400)
+    def handle_exploded_relaxations(self, node) -> ProcessHandlerReport | None:
+        """Once a batch is through, relax the structures that exploded again once, with a fixed cell."""
+        if not node.is_finished_ok:
+            return None
+        self._collect(node)
+        return ProcessHandlerReport(do_break=True) if self._retry_exploded() else None
 
     def results(self):
-        """Attach the standard outputs gathered over every iteration."""
+        """Attach the standard outputs gathered over every iteration and the failures; check the quorum."""
         self._collect(self.ctx.children[self.ctx.iteration - 1])
-        missing = [key for key in self.inputs.structures if not any(key in self.ctx.done[ns] for ns in
-                                                                     ('results', 'trajectories'))]
+        missing = [key for key in self.inputs.structures if key not in self._finished() | set(self.ctx.failures)]
         if missing:
             return self.exit_codes.ERROR_MISSING_ENGINE_OUTPUT.format(keys=', '.join(missing))
         for namespace, outputs in self.ctx.done.items():
             for key, value in outputs.items():
                 self.out(f'{namespace}.{key}', value)
-        self.report(f'{self.inputs.operation.value} finished for {len(self.inputs.structures)} structures')
-        return None
-
-
+        self.report(f'{self.inputs.operation.value} finished for {len(self._finished())} of '
+                    f'{len(self.inputs.structures)} structures')
+        return self.finish_batch(self.ctx.failures)

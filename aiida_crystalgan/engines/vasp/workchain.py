@@ -1,27 +1,46 @@
-"""The ``vasp`` engine: one aiida-vasp ``vasp.vasp`` run (with restarts) per structure of the batch, in parallel."""
+"""The ``vasp`` engine: one aiida-vasp ``vasp.vasp`` run (with restarts) per structure of the batch, in parallel.
+
+A structure whose run fails (``ERROR_IONS_TOO_CLOSE``, a handler that gave up, NaN energies) is reported in the
+``failures`` output; the others' outputs are kept and the batch fails only below the quorum. ``settings.max_concurrent``
+limits the VASP runs in flight: the batch is submitted in rounds of that many.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiida import orm
-from aiida.engine import ExitCode
+from aiida.engine import ExitCode, ToContext, while_
 
-from ..base import EngineWorkChain
+from aiida_crystalgan.exit_codes import define_exit_codes
+
+from ..base import EngineWorkChain, check_number
+from ..outputs import NonFiniteError, failure, require_finite
 from .base import VaspBaseWorkChain
 from .inputs import PROTOCOLS
 from .results import get_forces_result, get_md_trajectory
 
 OVERRIDE_KEYS = {'incar', 'kpoints_spacing', 'max_iterations'}
-SETTINGS_KEYS = {'potential_family', 'potential_mapping', *OVERRIDE_KEYS}
+SETTINGS_KEYS = {'potential_family', 'potential_mapping', 'max_concurrent', *OVERRIDE_KEYS}
+#: Upper bounds of the numerical settings: ``name: (type, lower (exclusive), upper (inclusive))``.
+SETTINGS_BOUNDS = {'kpoints_spacing': (float, 0, 2), 'max_iterations': (int, 0, 50), 'max_concurrent': (int, 0, 10_000)}
 
 
 def _validate_settings(settings: orm.Dict | None, _) -> str | None:
     if settings is None:
         return None
-    unknown = set(settings.get_dict()) - SETTINGS_KEYS
+    values = settings.get_dict()
+    unknown = set(values) - SETTINGS_KEYS
     if unknown:
         return f'unknown VASP engine settings {sorted(unknown)}: use {sorted(SETTINGS_KEYS)}'
+    for key, bounds in SETTINGS_BOUNDS.items():
+        if key in values:
+            message = check_number(key, values[key], *bounds)
+            if message:
+                return f'VASP engine setting {message}'
+    for key in ('incar', 'potential_mapping'):
+        if key in values and not isinstance(values[key], dict):
+            return f'VASP engine setting `{key}` must be a mapping, got {values[key]!r}'
     return None
 
 
@@ -35,7 +54,8 @@ class VaspEngineWorkChain(EngineWorkChain):
     """Engine that runs VASP through aiida-vasp: ``md``, ``relax`` and ``forces`` with the standard outputs.
 
     ``settings``: ``potential_family`` (default ``PBE.54``), ``potential_mapping`` (POTCAR per element, e.g.
-    ``{'Nb': 'Nb_pv'}``), ``incar`` (tags over the protocol), ``kpoints_spacing`` (1/Å), ``max_iterations``.
+    ``{'Nb': 'Nb_pv'}``), ``incar`` (tags over the protocol), ``kpoints_spacing`` (1/Å), ``max_iterations``,
+    ``max_concurrent`` (VASP runs in flight at a time; default: the whole batch).
     """
 
     @classmethod
@@ -43,7 +63,15 @@ class VaspEngineWorkChain(EngineWorkChain):
         super().define(spec)
         spec.inputs['settings'].validator = _validate_settings
         spec.inputs['protocol'].validator = _validate_protocol
-        spec.outline(cls.run_vasp, cls.inspect_vasp)
+        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')  # the code of such a structure in the `failures` output
+        spec.outline(cls.setup, while_(cls.runs_pending)(cls.run_vasp), cls.inspect_vasp)
+
+    def setup(self) -> None:
+        """Queue every structure of the batch."""
+        self.ctx.queue = list(self.inputs.structures)
+
+    def runs_pending(self) -> bool:
+        return bool(self.ctx.queue)
 
     def _builder(self, key: str, structure: orm.StructureData):
         """The ``VaspBaseWorkChain`` builder of one structure from the engine inputs."""
@@ -62,31 +90,42 @@ class VaspEngineWorkChain(EngineWorkChain):
         return builder
 
     def run_vasp(self):
-        """Submit one ``VaspBaseWorkChain`` per structure."""
-        for key, structure in self.inputs.structures.items():
-            node = self.submit(self._builder(key, structure))
+        """Submit one ``VaspBaseWorkChain`` per structure, at most ``settings.max_concurrent`` in this round."""
+        limit = self.inputs.settings.get('max_concurrent') if 'settings' in self.inputs else None
+        limit = limit or len(self.ctx.queue)
+        batch, self.ctx.queue = self.ctx.queue[:limit], self.ctx.queue[limit:]
+        calls = {}
+        for key in batch:
+            calls[f'vasp_{key}'] = node = self.submit(self._builder(key, self.inputs.structures[key]))
             self.report(f'launched VaspBaseWorkChain<{node.pk}> for `{key}`')
-            self.to_context(**{f'vasp_{key}': node})
+        return ToContext(**calls)
 
     def inspect_vasp(self) -> ExitCode | None:
-        """Map every finished run to the standard outputs; fail when one of them failed."""
+        """Map every successful run to the standard outputs, every failed one to an entry of ``failures``."""
         operation = self.inputs.operation.value
-        failed = {}
+        too_close = VaspBaseWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
+        failures = {}
         for key in self.inputs.structures:
             node = self.ctx[f'vasp_{key}']
             if not node.is_finished_ok:
-                failed[key] = f'{node.process_label}<{node.pk}> exit status {node.exit_status}'
+                label = 'ERROR_IONS_TOO_CLOSE' if node.exit_status == too_close else 'ERROR_STRUCTURE_FAILED'
+                failures[key] = failure(label, f'{node.process_label}<{node.pk}> exit status {node.exit_status}: '
+                                               f'{node.exit_message or node.process_state.value}')
                 continue
-            if operation == 'md':
-                self.out(f'trajectories.{key}', self._trajectory(node))
+            try:
+                if operation == 'md':
+                    self.out(f'trajectories.{key}', self._trajectory(node))
+                    continue
+                misc = node.outputs.misc.get_dict()
+                require_finite(energy=misc['total_energies']['energy_extrapolated'], forces=misc['forces'],
+                               stress=misc['stress'])
+            except NonFiniteError as exception:
+                failures[key] = failure('ERROR_STRUCTURE_NON_FINITE', f'{node.process_label}<{node.pk}>: {exception}')
                 continue
             self.out(f'results.{key}', get_forces_result(node.outputs.misc))
             if operation == 'relax':
                 self.out(f'relaxed_structures.{key}', node.outputs.structure)
-        if failed:
-            message = '; '.join(f'{key}: {value}' for key, value in failed.items())
-            return self.exit_codes.ERROR_CALCULATION_FAILED.format(message=message)
-        return None
+        return self.finish_batch(failures)
 
     def _trajectory(self, node: orm.WorkChainNode) -> orm.TrajectoryData:
         segments = node.outputs.md_segments if 'md_segments' in node.outputs else {}

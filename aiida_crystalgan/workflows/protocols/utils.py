@@ -50,17 +50,41 @@ def check_protocol(protocol: str, data: Mapping[str, Any]) -> str:
     return protocol
 
 
-def validate_override_keys(overrides: Mapping[str, Any], allowed: Mapping[str, Any], path: str = '') -> None:
-    """Raise ``ValueError`` naming the first key of ``overrides`` that ``allowed`` does not have.
+def _type_error(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot replace the protocol value ``default`` (a bool, number, string or list), if it cannot.
 
-    ``allowed`` mirrors the protocol inputs: a leaf takes any value, a nested mapping is checked key by key, and a
-    set lists the keys of a dynamic sub-dict (e.g. the fields of ``GanConfig``).
+    A number may replace any number; ``None`` defaults (optional values) and sets (dynamic sub-dicts) take anything.
+    """
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), 'true or false'
+    elif isinstance(default, (int, float)):
+        ok, what = isinstance(value, (int, float)) and not isinstance(value, bool), 'a number'
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), 'a string'
+    elif isinstance(default, list):
+        ok, what = isinstance(value, (list, tuple)), 'a list'
+    elif isinstance(default, Mapping):
+        ok, what = isinstance(value, Mapping), 'a mapping'
+    else:
+        return None
+    return None if ok else f'override `{name}` must be {what} like the protocol value {default!r}, got {value!r}'
+
+
+def validate_override_keys(overrides: Mapping[str, Any], allowed: Mapping[str, Any], path: str = '') -> None:
+    """Raise ``ValueError`` naming the first key of ``overrides`` that ``allowed`` does not have, or a wrong type.
+
+    ``allowed`` mirrors the protocol inputs: a leaf takes a value of the type of the protocol value (see
+    :func:`_type_error`), a nested mapping is checked key by key, and a set lists the keys of a dynamic sub-dict (e.g.
+    the fields of ``GanConfig``, checked by the workchain's own validator).
     """
     for key, value in overrides.items():
         name = f'{path}.{key}' if path else key
         if key not in allowed:
             raise ValueError(f'unknown override key `{name}`: choose among {", ".join(sorted(allowed))}')
         expected = allowed[key]
+        message = _type_error(name, value, expected)
+        if message:
+            raise ValueError(message)
         if isinstance(expected, (set, frozenset)) and isinstance(value, Mapping):
             unknown = sorted(set(value) - expected)
             if unknown:

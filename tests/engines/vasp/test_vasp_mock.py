@@ -104,16 +104,20 @@ def test_md_walltime_continues_with_velocities(run_engine, bcc_niobium):
 
 
 def test_error_handlers(run_engine, bcc_niobium):
-    """One batch: ZPOTRF fixed by this package's handler, NELM by aiida-vasp's, ions too close abort.
+    """One batch: ZPOTRF fixed by this package's handler, NELM by aiida-vasp's, ions too close abort that structure.
 
+    The batch succeeds: the structure with ions too close is reported in ``failures``, the others keep their results.
     The other handlers are unit-tested on the failed outputs of ``registry/errors`` (``test_vasp_handlers.py``).
     """
     lattice = {'zpotrf': 3.40, 'nelm': 3.44, 'too_close': 3.45}  # distinct inputs: distinct registry entries
     structures = {case: bcc_niobium(a, label=case) for case, a in lattice.items()}
     results, node = run_engine('forces', {}, structures, incar={'nelm': 8})
-    assert node.exit_status == VaspEngineWorkChain.exit_codes.ERROR_CALCULATION_FAILED.status
-    assert 'too_close' in node.exit_message
+    assert node.is_finished_ok, node.exit_message
     assert set(results['results']) == {'zpotrf', 'nelm'}
+    failures = results['failures'].get_dict()
+    assert set(failures) == {'too_close'}
+    assert failures['too_close']['exit_status'] == VaspEngineWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
+    assert results['failures'].creator.inputs.structure_too_close.uuid == structures['too_close'].uuid
 
     changed = {}
     for case in ('zpotrf', 'nelm'):

@@ -1,0 +1,239 @@
+"""Fault injection at the engine level: a batch of candidates in which a set fraction crash the MLIP runner.
+
+A clean run and a faulty run relax the same candidates (same seeds) with ``MlipEngineWorkChain``. In the faulty run a
+wrapper of ``crystalgan-mlip`` kills the runner (``os._exit(9)``, as a segfault or the OOM killer would) whenever it
+reaches one of the chosen candidates. Reported: which candidates succeeded, the largest energy difference of the
+others against the clean run, the calculations and model loads each run needed, wall-clock times, and the structures
+computed more than once (the recomputed work).
+
+With ``--daemon-kill SECONDS`` a third run submits the faulty batch to a daemon (ZeroMQ broker, one worker) and
+SIGKILLs the worker that many seconds after the first calculation was submitted; circus starts a new worker, which
+continues the workchain from its last checkpoint. The peak number of processes alive at once is recorded (the daemon
+slots the batch needs).
+
+    python benchmarks/fault_injection.py [--candidates 20] [--fraction 0.1] [--seed 0] [--daemon-kill 20] \
+        [--skip-faulty] [--output docs/benchmarks/fault_injection.json]
+
+Runs in a temporary AiiDA profile (SQLite; ZeroMQ broker) that is deleted afterwards; CHGNet on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FAULTY_RUNNER = '''#!{python}
+"""crystalgan-mlip that dies (exit 9, no status.json) when it reaches a structure listed in {crash_file}."""
+import json, os, sys
+from aiida_crystalgan.mlip import runner
+
+crash = set(json.load(open({crash_file!r})))
+evaluate = runner.evaluate
+
+
+def faulty(operation, atoms, calculator, config):
+    key = json.load(open('results/running.json'))['key']
+    if key in crash:
+        os._exit(9)
+    return evaluate(operation, atoms, calculator, config)
+
+
+runner.evaluate = faulty
+sys.exit(runner.main())
+'''
+
+
+def temporary_profile(dirpath: Path) -> None:
+    """Create and load a throw-away SQLite profile under ``dirpath``."""
+    os.environ['AIIDA_PATH'] = str(dirpath)
+    from aiida import load_profile
+    from aiida.manage.configuration import create_profile, get_config
+
+    config = get_config(create=True)
+    profile = create_profile(config, storage_backend='core.sqlite_dos', storage_config={'filepath': str(dirpath / 's')},
+                             broker_backend='core.zeromq', name='benchmark', email='benchmark@localhost',
+                             is_test_profile=True)
+    config.set_default_profile(profile.name)
+    config.store()
+    load_profile(profile.name, allow_switch=True)
+
+
+def localhost(workdir: Path):
+    """A configured localhost computer running jobs in ``workdir``."""
+    from aiida import orm
+
+    computer = orm.Computer(label='localhost', hostname='localhost', transport_type='core.local',
+                            scheduler_type='core.direct', workdir=str(workdir)).store()
+    computer.configure()
+    computer.set_default_mpiprocs_per_machine(1)
+    return computer
+
+
+def code(computer, label: str, executable: str):
+    from aiida import orm
+
+    return orm.InstalledCode(label=label, computer=computer, filepath_executable=executable,
+                             default_calc_job_plugin='crystalgan.mlip').store()
+
+
+def candidates(count: int, seed: int) -> dict:
+    """``count`` rattled Nb and NbO cells, as a GAN would propose them: keys ``c000``, ``c001``..."""
+    from aiida import orm
+    from ase.build import bulk
+
+    rng = np.random.default_rng(seed)
+    structures = {}
+    for index in range(count):
+        atoms = bulk('Nb', 'bcc', a=3.3, cubic=True) if index % 2 else bulk('NbO', 'rocksalt', a=4.3)
+        atoms.rattle(0.1, seed=int(rng.integers(1 << 31)))
+        atoms.set_cell(atoms.cell * (1 + rng.normal(0, 0.03)), scale_atoms=True)
+        structures[f'c{index:03d}'] = orm.StructureData(ase=atoms)
+    return structures
+
+
+def alive_processes() -> int:
+    """The processes of the profile that are neither finished nor excepted nor killed (each holds a daemon slot)."""
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(orm.ProcessNode, filters={
+        'attributes.process_state': {'in': ['created', 'waiting', 'running']}})
+    return query.count()
+
+
+def kill_daemon_workers(client) -> list[int]:
+    """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
+    import psutil
+
+    workers = [child for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
+               if 'worker' in ' '.join(child.cmdline())]
+    for worker in workers:
+        worker.kill()
+    return [worker.pid for worker in workers]
+
+
+def run_in_daemon(inputs: dict, kill_after: float, timeout: float = 3600) -> tuple[object, dict]:
+    """Submit the engine to a daemon, SIGKILL its worker ``kill_after`` s after the first job, wait for the end."""
+    from aiida import orm
+    from aiida.engine import submit
+    from aiida.engine.daemon.client import get_daemon_client
+
+    from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
+
+    client = get_daemon_client()
+    client.start_daemon(number_workers=1)
+    try:
+        node = submit(MlipEngineWorkChain, **inputs)
+        start, killed, peak = time.monotonic(), None, 0
+        while not node.is_terminated and time.monotonic() - start < timeout:
+            peak = max(peak, alive_processes())
+            jobs = [n for n in node.called if isinstance(n, orm.CalcJobNode)]
+            if killed is None and jobs and time.time() - jobs[0].ctime.timestamp() > kill_after:
+                killed = {'pids': kill_daemon_workers(client), 'after_seconds': time.monotonic() - start}
+            time.sleep(1)
+    finally:
+        client.stop_daemon(wait=True)
+    return node, {'killed_workers': killed, 'peak_alive_processes': peak}
+
+
+def run_batch(mlip, structures: dict, parameters: dict, kill_after: float | None = None) -> dict:
+    """Relax ``structures`` with the engine; the outcome, the calculations and the work done."""
+    from aiida import orm
+    from aiida.engine import run_get_node
+
+    from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
+
+    inputs = {'code': mlip, 'operation': orm.Str('relax'), 'parameters': orm.Dict(parameters),
+              'structures': structures, 'options': orm.Dict({'withmpi': False})}
+    start = time.perf_counter()
+    daemon = {}
+    if kill_after is None:
+        _, node = run_get_node(MlipEngineWorkChain, **inputs)
+    else:
+        node, daemon = run_in_daemon(inputs, kill_after)
+    results = node.outputs
+    seconds = time.perf_counter() - start
+    calculations = sorted((n for n in node.called if isinstance(n, orm.CalcJobNode)), key=lambda n: n.ctime)
+    evaluated: dict[str, int] = {}
+    for calculation in calculations:
+        finished = set(calculation.outputs.results) if 'results' in calculation.outputs else set()
+        for key in finished:
+            evaluated[key] = evaluated.get(key, 0) + 1
+    return {
+        'ok': node.is_finished_ok, 'exit_status': node.exit_status, 'seconds': seconds,
+        'energies': {key: r.base.attributes.get('energy') for key, r in (
+            results.results.items() if 'results' in results else ())},
+        'failures': results.failures.get_dict() if 'failures' in results else {},
+        'calculations': [{'structures': len(c.inputs.structures), 'exit_status': c.exit_status}
+                         for c in calculations],
+        'recomputed': sum(count - 1 for count in evaluated.values()),
+        **daemon,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--candidates', type=int, default=20)
+    parser.add_argument('--fraction', type=float, default=0.1, help='fraction of the candidates that crash the engine')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--daemon-kill', type=float, help='also run the faulty batch in a daemon whose worker is '
+                        'SIGKILLed this many seconds after the first calculation started')
+    parser.add_argument('--skip-faulty', action='store_true', help='leave out the faulty run without the daemon')
+    parser.add_argument('--output', type=Path, help='JSON report')
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix='crystalgan-faults-'))
+    try:
+        temporary_profile(tmp / 'aiida')
+        computer = localhost(tmp / 'work')
+        bindir = Path(sys.executable).parent
+        clean = code(computer, 'mlip', str(bindir / 'crystalgan-mlip'))
+        structures = candidates(args.candidates, args.seed)
+        rng = np.random.default_rng(args.seed + 1)
+        crash = sorted(rng.choice(sorted(structures), size=max(1, round(args.fraction * len(structures))),
+                                  replace=False).tolist())
+        crash_file = tmp / 'crash.json'
+        crash_file.write_text(json.dumps(crash))
+        script = tmp / 'faulty-mlip'
+        script.write_text(FAULTY_RUNNER.format(python=sys.executable, crash_file=str(crash_file)))
+        script.chmod(0o755)
+        faulty = code(computer, 'faulty-mlip', str(script))
+        parameters = {'fmax': 0.05, 'max_steps': 100, 'relax_cell': True}
+
+        runs = {'clean': run_batch(clean, structures, parameters)}
+        if not args.skip_faulty:
+            runs['faulty'] = run_batch(faulty, structures, parameters)
+        if args.daemon_kill is not None:
+            runs['faulty_daemon_killed'] = run_batch(faulty, structures, parameters, kill_after=args.daemon_kill)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    good = sorted(set(structures) - set(crash))
+    clean_energies = runs['clean']['energies']
+    faulty_run = runs['faulty' if 'faulty' in runs else 'faulty_daemon_killed']
+    faulty_energies = faulty_run['energies']
+    summary = {
+        'candidates': len(structures), 'crashing': crash, 'seed': args.seed, 'cpu_count': os.cpu_count(),
+        'load_average': os.getloadavg()[0],
+        'faulty_succeeded_exactly_the_good_ones': sorted(faulty_energies) == good,
+        'crashing_reported_as': sorted({entry['exit_label'] for entry in faulty_run['failures'].values()}),
+        'max_energy_difference_eV': {name: max(abs(run['energies'][key] - clean_energies[key]) for key in good
+                                               if key in run['energies']) for name, run in runs.items()},
+        'runs': runs,
+    }
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
