@@ -37,7 +37,9 @@ def parse_losses(text: str) -> orm.ArrayData:
 class TrainParser(Parser):
     """A finished run gives ``model``; a soft wall-clock stop ``checkpoint`` and ERROR_SOFT_WALLTIME_CHECKPOINT.
 
-    A diverged run (ERROR_TRAINING_DIVERGED) gives its last good ``checkpoint`` when it wrote or resumed from one.
+    A diverged run (ERROR_TRAINING_DIVERGED) gives its last good ``checkpoint`` when it wrote or resumed from one, and
+    so does a run killed without writing its status (ERROR_EXECUTABLE_CRASHED: the scheduler's time or memory limit)
+    when it had written a periodic checkpoint.
     """
 
     def parse(self, **kwargs) -> ExitCode | None:
@@ -51,11 +53,13 @@ class TrainParser(Parser):
             self.out('losses', parse_losses(retrieved.base.repository.get_object_content(LOSSES_FILE)))
 
         exit_code = executable_exit_code(self, STATUS_FILE, STDERR_FILE)
-        diverged = self.exit_codes.ERROR_TRAINING_DIVERGED.status
-        if exit_code is not None and exit_code.status == diverged and CHECKPOINT_FILE not in names:
+        # a diverged or killed run may have left its last periodic checkpoint: keep it, so that work is not lost
+        may_leave_checkpoint = (self.exit_codes.ERROR_TRAINING_DIVERGED.status,
+                                self.exit_codes.ERROR_EXECUTABLE_CRASHED.status)
+        if exit_code is not None and exit_code.status in may_leave_checkpoint and CHECKPOINT_FILE not in names:
             return exit_code
         stopped = self.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
-        if exit_code is not None and exit_code.status not in (stopped, diverged):
+        if exit_code is not None and exit_code.status not in (stopped, *may_leave_checkpoint):
             return exit_code
         name, label = (CHECKPOINT_FILE, 'checkpoint') if exit_code is not None else (MODEL_FILE, 'model')
         with tempfile.TemporaryDirectory() as tmpdir:

@@ -88,6 +88,18 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         self.report(f'{node.process_label}<{node.pk}> stopped at step {checkpoint.step}: resuming from its checkpoint')
         return ProcessHandlerReport(do_break=True)
 
+    @process_handler(priority=550, exit_codes=[TrainCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])
+    def handle_killed(self, node) -> ProcessHandlerReport | None:
+        """Resume a killed run (scheduler limit, out of memory) from its last periodic checkpoint, losing at most one
+        checkpoint interval; without a checkpoint, leave it to the restart of an unhandled failure."""
+        if 'checkpoint' not in node.outputs:
+            return None
+        checkpoint = node.outputs.checkpoint
+        self.ctx.inputs.parent_model = checkpoint
+        self.report(f'{node.process_label}<{node.pk}> was killed after step {checkpoint.step}: resuming from its '
+                    'last periodic checkpoint')
+        return ProcessHandlerReport(do_break=True)
+
     @process_handler(priority=600, exit_codes=[TrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED])
     def handle_diverged(self, node) -> ProcessHandlerReport:
         """Stop: a rerun would diverge again. Keep the last good checkpoint as an output."""

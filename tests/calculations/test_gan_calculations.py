@@ -104,6 +104,35 @@ def test_diverged_training_stops_with_its_last_good_checkpoint(aiida_localhost, 
     assert results['checkpoint'].step == trained_model.step
 
 
+KILLED_TRAINER = """#!/bin/bash
+case " $* " in
+    *" --resume "*) exec {real} "$@" ;;
+esac
+cp {checkpoint} checkpoint.pt
+kill -9 $$
+"""
+
+
+def test_killed_training_resumes_from_its_periodic_checkpoint(aiida_localhost, tmp_path, tiny_dataset, train_code,
+                                                              trained_model, tiny_gan_config):
+    """A run SIGKILLed after a periodic checkpoint (no status.json) is resumed from that checkpoint, not from zero."""
+    checkpoint = tmp_path / 'periodic.pt'
+    trained_model.write_file(checkpoint)
+    script = tmp_path / 'killed-train'
+    script.write_text(KILLED_TRAINER.format(real=train_code.filepath_executable, checkpoint=checkpoint))
+    script.chmod(0o755)
+    code = orm.InstalledCode(label='killed-train', computer=aiida_localhost, filepath_executable=str(script),
+                             default_calc_job_plugin='crystalgan.train').store()
+    results, node = run_get_node(TrainingWorkChain, train={
+        'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)})
+    assert node.is_finished_ok, node.exit_message
+    killed, resumed = sorted(node.called, key=lambda child: child.ctime)
+    assert killed.exit_status == TrainCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+    assert resumed.inputs.parent_model.uuid == killed.outputs.checkpoint.uuid
+    assert killed.outputs.checkpoint.step == trained_model.step
+    assert results['model'].step == tiny_gan_config['steps']
+
+
 @pytest.fixture
 def trained_model(train_code, tiny_dataset, tiny_gan_config) -> GanModelData:
     results, node = run_get_node(TrainCalculation, code=train_code, dataset=tiny_dataset,
