@@ -48,17 +48,19 @@ def candidates(process, pks_only, export_dir, fmt, force) -> None:
         echo.echo('\n'.join(str(row['pk']) for row in rows))
         return
     metrics = campaign_metrics(campaign)
-    if metrics:
-        headers, cells = metric_rows(metrics)
-        echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
-        echo.echo('')
     if not rows:
         message = f'campaign <{campaign.pk}> has no predicted structures (stage `{tools.campaign_stage(campaign)}`)'
         if export_dir:
             echo.echo_critical(f'{message}: nothing to export')
         echo.echo_warning(message)
+    else:
+        echo.echo(tabulate(table_rows(rows), headers=[name for name, _ in TABLE_COLUMNS]))
+    if metrics:
+        headers, cells = metric_rows(metrics)
+        echo.echo('')
+        echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
+    if not rows:
         return
-    echo.echo(tabulate(table_rows(rows), headers=[name for name, _ in TABLE_COLUMNS]))
     if export_dir:
         try:
             paths = tools.export_candidates(campaign, export_dir, fmt, force=force)

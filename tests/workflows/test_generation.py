@@ -122,3 +122,26 @@ def test_protocol_sizes():
     fast = GenerationWorkChain.get_protocol_inputs('fast')
     assert not fast['random_control'] and fast['cheap_pass']['operation'] == 'relax'
     assert set(StabilityWorkChain.get_protocol_inputs('fast')) == set(fast['stability'])
+
+
+def test_evaluation_verdicts_and_rediscovery(references, training):
+    """A relaxed copy of a known phase within 0.01 eV/atom is rediscovered; the window and forces decide the verdict."""
+    from aiida_crystalgan.workflows.generation import evaluate_candidates
+
+    structures, results = references
+    nodes = {}
+    for key, structure in structures.items():
+        nodes[f'reference_structure_{key}'] = structure.store()
+        nodes[f'reference_results_{key}'] = results[key].store()
+    candidates = {'known': (REFERENCES['NbO'][:3], -8.595), 'high': (REFERENCES['NbO'][:3], -8.0),
+                  'soft': ((['Nb', 'O'], 3.0, [[0, 0, 0], [0.5, 0.5, 0]]), -8.7)}
+    summary = {}
+    for key, (geometry, energy) in candidates.items():
+        structure = nodes[f'structure_{key}'] = cubic(*geometry).store()
+        nodes[f'results_{key}'] = results_of(structure, energy).store()
+        summary[key] = {'is_local_minimum': key != 'soft', 'forces_below_tolerance': key != 'soft'}
+    evaluation = evaluate_candidates(orm.Dict(summary), training, orm.Float(0.1), **nodes).get_dict()
+    assert evaluation['known']['rediscovered'] == 'NbO' and evaluation['known']['passes']
+    assert evaluation['high']['rediscovered'] is None and not evaluation['high']['passes']
+    assert 'outside the 0.1 eV/atom window' in evaluation['high']['rejection_reason']
+    assert evaluation['soft']['rejection_reason'] == 'not a local minimum: forces above tolerance'
