@@ -1,5 +1,6 @@
-"""Queries on campaigns: the latest one, its predicted structures as rows or a DataFrame, its hull and phonons, and
-the provenance path from a predicted structure back to the MD data of its training set.
+"""Queries on campaigns: the latest one, its predicted (and rejected) structures as rows or a DataFrame, the metrics of
+its screening funnel, its hull and phonons, and the provenance path from a predicted structure back to the MD data of
+its training set.
 """
 
 from __future__ import annotations
