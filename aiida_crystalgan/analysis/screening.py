@@ -52,8 +52,10 @@ class Selection:
 
 
 def select_ranked(load: Callable[[int], Structure], order: Sequence[int], count: int,
-                  training: Sequence[Structure] = (), options: PostprocessOptions | None = None) -> Selection:
-    """Post-process candidates in ``order`` (best first; ``load(index)`` gives one) until ``count`` are selected.
+                  training: Sequence[Structure] = (), options: PostprocessOptions | None = None,
+                  max_examined: int | None = None) -> Selection:
+    """Post-process candidates in ``order`` (best first; ``load(index)`` gives one) until ``count`` are selected, or
+    ``max_examined`` have been post-processed (a bound on the cost when most best-ranked candidates are dropped).
 
     Each is cleaned and checked (:func:`.postprocess.clean`), then dropped when it matches a training structure or a
     candidate selected before it (``StructureMatcher``, same reduced formula only).
@@ -64,7 +66,7 @@ def select_ranked(load: Callable[[int], Structure], order: Sequence[int], count:
     selected_by_formula: dict[str, list[int]] = {}
     selection = Selection()
     for index in order:
-        if len(selection.structures) >= count:
+        if len(selection.structures) >= count or len(selection.reports) == max_examined:
             break
         report = StructureReport(index=int(index))
         selection.reports.append(report)

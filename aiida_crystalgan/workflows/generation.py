@@ -24,6 +24,9 @@ from aiida_crystalgan.workflows.stability import StabilityWorkChain
 
 #: The generative arm and the random-search control arm.
 GAN, RANDOM = 'gan', 'random'
+#: The selection post-processes at most this many candidates per candidate it should select: it bounds the daemon's
+#: work when the best-ranked candidates are mostly duplicates (a collapsed generator) or invalid.
+EXAMINED_PER_SELECTED = 4
 #: Largest difference (eV/atom) between a candidate's and a known phase's relaxed energies for a rediscovery.
 REDISCOVERY_TOLERANCE = 0.01
 
@@ -51,7 +54,8 @@ def select_candidates(candidates: CrystalDatasetData, ranking: orm.ArrayData, sc
     The predicted energy above the hull is the physics head's energy per atom minus the hull energy per atom of the
     reference phases (``reference_structure_<key>`` / ``reference_results_<key>``, same engine as the training data)
     at the candidate's composition. Returns ``report`` (counts, the examined candidates' reports, the predicted
-    E_hull of each selected one) and one ``c<index>`` structure per selected candidate, at most ``count``.
+    E_hull of each selected one) and one ``c<index>`` structure per selected candidate, at most ``count``, from at
+    most :data:`EXAMINED_PER_SELECTED` times ``count`` post-processed candidates.
     """
     from pymatgen.core import Composition
 
@@ -70,7 +74,8 @@ def select_candidates(candidates: CrystalDatasetData, ranking: orm.ArrayData, sc
     predicted = {int(indices[position]): float(e_hull[position]) for position in order}
     selection = select_ranked(candidates.get_structure, [int(indices[position]) for position in order], count.value,
                               training=[record.to_pymatgen() for record in training],
-                              options=PostprocessOptions(validity=criteria, **settings))
+                              options=PostprocessOptions(validity=criteria, **settings),
+                              max_examined=EXAMINED_PER_SELECTED * count.value)
     outputs: dict[str, orm.Data] = {}
     reports = {report.index: report for report in selection.reports}
     for index, structure in selection.structures.items():

@@ -97,6 +97,10 @@ def test_select_ranked_stops_at_count_and_drops_known_and_duplicates(rocksalt, r
     assert selection.counts['in_training'] == 1 and selection.counts['duplicate'] == 1
     assert selection.to_dict()['selected'] == [0, 3]
 
+    bounded = select_ranked(candidates.__getitem__, [1, 0, 2, 3, 4], count=2, training=[rocksalt], options=options,
+                            max_examined=3)
+    assert list(bounded.structures) == [0] and bounded.counts['examined'] == 3
+
 
 def test_funnel_metrics():
     screening = {'counts': {'generated': 100, 'composition': 0, 'volume': 10, 'min_distance': 10, 'duplicate': 40,
