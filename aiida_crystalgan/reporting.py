@@ -7,6 +7,7 @@ from pathlib import Path
 from aiida import orm
 
 from aiida_crystalgan import tools
+from aiida_crystalgan.tools.campaigns import campaign_metrics, metric_rows, rejected_structures
 
 SUMMARY_METRICS = ('steps', 'device', 'seconds_per_step', 'physics_training_mae_ev_per_atom',
                    'physics_validation_mae_ev_per_atom', 'physics_training_force_mae_ev_per_angstrom',
@@ -15,7 +16,7 @@ SUMMARY_METRICS = ('steps', 'device', 'seconds_per_step', 'physics_training_mae_
 TABLE_COLUMNS = (
     ('pk', 'pk'), ('formula', 'formula'), ('spacegroup', 'spacegroup'), ('e_hull (eV/atom)', 'e_above_hull'),
     ('max_force (eV/Å)', 'max_force'), ('min_freq (THz)', 'min_frequency'), ('local_min', 'is_local_minimum'),
-    ('novel', 'is_novel'),
+    ('novel', 'is_novel'), ('rediscovered', 'rediscovered'),
 )
 
 
@@ -109,6 +110,17 @@ def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
     if 'candidates' in outputs:
         lines.append(f'- generated candidates: {outputs.candidates.size}')
     lines += sections
+    metrics = campaign_metrics(campaign)
+    if metrics:
+        headers, cells = metric_rows(metrics)
+        lines += ['', '## Screening funnel and metrics', '', '| ' + ' | '.join(headers) + ' |',
+                  '|' + '---|' * len(headers)]
+        lines += ['| ' + ' | '.join(format_value(value) for value in row) + ' |' for row in cells]
+        rejected = rejected_structures(campaign)
+        if rejected:
+            lines += ['', f'{len(rejected)} validated candidates were rejected (group '
+                      f'`{campaign.base.extras.get("crystalgan_group", "")}/rejected`, extra '
+                      '`crystalgan_rejection_reason`).']
     rows = tools.candidate_rows(campaign)
     if rows:
         lines += ['', '## Predicted structures', '', '| ' + ' | '.join(name for name, _ in TABLE_COLUMNS) + ' |',

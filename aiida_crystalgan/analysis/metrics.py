@@ -17,6 +17,9 @@ Definitions (``n`` = number of generated structures):
 * ``sun_rate``: fraction of all ``n`` that are stable, unique (first of their kind), novel and valid;
 * ``phonon_stable_rate``: fraction, among structures with a phonon result, whose lowest frequency is not
   below ``-imaginary_tolerance`` THz.
+
+:func:`funnel_metrics` gives the same quantities for a campaign's screening funnel from the counts of each stage,
+so that their cost stays linear in the number of generated candidates (see its docstring).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ __all__ = (
     'STABILITY_THRESHOLD',
     'compute_metrics',
     'coverage',
+    'funnel_metrics',
     'match_rate_and_rmse',
     'phonon_stable_rate',
 )
@@ -191,6 +195,59 @@ def compute_metrics(
         _check_aligned(min_phonon_frequencies, n, 'min_phonon_frequencies')
         metrics.update(phonon_stable_rate(min_phonon_frequencies, imaginary_tolerance))
     return metrics
+
+
+def funnel_metrics(screening: dict, selection: dict, evaluation: dict[str, dict], num_cheap_pass: int,
+                   num_references: int | None = None) -> dict[str, float | int | None]:
+    """The metrics of one round of a campaign's screening funnel, and how many candidates reached each stage.
+
+    ``screening``: the generation executable's counts (``counts``, ``per_composition``); ``selection``: the counts of
+    :func:`.screening.select_ranked`; ``evaluation``: one row per fully validated candidate (``is_local_minimum``,
+    ``e_above_hull``, ``is_novel``, ``dynamically_stable``, ``rediscovered``, ``passes``); ``num_cheap_pass``: the
+    candidates of the cheap engine pass; ``num_references``: the known compound phases that could be rediscovered.
+
+    * ``structural_validity``: generated candidates that pass the fast filters (composition, volume, distances);
+    * ``compositional_validity``: generated candidates of a charge-balanced composition;
+    * ``uniqueness``: structurally valid candidates that are not near-duplicates by fingerprint;
+    * ``novelty``: of the post-processed candidates that are valid and unique, those matching no training structure;
+    * ``sun_rate_per_relaxation``: candidates that pass (local minimum within the E_hull window), are novel (and
+      unique by construction), over the candidates fully relaxed by the engine;
+    * ``phonon_stable_fraction``: of the candidates whose phonons were computed, those without imaginary modes;
+    * ``n_rediscovered``: validated candidates that are known phases (``StructureMatcher`` match of a relaxed
+      reference and energy within 0.01 eV/atom of it); ``rediscovered_phases``: which (``rediscovery_rate`` over
+      ``num_references``).
+    """
+    counts = screening['counts']
+    generated = counts['generated']
+    valid = generated - counts['composition'] - counts['volume'] - counts['min_distance']
+    balanced = sum(row['generated'] for formula, row in screening.get('per_composition', {}).items()
+                   if charge_balanced(formula))
+    chosen = selection['counts']
+    valid_unique = chosen['selected'] + chosen['in_training']
+    rows = list(evaluation.values())
+    phonons = [row['dynamically_stable'] for row in rows if row.get('dynamically_stable') is not None]
+    sun = [row for row in rows if row['passes'] and row['is_novel']]
+    phases = sorted({row['rediscovered'] for row in rows if row.get('rediscovered')})
+    return {
+        'n_generated': generated,
+        'n_structurally_valid': valid,
+        'n_unique': counts['ranked'],
+        'n_examined': chosen['examined'],
+        'n_cheap_pass': num_cheap_pass,
+        'n_relaxed': len(rows),
+        'n_local_minima': sum(bool(row['is_local_minimum']) for row in rows),
+        'n_passed': sum(bool(row['passes']) for row in rows),
+        'n_sun': len(sun),
+        'structural_validity': _ratio(valid, generated),
+        'compositional_validity': _ratio(balanced, generated),
+        'uniqueness': _ratio(counts['ranked'], valid),
+        'novelty': _ratio(chosen['selected'], valid_unique),
+        'sun_rate_per_relaxation': _ratio(len(sun), len(rows)),
+        'phonon_stable_fraction': _ratio(sum(bool(p) for p in phonons), len(phonons)),
+        'n_rediscovered': sum(bool(row.get('rediscovered')) for row in rows),
+        'rediscovered_phases': ', '.join(phases),
+        'rediscovery_rate': _ratio(len(phases), num_references) if num_references is not None else None,
+    }
 
 
 def _energies_above_hull(

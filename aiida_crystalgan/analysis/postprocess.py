@@ -30,6 +30,7 @@ __all__ = (
     'PostprocessResult',
     'StructureReport',
     'SymmetrizedStructure',
+    'clean',
     'merge_close_atoms',
     'postprocess',
     'symmetrize',
@@ -203,7 +204,7 @@ def postprocess(
     for index, structure in enumerate(structures):
         report = reports[index]
         try:
-            result = _clean(structure, options, report)
+            result = clean(structure, options, report)
         except Exception as exception:  # one broken candidate must not stop the batch
             report.drop(DropReason.ERROR, f'{type(exception).__name__}: {exception}')
             continue
@@ -230,8 +231,8 @@ def postprocess(
     return PostprocessResult(list(processed.values()), list(processed), reports)
 
 
-def _clean(structure: Structure, options: PostprocessOptions, report: StructureReport) -> Structure | None:
-    """Steps 1 to 4 on one candidate; None when it is dropped (the reason is in ``report``)."""
+def clean(structure: Structure, options: PostprocessOptions, report: StructureReport) -> Structure | None:
+    """Wrap, merge, symmetrise and check one candidate; None when it is dropped (the reason is in ``report``)."""
     if len(structure) == 0:
         report.drop(DropReason.EMPTY, 'structure has no atoms')
         return None

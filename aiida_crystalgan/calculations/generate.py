@@ -17,6 +17,7 @@ from aiida_crystalgan.io.status import STATUS_FILE
 MODEL_FILE = 'model.pt'
 REQUEST_FILE = 'request.json'
 OUTPUT_FILE = 'candidates.h5'
+SCREENING_FILE = 'screening.json'
 STDOUT_FILE = 'generate.out'
 STDERR_FILE = 'generate.err'
 
@@ -40,6 +41,8 @@ def validate_request(request: dict, elements: list[str]) -> str | None:
             return f'target {target["composition"]}: `formula_units` must be positive'
     if int(request.get('num_per_target', 0)) < 1:
         return '`num_per_target` must be a positive integer'
+    if request.get('source', 'gan') not in ('gan', 'random'):
+        return f'`source` must be `gan` or `random`, got {request["source"]!r}'
     return None
 
 
@@ -48,19 +51,26 @@ def _validate_inputs(inputs, _) -> str | None:
 
 
 class GenerateCalculation(CalcJob):
-    """Run ``crystalgan-generate``; the candidates come back as one ``CrystalDatasetData``."""
+    """Run ``crystalgan-generate``: every candidate in one ``CrystalDatasetData``, the screened survivors ranked."""
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.input('model', valid_type=GanModelData, help='The trained GAN.')
         spec.input('parameters', valid_type=orm.Dict,
-                   help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0}')
+                   help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0, '
+                        '"source": "gan" (default) or "random" (PyXtal control), "screening": {fast filter bounds}}')
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'))
         spec.inputs.validator = _validate_inputs
         set_serial_defaults(spec, 'crystalgan.generate')
         spec.output('candidates', valid_type=CrystalDatasetData, help='The generated structures, unfiltered.')
         spec.output('summary', valid_type=orm.Dict, required=False, help='Count, time and throughput.')
+        spec.output('screening', valid_type=orm.Dict,
+                    help='The fast filters: candidates dropped by each (`counts`), counts per composition, `source`.')
+        spec.output('ranking', valid_type=orm.ArrayData,
+                    help='The survivors of the fast filters, best first: arrays `indices` (into `candidates`) and '
+                         '`predicted_energy_per_atom` (eV/atom, the physics head\'s), `compositions` (position of the '
+                         'requested composition in `screening.per_composition`).')
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
@@ -69,5 +79,6 @@ class GenerateCalculation(CalcJob):
         with folder.open(REQUEST_FILE, 'w') as handle:
             json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
         arguments = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
-                     '--device', self.inputs.device.value]
-        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE, [OUTPUT_FILE, STATUS_FILE])
+                     '--screening', SCREENING_FILE, '--device', self.inputs.device.value]
+        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
+                                    [OUTPUT_FILE, SCREENING_FILE, STATUS_FILE])

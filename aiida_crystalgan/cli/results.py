@@ -34,24 +34,33 @@ def campaign_or_latest(process):
 @click.option('--force', is_flag=True, help='With `--export`: write into a directory that is not empty.')
 @decorators.with_dbenv()
 def candidates(process, pks_only, export_dir, fmt, force) -> None:
-    """Table of the predicted structures of a campaign (default: the latest), lowest energy above hull first."""
+    """Table of the predicted structures of a campaign (default: the latest), lowest energy above hull first, and the
+    metrics of its screening funnel."""
     from tabulate import tabulate
 
     from aiida_crystalgan import tools
-    from aiida_crystalgan.reporting import TABLE_COLUMNS, table_rows
+    from aiida_crystalgan.reporting import TABLE_COLUMNS, format_value, table_rows
+    from aiida_crystalgan.tools.campaigns import campaign_metrics, metric_rows
 
     campaign = campaign_or_latest(process)
     rows = tools.candidate_rows(campaign)
     if pks_only:
         echo.echo('\n'.join(str(row['pk']) for row in rows))
         return
+    metrics = campaign_metrics(campaign)
     if not rows:
         message = f'campaign <{campaign.pk}> has no predicted structures (stage `{tools.campaign_stage(campaign)}`)'
         if export_dir:
             echo.echo_critical(f'{message}: nothing to export')
         echo.echo_warning(message)
+    else:
+        echo.echo(tabulate(table_rows(rows), headers=[name for name, _ in TABLE_COLUMNS]))
+    if metrics:
+        headers, cells = metric_rows(metrics)
+        echo.echo('')
+        echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
+    if not rows:
         return
-    echo.echo(tabulate(table_rows(rows), headers=[name for name, _ in TABLE_COLUMNS]))
     if export_dir:
         try:
             paths = tools.export_candidates(campaign, export_dir, fmt, force=force)

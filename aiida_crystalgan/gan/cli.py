@@ -106,19 +106,28 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def generate_main(argv: list[str] | None = None) -> int:
-    """Generate candidate structures from a trained model; prints a one-line JSON summary."""
+    """Generate candidate structures from a trained model and screen them; prints a one-line JSON summary.
+
+    Writes every candidate to ``--output`` and, with ``--screening``, a JSON summary of the screening: the counts of
+    each fast filter, the counts per composition and the survivors ranked by the physics head's predicted energy.
+    """
     parser = argparse.ArgumentParser(prog='crystalgan-generate', description=generate_main.__doc__)
     parser.add_argument('--model', type=Path, required=True, help='checkpoint written by crystalgan-train')
     parser.add_argument('--request', type=Path, required=True,
                         help='JSON: {"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, '
-                             '"seed": 0}')
+                             '"seed": 0, "source": "gan" or "random", "screening": {...ScreeningCriteria fields}}')
     parser.add_argument('--output', type=Path, required=True, help='candidates dataset file (HDF5)')
+    parser.add_argument('--screening', type=Path, help='screening summary file (JSON) to write')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     args = parser.parse_args(argv)
 
     from aiida_crystalgan.io import write_datafile
 
-    from .generation import generate
+    from .checkpoint import load_checkpoint
+    from .device import resolve_device
+    from .generation import generate, random_records
+    from .model import CrystalGan
+    from .screening import ScreeningCriteria, screen
 
     try:
         _require_file(args.model, 'model checkpoint')
@@ -129,7 +138,7 @@ def generate_main(argv: list[str] | None = None) -> int:
             raise ValueError(f'request `{args.request}` is not valid JSON: {exception}') from exception
         if not isinstance(request, dict) or 'targets' not in request:
             raise ValueError('request must be a JSON object with `targets` (and `num_per_target`, `seed`)')
-        unknown = sorted(set(request) - {'targets', 'num_per_target', 'seed'})
+        unknown = sorted(set(request) - {'targets', 'num_per_target', 'seed', 'source', 'screening'})
         if unknown:
             raise ValueError(f'unknown request key(s): {", ".join(unknown)}')
         seed = request.get('seed', 0)
@@ -137,15 +146,30 @@ def generate_main(argv: list[str] | None = None) -> int:
             raise ValueError(f'seed must be an integer, got {seed!r}')
         if not isinstance(request['targets'], list):
             raise ValueError('`targets` must be a list of {"composition": ..., "formula_units": ...}')
+        source = request.get('source', 'gan')
+        if source not in ('gan', 'random'):
+            raise ValueError(f'source must be `gan` or `random`, got {source!r}')
+        criteria = ScreeningCriteria.from_dict(request.get('screening'))
+        num_per_target = request.get('num_per_target', 1)
         started = time.perf_counter()
-        records = generate(args.model, request['targets'], request.get('num_per_target', 1), seed=seed,
-                           device=args.device)
+        if source == 'gan':
+            records = generate(args.model, request['targets'], num_per_target, seed=seed, device=args.device)
+        else:
+            state = load_checkpoint(args.model)
+            records = random_records(request['targets'], list(state['elements']), int(state['config']['n_max']),
+                                     num_per_target, seed=seed)
         seconds = time.perf_counter() - started
+        model = CrystalGan.from_dict(load_checkpoint(args.model))
+        screening = screen(model, records, criteria, device=resolve_device(args.device))
+        screening_seconds = time.perf_counter() - started - seconds
     except (ValueError, KeyError, TypeError) as exception:
         return _fail(args.output.parent, str(exception))
     except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
         return _crash(args.output.parent, exception)
     write_datafile(args.output, records, metadata={'request': request})
-    print(json.dumps({'count': len(records), 'seconds': seconds,
-                      'structures_per_second': len(records) / seconds if seconds > 0 else None}))
-    return write_status(args.output.parent, EXIT_OK, f'{len(records)} candidates')
+    if args.screening is not None:
+        args.screening.write_text(json.dumps({'source': source, **screening.to_dict(records)}))
+    print(json.dumps({'count': len(records), 'seconds': seconds, 'screening_seconds': screening_seconds,
+                      'structures_per_second': len(records) / seconds if seconds > 0 else None,
+                      **screening.counts}))
+    return write_status(args.output.parent, EXIT_OK, f'{len(records)} candidates, {len(screening.ranked)} ranked')

@@ -130,3 +130,22 @@ def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | 
             batch = CrystalBatch(cell, frac, species.expand(size, -1), mask.expand(size, -1))
             records.extend(batch_to_records(batch, elements, wrap=True, label=target.composition, source='generated'))
     return records
+
+
+def random_records(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elements: Sequence[str], n_max: int,
+                   num_per_target: int, seed: int = 0) -> list[StructureRecord]:
+    """The random-search control: ``num_per_target`` PyXtal crystals per target (same composition and formula units),
+    labelled like :func:`generate`'s (label = composition, source = ``'random'``).
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from aiida_crystalgan.analysis.baseline import random_crystals
+
+    records: list[StructureRecord] = []
+    for offset, target in enumerate(parse_targets(targets, elements, n_max)):
+        crystals = random_crystals(target.composition, num_per_target, formula_units=[target.formula_units],
+                                   seed=seed + offset, space_groups=range(1, 231))
+        for crystal in crystals:
+            records.append(StructureRecord.from_ase(AseAtomsAdaptor.get_atoms(crystal.structure),
+                                                    label=target.composition, source='random'))
+    return records

@@ -1,5 +1,6 @@
-"""Queries on campaigns: the latest one, its predicted structures as rows or a DataFrame, its hull and phonons, and
-the provenance path from a predicted structure back to the MD data of its training set.
+"""Queries on campaigns: the latest one, its predicted (and rejected) structures as rows or a DataFrame, the metrics of
+its screening funnel, its hull and phonons, and the provenance path from a predicted structure back to the MD data of
+its training set.
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ if TYPE_CHECKING:
 
 # Column name → extra ``crystalgan_<name>`` of a predicted structure, in the order of the tables.
 CANDIDATE_COLUMNS = ('formula', 'spacegroup', 'num_atoms', 'e_above_hull', 'energy_per_atom', 'max_force',
-                     'min_frequency', 'is_local_minimum', 'is_novel')
+                     'min_frequency', 'is_local_minimum', 'is_novel', 'rediscovered')
+#: Key of a funnel metric (:func:`aiida_crystalgan.analysis.metrics.funnel_metrics`) → its name in tables, in order.
+METRIC_NAMES = (
+    ('n_generated', 'generated'), ('n_structurally_valid', 'pass the fast filters'),
+    ('n_unique', 'unique by fingerprint'), ('n_examined', 'post-processed (best ranked)'),
+    ('n_cheap_pass', 'cheap engine pass'), ('n_relaxed', 'relaxed and checked in full'),
+    ('n_local_minima', 'local minima'), ('n_passed', 'predicted (local minimum in the E_hull window)'),
+    ('structural_validity', 'structural validity'), ('compositional_validity', 'compositional validity'),
+    ('uniqueness', 'uniqueness'), ('novelty', 'novelty'), ('sun_rate_per_relaxation', 'S.U.N. per relaxation'),
+    ('phonon_stable_fraction', 'phonon-stable fraction'), ('n_rediscovered', 'known phases rediscovered'),
+    ('rediscovered_phases', 'rediscovered phases'),
+)
 
 
 def latest_campaign() -> orm.WorkflowNode | None:
@@ -36,6 +48,27 @@ def campaign_stage(campaign: orm.WorkflowNode) -> str:
 def predicted_structures(campaign: orm.WorkflowNode) -> dict[str, orm.StructureData]:
     """The predicted structures of ``campaign`` by output key (empty until its generation stage has finished)."""
     return dict(campaign.outputs.predicted) if 'predicted' in campaign.outputs else {}
+
+
+def rejected_structures(campaign: orm.WorkflowNode) -> dict[str, orm.StructureData]:
+    """The validated candidates that did not pass (extra ``crystalgan_rejection_reason``), by output key."""
+    return dict(campaign.outputs.rejected) if 'rejected' in campaign.outputs else {}
+
+
+def campaign_metrics(campaign: orm.WorkflowNode) -> dict:
+    """The funnel metrics of ``campaign`` per arm (``gan``, and ``random`` with the control) and ``sun_rate_lift``;
+    empty until its generation stage has finished.
+    """
+    return campaign.outputs.metrics.get_dict() if 'metrics' in campaign.outputs else {}
+
+
+def metric_rows(metrics: dict) -> tuple[list[str], list[list]]:
+    """Headers and rows of the metrics table: one row per :data:`METRIC_NAMES` entry, one column per arm."""
+    arms = [arm for arm in ('gan', 'random') if arm in metrics]
+    rows = [[name, *(metrics[arm].get(key) for arm in arms)] for key, name in METRIC_NAMES]
+    if 'sun_rate_lift' in metrics:
+        rows.append(['S.U.N. lift over random search', metrics['sun_rate_lift'], None])
+    return ['metric', *arms], rows
 
 
 def candidate_rows(campaign: orm.WorkflowNode) -> list[dict]:

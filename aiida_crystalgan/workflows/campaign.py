@@ -214,6 +214,9 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.output('evaluation', valid_type=orm.Dict, required=False)
         spec.output('hull', valid_type=orm.Dict, required=False,
                     help='`phases`: the relaxed seeds and references on the convex hull.')
+        spec.output_namespace('rejected', valid_type=orm.StructureData, dynamic=True, required=False,
+                              help='Validated candidates that did not pass, in `<group>/rejected`.')
+        spec.output('metrics', valid_type=orm.Dict, required=False, help='The screening funnel\'s metrics per arm.')
         spec.exit_code(710, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
         spec.exit_code(711, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
         spec.exit_code(712, 'ERROR_REFERENCES_FAILED',
@@ -460,21 +463,28 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         return phases
 
     def results(self):
-        """Expose the predictions and put them in the campaign's group."""
+        """Expose the predictions and metrics; predicted structures go to the campaign's group, rejected ones to
+        ``<group>/rejected`` (their extra ``crystalgan_rejection_reason`` says why).
+        """
         node = self.ctx.generation
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_GENERATION_FAILED
         self.out('candidates', node.outputs.candidates)
-        predicted = dict(node.outputs.predicted) if 'predicted' in node.outputs else {}
+        self.out('metrics', node.outputs.metrics)
         label = self.inputs.group_label.value if 'group_label' in self.inputs else \
             f'crystalgan/{self.inputs.system.value}/{self.node.pk}'
-        group, _ = orm.Group.collection.get_or_create(label)
-        group.add_nodes(list(predicted.values()))
-        for structure in predicted.values():
-            structure.base.extras.set_many({'crystalgan_campaign': self.node.uuid, 'crystalgan_system':
-                                            self.inputs.system.value})
-        if predicted:
-            self.out('predicted', predicted)
+        grouped = {}
+        for namespace, group_label in (('predicted', label), ('rejected', f'{label}/rejected')):
+            structures = dict(node.outputs[namespace]) if namespace in node.outputs else {}
+            group, _ = orm.Group.collection.get_or_create(group_label)
+            group.add_nodes(list(structures.values()))
+            for structure in structures.values():
+                structure.base.extras.set_many({'crystalgan_campaign': self.node.uuid,
+                                                'crystalgan_system': self.inputs.system.value})
+            if structures:
+                self.out(namespace, structures)
+            grouped[namespace] = structures
+        if 'evaluation' in node.outputs:
             self.out('evaluation', node.outputs.evaluation)
             self.out('hull', node.outputs.hull)
             phases = ', '.join(f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
@@ -482,5 +492,6 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             self.report(f'convex hull of the relaxed seeds and references: {phases}')
         self.node.base.extras.set('crystalgan_group', label)
         self._stage('finished')
-        self.report(f'{len(predicted)} predicted structures in group `{label}`')
+        self.report(f'{len(grouped["predicted"])} predicted structures in group `{label}`, '
+                    f'{len(grouped["rejected"])} rejected in `{label}/rejected`')
         return None

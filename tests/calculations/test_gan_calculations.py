@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from aiida import orm
@@ -154,12 +155,44 @@ def test_generate_candidates(generate_code, trained_model):
     assert formulas == sorted(['Nb2'] * 5 + ['Nb2 O2'] * 5)
     assert candidates.base.attributes.get('metadata')['model'] == trained_model.uuid
 
+    # the fast filters account for every candidate; the survivors are ranked by predicted energy per composition
+    screening = results['screening'].get_dict()
+    counts = screening['counts']
+    assert counts['generated'] == 10
+    assert counts['generated'] == sum(counts[key] for key in ('composition', 'volume', 'min_distance', 'duplicate',
+                                                               'ranked'))
+    assert counts['composition'] == 0
+    assert list(screening['per_composition']) == ['NbO', 'Nb']
+    ranking = results['ranking']
+    indices = ranking.get_array('indices')
+    energies = ranking.get_array('predicted_energy_per_atom')
+    assert len(indices) == counts['ranked'] == len(set(indices.tolist()))
+    assert np.isfinite(energies).all() and (np.diff(energies) >= 0).all()
+    labels = [candidates[int(i)].label for i in indices]
+    assert labels == [list(screening['per_composition'])[c] for c in ranking.get_array('compositions')]
+
+
+def test_generate_random_control(generate_code, trained_model):
+    """The random-search source: PyXtal crystals of the same compositions, screened by the same model."""
+    request = {'targets': [{'composition': 'NbO', 'formula_units': 2}], 'num_per_target': 4, 'seed': 1,
+               'source': 'random'}
+    results, node = run_get_node(GenerateCalculation, code=generate_code, model=trained_model,
+                                 parameters=orm.Dict(request))
+    assert node.is_finished_ok, node.exit_message
+    candidates = results['candidates']
+    assert candidates.size == 4
+    assert {record.source for record in candidates} == {'random'}
+    assert {candidates.get_structure(i).composition.formula for i in range(4)} == {'Nb2 O2'}
+    assert results['screening']['counts']['generated'] == 4
+
 
 BAD_REQUESTS = [
     ({'targets': [{'composition': 'TiO2', 'formula_units': 1}], 'num_per_target': 2}, 'not trained on'),
     ({'targets': [{'composition': 'NbO', 'formula_units': 0}], 'num_per_target': 2}, 'must be positive'),
     ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 0}, '`num_per_target`'),
     ({'targets': []}, 'no `targets`'),
+    ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 2, 'source': 'diffusion'},
+     '`source`'),
 ]
 
 

@@ -91,7 +91,7 @@ def finished_campaign(aiida_profile):
 
         from aiida_crystalgan.data.dataset import CrystalDatasetData
         from aiida_crystalgan.workflows.campaign import CampaignWorkChain
-        from aiida_crystalgan.workflows.generation import evaluate_candidates
+        from aiida_crystalgan.workflows.generation import evaluate_candidates, funnel_metrics
         from aiida_crystalgan.workflows.phonons import PhononWorkChain
 
         nodes, summary, predicted = {}, {}, {}
@@ -109,15 +109,24 @@ def finished_campaign(aiida_profile):
         training = CrystalDatasetData.from_structures(
             list(references.values()), energies=[REFERENCES[key][3] * len(s.sites) for key, s in references.items()],
             labels=list(references)).store()
-        evaluation = evaluate_candidates(orm.Dict(summary).store(), training, **nodes)
+        outputs = evaluate_candidates(orm.Dict(summary).store(), training, orm.Float(0.5).store(), **nodes)
+        evaluation = outputs['evaluation']
         for key, values in evaluation.get_dict().items():
             predicted[key].base.extras.set_many({f'crystalgan_{name}': value for name, value in values.items()})
+        screening = orm.Dict({'counts': {'generated': 40, 'composition': 0, 'volume': 6, 'min_distance': 4,
+                                         'duplicate': 10, 'ranked': 20},
+                              'per_composition': {'NbO2': {'generated': 20, 'ranked': 12},
+                                                  'NbO': {'generated': 20, 'ranked': 8}}}).store()
+        selection = orm.Dict({'counts': {'examined': 5, 'selected': 3, 'in_training': 1, 'duplicate': 1}}).store()
+        cheap_pass = orm.Dict({'e_above_hull': {'c3': 0.3, 'c7': 0.1, 'c9': 0.9}, 'known_phases': 1}).store()
+        metrics = funnel_metrics(screening_gan=screening, selection_gan=selection, cheap_pass_gan=cheap_pass,
+                                 evaluation_gan=evaluation)
 
         finished_process(PhononWorkChain, {'structure': predicted['c3']},
                          {'force_constants': force_constants(predicted['c3'])})
         campaign = finished_process(
             CampaignWorkChain, {'system': orm.Str('Nb-O').store(), 'engine__name': orm.Str('mlip').store()},
-            {'dataset': training, 'evaluation': evaluation,
+            {'dataset': training, 'evaluation': evaluation, 'metrics': metrics,
              **{f'predicted__{key}': structure for key, structure in predicted.items()}})
         campaign.base.extras.set('crystalgan_stage', 'finished')
         return campaign

@@ -18,6 +18,9 @@ def test_candidates_table_and_pks(finished_campaign):
     lines = result.output.splitlines()
     assert 'e_hull (eV/atom)' in lines[0]
     assert 'NbO2' in lines[2] and 'NbO ' in lines[3]  # lowest energy above the hull first
+    metrics = {line.split('  ')[0]: line.split()[-1] for line in lines[5:]}
+    assert metrics['generated'] == '40' and metrics['structural validity'] == '0.750'
+    assert metrics['cheap engine pass'] == '3' and metrics['relaxed and checked in full'] == '2'
     pks = invoke('candidates', '--pks-only').output.split()  # default: the latest campaign
     assert pks == [str(node.pk) for node in sorted(campaign.outputs.predicted.values(),
                                                    key=lambda node: node.base.extras.get('crystalgan_e_above_hull'))]
@@ -54,6 +57,7 @@ def test_report(finished_campaign, tmp_path):
     assert result.exit_code == 0, result.output
     report = (tmp_path / 'report' / 'report.md').read_text()
     assert '## Predicted structures' in report and '| NbO2 |' in report
+    assert '## Screening funnel and metrics' in report and '| uniqueness | 0.667 |' in report
     for name in ('dataset.png', 'e_above_hull.png', 'convex_hull.png', 'structures.png'):
         assert f']({name})' in report
         assert (tmp_path / 'report' / name).read_bytes().startswith(b'\x89PNG')

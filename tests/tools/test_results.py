@@ -113,3 +113,18 @@ def test_export_refuses_bad_requests(finished_campaign, tmp_path):
         tools.export_candidates(campaign, tmp_path / 'full', 'cif')
     assert len(tools.export_candidates(campaign, tmp_path / 'full', 'cif', force=True)) == 2
     assert (tmp_path / 'full' / 'notes.txt').read_text() == 'mine'
+
+
+def test_campaign_metrics(finished_campaign):
+    """The funnel metrics of the campaign, and their table with a control arm and the lift."""
+    from aiida_crystalgan.tools.campaigns import campaign_metrics, metric_rows
+
+    metrics = campaign_metrics(finished_campaign())
+    assert set(metrics) == {'gan'}
+    gan = metrics['gan']
+    assert gan['n_relaxed'] == 2 and gan['n_passed'] == 2
+    assert gan['n_sun'] == 1 and gan['sun_rate_per_relaxation'] == pytest.approx(0.5)  # NbO is in the training set
+    assert gan['n_rediscovered'] == 0  # NbO matches the reference but 0.15 eV/atom above it
+    headers, rows = metric_rows({'gan': gan, 'random': {**gan, 'sun_rate_per_relaxation': 0.25}, 'sun_rate_lift': 2.0})
+    assert headers == ['metric', 'gan', 'random']
+    assert rows[0] == ['generated', 40, 40] and rows[-1] == ['S.U.N. lift over random search', 2.0, None]

@@ -74,12 +74,18 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     physics_loss = training.outputs.losses.get_array('physics_loss')
     assert physics_loss.size > 0 and np.isfinite(physics_loss).all()
 
-    # predicted structures: in the group, with their evaluation as extras
-    predicted = list(node.outputs.predicted.values())
-    assert predicted
-    group = orm.load_group('test/campaign')
-    assert {n.uuid for n in group.nodes} == {n.uuid for n in predicted}
-    for structure in predicted:
+    # validated structures: those that pass (local minimum in the E_hull window) in the group, the others in
+    # `<group>/rejected` with a reason, all with their evaluation as extras; the funnel's metrics
+    predicted = list(node.outputs.predicted.values()) if 'predicted' in node.outputs else []
+    rejected = list(node.outputs.rejected.values()) if 'rejected' in node.outputs else []
+    validated = predicted + rejected
+    assert validated
+    assert {n.uuid for n in orm.load_group('test/campaign').nodes} == {n.uuid for n in predicted}
+    assert {n.uuid for n in orm.load_group('test/campaign/rejected').nodes} == {n.uuid for n in rejected}
+    assert all(n.base.extras.get('crystalgan_rejection_reason') for n in rejected)
+    metrics = node.outputs.metrics.get_dict()
+    assert set(metrics) == {'gan'} and metrics['gan']['n_relaxed'] == len(validated)
+    for structure in validated:
         extras = structure.base.extras.all
         for key in ('formula', 'spacegroup', 'e_above_hull', 'max_force', 'is_local_minimum', 'is_novel',
                     'possible_new_ground_state'):
@@ -87,15 +93,15 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
         assert isinstance(extras['crystalgan_e_above_hull'], float)
 
     # provenance: a predicted structure was created by a relaxation calculation of the engine
-    creator = predicted[0].base.links.get_incoming(link_type=LinkType.CREATE).one().node
+    creator = validated[0].base.links.get_incoming(link_type=LinkType.CREATE).one().node
     assert creator.process_type == 'aiida.calculations:crystalgan.mlip'
 
     # the CLI on the finished campaign
     result = invoke('candidates', str(node.pk))
     assert result.exit_code == 0, result.output
-    assert 'e_hull' in result.output
+    assert 'S.U.N. per relaxation' in result.output
 
-    result = invoke('trace', str(predicted[0].pk))
+    result = invoke('trace', str(validated[0].pk))
     assert result.exit_code == 0, result.output
     assert 'TrainCalculation' in result.output and 'GenerateCalculation' in result.output
     assert 'operation `md`' in result.output
@@ -103,9 +109,9 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     result = invoke('report', str(node.pk), '--output-dir', str(tmp_path / 'report'))
     assert result.exit_code == 0, result.output
     report = (tmp_path / 'report' / 'report.md').read_text()
-    assert 'Predicted structures' in report
+    assert 'Screening funnel and metrics' in report
     assert (tmp_path / 'report' / 'gan_losses.png').stat().st_size > 0
-    assert (tmp_path / 'report' / 'e_above_hull.png').stat().st_size > 0
+    assert ('Predicted structures' in report) == bool(predicted)
 
     result = invoke('campaign', 'status', str(node.pk))
     assert result.exit_code == 0 and 'finished' in result.output

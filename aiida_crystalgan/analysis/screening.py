@@ -1,0 +1,94 @@
+"""The slow end of the screening funnel: rank the fast filters' survivors on the engine's hull, then post-process them
+best first until enough are selected, so that symmetry analysis and ``StructureMatcher`` run on a few candidates
+rather than on all of them.
+
+The fast filters and the physics head's predicted energies come from the generation executable
+(:mod:`aiida_crystalgan.gan.screening`); the hull here is that of the reference phases computed with the engine whose
+energies trained the physics head, so a predicted energy above the hull compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from pymatgen.analysis.phase_diagram import PhaseDiagram
+from pymatgen.core import Composition, Structure
+
+from .matching import group_by_formula, make_matcher
+from .postprocess import DropReason, PostprocessOptions, StructureReport, clean
+
+__all__ = ('Selection', 'predicted_energy_above_hull', 'select_ranked')
+
+
+def predicted_energy_above_hull(diagram: PhaseDiagram, formulas: Sequence[str],
+                                energies_per_atom: Sequence[float]) -> np.ndarray:
+    """Energy above the hull (eV/atom) of each ``(formula, energy per atom)``, one hull evaluation per formula."""
+    hull = {formula: diagram.get_hull_energy_per_atom(Composition(formula)) for formula in set(formulas)}
+    return np.array([energy - hull[formula] for formula, energy in zip(formulas, energies_per_atom)], dtype=float)
+
+
+@dataclass
+class Selection:
+    """The selected candidates (input index → processed structure), every examined candidate's report, counts."""
+
+    structures: dict[int, Structure] = field(default_factory=dict)
+    reports: list[StructureReport] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Examined candidates, and how many were selected or dropped for each reason (zeros included)."""
+        counts = Counter(str(report.reason) if report.reason else 'selected' for report in self.reports)
+        return {'examined': len(self.reports), 'selected': counts['selected'],
+                **{str(reason): counts[str(reason)] for reason in DropReason}}
+
+    def to_dict(self) -> dict:
+        """JSON summary: counts and the reports of the examined candidates."""
+        reports = [{**asdict(report), 'reason': str(report.reason) if report.reason else None}
+                   for report in self.reports]
+        return {'counts': self.counts, 'selected': list(self.structures), 'reports': reports}
+
+
+def select_ranked(load: Callable[[int], Structure], order: Sequence[int], count: int,
+                  training: Sequence[Structure] = (), options: PostprocessOptions | None = None,
+                  max_examined: int | None = None) -> Selection:
+    """Post-process candidates in ``order`` (best first; ``load(index)`` gives one) until ``count`` are selected, or
+    ``max_examined`` have been post-processed (a bound on the cost when most best-ranked candidates are dropped).
+
+    Each is cleaned and checked (:func:`.postprocess.clean`), then dropped when it matches a training structure or a
+    candidate selected before it (``StructureMatcher``, same reduced formula only).
+    """
+    options = options or PostprocessOptions()
+    matcher = make_matcher(options.ltol, options.stol, options.match_angle_tol)
+    training_by_formula = group_by_formula(training)
+    selected_by_formula: dict[str, list[int]] = {}
+    selection = Selection()
+    for index in order:
+        if len(selection.structures) >= count or len(selection.reports) == max_examined:
+            break
+        report = StructureReport(index=int(index))
+        selection.reports.append(report)
+        try:
+            structure = clean(load(int(index)), options, report)
+        except Exception as exception:  # noqa: BLE001 - one broken candidate must not stop the selection
+            report.drop(DropReason.ERROR, f'{type(exception).__name__}: {exception}')
+            continue
+        if structure is None:
+            continue
+        formula = structure.composition.reduced_formula
+        match = next((i for i in training_by_formula.get(formula, []) if matcher.fit(structure, training[i])), None)
+        if match is not None:
+            report.drop(DropReason.IN_TRAINING, f'matches training structure {match}', match)
+            continue
+        if options.dedupe:
+            match = next((i for i in selected_by_formula.get(formula, [])
+                          if matcher.fit(structure, selection.structures[i])), None)
+            if match is not None:
+                report.drop(DropReason.DUPLICATE, f'same structure as candidate {match}', match)
+                continue
+        report.kept = True
+        selection.structures[int(index)] = structure
+        selected_by_formula.setdefault(formula, []).append(int(index))
+    return selection
