@@ -12,12 +12,17 @@ ENTRY_POINT_GROUPS = ('aiida.calculations', 'aiida.workflows')
 
 #: Who owns which exit status numbers, and what they mean.
 RANGES = (
-    ('1-199', 'aiida-core: CalcJob and scheduler (e.g. 100 ERROR_NO_RETRIEVED_FOLDER, 120 '
-              'ERROR_SCHEDULER_OUT_OF_WALLTIME)'),
+    (
+        '1-199',
+        'aiida-core: CalcJob and scheduler (e.g. 100 ERROR_NO_RETRIEVED_FOLDER, 120 ERROR_SCHEDULER_OUT_OF_WALLTIME)',
+    ),
     ('300-302', "aiida-core's BaseRestartWorkChain (301, 302); aiida-vasp's VaspWorkChain (300)"),
     ('310-339', 'CalcJobs: output files missing or unreadable (aiida-vasp keeps 333)'),
-    ('340-379', 'CalcJobs: errors reported by the executables; VASP errors named by the parser at 360-369 '
-                '(aiida-vasp keeps 350-352)'),
+    (
+        '340-379',
+        'CalcJobs: errors reported by the executables; VASP errors named by the parser at 360-369 '
+        '(aiida-vasp keeps 350-352)',
+    ),
     ('380-399', 'CalcJobs: recoverable stops reported by the executables (soft wall-clock checkpoint)'),
     ('400-405', "aiida-core's BaseRestartWorkChain (401, 402); aiida-vasp's VaspWorkChain; aiida-phonopy (400, 401)"),
     ('500-599', "engine workchains (MLIP, VASP); aiida-vasp's VaspWorkChain keeps 500-505"),
@@ -34,28 +39,41 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     # 340-379: errors reported by the executables
     'ERROR_INVALID_INPUT': (340, 'The executable rejected its input: {message}'),
     'ERROR_EXECUTABLE_FAILED': (341, 'The executable failed: {message}'),
-    'ERROR_EXECUTABLE_CRASHED': (342, 'The executable ended without writing `status.json` (crash, out of memory, '
-                                      'killed by the scheduler): {message}'),
-    'ERROR_TRAINING_DIVERGED': (343, 'Training diverged (a NaN or infinite loss); the last good checkpoint, if any, is '
-                                     'the `checkpoint` output: {message}'),
+    'ERROR_EXECUTABLE_CRASHED': (
+        342,
+        'The executable ended without writing `status.json` (crash, out of memory, killed by the scheduler): {message}',
+    ),
+    'ERROR_TRAINING_DIVERGED': (
+        343,
+        'Training diverged (a NaN or infinite loss); the last good checkpoint, if any, is '
+        'the `checkpoint` output: {message}',
+    ),
     'ERROR_VASP_IONS_TOO_CLOSE': (360, 'VASP found ions too close to each other.'),
     'ERROR_VASP_ZPOTRF': (361, 'VASP failed in ZPOTRF/ZTRTRI (Cholesky decomposition of the overlap matrix).'),
     'ERROR_VASP_EDDDAV_ZHEGV': (362, 'VASP failed in ZHEGV of the Davidson solver (EDDDAV).'),
     'ERROR_VASP_SUBSPACE_ROTATION': (363, 'VASP failed in the subspace rotation (PSSYEVX/PDSYEVX).'),
     'ERROR_VASP_WFINIT_LINEAR_DEPENDENCE': (364, 'VASP found the orbitals linearly dependent at WFINIT.'),
     # 380-399: recoverable stops reported by the executables
-    'ERROR_SOFT_WALLTIME_CHECKPOINT': (380, 'The soft wall-clock limit was reached; the work done so far was kept '
-                                            '(a checkpoint, the finished structures) to resume from.'),
+    'ERROR_SOFT_WALLTIME_CHECKPOINT': (
+        380,
+        'The soft wall-clock limit was reached; the work done so far was kept '
+        '(a checkpoint, the finished structures) to resume from.',
+    ),
     # 500-599: engine workchains
     'ERROR_CALCULATION_FAILED': (510, 'The engine calculation failed: {message}'),
     'ERROR_MISSING_ENGINE_OUTPUT': (511, 'The engine returned no output for structures {keys}.'),
-    'ERROR_TOO_FEW_SUCCEEDED': (512, 'Only {succeeded} of {total} structures succeeded, fewer than the quorum of '
-                                     '{required}; the failures are in the `failures` output: {failures}'),
+    'ERROR_TOO_FEW_SUCCEEDED': (
+        512,
+        'Only {succeeded} of {total} structures succeeded, fewer than the quorum of '
+        '{required}; the failures are in the `failures` output: {failures}',
+    ),
     'ERROR_IONS_TOO_CLOSE': (520, 'VASP found ions too close to each other: the structure is unphysical, discard it.'),
     # 521-539: why one structure of a batch failed (the ``exit_status`` of its entry in the ``failures`` output)
     'ERROR_STRUCTURE_UNSUPPORTED_ELEMENT': (521, 'The model cannot evaluate an element of the structure.'),
-    'ERROR_STRUCTURE_NON_FINITE': (522, 'The energy, forces, stress or positions of the structure are NaN or '
-                                        'infinite.'),
+    'ERROR_STRUCTURE_NON_FINITE': (
+        522,
+        'The energy, forces, stress or positions of the structure are NaN or infinite.',
+    ),
     'ERROR_STRUCTURE_EXPLODED': (523, 'The relaxation exploded: the volume changed by more than a factor 3.'),
     'ERROR_STRUCTURE_FAILED': (524, 'The calculation of the structure raised an error.'),
     'ERROR_STRUCTURE_CRASHED': (525, 'The engine died while working on the structure.'),
@@ -71,8 +89,13 @@ FAILURE_EXIT_CODES = {
     'crashed': 'ERROR_STRUCTURE_CRASHED',
 }
 #: The codes of every engine workchain: what the batch ended with, and why single structures failed.
-ENGINE_EXIT_CODES = ('ERROR_CALCULATION_FAILED', 'ERROR_MISSING_ENGINE_OUTPUT', 'ERROR_TOO_FEW_SUCCEEDED',
-                     *FAILURE_EXIT_CODES.values(), 'ERROR_STRUCTURE_NOT_RUN')
+ENGINE_EXIT_CODES = (
+    'ERROR_CALCULATION_FAILED',
+    'ERROR_MISSING_ENGINE_OUTPUT',
+    'ERROR_TOO_FEW_SUCCEEDED',
+    *FAILURE_EXIT_CODES.values(),
+    'ERROR_STRUCTURE_NOT_RUN',
+)
 
 #: The CalcJob exit code of each ``status`` that an executable writes in ``status.json`` (see ``io.status``).
 STATUS_EXIT_CODES = {
@@ -83,8 +106,14 @@ STATUS_EXIT_CODES = {
 }
 
 #: The codes of the CalcJobs that run one of this package's executables (parsed through ``status.json``).
-EXECUTABLE_EXIT_CODES = ('ERROR_NO_OUTPUT', 'ERROR_CORRUPT_OUTPUT', 'ERROR_INVALID_INPUT', 'ERROR_EXECUTABLE_FAILED',
-                         'ERROR_EXECUTABLE_CRASHED', 'ERROR_SOFT_WALLTIME_CHECKPOINT')
+EXECUTABLE_EXIT_CODES = (
+    'ERROR_NO_OUTPUT',
+    'ERROR_CORRUPT_OUTPUT',
+    'ERROR_INVALID_INPUT',
+    'ERROR_EXECUTABLE_FAILED',
+    'ERROR_EXECUTABLE_CRASHED',
+    'ERROR_SOFT_WALLTIME_CHECKPOINT',
+)
 
 
 def define_exit_codes(spec: Any, *labels: str) -> None:
@@ -108,7 +137,8 @@ def collect_exit_codes() -> dict[int, dict[str, dict[str, Any]]]:
                 continue
             for label, exit_code in load_entry_point(group, name).spec().exit_codes.items():
                 entry = codes.setdefault(exit_code.status, {}).setdefault(
-                    label, {'message': exit_code.message, 'processes': []})
+                    label, {'message': exit_code.message, 'processes': []}
+                )
                 entry['processes'].append(f'{group.removeprefix("aiida.")}:{name}')
     return codes
 

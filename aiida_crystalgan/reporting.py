@@ -9,14 +9,27 @@ from aiida import orm
 from aiida_crystalgan import tools
 from aiida_crystalgan.tools.campaigns import campaign_metrics, metric_rows, rejected_structures
 
-SUMMARY_METRICS = ('steps', 'device', 'seconds_per_step', 'physics_training_mae_ev_per_atom',
-                   'physics_validation_mae_ev_per_atom', 'physics_training_force_mae_ev_per_angstrom',
-                   'physics_validation_force_mae_ev_per_angstrom', 'generated_validity_fraction')
+SUMMARY_METRICS = (
+    'steps',
+    'device',
+    'seconds_per_step',
+    'physics_training_mae_ev_per_atom',
+    'physics_validation_mae_ev_per_atom',
+    'physics_training_force_mae_ev_per_angstrom',
+    'physics_validation_force_mae_ev_per_angstrom',
+    'generated_validity_fraction',
+)
 # Table heading → column of :func:`aiida_crystalgan.tools.candidate_rows`.
 TABLE_COLUMNS = (
-    ('pk', 'pk'), ('formula', 'formula'), ('spacegroup', 'spacegroup'), ('e_hull (eV/atom)', 'e_above_hull'),
-    ('max_force (eV/Å)', 'max_force'), ('min_freq (THz)', 'min_frequency'), ('local_min', 'is_local_minimum'),
-    ('novel', 'is_novel'), ('rediscovered', 'rediscovered'),
+    ('pk', 'pk'),
+    ('formula', 'formula'),
+    ('spacegroup', 'spacegroup'),
+    ('e_hull (eV/atom)', 'e_above_hull'),
+    ('max_force (eV/Å)', 'max_force'),
+    ('min_freq (THz)', 'min_frequency'),
+    ('local_min', 'is_local_minimum'),
+    ('novel', 'is_novel'),
+    ('rediscovered', 'rediscovered'),
 )
 
 
@@ -39,8 +52,11 @@ def _save(figure, path: Path) -> str:
 
 #: Row heading of the cost summary → key of each arm in :func:`aiida_crystalgan.tools.cost_summary`.
 COST_SUMMARY_ROWS = (
-    ('core-hours', 'core_hours'), ('GPU-hours', 'gpu_hours'), ('generated candidates', 'generated'),
-    ('validated structures', 'validated'), ('S.U.N. structures', 'sun'),
+    ('core-hours', 'core_hours'),
+    ('GPU-hours', 'gpu_hours'),
+    ('generated candidates', 'generated'),
+    ('validated structures', 'validated'),
+    ('S.U.N. structures', 'sun'),
     ('core-hours per validated structure', 'core_hours_per_validated'),
     ('core-hours per S.U.N. structure', 'core_hours_per_sun'),
     ('core-hours to generate and screen one candidate', 'screen_core_hours_per_candidate'),
@@ -64,8 +80,11 @@ def cost_summary_table(summary: dict[str, dict]) -> tuple[list[str], list[list[s
 
 
 def _markdown_table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ['| ' + ' | '.join(headers) + ' |', '|' + '---|' * len(headers),
-            *('| ' + ' | '.join(cells) + ' |' for cells in rows)]
+    return [
+        '| ' + ' | '.join(headers) + ' |',
+        '|' + '---|' * len(headers),
+        *('| ' + ' | '.join(cells) + ' |' for cells in rows),
+    ]
 
 
 def cost_section(campaign: orm.WorkflowNode, directory: Path) -> list[str]:
@@ -74,24 +93,47 @@ def cost_section(campaign: orm.WorkflowNode, directory: Path) -> list[str]:
     if ledger.empty:
         return []
     by_stage = tools.cost_by_stage(ledger)
-    stage_rows = [[row.stage, row.engine, row.arm, str(row.calculations), f'{row.wall_s:.1f}',
-                   format_cost(row.core_hours), format_cost(row.gpu_hours)] for row in by_stage.itertuples()]
+    stage_rows = [
+        [
+            row.stage,
+            row.engine,
+            row.arm,
+            str(row.calculations),
+            f'{row.wall_s:.1f}',
+            format_cost(row.core_hours),
+            format_cost(row.gpu_hours),
+        ]
+        for row in by_stage.itertuples()
+    ]
     sources = ', '.join(f'{source} {count}' for source, count in ledger['source'].value_counts().items())
     name = _save(tools.plot_cost(by_stage), directory / 'cost.png')
-    return ['', '## Cost', '', *_markdown_table(*cost_summary_table(tools.cost_summary(campaign, ledger))), '',
-            *_markdown_table(['stage', 'engine', 'arm', 'calculations', 'wall (s)', 'core-hours', 'GPU-hours'],
-                             stage_rows),
-            '', f'Wall times of {len(ledger)} calculations, by source: {sources}. '
-            'Per-calculation ledger: `aiida-crystalgan cost <pk> --csv`.', '', f'![Cost per stage]({name})']
+    return [
+        '',
+        '## Cost',
+        '',
+        *_markdown_table(*cost_summary_table(tools.cost_summary(campaign, ledger))),
+        '',
+        *_markdown_table(['stage', 'engine', 'arm', 'calculations', 'wall (s)', 'core-hours', 'GPU-hours'], stage_rows),
+        '',
+        f'Wall times of {len(ledger)} calculations, by source: {sources}. '
+        'Per-calculation ledger: `aiida-crystalgan cost <pk> --csv`.',
+        '',
+        f'![Cost per stage]({name})',
+    ]
 
 
 def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
     """Write ``report.md`` and its plots into ``directory``; return the markdown path."""
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [f'# Campaign {campaign.pk}: {campaign.inputs.system.value}', '',
-             f'- state: {campaign.process_state.value if campaign.process_state else "unknown"}, exit status '
-             f'{campaign.exit_status}', f'- stage: {tools.campaign_stage(campaign)}',
-             f'- engine: {campaign.inputs.engine.name.value}', f'- UUID: `{campaign.uuid}`']
+    lines = [
+        f'# Campaign {campaign.pk}: {campaign.inputs.system.value}',
+        '',
+        f'- state: {campaign.process_state.value if campaign.process_state else "unknown"}, exit status '
+        f'{campaign.exit_status}',
+        f'- stage: {tools.campaign_stage(campaign)}',
+        f'- engine: {campaign.inputs.engine.name.value}',
+        f'- UUID: `{campaign.uuid}`',
+    ]
     outputs = campaign.outputs
     sections: list[str] = []
     if 'dataset' in outputs:
@@ -113,18 +155,31 @@ def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
     metrics = campaign_metrics(campaign)
     if metrics:
         headers, cells = metric_rows(metrics)
-        lines += ['', '## Screening funnel and metrics', '', '| ' + ' | '.join(headers) + ' |',
-                  '|' + '---|' * len(headers)]
+        lines += [
+            '',
+            '## Screening funnel and metrics',
+            '',
+            '| ' + ' | '.join(headers) + ' |',
+            '|' + '---|' * len(headers),
+        ]
         lines += ['| ' + ' | '.join(format_value(value) for value in row) + ' |' for row in cells]
         rejected = rejected_structures(campaign)
         if rejected:
-            lines += ['', f'{len(rejected)} validated candidates were rejected (group '
-                      f'`{campaign.base.extras.get("crystalgan_group", "")}/rejected`, extra '
-                      '`crystalgan_rejection_reason`).']
+            lines += [
+                '',
+                f'{len(rejected)} validated candidates were rejected (group '
+                f'`{campaign.base.extras.get("crystalgan_group", "")}/rejected`, extra '
+                '`crystalgan_rejection_reason`).',
+            ]
     rows = tools.candidate_rows(campaign)
     if rows:
-        lines += ['', '## Predicted structures', '', '| ' + ' | '.join(name for name, _ in TABLE_COLUMNS) + ' |',
-                  '|' + '---|' * len(TABLE_COLUMNS)]
+        lines += [
+            '',
+            '## Predicted structures',
+            '',
+            '| ' + ' | '.join(name for name, _ in TABLE_COLUMNS) + ' |',
+            '|' + '---|' * len(TABLE_COLUMNS),
+        ]
         lines += ['| ' + ' | '.join(cells) + ' |' for cells in table_rows(rows)]
         hull = [row['e_above_hull'] for row in rows if row['e_above_hull'] is not None]
         if hull:

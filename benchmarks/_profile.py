@@ -13,8 +13,14 @@ def temporary_profile(dirpath: Path) -> None:
     from aiida.manage.configuration import create_profile, get_config
 
     config = get_config(create=True)
-    profile = create_profile(config, storage_backend='core.sqlite_dos', storage_config={'filepath': str(dirpath / 's')},
-                             name='benchmark', email='benchmark@localhost', is_test_profile=True)
+    profile = create_profile(
+        config,
+        storage_backend='core.sqlite_dos',
+        storage_config={'filepath': str(dirpath / 's')},
+        name='benchmark',
+        email='benchmark@localhost',
+        is_test_profile=True,
+    )
     config.set_default_profile(profile.name)
     config.store()
     load_profile(profile.name, allow_switch=True)

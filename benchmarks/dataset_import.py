@@ -33,7 +33,6 @@ from _profile import temporary_profile
 LOAD_AT_START = os.getloadavg()[0]
 
 
-
 def measure(function: Callable[[], Any], memory: bool = True) -> tuple[Any, float, float | None]:
     """Run ``function`` timed, then (``memory``) again under tracemalloc; return result, seconds, peak MB."""
     start = time.perf_counter()
@@ -78,9 +77,15 @@ def synthetic_records(count: int, seed: int = 0) -> Iterator:
     for i in range(count):
         natoms = int(rng.integers(8, 49))
         cell = np.eye(3) * (natoms * 12.0) ** (1 / 3)
-        yield StructureRecord(numbers=rng.choice([8, 41], natoms), positions=rng.random((natoms, 3)) @ cell, cell=cell,
-                              energy=-8.0 * natoms + rng.normal(), forces=rng.normal(size=(natoms, 3)),
-                              source=f'synthetic-{i // 100}', label=str(i))
+        yield StructureRecord(
+            numbers=rng.choice([8, 41], natoms),
+            positions=rng.random((natoms, 3)) @ cell,
+            cell=cell,
+            energy=-8.0 * natoms + rng.normal(),
+            forces=rng.normal(size=(natoms, 3)),
+            source=f'synthetic-{i // 100}',
+            label=str(i),
+        )
 
 
 def case_file_import(name: str, paths: list[Path], cleaning: dict | None) -> dict[str, Any]:
@@ -93,10 +98,17 @@ def case_file_import(name: str, paths: list[Path], cleaning: dict | None) -> dic
     open_once, each = random_access(dataset)
     report = dataset.metadata['cleaning']
     return {
-        'case': name, 'structures': dataset.size, 'atoms': dataset.base.attributes.get('num_atoms_total'),
-        'import_s': seconds, 'store_s': store_seconds, 'peak_mb': peak,
-        'file_mb': dataset.base.attributes.get('file_size') / 1e6, 'random_ms': open_once, 'random_reopen_ms': each,
-        'iterate_s': iterate(dataset), 'dropped': report['counts'],
+        'case': name,
+        'structures': dataset.size,
+        'atoms': dataset.base.attributes.get('num_atoms_total'),
+        'import_s': seconds,
+        'store_s': store_seconds,
+        'peak_mb': peak,
+        'file_mb': dataset.base.attributes.get('file_size') / 1e6,
+        'random_ms': open_once,
+        'random_reopen_ms': each,
+        'iterate_s': iterate(dataset),
+        'dropped': report['counts'],
     }
 
 
@@ -123,11 +135,19 @@ def case_synthetic(count: int) -> dict[str, Any]:
     tracemalloc.stop()
     open_once, each = random_access(reloaded)
     return {
-        'case': f'synthetic {count:,}', 'structures': dataset.size,
+        'case': f'synthetic {count:,}',
+        'structures': dataset.size,
         'atoms': dataset.base.attributes.get('num_atoms_total'),
-        'import_s': seconds, 'store_s': store_seconds, 'peak_mb': peak, 'raw_mb': raw_mb,
-        'file_mb': dataset.base.attributes.get('file_size') / 1e6, 'random_ms': open_once, 'random_reopen_ms': each,
-        'load_s': load_seconds, 'load_peak_mb': load_peak, 'dropped': {},
+        'import_s': seconds,
+        'store_s': store_seconds,
+        'peak_mb': peak,
+        'raw_mb': raw_mb,
+        'file_mb': dataset.base.attributes.get('file_size') / 1e6,
+        'random_ms': open_once,
+        'random_reopen_ms': each,
+        'load_s': load_seconds,
+        'load_peak_mb': load_peak,
+        'dropped': {},
     }
 
 
@@ -154,17 +174,21 @@ def write_markdown(results: list[dict[str, Any]], path: Path, command: str) -> s
     ]
     for r in results:
         dropped = ', '.join(f'{n} {reason}' for reason, n in r['dropped'].items()) or '-'
-        lines.append(f"| {r['case']} | {r['structures']:,} | {r['atoms']:,} | {r['import_s']:.1f} | {r['store_s']:.2f} "
-                     f"| {r['peak_mb']:.1f} | {r['file_mb']:.1f} | {r['random_ms']:.2f} / {r['random_reopen_ms']:.1f} "
-                     f'| {dropped} |')
+        lines.append(
+            f'| {r["case"]} | {r["structures"]:,} | {r["atoms"]:,} | {r["import_s"]:.1f} | {r["store_s"]:.2f} '
+            f'| {r["peak_mb"]:.1f} | {r["file_mb"]:.1f} | {r["random_ms"]:.2f} / {r["random_reopen_ms"]:.1f} '
+            f'| {dropped} |'
+        )
     for r in results:
         if 'iterate_s' in r:
-            lines.append(f"\n{r['case']}: full iteration over all records {r['iterate_s']:.1f} s.")
+            lines.append(f'\n{r["case"]}: full iteration over all records {r["iterate_s"]:.1f} s.')
         if 'raw_mb' in r:
-            lines.append(f"\n{r['case']}: the arrays of all records take {r['raw_mb']:.0f} MB; building the node "
-                         f"peaked at {r['peak_mb']:.0f} MB of Python/NumPy memory, so the set is never held in memory "
-                         f"(let alone twice). Reloading the node and reading 1,000 random records took "
-                         f"{r['load_s']:.2f} s with a peak of {r['load_peak_mb']:.1f} MB.")
+            lines.append(
+                f'\n{r["case"]}: the arrays of all records take {r["raw_mb"]:.0f} MB; building the node '
+                f'peaked at {r["peak_mb"]:.0f} MB of Python/NumPy memory, so the set is never held in memory '
+                f'(let alone twice). Reloading the node and reading 1,000 random records took '
+                f'{r["load_s"]:.2f} s with a peak of {r["load_peak_mb"]:.1f} MB.'
+            )
     text = '\n'.join(lines) + '\n'
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -191,8 +215,13 @@ def main() -> None:
         nbo = args.data / 'nb-o_oqmd' / 'cif'
         if nbo.exists():
             log('Nb-O ...')
-            results.append(case_file_import('Nb-O OQMD CIFs (cleaning: volume <= 25, dedupe)', [nbo],
-                                            {'max_volume_per_atom': 25.0, 'dedupe': True}))
+            results.append(
+                case_file_import(
+                    'Nb-O OQMD CIFs (cleaning: volume <= 25, dedupe)',
+                    [nbo],
+                    {'max_volume_per_atom': 25.0, 'dedupe': True},
+                )
+            )
         if args.synthetic:
             log('synthetic ...')
             results.append(case_synthetic(args.synthetic))

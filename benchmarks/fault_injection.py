@@ -58,9 +58,15 @@ def temporary_profile(dirpath: Path) -> None:
     from aiida.manage.configuration import create_profile, get_config
 
     config = get_config(create=True)
-    profile = create_profile(config, storage_backend='core.sqlite_dos', storage_config={'filepath': str(dirpath / 's')},
-                             broker_backend='core.zeromq', name='benchmark', email='benchmark@localhost',
-                             is_test_profile=True)
+    profile = create_profile(
+        config,
+        storage_backend='core.sqlite_dos',
+        storage_config={'filepath': str(dirpath / 's')},
+        broker_backend='core.zeromq',
+        name='benchmark',
+        email='benchmark@localhost',
+        is_test_profile=True,
+    )
     config.set_default_profile(profile.name)
     config.store()
     load_profile(profile.name, allow_switch=True)
@@ -70,8 +76,13 @@ def localhost(workdir: Path):
     """A configured localhost computer running jobs in ``workdir``."""
     from aiida import orm
 
-    computer = orm.Computer(label='localhost', hostname='localhost', transport_type='core.local',
-                            scheduler_type='core.direct', workdir=str(workdir)).store()
+    computer = orm.Computer(
+        label='localhost',
+        hostname='localhost',
+        transport_type='core.local',
+        scheduler_type='core.direct',
+        workdir=str(workdir),
+    ).store()
     computer.configure()
     computer.set_default_mpiprocs_per_machine(1)
     return computer
@@ -80,8 +91,9 @@ def localhost(workdir: Path):
 def code(computer, label: str, executable: str):
     from aiida import orm
 
-    return orm.InstalledCode(label=label, computer=computer, filepath_executable=executable,
-                             default_calc_job_plugin='crystalgan.mlip').store()
+    return orm.InstalledCode(
+        label=label, computer=computer, filepath_executable=executable, default_calc_job_plugin='crystalgan.mlip'
+    ).store()
 
 
 def candidates(count: int, seed: int) -> dict:
@@ -103,8 +115,9 @@ def alive_processes() -> int:
     """The processes of the profile that are neither finished nor excepted nor killed (each holds a daemon slot)."""
     from aiida import orm
 
-    query = orm.QueryBuilder().append(orm.ProcessNode, filters={
-        'attributes.process_state': {'in': ['created', 'waiting', 'running']}})
+    query = orm.QueryBuilder().append(
+        orm.ProcessNode, filters={'attributes.process_state': {'in': ['created', 'waiting', 'running']}}
+    )
     return query.count()
 
 
@@ -112,8 +125,11 @@ def kill_daemon_workers(client) -> list[int]:
     """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
     import psutil
 
-    workers = [child for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
-               if 'worker' in ' '.join(child.cmdline())]
+    workers = [
+        child
+        for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
+        if 'worker' in ' '.join(child.cmdline())
+    ]
     for worker in workers:
         worker.kill()
     return [worker.pid for worker in workers]
@@ -150,8 +166,13 @@ def run_batch(mlip, structures: dict, parameters: dict, kill_after: float | None
 
     from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
 
-    inputs = {'code': mlip, 'operation': orm.Str('relax'), 'parameters': orm.Dict(parameters),
-              'structures': structures, 'options': orm.Dict({'withmpi': False})}
+    inputs = {
+        'code': mlip,
+        'operation': orm.Str('relax'),
+        'parameters': orm.Dict(parameters),
+        'structures': structures,
+        'options': orm.Dict({'withmpi': False}),
+    }
     start = time.perf_counter()
     daemon = {}
     if kill_after is None:
@@ -167,12 +188,14 @@ def run_batch(mlip, structures: dict, parameters: dict, kill_after: float | None
         for key in finished:
             evaluated[key] = evaluated.get(key, 0) + 1
     return {
-        'ok': node.is_finished_ok, 'exit_status': node.exit_status, 'seconds': seconds,
-        'energies': {key: r.base.attributes.get('energy') for key, r in (
-            results.results.items() if 'results' in results else ())},
+        'ok': node.is_finished_ok,
+        'exit_status': node.exit_status,
+        'seconds': seconds,
+        'energies': {
+            key: r.base.attributes.get('energy') for key, r in (results.results.items() if 'results' in results else ())
+        },
         'failures': results.failures.get_dict() if 'failures' in results else {},
-        'calculations': [{'structures': len(c.inputs.structures), 'exit_status': c.exit_status}
-                         for c in calculations],
+        'calculations': [{'structures': len(c.inputs.structures), 'exit_status': c.exit_status} for c in calculations],
         'recomputed': sum(count - 1 for count in evaluated.values()),
         **daemon,
     }
@@ -183,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--candidates', type=int, default=20)
     parser.add_argument('--fraction', type=float, default=0.1, help='fraction of the candidates that crash the engine')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--daemon-kill', type=float, help='also run the faulty batch in a daemon whose worker is '
-                        'SIGKILLed this many seconds after the first calculation started')
+    parser.add_argument(
+        '--daemon-kill',
+        type=float,
+        help='also run the faulty batch in a daemon whose worker is '
+        'SIGKILLed this many seconds after the first calculation started',
+    )
     parser.add_argument('--skip-faulty', action='store_true', help='leave out the faulty run without the daemon')
     parser.add_argument('--output', type=Path, help='JSON report')
     args = parser.parse_args(argv)
@@ -197,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         clean = code(computer, 'mlip', str(bindir / 'crystalgan-mlip'))
         structures = candidates(args.candidates, args.seed)
         rng = np.random.default_rng(args.seed + 1)
-        crash = sorted(rng.choice(sorted(structures), size=max(1, round(args.fraction * len(structures))),
-                                  replace=False).tolist())
+        crash = sorted(
+            rng.choice(sorted(structures), size=max(1, round(args.fraction * len(structures))), replace=False).tolist()
+        )
         crash_file = tmp / 'crash.json'
         crash_file.write_text(json.dumps(crash))
         script = tmp / 'faulty-mlip'
@@ -220,12 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     faulty_run = runs['faulty' if 'faulty' in runs else 'faulty_daemon_killed']
     faulty_energies = faulty_run['energies']
     summary = {
-        'candidates': len(structures), 'crashing': crash, 'seed': args.seed, 'cpu_count': os.cpu_count(),
+        'candidates': len(structures),
+        'crashing': crash,
+        'seed': args.seed,
+        'cpu_count': os.cpu_count(),
         'load_average': os.getloadavg()[0],
         'faulty_succeeded_exactly_the_good_ones': sorted(faulty_energies) == good,
         'crashing_reported_as': sorted({entry['exit_label'] for entry in faulty_run['failures'].values()}),
-        'max_energy_difference_eV': {name: max(abs(run['energies'][key] - clean_energies[key]) for key in good
-                                               if key in run['energies']) for name, run in runs.items()},
+        'max_energy_difference_eV': {
+            name: max(abs(run['energies'][key] - clean_energies[key]) for key in good if key in run['energies'])
+            for name, run in runs.items()
+        },
         'runs': runs,
     }
     text = json.dumps(summary, indent=2)

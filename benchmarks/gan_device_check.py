@@ -20,8 +20,11 @@ import torch
 from aiida_crystalgan.gan import GanConfig, generate, read_checkpoint_summary, train
 from aiida_crystalgan.io import MINIMUM, StructureRecord
 
-TARGETS = [{'composition': 'NbO', 'formula_units': 4}, {'composition': 'NbO2', 'formula_units': 4},
-           {'composition': 'Nb2O5', 'formula_units': 2}]
+TARGETS = [
+    {'composition': 'NbO', 'formula_units': 4},
+    {'composition': 'NbO2', 'formula_units': 4},
+    {'composition': 'Nb2O5', 'formula_units': 2},
+]
 
 
 def synthetic_records(count: int, seed: int) -> list[StructureRecord]:

@@ -45,8 +45,14 @@ DEFAULT_DATA = REPO.parent / 'shared' / 'data'
 SYSTEM = 'Nb-O'
 MAX_VOLUME_PER_ATOM = 25.0  # Å^3/atom: OQMD entries above this are implausible (see the data README)
 MD_ENTRIES = (2921, 10057, 31135, 3586)  # NbO Pm-3m, rutile NbO2, R-Nb2O5, B-Nb2O5
-TARGETS_IN_ISSUE = {'structural_validity': 0.99, 'compositional_validity': 0.95, 'uniqueness': 0.90, 'novelty': 0.80,
-                    'sun_ratio_vs_random': 2.0, 'generation_structures_per_second_cpu': 1000.0}
+TARGETS_IN_ISSUE = {
+    'structural_validity': 0.99,
+    'compositional_validity': 0.95,
+    'uniqueness': 0.90,
+    'novelty': 0.80,
+    'sun_ratio_vs_random': 2.0,
+    'generation_structures_per_second_cpu': 1000.0,
+}
 
 
 @dataclass
@@ -112,8 +118,11 @@ class Cache:
 
 def structure_fingerprint_key(structure) -> list:
     """A JSON-able, rounded description of a structure for cache keys."""
-    return [np.round(structure.lattice.matrix, 6).tolist(), [site.specie.Z for site in structure],
-            np.round(structure.frac_coords, 6).tolist()]
+    return [
+        np.round(structure.lattice.matrix, 6).tolist(),
+        [site.specie.Z for site in structure],
+        np.round(structure.frac_coords, 6).tolist(),
+    ]
 
 
 def to_structure(result: dict[str, Any]):
@@ -145,8 +154,14 @@ def read_oqmd(data_dir: Path) -> list[dict[str, Any]]:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 structure = Structure.from_file(folder / row['cif'])
-            entries.append({'id': int(row['oqmd_entry_id']), 'formula': structure.composition.reduced_formula,
-                            'spacegroup': row['spacegroup_symbol'], 'structure': structure})
+            entries.append(
+                {
+                    'id': int(row['oqmd_entry_id']),
+                    'formula': structure.composition.reduced_formula,
+                    'spacegroup': row['spacegroup_symbol'],
+                    'structure': structure,
+                }
+            )
     return entries
 
 
@@ -156,8 +171,9 @@ def relax(structure, calculator, fmax: float, max_steps: int, relax_cell: bool =
 
     start = time.perf_counter()
     try:
-        result = run_relax(to_atoms(structure), calculator,
-                           {'fmax': fmax, 'max_steps': max_steps, 'relax_cell': relax_cell})
+        result = run_relax(
+            to_atoms(structure), calculator, {'fmax': fmax, 'max_steps': max_steps, 'relax_cell': relax_cell}
+        )
     except Exception as exception:  # noqa: BLE001 - one failed relaxation must not stop the benchmark
         return {'error': f'{type(exception).__name__}: {exception}', 'seconds': time.perf_counter() - start}
     result['seconds'] = time.perf_counter() - start
@@ -178,8 +194,9 @@ def label_oqmd(entries: list[dict[str, Any]], calculator, cache: Cache, settings
         entry['single_point'] = cache.get(Cache.key('sp', key), lambda s=structure: single_point(s, calculator))
         if len(structure) <= settings.max_reference_atoms:
             params = (settings.relax_fmax, settings.reference_relax_steps)
-            entry['relaxed'] = cache.get(Cache.key('relax', key, params),
-                                         lambda s=structure, p=params: relax(s, calculator, *p))
+            entry['relaxed'] = cache.get(
+                Cache.key('relax', key, params), lambda s=structure, p=params: relax(s, calculator, *p)
+            )
             if 'error' in entry['relaxed']:
                 entry['relaxed'] = None
         else:
@@ -187,9 +204,11 @@ def label_oqmd(entries: list[dict[str, Any]], calculator, cache: Cache, settings
         final = entry['relaxed'] or entry['single_point']
         entry['energy'] = float(final['energy'])
         entry['final_structure'] = to_structure(final)
-        log(f'  OQMD {entry["id"]} {entry["formula"]} ({len(structure)} atoms): '
+        log(
+            f'  OQMD {entry["id"]} {entry["formula"]} ({len(structure)} atoms): '
             f'{entry["energy"] / len(structure):.3f} eV/atom'
-            + (f', relaxed in {entry["relaxed"]["steps"]} steps' if entry['relaxed'] else ', single point'))
+            + (f', relaxed in {entry["relaxed"]["steps"]} steps' if entry['relaxed'] else ', single point')
+        )
 
 
 def elemental_references(calculator, cache: Cache, settings: Settings) -> list[tuple[Any, float, str]]:
@@ -205,11 +224,15 @@ def elemental_references(calculator, cache: Cache, settings: Settings) -> list[t
             continue
         molecular = 'molecular' in seed.label
         params = (settings.relax_fmax, settings.reference_relax_steps, not molecular)
-        result = cache.get(Cache.key('element', structure_fingerprint_key(seed.structure), params),
-                           lambda s=seed.structure, p=params: relax(s, calculator, *p[:2], relax_cell=p[2]))
+        result = cache.get(
+            Cache.key('element', structure_fingerprint_key(seed.structure), params),
+            lambda s=seed.structure, p=params: relax(s, calculator, *p[:2], relax_cell=p[2]),
+        )
         references.append((to_structure(result), float(result['energy']), seed.label))
-        log(f'  element {seed.label}: {result["energy"] / len(seed.structure):.3f} eV/atom '
-            f'(cell {"fixed" if molecular else "relaxed"})')
+        log(
+            f'  element {seed.label}: {result["energy"] / len(seed.structure):.3f} eV/atom '
+            f'(cell {"fixed" if molecular else "relaxed"})'
+        )
     return references
 
 
@@ -224,9 +247,14 @@ def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settin
             continue
         start = entry['final_structure']
         for temperature in settings.md_temperatures:
-            params = {'temperature': temperature, 'timestep': 2.0, 'steps': settings.md_steps,
-                      'sample_interval': max(1, settings.md_steps // 10), 'seed': settings.seed,
-                      'thermostat': 'langevin'}
+            params = {
+                'temperature': temperature,
+                'timestep': 2.0,
+                'steps': settings.md_steps,
+                'sample_interval': max(1, settings.md_steps // 10),
+                'seed': settings.seed,
+                'thermostat': 'langevin',
+            }
 
             def compute(s=start, p=params) -> dict[str, Any]:
                 tick = time.perf_counter()
@@ -235,13 +263,21 @@ def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settin
 
             frames = cache.get(Cache.key('md', structure_fingerprint_key(start), params), compute)
             for index in range(len(frames['energies'])):
-                records.append(StructureRecord(
-                    numbers=frames['numbers'], positions=frames['positions'][index], cell=frames['cells'][index],
-                    energy=frames['energies'][index], forces=frames['forces'][index],
-                    source=f'chgnet-md:oqmd-{entry["id"]}:{temperature:g}K', label=f'{entry["formula"]}-md',
-                ))
-            log(f'  MD oqmd-{entry["id"]} {entry["formula"]} at {temperature:g} K: {len(frames["energies"])} frames '
-                f'in {frames["seconds"]:.0f} s')
+                records.append(
+                    StructureRecord(
+                        numbers=frames['numbers'],
+                        positions=frames['positions'][index],
+                        cell=frames['cells'][index],
+                        energy=frames['energies'][index],
+                        forces=frames['forces'][index],
+                        source=f'chgnet-md:oqmd-{entry["id"]}:{temperature:g}K',
+                        label=f'{entry["formula"]}-md',
+                    )
+                )
+            log(
+                f'  MD oqmd-{entry["id"]} {entry["formula"]} at {temperature:g} K: {len(frames["energies"])} frames '
+                f'in {frames["seconds"]:.0f} s'
+            )
     return records
 
 
@@ -257,9 +293,18 @@ def training_records(entries: list[dict[str, Any]], snapshots: list) -> list:
             if result is None:
                 continue
             role = MINIMUM if kind == 'relaxed' or entry['relaxed'] is None else LABELLED
-            records.append(StructureRecord(numbers=result['numbers'], positions=result['positions'],
-                                           cell=result['cell'], energy=result['energy'], forces=result['forces'],
-                                           source=f'oqmd-{entry["id"]}:{kind}', label=entry['formula'], role=role))
+            records.append(
+                StructureRecord(
+                    numbers=result['numbers'],
+                    positions=result['positions'],
+                    cell=result['cell'],
+                    energy=result['energy'],
+                    forces=result['forces'],
+                    source=f'oqmd-{entry["id"]}:{kind}',
+                    label=entry['formula'],
+                    role=role,
+                )
+            )
     return records + list(snapshots)
 
 
@@ -322,12 +367,11 @@ def gan_samples(checkpoint: Path, targets: list[Target], count: int, seed: int) 
     records = generate(checkpoint, requested, count, seed=seed, device='cpu')
     samples: dict[str, list] = {}
     for index, target in enumerate(targets):
-        samples[target.key] = [record.to_pymatgen() for record in records[index * count:(index + 1) * count]]
+        samples[target.key] = [record.to_pymatgen() for record in records[index * count : (index + 1) * count]]
     return samples
 
 
-def gan_throughput(checkpoint: Path, targets: list[Target], per_target: int, seed: int,
-                   device: str) -> dict[str, Any]:
+def gan_throughput(checkpoint: Path, targets: list[Target], per_target: int, seed: int, device: str) -> dict[str, Any]:
     """Structures per second of :func:`generate` (checkpoint load and decoding to records included), two runs."""
     import torch
 
@@ -343,8 +387,13 @@ def gan_throughput(checkpoint: Path, targets: list[Target], per_target: int, see
         if device == 'cuda':
             torch.cuda.synchronize()
         runs.append(len(records) / (time.perf_counter() - start))
-    result = {'device': device, 'structures': len(records), 'structures_per_second_runs': runs,
-              'structures_per_second': max(runs), 'torch_threads': torch.get_num_threads()}
+    result = {
+        'device': device,
+        'structures': len(records),
+        'structures_per_second_runs': runs,
+        'structures_per_second': max(runs),
+        'torch_threads': torch.get_num_threads(),
+    }
     if device == 'cuda':
         result['device_name'] = torch.cuda.get_device_name()
     return result
@@ -362,16 +411,21 @@ def random_samples(targets: list[Target], count: int, seed: int) -> tuple[dict[s
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                crystals = random_crystals(target.formula, count, formula_units=(target.formula_units,),
-                                           seed=seed + index)
+                crystals = random_crystals(
+                    target.formula, count, formula_units=(target.formula_units,), seed=seed + index
+                )
         except (ValueError, RuntimeError) as exception:
             failures[target.key] = str(exception)
             crystals = []
         samples[target.key] = [crystal.structure for crystal in crystals]
         total += len(crystals)
     seconds = time.perf_counter() - start
-    return samples, {'structures': total, 'seconds': seconds, 'structures_per_second': total / seconds,
-                     'failures': failures}
+    return samples, {
+        'structures': total,
+        'seconds': seconds,
+        'structures_per_second': total / seconds,
+        'failures': failures,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -384,8 +438,9 @@ def phonon_min_frequency(structure, calculator, max_supercell_atoms: int = 120) 
     """
     from aiida_crystalgan.analysis.phonons import phonon_check
 
-    check = phonon_check(to_atoms(structure), calculator, supercell_min_length=7.0,
-                         max_supercell_atoms=max_supercell_atoms)
+    check = phonon_check(
+        to_atoms(structure), calculator, supercell_min_length=7.0, max_supercell_atoms=max_supercell_atoms
+    )
     return None if check is None else check.min_frequency
 
 
@@ -423,8 +478,17 @@ def select_for_relaxation(kept: list, kept_targets: list[str], count: int, max_a
     return chosen
 
 
-def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], training: list, references: list,
-                    diagram, calculator, cache: Cache, settings: Settings) -> dict[str, Any]:
+def evaluate_method(
+    name: str,
+    samples: dict[str, list],
+    targets: list[Target],
+    training: list,
+    references: list,
+    diagram,
+    calculator,
+    cache: Cache,
+    settings: Settings,
+) -> dict[str, Any]:
     """Raw-sample metrics, post-processing, N relaxations, hull distances, relaxed metrics and phonons of a method."""
     from aiida_crystalgan.analysis.hull import energy_above_hull
     from aiida_crystalgan.analysis.metrics import compute_metrics
@@ -444,21 +508,31 @@ def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], 
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         processed = postprocess(structures, training=training)
-    out['postprocess'] = {'counts': processed.counts, 'seconds': time.perf_counter() - tick,
-                          'kept_fraction': len(processed.structures) / max(len(structures), 1)}
+    out['postprocess'] = {
+        'counts': processed.counts,
+        'seconds': time.perf_counter() - tick,
+        'kept_fraction': len(processed.structures) / max(len(structures), 1),
+    }
     log(f'{name}: post-processing {processed.counts}')
 
     kept_keys = [keys[index] for index in processed.kept_indices]
-    chosen = select_for_relaxation(processed.structures, kept_keys, settings.relaxations, settings.max_relax_atoms,
-                                   settings.seed)
+    chosen = select_for_relaxation(
+        processed.structures, kept_keys, settings.relaxations, settings.max_relax_atoms, settings.seed
+    )
     relaxed, e_hull, rows = [], [], []
     for number, index in enumerate(chosen):
         candidate = processed.structures[index]
         params = (settings.relax_fmax, settings.relax_steps)
-        result = cache.get(Cache.key('candidate', structure_fingerprint_key(candidate), params),
-                           lambda s=candidate, p=params: relax(s, calculator, *p))
-        row = {'target': kept_keys[index], 'formula': candidate.composition.reduced_formula,
-               'num_atoms': len(candidate), 'seconds': result.get('seconds')}
+        result = cache.get(
+            Cache.key('candidate', structure_fingerprint_key(candidate), params),
+            lambda s=candidate, p=params: relax(s, calculator, *p),
+        )
+        row = {
+            'target': kept_keys[index],
+            'formula': candidate.composition.reduced_formula,
+            'num_atoms': len(candidate),
+            'seconds': result.get('seconds'),
+        }
         if 'error' in result:
             row['error'] = result['error']
             relaxed.append(candidate)
@@ -468,11 +542,18 @@ def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], 
             distance = energy_above_hull(diagram, structure.composition, float(result['energy']))
             relaxed.append(structure)
             e_hull.append(distance)
-            row.update(energy_per_atom=result['energy'] / len(structure), e_above_hull=distance,
-                       converged=result['converged'], steps=result['steps'], max_force=result['max_force'])
+            row.update(
+                energy_per_atom=result['energy'] / len(structure),
+                e_above_hull=distance,
+                converged=result['converged'],
+                steps=result['steps'],
+                max_force=result['max_force'],
+            )
         rows.append(row)
-        log(f'{name}: relaxation {number + 1}/{len(chosen)} {row["formula"]} ({row["num_atoms"]} atoms) '
-            f'E_hull={row.get("e_above_hull")} steps={row.get("steps")} {row["seconds"]:.0f} s')
+        log(
+            f'{name}: relaxation {number + 1}/{len(chosen)} {row["formula"]} ({row["num_atoms"]} atoms) '
+            f'E_hull={row.get("e_above_hull")} steps={row.get("steps")} {row["seconds"]:.0f} s'
+        )
     out['relaxations'] = rows
     out['n_relaxed'] = len(chosen)
     out['n_relaxation_pool'] = sum(len(s) <= settings.max_relax_atoms for s in processed.structures)
@@ -480,9 +561,11 @@ def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], 
     frequencies: list[float | None] = [None] * len(relaxed)
     phonon_seconds = 0.0
     if settings.phonons and relaxed:
-        order = sorted((i for i in range(len(relaxed)) if e_hull[i] is not None and rows[i].get('converged')),
-                       key=lambda i: e_hull[i])
-        for index in order[:settings.phonons]:
+        order = sorted(
+            (i for i in range(len(relaxed)) if e_hull[i] is not None and rows[i].get('converged')),
+            key=lambda i: e_hull[i],
+        )
+        for index in order[: settings.phonons]:
             tick = time.perf_counter()
             key = Cache.key('phonon_check', structure_fingerprint_key(relaxed[index]))
             value = cache.get(key, lambda s=relaxed[index]: {'min': phonon_min_frequency(s, calculator)})
@@ -491,8 +574,12 @@ def evaluate_method(name: str, samples: dict[str, list], targets: list[Target], 
             phonon_seconds += time.perf_counter() - tick
             log(f'{name}: phonons of {rows[index]["formula"]}: min frequency {value["min"]} THz')
     out['phonon_seconds'] = phonon_seconds
-    metrics = compute_metrics(relaxed, training=training, energies_above_hull=e_hull,
-                              min_phonon_frequencies=frequencies if settings.phonons else None)
+    metrics = compute_metrics(
+        relaxed,
+        training=training,
+        energies_above_hull=e_hull,
+        min_phonon_frequencies=frequencies if settings.phonons else None,
+    )
     converged = [row.get('converged', False) for row in rows]
     metrics['relaxations_converged'] = sum(converged)
     seconds = [row['seconds'] for row in rows if row.get('seconds') is not None]
@@ -536,9 +623,15 @@ def assess(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name in ('structural_validity', 'compositional_validity', 'uniqueness', 'novelty'):
         value, target = gan['raw'].get(name), TARGETS_IN_ISSUE[name]
-        rows.append({'target': name, 'required': f'>= {pct(target)}', 'measured': pct(value),
-                     'met': value is not None and value >= target,
-                     'gap': None if value is None else f'{100 * (value - target):+.1f} points'})
+        rows.append(
+            {
+                'target': name,
+                'required': f'>= {pct(target)}',
+                'measured': pct(value),
+                'met': value is not None and value >= target,
+                'gap': None if value is None else f'{100 * (value - target):+.1f} points',
+            }
+        )
     sun_gan, sun_rnd = sun_per_budget(report, gan), sun_per_budget(report, rnd)
     ratio = None if not sun_gan or not sun_rnd else sun_gan / sun_rnd
     if sun_gan is not None and sun_rnd == 0:
@@ -547,12 +640,25 @@ def assess(report: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         met = ratio is not None and ratio >= 2.0
         measured = f'GAN {pct(sun_gan)} vs random {pct(sun_rnd)} (ratio {fmt(ratio, 2)})'
-    rows.append({'target': 'S.U.N. per relaxation budget N >= 2x random', 'required': '>= 2.0x',
-                 'measured': measured, 'met': met, 'gap': None if ratio is None else f'{ratio / 2.0:.2f}x of target'})
+    rows.append(
+        {
+            'target': 'S.U.N. per relaxation budget N >= 2x random',
+            'required': '>= 2.0x',
+            'measured': measured,
+            'met': met,
+            'gap': None if ratio is None else f'{ratio / 2.0:.2f}x of target',
+        }
+    )
     rate = report['throughput']['gan_cpu']['structures_per_second']
-    rows.append({'target': 'generation throughput, 2 CPU cores', 'required': '>= 1000 structures/s',
-                 'measured': f'{rate:.0f} structures/s', 'met': rate >= 1000.0,
-                 'gap': f'{rate / 1000.0:.1f}x of target'})
+    rows.append(
+        {
+            'target': 'generation throughput, 2 CPU cores',
+            'required': '>= 1000 structures/s',
+            'measured': f'{rate:.0f} structures/s',
+            'met': rate >= 1000.0,
+            'gap': f'{rate / 1000.0:.1f}x of target',
+        }
+    )
     return rows
 
 
@@ -636,9 +742,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         lines.append(f'| {label} | {formatter(values[0])} | {formatter(values[1])} |')
     throughput = report['throughput']
     cuda = throughput.get('gan_cuda')
-    cuda_text = 'n/a (no GPU here)' if cuda is None else \
-        f'{cuda["structures_per_second"]:.0f} ({cuda.get("device_name", "cuda")}' \
+    cuda_text = (
+        'n/a (no GPU here)'
+        if cuda is None
+        else f'{cuda["structures_per_second"]:.0f} ({cuda.get("device_name", "cuda")}'
         f'{", separate machine" if "measured_on" in cuda else ""})'
+    )
     lines += [
         f'| generation throughput, CPU (structures/s, before relaxation) | '
         f'{throughput["gan_cpu"]["structures_per_second"]:.0f} | {throughput["random"]["structures_per_second"]:.1f} |',
@@ -655,8 +764,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '|---|---|---|---|---|',
     ]
     for row in report['assessment']:
-        lines.append(f'| {row["target"]} | {row["required"]} | {row["measured"]} | {"met" if row["met"] else "missed"} '
-                     f'| {row["gap"] or "n/a"} |')
+        lines.append(
+            f'| {row["target"]} | {row["required"]} | {row["measured"]} | {"met" if row["met"] else "missed"} '
+            f'| {row["gap"] or "n/a"} |'
+        )
     lines += ['', '## Timings (s)', '', '| stage | seconds |', '|---|---|']
     for stage, seconds in report['timings'].items():
         lines.append(f'| {stage} | {seconds:.0f} |')
@@ -664,13 +775,20 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     for outcome in gan['postprocess']['counts']:
         counts = gan['postprocess']['counts'][outcome], rnd['postprocess']['counts'][outcome]
         lines.append(f'| {outcome} | {counts[0]} | {counts[1]} |')
-    lines += ['', '## Relaxed candidates', '', '| method | target | atoms | E above hull (eV/atom) | steps | converged '
-              '| min phonon (THz) |', '|---|---|---|---|---|---|---|']
+    lines += [
+        '',
+        '## Relaxed candidates',
+        '',
+        '| method | target | atoms | E above hull (eV/atom) | steps | converged | min phonon (THz) |',
+        '|---|---|---|---|---|---|---|',
+    ]
     for name, method in (('GAN', gan), ('random', rnd)):
         for row in method['relaxations']:
-            lines.append(f'| {name} | {row["target"]} | {row["num_atoms"]} | {fmt(row.get("e_above_hull"))} | '
-                         f'{fmt(row.get("steps"))} | {fmt(row.get("converged"))} | '
-                         f'{fmt(row.get("min_phonon_frequency_thz"))} |')
+            lines.append(
+                f'| {name} | {row["target"]} | {row["num_atoms"]} | {fmt(row.get("e_above_hull"))} | '
+                f'{fmt(row.get("steps"))} | {fmt(row.get("converged"))} | '
+                f'{fmt(row.get("min_phonon_frequency_thz"))} |'
+            )
     lines.append('')
     if report.get('discussion'):
         lines += [report['discussion'].strip(), '']
@@ -690,37 +808,76 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--train-seconds', type=float, default=None, help='wall-clock cap of training')
     parser.add_argument('--samples', type=int, default=None, help='samples per target for the sample metrics')
     parser.add_argument('--phonons', type=int, default=None, help='phonon checks per method (lowest E_hull first)')
-    parser.add_argument('--all-compositions', action='store_true',
-                        help='also generate compositions that cannot be charge balanced (NbO3, Nb3O, ...)')
+    parser.add_argument(
+        '--all-compositions',
+        action='store_true',
+        help='also generate compositions that cannot be charge balanced (NbO3, Nb3O, ...)',
+    )
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--quick', action='store_true', help='smoke run of a few minutes')
-    parser.add_argument('--throughput-only', type=Path, default=None, metavar='CHECKPOINT',
-                        help='only measure generation throughput of this checkpoint on CPU and CUDA (no data needed); '
-                             'writes gan_vs_random_throughput.json to --output-dir')
-    parser.add_argument('--targets', default=None,
-                        help='with --throughput-only: comma-separated targets such as NbO2x2 (default: those of the '
-                             'report in --output-dir)')
-    parser.add_argument('--merge-throughput', type=Path, default=None, metavar='JSON',
-                        help='add the CUDA numbers of a --throughput-only result to the report in --output-dir')
-    parser.add_argument('--discussion', type=Path, default=None, metavar='MARKDOWN',
-                        help='with --merge-throughput: hand-written discussion to store in the report and append')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch / OpenMP threads (1: on busy shared cores 2 threads made CHGNet ~25x slower)')
+    parser.add_argument(
+        '--throughput-only',
+        type=Path,
+        default=None,
+        metavar='CHECKPOINT',
+        help='only measure generation throughput of this checkpoint on CPU and CUDA (no data needed); '
+        'writes gan_vs_random_throughput.json to --output-dir',
+    )
+    parser.add_argument(
+        '--targets',
+        default=None,
+        help='with --throughput-only: comma-separated targets such as NbO2x2 (default: those of the '
+        'report in --output-dir)',
+    )
+    parser.add_argument(
+        '--merge-throughput',
+        type=Path,
+        default=None,
+        metavar='JSON',
+        help='add the CUDA numbers of a --throughput-only result to the report in --output-dir',
+    )
+    parser.add_argument(
+        '--discussion',
+        type=Path,
+        default=None,
+        metavar='MARKDOWN',
+        help='with --merge-throughput: hand-written discussion to store in the report and append',
+    )
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch / OpenMP threads (1: on busy shared cores 2 threads made CHGNet ~25x slower)',
+    )
     return parser.parse_args(argv)
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
     quick = args.quick
     settings = Settings(
-        train_steps=20 if quick else 600, train_seconds=60 if quick else 420, samples_per_target=6 if quick else 32,
-        throughput_per_target=200 if quick else 2000, relaxations=2 if quick else 20, relax_steps=60 if quick else 250,
-        relax_fmax=0.05, max_relax_atoms=8 if quick else 12, reference_relax_steps=30 if quick else 150,
-        max_reference_atoms=8 if quick else 24, md_steps=10 if quick else 100, md_temperatures=(600.0, 1200.0),
-        md_entries=(2921,) if quick else MD_ENTRIES, phonons=1 if quick else 3, seed=args.seed,
+        train_steps=20 if quick else 600,
+        train_seconds=60 if quick else 420,
+        samples_per_target=6 if quick else 32,
+        throughput_per_target=200 if quick else 2000,
+        relaxations=2 if quick else 20,
+        relax_steps=60 if quick else 250,
+        relax_fmax=0.05,
+        max_relax_atoms=8 if quick else 12,
+        reference_relax_steps=30 if quick else 150,
+        max_reference_atoms=8 if quick else 24,
+        md_steps=10 if quick else 100,
+        md_temperatures=(600.0, 1200.0),
+        md_entries=(2921,) if quick else MD_ENTRIES,
+        phonons=1 if quick else 3,
+        seed=args.seed,
     )
-    for name, value in (('relaxations', args.relaxations), ('train_steps', args.train_steps),
-                        ('train_seconds', args.train_seconds), ('samples_per_target', args.samples),
-                        ('phonons', args.phonons)):
+    for name, value in (
+        ('relaxations', args.relaxations),
+        ('train_steps', args.train_steps),
+        ('train_seconds', args.train_seconds),
+        ('samples_per_target', args.samples),
+        ('phonons', args.phonons),
+    ):
         if value is not None:
             setattr(settings, name, value)
     return settings
@@ -731,15 +888,23 @@ def throughput_only(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    keys = args.targets.split(',') if args.targets else json.loads(
-        (args.output_dir / 'gan_vs_random.json').read_text())['targets']
+    keys = (
+        args.targets.split(',')
+        if args.targets
+        else json.loads((args.output_dir / 'gan_vs_random.json').read_text())['targets']
+    )
     targets = []
     for key in keys:
         formula, units = key.rsplit('x', 1)
         targets.append(Target(formula, int(units), 0))
     per_target = 20000
-    result: dict[str, Any] = {'targets': keys, 'per_target': per_target, 'torch': torch.__version__,
-                              'cpu_count': os.cpu_count(), 'date': datetime.datetime.now(datetime.UTC).isoformat()}
+    result: dict[str, Any] = {
+        'targets': keys,
+        'per_target': per_target,
+        'torch': torch.__version__,
+        'cpu_count': os.cpu_count(),
+        'date': datetime.datetime.now(datetime.UTC).isoformat(),
+    }
     result['cpu'] = gan_throughput(args.throughput_only, targets, 2000, args.seed, 'cpu')
     if torch.cuda.is_available():
         result['cuda'] = gan_throughput(args.throughput_only, targets, per_target, args.seed, 'cuda')
@@ -760,9 +925,13 @@ def merge_throughput(args: argparse.Namespace) -> int:
     report['assessment'] = assess(report)
     if args.discussion:
         report['discussion'] = args.discussion.read_text()
-    report['throughput']['gan_cuda'] = {**measured['cuda'], 'measured_on': 'separate GPU machine, '
-                                        f'{measured["cpu_count"]} CPU cores, torch {measured["torch"]}, '
-                                        f'{measured["date"]}', 'host_cpu': measured['cpu']}
+    report['throughput']['gan_cuda'] = {
+        **measured['cuda'],
+        'measured_on': 'separate GPU machine, '
+        f'{measured["cpu_count"]} CPU cores, torch {measured["torch"]}, '
+        f'{measured["date"]}',
+        'host_cpu': measured['cpu'],
+    }
     path.write_text(json.dumps(report, indent=2) + '\n')
     write_markdown(report, path.with_suffix('.md'))
     return 0
@@ -825,14 +994,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     throughput: dict[str, Any] = {}
     for threads in sorted({1, 2}):
         torch.set_num_threads(threads)
-        throughput[f'gan_cpu_{threads}_threads'] = gan_throughput(checkpoint, targets, settings.throughput_per_target,
-                                                                  settings.seed + 100, 'cpu')
+        throughput[f'gan_cpu_{threads}_threads'] = gan_throughput(
+            checkpoint, targets, settings.throughput_per_target, settings.seed + 100, 'cpu'
+        )
     torch.set_num_threads(args.threads)
-    throughput['gan_cpu'] = max((throughput[f'gan_cpu_{n}_threads'] for n in (1, 2)),
-                                key=lambda run: run['structures_per_second'])
+    throughput['gan_cpu'] = max(
+        (throughput[f'gan_cpu_{n}_threads'] for n in (1, 2)), key=lambda run: run['structures_per_second']
+    )
     if torch.cuda.is_available():
-        throughput['gan_cuda'] = gan_throughput(checkpoint, targets, settings.throughput_per_target,
-                                                settings.seed + 100, 'cuda')
+        throughput['gan_cuda'] = gan_throughput(
+            checkpoint, targets, settings.throughput_per_target, settings.seed + 100, 'cuda'
+        )
     timings['GAN throughput measurement'] = time.perf_counter() - tick
     log(f'GAN throughput {throughput}')
     gan = gan_samples(checkpoint, targets, settings.samples_per_target, settings.seed + 1)
@@ -844,29 +1016,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     for name, samples in (('gan', gan), ('random', random_set)):
         tick = time.perf_counter()
-        results[name] = evaluate_method(name, samples, targets, training, references, diagram, calculator, cache,
-                                        settings)
+        results[name] = evaluate_method(
+            name, samples, targets, training, references, diagram, calculator, cache, settings
+        )
         timings[f'{name}: metrics, post-processing, relaxations, phonons'] = time.perf_counter() - tick
     timings['total_seconds'] = time.perf_counter() - started
 
-    command = 'python benchmarks/gan_vs_random.py' + (' ' + shlex.join(sys.argv[1:]) if argv is None and
-                                                     sys.argv[1:] else '')
+    command = 'python benchmarks/gan_vs_random.py' + (
+        ' ' + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ''
+    )
     report = {
         'command': command,
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores shared with other jobs, '
-                   f'{args.threads} torch threads, Python {platform.python_version()}, torch {torch.__version__}',
+        f'{args.threads} torch threads, Python {platform.python_version()}, torch {torch.__version__}',
         'quick': args.quick,
-        'settings': {**settings.__dict__, 'md_temperatures': list(settings.md_temperatures),
-                     'md_entries': list(settings.md_entries)},
-        'seeds': {'training': settings.seed, 'generation': settings.seed + 1, 'random': settings.seed + 2,
-                  'throughput': settings.seed + 100, 'selection': settings.seed},
-        'dataset': {'oqmd_entries': len(entries), 'md_frames': len(snapshots), 'training_records': len(records),
-                    'training_used': sum(r.num_atoms <= n_max for r in records)},
-        'hull': {'stable_phases': stable_phases,
-                 'oqmd_energies_per_atom': {f'{e["id"]}:{e["formula"]}:{e["spacegroup"]}':
-                                            e['energy'] / len(e['structure']) for e in entries},
-                 'elements_per_atom': {label: energy / len(s) for s, energy, label in elements}},
+        'settings': {
+            **settings.__dict__,
+            'md_temperatures': list(settings.md_temperatures),
+            'md_entries': list(settings.md_entries),
+        },
+        'seeds': {
+            'training': settings.seed,
+            'generation': settings.seed + 1,
+            'random': settings.seed + 2,
+            'throughput': settings.seed + 100,
+            'selection': settings.seed,
+        },
+        'dataset': {
+            'oqmd_entries': len(entries),
+            'md_frames': len(snapshots),
+            'training_records': len(records),
+            'training_used': sum(r.num_atoms <= n_max for r in records),
+        },
+        'hull': {
+            'stable_phases': stable_phases,
+            'oqmd_energies_per_atom': {
+                f'{e["id"]}:{e["formula"]}:{e["spacegroup"]}': e['energy'] / len(e['structure']) for e in entries
+            },
+            'elements_per_atom': {label: energy / len(s) for s, energy, label in elements},
+        },
         'targets': [t.key for t in targets],
         'gan_training': training_stats,
         'throughput': throughput,

@@ -49,13 +49,24 @@ def training_records(entries: list[dict[str, Any]]) -> list:
     records = []
     for entry in entries:
         relaxed = entry['relaxed']
-        for kind, result, role in (('relaxed', relaxed, MINIMUM),
-                                   ('single_point', entry['single_point'], LABELLED if relaxed else MINIMUM)):
+        for kind, result, role in (
+            ('relaxed', relaxed, MINIMUM),
+            ('single_point', entry['single_point'], LABELLED if relaxed else MINIMUM),
+        ):
             if result is None:
                 continue
-            records.append(StructureRecord(numbers=result['numbers'], positions=result['positions'],
-                                           cell=result['cell'], energy=result['energy'], forces=result['forces'],
-                                           source=f'oqmd-{entry["id"]}:{kind}', label=entry['formula'], role=role))
+            records.append(
+                StructureRecord(
+                    numbers=result['numbers'],
+                    positions=result['positions'],
+                    cell=result['cell'],
+                    energy=result['energy'],
+                    forces=result['forces'],
+                    source=f'oqmd-{entry["id"]}:{kind}',
+                    label=entry['formula'],
+                    role=role,
+                )
+            )
     return records
 
 
@@ -75,9 +86,12 @@ def train_model(records: list, config_values: dict[str, Any], work: Path) -> tup
         'head_energy_after_warmup': after_warmup[0]['generated_energy'] if after_warmup else None,
         'head_energy_end': rows[-1]['generated_energy'],
     }
-    return result.checkpoint_path, {'seconds': time.perf_counter() - tick, 'curve': curve,
-                                    'physics_mae': result.metrics.get('physics_training_mae_ev_per_atom'),
-                                    'validity': result.metrics.get('generated_validity_fraction')}
+    return result.checkpoint_path, {
+        'seconds': time.perf_counter() - tick,
+        'curve': curve,
+        'physics_mae': result.metrics.get('physics_training_mae_ev_per_atom'),
+        'validity': result.metrics.get('generated_validity_fraction'),
+    }
 
 
 def shortest_distance(structure) -> float:
@@ -85,8 +99,17 @@ def shortest_distance(structure) -> float:
     return float(np.min(matrix[np.triu_indices(len(structure), 1)])) if len(structure) > 1 else math.inf
 
 
-def score(checkpoint: Path, targets: list, count: int, seed: int, diagram, calculator, cache: gvr.Cache,
-          relaxations: int, relax_steps: int) -> dict[str, Any]:
+def score(
+    checkpoint: Path,
+    targets: list,
+    count: int,
+    seed: int,
+    diagram,
+    calculator,
+    cache: gvr.Cache,
+    relaxations: int,
+    relax_steps: int,
+) -> dict[str, Any]:
     """CHGNet scores of ``count`` generated structures (round robin over ``targets``) and relaxations of a subset."""
     from aiida_crystalgan.analysis.hull import energy_above_hull
     from aiida_crystalgan.gan import generate
@@ -98,8 +121,11 @@ def score(checkpoint: Path, targets: list, count: int, seed: int, diagram, calcu
     structures = [records[i].to_pymatgen() for i in order]
     rows = []
     for structure in structures:
-        row = {'formula': structure.composition.reduced_formula, 'num_atoms': len(structure),
-               'shortest_distance': shortest_distance(structure)}
+        row = {
+            'formula': structure.composition.reduced_formula,
+            'num_atoms': len(structure),
+            'shortest_distance': shortest_distance(structure),
+        }
         try:
             result = gvr.single_point(structure, calculator)
         except Exception as exception:  # noqa: BLE001 - one failed evaluation must not stop the benchmark
@@ -112,14 +138,22 @@ def score(checkpoint: Path, targets: list, count: int, seed: int, diagram, calcu
     relaxed = []
     for index in valid[:relaxations]:
         params = (0.05, relax_steps)
-        result = cache.get(gvr.Cache.key('candidate', gvr.structure_fingerprint_key(structures[index]), params),
-                           lambda s=structures[index], p=params: gvr.relax(s, calculator, *p))
+        result = cache.get(
+            gvr.Cache.key('candidate', gvr.structure_fingerprint_key(structures[index]), params),
+            lambda s=structures[index], p=params: gvr.relax(s, calculator, *p),
+        )
         if 'error' in result:
             relaxed.append({'error': result['error']})
             continue
         final = gvr.to_structure(result)
-        relaxed.append({'steps': result['steps'], 'converged': result['converged'], 'seconds': result['seconds'],
-                        'e_above_hull': energy_above_hull(diagram, final.composition, result['energy'])})
+        relaxed.append(
+            {
+                'steps': result['steps'],
+                'converged': result['converged'],
+                'seconds': result['seconds'],
+                'e_above_hull': energy_above_hull(diagram, final.composition, result['energy']),
+            }
+        )
     return {'rows': rows, 'relaxed': relaxed}
 
 
@@ -178,9 +212,11 @@ ROWS = (
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     runs = report['runs']
     lines = [
-        '# Guidance ablation: GAN with and without energy/force guidance (Nb-O, CHGNet)', '',
+        '# Guidance ablation: GAN with and without energy/force guidance (Nb-O, CHGNet)',
+        '',
         f'Produced by `{report["command"]}` on {report["date"]} ({report["machine"]}). '
-        f'Total wall time {report["total_seconds"] / 60:.1f} min.', '',
+        f'Total wall time {report["total_seconds"] / 60:.1f} min.',
+        '',
         f'Training data: {report["num_records"]} records ({report["num_minima"]} CHGNet-relaxed OQMD phases as '
         '`minimum`, the rest OQMD geometries with CHGNet single points as `labelled`); no MD frames. '
         f'Settings: {json.dumps(report["config"])}; guided = weights '
@@ -189,14 +225,26 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'Seeds {report["seeds"]}; {report["samples"]} generated structures per method per seed over the targets '
         f'{report["targets"]}; {report["relaxations"]} valid structures per method per seed relaxed '
         f'(FIRE, fmax 0.05 eV/Å, at most {report["relax_steps"]} steps, cell relaxed). Hull: CHGNet-relaxed OQMD '
-        'phases and elements (pymatgen PhaseDiagram).', '',
-        'Values are the mean ± standard deviation over seeds of the per-run statistic.', '',
-        '| quantity | guided | unguided |', '|---|---|---|',
+        'phases and elements (pymatgen PhaseDiagram).',
+        '',
+        'Values are the mean ± standard deviation over seeds of the per-run statistic.',
+        '',
+        '| quantity | guided | unguided |',
+        '|---|---|---|',
     ]
     for label, key in ROWS:
-        values = {method: [run[method]['summary'].get(key, run[method]['training']['curve'].get(key)
-                                                      if key.startswith('head_') else run[method]['training'].get(key))
-                           for run in runs] for method in METHODS}
+        values = {
+            method: [
+                run[method]['summary'].get(
+                    key,
+                    run[method]['training']['curve'].get(key)
+                    if key.startswith('head_')
+                    else run[method]['training'].get(key),
+                )
+                for run in runs
+            ]
+            for method in METHODS
+        }
         lines.append(f'| {label} | {fmt(values["guided"])} | {fmt(values["unguided"])} |')
     lines += ['', '## Verdict', '', report['verdict'], '']
     path.write_text('\n'.join(lines))
@@ -205,8 +253,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 def verdict(runs: list[dict[str, Any]]) -> str:
     """Plain statement of whether guidance lowered E_hull, forces and relaxation steps in every seed / on average."""
     sentences = []
-    for label, key in (('median energy above the hull', 'e_hull_median'), ('median largest force', 'max_force_median'),
-                       ('mean relaxation steps', 'relax_steps_mean')):
+    for label, key in (
+        ('median energy above the hull', 'e_hull_median'),
+        ('median largest force', 'max_force_median'),
+        ('mean relaxation steps', 'relax_steps_mean'),
+    ):
         pairs = [(run['guided']['summary'][key], run['unguided']['summary'][key]) for run in runs]
         pairs = [(g, u) for g, u in pairs if g is not None and u is not None]
         if not pairs:
@@ -229,13 +280,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--relax-steps', type=int, default=300)
     parser.add_argument('--steps', type=int, default=300, help='training steps')
     parser.add_argument('--n-max', type=int, default=12)
-    parser.add_argument('--guided-weights', type=float, nargs=2, default=None, metavar=('ENERGY', 'FORCE'),
-                        help='energy_weight and force_weight of the guided run (default: GanConfig)')
+    parser.add_argument(
+        '--guided-weights',
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=('ENERGY', 'FORCE'),
+        help='energy_weight and force_weight of the guided run (default: GanConfig)',
+    )
     parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
     parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
     parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
-    parser.add_argument('--merge', type=Path, nargs='+', default=None, metavar='JSON',
-                        help='only merge the reports of runs with different seeds into one report in --output-dir')
+    parser.add_argument(
+        '--merge',
+        type=Path,
+        nargs='+',
+        default=None,
+        metavar='JSON',
+        help='only merge the reports of runs with different seeds into one report in --output-dir',
+    )
     parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
     return parser.parse_args(argv)
@@ -244,10 +307,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
     """One report from runs of the same settings with different seeds (run in parallel on a busy machine)."""
     reports = [json.loads(path.read_text()) for path in paths]
-    report = {**reports[0], 'runs': [run for part in reports for run in part['runs']],
-              'seeds': [seed for part in reports for seed in part['seeds']],
-              'total_seconds': max(part['total_seconds'] for part in reports),
-              'command': ' && '.join(part['command'] for part in reports) + f' && {command}'}
+    report = {
+        **reports[0],
+        'runs': [run for part in reports for run in part['runs']],
+        'seeds': [seed for part in reports for seed in part['seeds']],
+        'total_seconds': max(part['total_seconds'] for part in reports),
+        'command': ' && '.join(part['command'] for part in reports) + f' && {command}',
+    }
     report['verdict'] = verdict(report['runs'])
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
@@ -259,8 +325,11 @@ def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
-        return merge(args.merge, args.output_dir, 'python benchmarks/guidance_ablation.py ' + shlex.join(
-            sys.argv[1:] if argv is None else list(argv)))
+        return merge(
+            args.merge,
+            args.output_dir,
+            'python benchmarks/guidance_ablation.py ' + shlex.join(sys.argv[1:] if argv is None else list(argv)),
+        )
     data_dir = args.data_dir.resolve()
     if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
         print(f'guidance_ablation: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
@@ -281,10 +350,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='guidance_ablation_'))
     cache = gvr.Cache(work / 'cache')
     settings = gvr.Settings(
-        train_steps=args.steps, train_seconds=math.inf, samples_per_target=0, throughput_per_target=0,
-        relaxations=args.relaxations, relax_steps=args.relax_steps, relax_fmax=0.05, max_relax_atoms=args.n_max,
-        reference_relax_steps=150, max_reference_atoms=args.reference_atoms, md_steps=0, md_temperatures=(),
-        md_entries=(), phonons=0, seed=0,
+        train_steps=args.steps,
+        train_seconds=math.inf,
+        samples_per_target=0,
+        throughput_per_target=0,
+        relaxations=args.relaxations,
+        relax_steps=args.relax_steps,
+        relax_fmax=0.05,
+        max_relax_atoms=args.n_max,
+        reference_relax_steps=150,
+        max_reference_atoms=args.reference_atoms,
+        md_steps=0,
+        md_temperatures=(),
+        md_entries=(),
+        phonons=0,
+        seed=0,
     )
     calculator = load_calculator({'model': 'chgnet'})
     entries = gvr.read_oqmd(data_dir)
@@ -297,10 +377,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = gvr.generation_targets(entries, args.n_max)
     gvr.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
 
-    base = {'n_max': args.n_max, 'steps': args.steps, 'log_every': 10, 'checkpoint_every_steps': 0,
-            'checkpoint_every_minutes': 0.0}
-    for name, value in (('physics_warmup_steps', args.warmup_steps), ('physics_ramp_steps', args.ramp_steps),
-                        ('batch_size', args.batch_size)):
+    base = {
+        'n_max': args.n_max,
+        'steps': args.steps,
+        'log_every': 10,
+        'checkpoint_every_steps': 0,
+        'checkpoint_every_minutes': 0.0,
+    }
+    for name, value in (
+        ('physics_warmup_steps', args.warmup_steps),
+        ('physics_ramp_steps', args.ramp_steps),
+        ('batch_size', args.batch_size),
+    ):
         if value is not None:
             base[name] = value
     defaults = GanConfig()
@@ -312,27 +400,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         run: dict[str, Any] = {'seed': seed}
         for method, weights in {**METHODS, 'guided': guided}.items():
             values = {**base, 'seed': seed, **(weights or {})}
-            folder = work / f'{method}-{seed}' if method == 'unguided' or not args.guided_weights else \
-                work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
+            folder = (
+                work / f'{method}-{seed}'
+                if method == 'unguided' or not args.guided_weights
+                else work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
+            )
             checkpoint, training = train_model(records, values, folder)
             gvr.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
-            scored = score(checkpoint, targets, args.samples, seed + 100, diagram, calculator, cache,
-                           args.relaxations, args.relax_steps)
+            scored = score(
+                checkpoint,
+                targets,
+                args.samples,
+                seed + 100,
+                diagram,
+                calculator,
+                cache,
+                args.relaxations,
+                args.relax_steps,
+            )
             run[method] = {'training': training, 'summary': summarise(scored), 'scored': scored}
             gvr.log(f'seed {seed} {method}: {json.dumps(run[method]["summary"])}')
         runs.append(run)
 
-    command = 'python benchmarks/guidance_ablation.py' + (' ' + shlex.join(sys.argv[1:]) if argv is None and
-                                                         sys.argv[1:] else '')
+    command = 'python benchmarks/guidance_ablation.py' + (
+        ' ' + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ''
+    )
     report = {
         'command': command,
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores shared with other jobs, 1 torch thread, '
-                   f'torch {torch.__version__}',
-        'config': base, 'guided_weights': guided,
-        'seeds': args.seeds, 'samples': args.samples, 'relaxations': args.relaxations,
-        'relax_steps': args.relax_steps, 'targets': [t.key for t in targets], 'num_records': len(records),
-        'num_minima': sum(record.role == 'minimum' for record in records), 'runs': runs,
+        f'torch {torch.__version__}',
+        'config': base,
+        'guided_weights': guided,
+        'seeds': args.seeds,
+        'samples': args.samples,
+        'relaxations': args.relaxations,
+        'relax_steps': args.relax_steps,
+        'targets': [t.key for t in targets],
+        'num_records': len(records),
+        'num_minima': sum(record.role == 'minimum' for record in records),
+        'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }
     report['verdict'] = verdict(runs)

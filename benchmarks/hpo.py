@@ -47,7 +47,6 @@ SEARCH_SPACE = {
 }
 
 
-
 def synthetic_records(groups: int = 8, frames: int = 5, seed: int = 0) -> list:
     """``groups`` sources of ``frames`` rattled frames plus one unrattled minimum, NbO / Nb / rutile NbO2 in turn."""
     from ase.build import bulk
@@ -67,29 +66,45 @@ def synthetic_records(groups: int = 8, frames: int = 5, seed: int = 0) -> list:
             elif kind == 1:
                 atoms = bulk('Nb', 'bcc', a=3.3, cubic=True)
             else:
-                atoms = crystal(['Nb', 'O'], basis=[(0, 0, 0), (0.3, 0.3, 0)], spacegroup=136,
-                                cellpar=[4.85, 4.85, 3.03, 90, 90, 90])
+                atoms = crystal(
+                    ['Nb', 'O'],
+                    basis=[(0, 0, 0), (0.3, 0.3, 0)],
+                    spacegroup=136,
+                    cellpar=[4.85, 4.85, 3.03, 90, 90, 90],
+                )
             atoms.set_cell(atoms.cell * (1 + 0.03 * rng.standard_normal()), scale_atoms=True)
             minimum = frame == frames
             if not minimum:
                 atoms.rattle(0.05, seed=int(rng.integers(1 << 31)))
             atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
             atoms.get_forces()
-            records.append(StructureRecord.from_ase(atoms, source=f'group{group}', label=f'group{group}-{frame}',
-                                                    role=MINIMUM if minimum else LABELLED))
+            records.append(
+                StructureRecord.from_ase(
+                    atoms, source=f'group{group}', label=f'group{group}-{frame}', role=MINIMUM if minimum else LABELLED
+                )
+            )
     return records
 
 
 def train_code():
     from aiida import orm
 
-    computer = orm.Computer(label='localhost', hostname='localhost', transport_type='core.local',
-                            scheduler_type='core.direct', workdir=tempfile.mkdtemp(prefix='hpo-bench-')).store()
+    computer = orm.Computer(
+        label='localhost',
+        hostname='localhost',
+        transport_type='core.local',
+        scheduler_type='core.direct',
+        workdir=tempfile.mkdtemp(prefix='hpo-bench-'),
+    ).store()
     computer.set_minimum_job_poll_interval(0.5)
     computer.configure()
     executable = shutil.which('crystalgan-train', path=str(Path(sys.executable).parent))
-    return orm.InstalledCode(label='crystalgan_train', computer=computer, filepath_executable=executable,
-                             default_calc_job_plugin='crystalgan.train').store()
+    return orm.InstalledCode(
+        label='crystalgan_train',
+        computer=computer,
+        filepath_executable=executable,
+        default_calc_job_plugin='crystalgan.train',
+    ).store()
 
 
 def run_arm(name: str, code, dataset, args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
@@ -97,30 +112,52 @@ def run_arm(name: str, code, dataset, args: argparse.Namespace, config: dict[str
 
     from aiida_crystalgan.workflows.hpo import HyperparameterSearchWorkChain
 
-    strategy, trials, space = {'default': ('grid', 1, {'seed': {'choices': [config.get('seed', 0)]}}),
-                               'tpe': ('tpe', args.trials, SEARCH_SPACE),
-                               'random': ('random', args.trials, SEARCH_SPACE)}[name]
-    overrides = {'parameters': {'strategy': strategy, 'num_trials': trials, 'num_folds': args.folds,
-                                'max_concurrent': args.max_concurrent, 'seed': args.seed,
-                                'startup_trials': max(2, trials // 3), 'test_fraction': args.test_fraction,
-                                'pruning': {'enabled': name != 'default', 'min_trials': 3,
-                                            'warmup_steps': args.steps // 3}},
-                 'config': config, 'search_space': space}
-    builder = HyperparameterSearchWorkChain.get_builder_from_protocol(code, dataset, protocol='balanced',
-                                                                      overrides=overrides)
+    strategy, trials, space = {
+        'default': ('grid', 1, {'seed': {'choices': [config.get('seed', 0)]}}),
+        'tpe': ('tpe', args.trials, SEARCH_SPACE),
+        'random': ('random', args.trials, SEARCH_SPACE),
+    }[name]
+    overrides = {
+        'parameters': {
+            'strategy': strategy,
+            'num_trials': trials,
+            'num_folds': args.folds,
+            'max_concurrent': args.max_concurrent,
+            'seed': args.seed,
+            'startup_trials': max(2, trials // 3),
+            'test_fraction': args.test_fraction,
+            'pruning': {'enabled': name != 'default', 'min_trials': 3, 'warmup_steps': args.steps // 3},
+        },
+        'config': config,
+        'search_space': space,
+    }
+    builder = HyperparameterSearchWorkChain.get_builder_from_protocol(
+        code, dataset, protocol='balanced', overrides=overrides
+    )
     started = time.perf_counter()
     results, node = run_get_node(builder)
     seconds = time.perf_counter() - started
     table = results['trials'].get_dict() if 'trials' in results else {'trials': [], 'best': None}
     final = results['final_metrics'].get_dict().get('validation', {}) if 'final_metrics' in results else {}
     summary = {
-        'arm': name, 'exit_status': node.exit_status, 'trials': len(table['trials']),
+        'arm': name,
+        'exit_status': node.exit_status,
+        'trials': len(table['trials']),
         'states': {s: sum(t['state'] == s for t in table['trials']) for s in ('complete', 'pruned', 'failed')},
-        'best': table['best'], 'importances': table.get('importances', {}),
-        'test_objective': final.get('objective'), 'test': {k: final.get(k) for k in (
-            'energy_mae_ev_per_atom', 'force_mae_ev_per_angstrom', 'generated_energy_gap_ev_per_atom',
-            'coverage_recall')},
-        'wall_seconds': seconds, 'search_seconds': sum(t['wall_seconds'] for t in table['trials']),
+        'best': table['best'],
+        'importances': table.get('importances', {}),
+        'test_objective': final.get('objective'),
+        'test': {
+            k: final.get(k)
+            for k in (
+                'energy_mae_ev_per_atom',
+                'force_mae_ev_per_angstrom',
+                'generated_energy_gap_ev_per_atom',
+                'coverage_recall',
+            )
+        },
+        'wall_seconds': seconds,
+        'search_seconds': sum(t['wall_seconds'] for t in table['trials']),
     }
     # one trial at a time: the trials' wall times add up to the search time (without the final model); else the
     # whole arm's time is the upper bound
@@ -128,8 +165,11 @@ def run_arm(name: str, code, dataset, args: argparse.Namespace, config: dict[str
     summary['trials_per_hour'] = summary['trials'] / max(search, 1e-9) * 3600.0
     best = table['best']
     value = '-' if best is None else f'{best["value"]:.4g} ± {best["spread"]:.2g}'
-    print(f'{name:8s} {summary["trials"]:3d} trials  best CV objective {value}  test {final.get("objective")}  '
-          f'{summary["trials_per_hour"]:.1f} trials/h', flush=True)
+    print(
+        f'{name:8s} {summary["trials"]:3d} trials  best CV objective {value}  test {final.get("objective")}  '
+        f'{summary["trials_per_hour"]:.1f} trials/h',
+        flush=True,
+    )
     return summary
 
 
@@ -163,11 +203,20 @@ def main() -> None:
         arms = [run_arm(name, code, dataset, args, config) for name in args.arms.split(',')]
     report = {
         'dataset': 'synthetic Lennard-Jones Nb-O' if args.synthetic else str(args.dataset),
-        'num_structures': len(records), 'trials': args.trials, 'folds': args.folds, 'steps': args.steps,
-        'max_concurrent': args.max_concurrent, 'base_config': config, 'arms': arms,
+        'num_structures': len(records),
+        'trials': args.trials,
+        'folds': args.folds,
+        'steps': args.steps,
+        'max_concurrent': args.max_concurrent,
+        'base_config': config,
+        'arms': arms,
         'total_seconds': time.perf_counter() - started,
-        'machine': {'cpus': os.cpu_count(), 'load_average_1min': os.getloadavg()[0],
-                    'omp_num_threads': os.environ.get('OMP_NUM_THREADS'), 'python': platform.python_version()},
+        'machine': {
+            'cpus': os.cpu_count(),
+            'load_average_1min': os.getloadavg()[0],
+            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+            'python': platform.python_version(),
+        },
     }
     if args.output:
         args.output.write_text(json.dumps(report, indent=2))

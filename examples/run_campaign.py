@@ -15,8 +15,10 @@ from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 
 load_profile()
 
-references = {path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path))
-              for path in sorted((Path(__file__).parent / 'references' / 'nb-o').glob('*.cif'))}
+references = {
+    path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path))
+    for path in sorted((Path(__file__).parent / 'references' / 'nb-o').glob('*.cif'))
+}
 
 builder = CampaignWorkChain.get_builder_from_protocol(
     'Nb-O',

@@ -18,10 +18,23 @@ TINY = {
     'seeds': {'max_atoms': 4},
     'sampling': {'temperatures': [800], 'steps': 20, 'timestep': 2.0, 'sample_interval': 5},
     'quench': {'max_snapshots': 1},
-    'stability': {'relax': {'fmax': 0.1, 'max_steps': 60}, 'force_tolerance': 0.15,
-                  'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}},
-    'training': {'config': {'steps': 12, 'batch_size': 8, 'n_max': 8, 'generator_width': 32, 'critic_width': 16,
-                            'physics_width': 16, 'log_every': 4, 'physics_warmup_steps': 4}},
+    'stability': {
+        'relax': {'fmax': 0.1, 'max_steps': 60},
+        'force_tolerance': 0.15,
+        'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5},
+    },
+    'training': {
+        'config': {
+            'steps': 12,
+            'batch_size': 8,
+            'n_max': 8,
+            'generator_width': 32,
+            'critic_width': 16,
+            'physics_width': 16,
+            'log_every': 4,
+            'physics_warmup_steps': 4,
+        }
+    },
     'generation': {'num_per_target': 8, 'max_validations': 2},
 }
 
@@ -55,8 +68,11 @@ def installed_code(aiida_localhost):
             return orm.load_code(f'{label}@{aiida_localhost.label}')
         except Exception:  # noqa: BLE001 - not created yet in this profile
             code = orm.InstalledCode(
-                label=label, computer=aiida_localhost, filepath_executable=_executable(executable),
-                default_calc_job_plugin=default_calc_job_plugin, with_mpi=False,
+                label=label,
+                computer=aiida_localhost,
+                filepath_executable=_executable(executable),
+                default_calc_job_plugin=default_calc_job_plugin,
+                with_mpi=False,
             )
             return code.store()
 
@@ -84,6 +100,7 @@ def generate_code(installed_code):
 @pytest.fixture
 def tiny_overrides():
     """Overrides that shrink the `fast` protocol until every stage takes seconds (``TINY``, updated by keywords)."""
+
     def factory(**overrides):
         return recursive_merge(TINY, overrides)
 

@@ -24,13 +24,24 @@ def cluster(aiida_computer):
 
 
 def codes_on(computer) -> list[orm.InstalledCode]:
-    return orm.QueryBuilder().append(orm.Computer, filters={'id': computer.pk}, tag='computer').append(
-        orm.InstalledCode, with_computer='computer').all(flat=True)
+    return (
+        orm.QueryBuilder()
+        .append(orm.Computer, filters={'id': computer.pk}, tag='computer')
+        .append(orm.InstalledCode, with_computer='computer')
+        .all(flat=True)
+    )
 
 
 def test_remote_codes_run_the_executables_under_the_given_directory(cluster):
-    arguments = ('setup', '--computer', cluster.label, '--executable-dir', '/opt/crystalgan/venv/bin',
-                 '--prepend-text', 'module load cuda/12.4')
+    arguments = (
+        'setup',
+        '--computer',
+        cluster.label,
+        '--executable-dir',
+        '/opt/crystalgan/venv/bin',
+        '--prepend-text',
+        'module load cuda/12.4',
+    )
     for _ in range(2):
         result = invoke(*arguments)
         assert result.exit_code == 0, result.output

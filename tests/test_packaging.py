@@ -16,8 +16,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # Import names of optional engines' packages that need not be installed here, and their distribution names.
 setup_json_module = runpy.run_path(str(ROOT / 'scripts' / 'setup_json.py'))
-setup_json_module = type('SetupJson', (), {name: staticmethod(setup_json_module[name])
-                                           for name in ('setup_json_from_pyproject', 'version_from_source')})
+setup_json_module = type(
+    'SetupJson',
+    (),
+    {name: staticmethod(setup_json_module[name]) for name in ('setup_json_from_pyproject', 'version_from_source')},
+)
 OPTIONAL_DISTRIBUTIONS = {'mace': 'mace-torch', 'sevenn': 'sevenn'}
 
 

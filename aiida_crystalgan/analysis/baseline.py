@@ -93,9 +93,7 @@ def _random_crystals_of(
     from pyxtal import pyxtal
 
     species, counts = _formula_unit(composition)
-    options = {
-        int(n): _compatible(tuple(c * int(n) for c in counts), groups) for n in sorted(set(formula_units))
-    }
+    options = {int(n): _compatible(tuple(c * int(n) for c in counts), groups) for n in sorted(set(formula_units))}
     options = {n: numbers for n, numbers in options.items() if numbers}
     if not options:
         raise ValueError(
@@ -116,9 +114,7 @@ def _random_crystals_of(
         group = int(rng.choice(options[units]))
         crystal = pyxtal()
         try:
-            crystal.from_random(
-                3, group, species, [c * units for c in counts], factor=volume_factor, random_state=rng
-            )
+            crystal.from_random(3, group, species, [c * units for c in counts], factor=volume_factor, random_state=rng)
         except Exception as exception:  # PyXtal signals failures with several exception types
             failures.append(f'space group {group}, {units} f.u.: {exception}')
             continue

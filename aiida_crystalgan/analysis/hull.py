@@ -14,8 +14,14 @@ import numpy as np
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition, Structure
 
-__all__ = ('BELOW_HULL_TOLERANCE', 'EntryLike', 'build_phase_diagram', 'energy_above_hull', 'hull_phases',
-           'named_entry')
+__all__ = (
+    'BELOW_HULL_TOLERANCE',
+    'EntryLike',
+    'build_phase_diagram',
+    'energy_above_hull',
+    'hull_phases',
+    'named_entry',
+)
 
 EntryLike: TypeAlias = 'PDEntry | tuple[Composition | Structure | str, float]'
 
@@ -83,8 +89,16 @@ def hull_phases(diagram: PhaseDiagram) -> list[dict[str, object]]:
     """The phases on the hull, along the composition axis: ``name``, ``formula``, ``energy_per_atom`` and
     ``formation_energy_per_atom`` (eV/atom, relative to the elemental phases of the hull)."""
     last = diagram.elements[-1]
-    entries = sorted(diagram.stable_entries, key=lambda entry: (entry.composition.get_atomic_fraction(last),
-                                                                 entry.composition.reduced_formula))
-    return [{'name': entry.name, 'formula': entry.composition.reduced_formula,
-             'energy_per_atom': float(entry.energy_per_atom),
-             'formation_energy_per_atom': float(diagram.get_form_energy_per_atom(entry))} for entry in entries]
+    entries = sorted(
+        diagram.stable_entries,
+        key=lambda entry: (entry.composition.get_atomic_fraction(last), entry.composition.reduced_formula),
+    )
+    return [
+        {
+            'name': entry.name,
+            'formula': entry.composition.reduced_formula,
+            'energy_per_atom': float(entry.energy_per_atom),
+            'formation_energy_per_atom': float(diagram.get_form_energy_per_atom(entry)),
+        }
+        for entry in entries
+    ]

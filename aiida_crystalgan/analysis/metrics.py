@@ -197,8 +197,13 @@ def compute_metrics(
     return metrics
 
 
-def funnel_metrics(screening: dict, selection: dict, evaluation: dict[str, dict], num_cheap_pass: int,
-                   num_references: int | None = None) -> dict[str, float | int | None]:
+def funnel_metrics(
+    screening: dict,
+    selection: dict,
+    evaluation: dict[str, dict],
+    num_cheap_pass: int,
+    num_references: int | None = None,
+) -> dict[str, float | int | None]:
     """The metrics of one round of a campaign's screening funnel, and how many candidates reached each stage.
 
     ``screening``: the generation executable's counts (``counts``, ``per_composition``); ``selection``: the counts of
@@ -220,8 +225,9 @@ def funnel_metrics(screening: dict, selection: dict, evaluation: dict[str, dict]
     counts = screening['counts']
     generated = counts['generated']
     valid = generated - counts['composition'] - counts['volume'] - counts['min_distance']
-    balanced = sum(row['generated'] for formula, row in screening.get('per_composition', {}).items()
-                   if charge_balanced(formula))
+    balanced = sum(
+        row['generated'] for formula, row in screening.get('per_composition', {}).items() if charge_balanced(formula)
+    )
     chosen = selection['counts']
     valid_unique = chosen['selected'] + chosen['in_training']
     rows = list(evaluation.values())

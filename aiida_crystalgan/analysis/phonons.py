@@ -42,9 +42,16 @@ def lowest_frequency(phonopy, mesh: Sequence[int]) -> float:
     return float(np.min(phonopy.get_mesh_dict()['frequencies']))
 
 
-def phonon_check(atoms, calculator, supercell_min_length: float = 10.0, displacement: float = 0.01,
-                 mesh: Sequence[int] = (8, 8, 8), frequency_tolerance: float = 0.1,
-                 subtract_residual_forces: bool = True, max_supercell_atoms: int | None = None) -> PhononCheck | None:
+def phonon_check(
+    atoms,
+    calculator,
+    supercell_min_length: float = 10.0,
+    displacement: float = 0.01,
+    mesh: Sequence[int] = (8, 8, 8),
+    frequency_tolerance: float = 0.1,
+    subtract_residual_forces: bool = True,
+    max_supercell_atoms: int | None = None,
+) -> PhononCheck | None:
     """Finite-displacement phonons of ``atoms`` (ASE) with ``calculator``: stable when no frequency on the mesh is
     below ``-frequency_tolerance`` THz. The defaults are those of the ``crystalgan.phonons`` workchain.
 
@@ -58,8 +65,9 @@ def phonon_check(atoms, calculator, supercell_min_length: float = 10.0, displace
     matrix = supercell_matrix_for_length(atoms.cell[:], supercell_min_length)
     if max_supercell_atoms is not None and len(atoms) * round(abs(np.linalg.det(matrix))) > max_supercell_atoms:
         return None
-    unitcell = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:],
-                            scaled_positions=atoms.get_scaled_positions())
+    unitcell = PhonopyAtoms(
+        symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:], scaled_positions=atoms.get_scaled_positions()
+    )
     phonopy = Phonopy(unitcell, supercell_matrix=matrix)
     phonopy.generate_displacements(distance=displacement)
 

@@ -259,4 +259,3 @@ def clean(structure: Structure, options: PostprocessOptions, report: StructureRe
         report.drop(DropReason.CHARGE_IMBALANCED, f'no charge-balanced oxidation states for {report.formula}')
         return None
     return structure
-

@@ -23,8 +23,9 @@ from .postprocess import DropReason, PostprocessOptions, StructureReport, clean
 __all__ = ('Selection', 'predicted_energy_above_hull', 'select_ranked')
 
 
-def predicted_energy_above_hull(diagram: PhaseDiagram, formulas: Sequence[str],
-                                energies_per_atom: Sequence[float]) -> np.ndarray:
+def predicted_energy_above_hull(
+    diagram: PhaseDiagram, formulas: Sequence[str], energies_per_atom: Sequence[float]
+) -> np.ndarray:
     """Energy above the hull (eV/atom) of each ``(formula, energy per atom)``, one hull evaluation per formula."""
     hull = {formula: diagram.get_hull_energy_per_atom(Composition(formula)) for formula in set(formulas)}
     return np.array([energy - hull[formula] for formula, energy in zip(formulas, energies_per_atom)], dtype=float)
@@ -41,19 +42,28 @@ class Selection:
     def counts(self) -> dict[str, int]:
         """Examined candidates, and how many were selected or dropped for each reason (zeros included)."""
         counts = Counter(str(report.reason) if report.reason else 'selected' for report in self.reports)
-        return {'examined': len(self.reports), 'selected': counts['selected'],
-                **{str(reason): counts[str(reason)] for reason in DropReason}}
+        return {
+            'examined': len(self.reports),
+            'selected': counts['selected'],
+            **{str(reason): counts[str(reason)] for reason in DropReason},
+        }
 
     def to_dict(self) -> dict:
         """JSON summary: counts and the reports of the examined candidates."""
-        reports = [{**asdict(report), 'reason': str(report.reason) if report.reason else None}
-                   for report in self.reports]
+        reports = [
+            {**asdict(report), 'reason': str(report.reason) if report.reason else None} for report in self.reports
+        ]
         return {'counts': self.counts, 'selected': list(self.structures), 'reports': reports}
 
 
-def select_ranked(load: Callable[[int], Structure], order: Sequence[int], count: int,
-                  training: Sequence[Structure] = (), options: PostprocessOptions | None = None,
-                  max_examined: int | None = None) -> Selection:
+def select_ranked(
+    load: Callable[[int], Structure],
+    order: Sequence[int],
+    count: int,
+    training: Sequence[Structure] = (),
+    options: PostprocessOptions | None = None,
+    max_examined: int | None = None,
+) -> Selection:
     """Post-process candidates in ``order`` (best first; ``load(index)`` gives one) until ``count`` are selected, or
     ``max_examined`` have been post-processed (a bound on the cost when most best-ranked candidates are dropped).
 
@@ -83,8 +93,10 @@ def select_ranked(load: Callable[[int], Structure], order: Sequence[int], count:
             report.drop(DropReason.IN_TRAINING, f'matches training structure {match}', match)
             continue
         if options.dedupe:
-            match = next((i for i in selected_by_formula.get(formula, [])
-                          if matcher.fit(structure, selection.structures[i])), None)
+            match = next(
+                (i for i in selected_by_formula.get(formula, []) if matcher.fit(structure, selection.structures[i])),
+                None,
+            )
             if match is not None:
                 report.drop(DropReason.DUPLICATE, f'same structure as candidate {match}', match)
                 continue

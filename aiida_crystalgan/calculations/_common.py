@@ -17,8 +17,9 @@ def set_serial_defaults(spec, parser_name: str) -> None:
     options['parser_name'].default = parser_name
 
 
-def single_code_calcinfo(code: orm.AbstractCode, arguments: list[str], stdout: str, stderr: str,
-                         retrieve: list[str]) -> CalcInfo:
+def single_code_calcinfo(
+    code: orm.AbstractCode, arguments: list[str], stdout: str, stderr: str, retrieve: list[str]
+) -> CalcInfo:
     """The ``CalcInfo`` of one run of ``code`` with ``arguments``, retrieving ``retrieve`` plus stdout and stderr."""
     codeinfo = CodeInfo()
     codeinfo.code_uuid = code.uuid

@@ -57,20 +57,29 @@ class GenerateCalculation(CalcJob):
     def define(cls, spec):
         super().define(spec)
         spec.input('model', valid_type=GanModelData, help='The trained GAN.')
-        spec.input('parameters', valid_type=orm.Dict,
-                   help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0, '
-                        '"source": "gan" (default) or "random" (PyXtal control), "screening": {fast filter bounds}}')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            help='{"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, "seed": 0, '
+            '"source": "gan" (default) or "random" (PyXtal control), "screening": {fast filter bounds}}',
+        )
         spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'))
         spec.inputs.validator = _validate_inputs
         set_serial_defaults(spec, 'crystalgan.generate')
         spec.output('candidates', valid_type=CrystalDatasetData, help='The generated structures, unfiltered.')
         spec.output('summary', valid_type=orm.Dict, required=False, help='Count, time and throughput.')
-        spec.output('screening', valid_type=orm.Dict,
-                    help='The fast filters: candidates dropped by each (`counts`), counts per composition, `source`.')
-        spec.output('ranking', valid_type=orm.ArrayData,
-                    help='The survivors of the fast filters, best first: arrays `indices` (into `candidates`) and '
-                         '`predicted_energy_per_atom` (eV/atom, the physics head\'s), `compositions` (position of the '
-                         'requested composition in `screening.per_composition`).')
+        spec.output(
+            'screening',
+            valid_type=orm.Dict,
+            help='The fast filters: candidates dropped by each (`counts`), counts per composition, `source`.',
+        )
+        spec.output(
+            'ranking',
+            valid_type=orm.ArrayData,
+            help='The survivors of the fast filters, best first: arrays `indices` (into `candidates`) and '
+            "`predicted_energy_per_atom` (eV/atom, the physics head's), `compositions` (position of the "
+            'requested composition in `screening.per_composition`).',
+        )
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
@@ -78,7 +87,18 @@ class GenerateCalculation(CalcJob):
         self.inputs.model.write_file(folder.get_abs_path(MODEL_FILE))
         with folder.open(REQUEST_FILE, 'w') as handle:
             json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
-        arguments = ['--model', MODEL_FILE, '--request', REQUEST_FILE, '--output', OUTPUT_FILE,
-                     '--screening', SCREENING_FILE, '--device', self.inputs.device.value]
-        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
-                                    [OUTPUT_FILE, SCREENING_FILE, STATUS_FILE])
+        arguments = [
+            '--model',
+            MODEL_FILE,
+            '--request',
+            REQUEST_FILE,
+            '--output',
+            OUTPUT_FILE,
+            '--screening',
+            SCREENING_FILE,
+            '--device',
+            self.inputs.device.value,
+        ]
+        return single_code_calcinfo(
+            self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE, [OUTPUT_FILE, SCREENING_FILE, STATUS_FILE]
+        )

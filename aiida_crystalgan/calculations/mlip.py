@@ -26,20 +26,35 @@ class MlipCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('operation', valid_type=orm.Str, validator=lambda v, _: None if v.value in OPERATIONS else
-                   f'unknown operation `{v.value}`: choose one of {", ".join(OPERATIONS)}')
+        spec.input(
+            'operation',
+            valid_type=orm.Str,
+            validator=lambda v, _: (
+                None
+                if v.value in OPERATIONS
+                else f'unknown operation `{v.value}`: choose one of {", ".join(OPERATIONS)}'
+            ),
+        )
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True)
         spec.input('parameters', valid_type=orm.Dict, help='Engine-independent operation parameters.')
-        spec.input('settings', valid_type=orm.Dict, required=False,
-                   help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
-                        '`num_threads` (CPU threads per calculation, default 1: several run side by side).')
+        spec.input(
+            'settings',
+            valid_type=orm.Dict,
+            required=False,
+            help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
+            '`num_threads` (CPU threads per calculation, default 1: several run side by side).',
+        )
         spec.inputs.validator = validate_engine_inputs
         set_serial_defaults(spec, 'crystalgan.mlip')
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        spec.output('failures', valid_type=orm.Dict, required=False,
-                    help='The structures that failed on their own: `{key: {exit_status, exit_label, message}}`.')
+        spec.output(
+            'failures',
+            valid_type=orm.Dict,
+            required=False,
+            help='The structures that failed on their own: `{key: {exit_status, exit_label, message}}`.',
+        )
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
 
     def prepare_for_submission(self, folder) -> CalcInfo:
@@ -59,5 +74,4 @@ class MlipCalculation(CalcJob):
         with folder.open(INPUT_FILE, 'w') as handle:
             json.dump(config, handle, indent=2)
 
-        return single_code_calcinfo(self.inputs.code, [INPUT_FILE], STDOUT_FILE, STDERR_FILE,
-                                    [RESULTS_FOLDER])
+        return single_code_calcinfo(self.inputs.code, [INPUT_FILE], STDOUT_FILE, STDERR_FILE, [RESULTS_FOLDER])

@@ -54,7 +54,6 @@ def training_progress(node: CalcJobNode, transport: Transport) -> None:
     if latest is None or latest.get('step') == node.base.extras.get(LATEST_LOSSES_EXTRA, {}).get('step'):
         return None
     node.base.extras.set(LATEST_LOSSES_EXTRA, latest)
-    shown = ', '.join(f'{name} {latest[name]:.4g}' for name in SHOWN_LOSSES
-                      if latest.get(name) is not None)
+    shown = ', '.join(f'{name} {latest[name]:.4g}' for name in SHOWN_LOSSES if latest.get(name) is not None)
     node.logger.log(LOG_LEVEL_REPORT, f'training step {int(latest["step"])}: {shown}')
     return None

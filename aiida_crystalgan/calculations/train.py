@@ -49,22 +49,43 @@ class TrainCalculation(CalcJob):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('dataset', valid_type=CrystalDatasetData,
-                   help='Structures with energies (and forces) to learn from.')
-        spec.input('parameters', valid_type=orm.Dict, validator=validate_config,
-                   help='GAN configuration (see `aiida_crystalgan.gan.GanConfig`), checked at submission.')
-        spec.input('parent_model', valid_type=GanModelData, required=False,
-                   help='A checkpoint to resume from (after a wall-clock stop) or to continue training.')
-        spec.input('device', valid_type=orm.Str, default=lambda: orm.Str('auto'),
-                   help='`auto` (CUDA when present), `cpu` or `cuda`.')
-        spec.input('validation', valid_type=orm.Dict, required=False,
-                   help='Held-out evaluation (hyperparameter search): `train` and `validation` indices of the dataset, '
-                        'objective weights, pruning thresholds; see `aiida_crystalgan.gan.evaluation.ValidationPlan`. '
-                        'Its results go to `metrics.validation`.')
+        spec.input(
+            'dataset', valid_type=CrystalDatasetData, help='Structures with energies (and forces) to learn from.'
+        )
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            validator=validate_config,
+            help='GAN configuration (see `aiida_crystalgan.gan.GanConfig`), checked at submission.',
+        )
+        spec.input(
+            'parent_model',
+            valid_type=GanModelData,
+            required=False,
+            help='A checkpoint to resume from (after a wall-clock stop) or to continue training.',
+        )
+        spec.input(
+            'device',
+            valid_type=orm.Str,
+            default=lambda: orm.Str('auto'),
+            help='`auto` (CUDA when present), `cpu` or `cuda`.',
+        )
+        spec.input(
+            'validation',
+            valid_type=orm.Dict,
+            required=False,
+            help='Held-out evaluation (hyperparameter search): `train` and `validation` indices of the dataset, '
+            'objective weights, pruning thresholds; see `aiida_crystalgan.gan.evaluation.ValidationPlan`. '
+            'Its results go to `metrics.validation`.',
+        )
         set_serial_defaults(spec, 'crystalgan.train')
         spec.output('model', valid_type=GanModelData, help='The trained model (final checkpoint).')
-        spec.output('checkpoint', valid_type=GanModelData, required=False,
-                    help='The checkpoint written at a soft wall-clock stop, or the last good one of a diverged run.')
+        spec.output(
+            'checkpoint',
+            valid_type=GanModelData,
+            required=False,
+            help='The checkpoint written at a soft wall-clock stop, or the last good one of a diverged run.',
+        )
         spec.output('losses', valid_type=orm.ArrayData, required=False, help='Loss curves, one array per column.')
         spec.output('metrics', valid_type=orm.Dict, required=False, help='Final training metrics.')
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES, 'ERROR_TRAINING_DIVERGED')
@@ -74,8 +95,16 @@ class TrainCalculation(CalcJob):
         self.inputs.dataset.write_file(folder.get_abs_path(DATASET_FILE))
         with folder.open(CONFIG_FILE, 'w') as handle:
             json.dump(self.inputs.parameters.get_dict(), handle, indent=2)
-        arguments = ['--dataset', DATASET_FILE, '--config', CONFIG_FILE, '--output-dir', '.',
-                     '--device', self.inputs.device.value]
+        arguments = [
+            '--dataset',
+            DATASET_FILE,
+            '--config',
+            CONFIG_FILE,
+            '--output-dir',
+            '.',
+            '--device',
+            self.inputs.device.value,
+        ]
         if 'parent_model' in self.inputs:
             self.inputs.parent_model.write_file(folder.get_abs_path(PARENT_FILE))
             arguments += ['--resume', PARENT_FILE]
@@ -87,6 +116,10 @@ class TrainCalculation(CalcJob):
         if walltime:
             arguments += ['--max-wallclock-seconds', str(int(walltime * SOFT_WALLTIME_FRACTION))]
 
-        return single_code_calcinfo(self.inputs.code, arguments, STDOUT_FILE, STDERR_FILE,
-                                    [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STATUS_FILE,
-                                     VALIDATION_CURVE_FILE])
+        return single_code_calcinfo(
+            self.inputs.code,
+            arguments,
+            STDOUT_FILE,
+            STDERR_FILE,
+            [MODEL_FILE, CHECKPOINT_FILE, LOSSES_FILE, METRICS_FILE, STATUS_FILE, VALIDATION_CURVE_FILE],
+        )

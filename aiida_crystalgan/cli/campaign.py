@@ -26,8 +26,10 @@ def _load_code(label: str, what: str):
     try:
         return orm.load_code(label)
     except Exception as exception:  # noqa: BLE001 - not existent, or ambiguous
-        raise click.BadParameter(f'{what} code `{label}` not found ({exception}); run `aiida-crystalgan setup` or '
-                                 'create it with `verdi code create`') from exception
+        raise click.BadParameter(
+            f'{what} code `{label}` not found ({exception}); run `aiida-crystalgan setup` or '
+            'create it with `verdi code create`'
+        ) from exception
 
 
 def _seed_structures(group_label: str | None, files: tuple[str, ...], datasets: tuple[int, ...] = ()) -> dict:
@@ -67,8 +69,9 @@ def structure_node(pk: int, option: str):
     except Exception as exception:  # noqa: BLE001 - not existent
         raise click.BadParameter(f'no node with pk {pk}: {exception}', param_hint=option) from None
     if not isinstance(node, orm.StructureData | CrystalDatasetData):
-        raise click.BadParameter(f'node {pk} is a {type(node).__name__}, not a structure or a dataset',
-                                 param_hint=option)
+        raise click.BadParameter(
+            f'node {pk} is a {type(node).__name__}, not a structure or a dataset', param_hint=option
+        )
     return node
 
 
@@ -87,14 +90,16 @@ def reference_phases(values: tuple[str, ...]) -> dict:
             continue
         files = sorted(path.glob('*.cif')) if path.is_dir() else [path]
         if not path.exists() or not files:
-            raise click.BadParameter(f'`{value}` is neither a structure file, a folder of CIF files nor a node pk',
-                                     param_hint='--references')
+            raise click.BadParameter(
+                f'`{value}` is neither a structure file, a folder of CIF files nor a node pk', param_hint='--references'
+            )
         for file in files:
             try:
                 structure = Structure.from_file(file)
             except Exception as exception:  # noqa: BLE001 - report which file is bad
-                raise click.BadParameter(f'cannot read a structure from `{file}`: {exception}',
-                                         param_hint='--references') from exception
+                raise click.BadParameter(
+                    f'cannot read a structure from `{file}`: {exception}', param_hint='--references'
+                ) from exception
             node = orm.StructureData(pymatgen=structure)
             node.label = file.stem
             references[link_label(file.stem)] = node
@@ -132,38 +137,86 @@ def campaign() -> None:
 
 @campaign.command('submit')
 @click.option('--system', required=True, help='Chemical system, e.g. `Nb-O`.')
-@click.option('--protocol', type=click.Choice(PROTOCOLS), default=DEFAULT_PROTOCOL, show_default=True,
-              help='Protocol of every stage (each stage has its own protocol file).')
+@click.option(
+    '--protocol',
+    type=click.Choice(PROTOCOLS),
+    default=DEFAULT_PROTOCOL,
+    show_default=True,
+    help='Protocol of every stage (each stage has its own protocol file).',
+)
 @click.option('--engine', type=click.Choice(get_entry_point_names(ENGINE_GROUP)), default='mlip', show_default=True)
 @click.option('--engine-protocol', help='Numerical protocol of the engine (default: the campaign protocol).')
 @click.option('--engine-code', help='Code of the engine (default: `crystalgan_mlip@localhost` for mlip).')
-@click.option('--engine-settings', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file of engine settings (e.g. potential family and mapping for VASP).')
-@click.option('--engine-options', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file of scheduler options of the engine calculations (resources, queue, walltime).')
+@click.option(
+    '--engine-settings',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file of engine settings (e.g. potential family and mapping for VASP).',
+)
+@click.option(
+    '--engine-options',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file of scheduler options of the engine calculations (resources, queue, walltime).',
+)
 @click.option('--train-code', default='crystalgan_train@localhost', show_default=True)
-@click.option('--train-options', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file of scheduler options of the training, e.g. custom_scheduler_commands for a GPU.')
+@click.option(
+    '--train-options',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file of scheduler options of the training, e.g. custom_scheduler_commands for a GPU.',
+)
 @click.option('--generate-code', default='crystalgan_generate@localhost', show_default=True)
-@click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file whose values override the protocols, stage by stage; unknown keys are refused.')
+@click.option(
+    '--overrides',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file whose values override the protocols, stage by stage; unknown keys are refused.',
+)
 @click.option('--structures-group', help='Group of StructureData to add to the seeds.')
-@click.option('--structure-file', 'structure_files', multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help='Structure file (CIF, POSCAR, ...) to add to the seeds; repeatable.')
-@click.option('--structures-dataset', 'structures_datasets', multiple=True, type=int,
-              help='pk of a dataset node (e.g. from `dataset import optimade`) whose structures join the seeds; '
-                   'repeatable.')
-@click.option('--references', 'references', multiple=True,
-              help='Known phases for the convex hull: a structure file, a folder of CIF files, or the pk of a '
-                   'structure or dataset node (e.g. from `dataset import optimade`); repeatable.')
+@click.option(
+    '--structure-file',
+    'structure_files',
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help='Structure file (CIF, POSCAR, ...) to add to the seeds; repeatable.',
+)
+@click.option(
+    '--structures-dataset',
+    'structures_datasets',
+    multiple=True,
+    type=int,
+    help='pk of a dataset node (e.g. from `dataset import optimade`) whose structures join the seeds; repeatable.',
+)
+@click.option(
+    '--references',
+    'references',
+    multiple=True,
+    help='Known phases for the convex hull: a structure file, a folder of CIF files, or the pk of a '
+    'structure or dataset node (e.g. from `dataset import optimade`); repeatable.',
+)
 @click.option('--group-label', help='Group for the predicted structures.')
 @click.option('--wait/--no-wait', default=False, help='Follow the campaign until it ends, printing its reports.')
-@click.option('--daemon/--no-daemon', default=True, show_default=True,
-              help='Submit to the daemon, or run in this process.')
+@click.option(
+    '--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon, or run in this process.'
+)
 @decorators.with_dbenv()
-def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engine_settings, engine_options,
-                    train_code, train_options, generate_code, overrides, structures_group, structure_files,
-                    structures_datasets, references, group_label, wait, daemon) -> None:
+def campaign_submit(
+    system,
+    protocol,
+    engine,
+    engine_protocol,
+    engine_code,
+    engine_settings,
+    engine_options,
+    train_code,
+    train_options,
+    generate_code,
+    overrides,
+    structures_group,
+    structure_files,
+    structures_datasets,
+    references,
+    group_label,
+    wait,
+    daemon,
+) -> None:
     """Submit a campaign for a chemical system."""
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -179,13 +232,22 @@ def campaign_submit(system, protocol, engine, engine_protocol, engine_code, engi
     if engine_code is None:
         raise click.BadParameter(f'give --engine-code for the `{engine}` engine', param_hint='--engine-code')
     overrides_dict, settings, engine_options, train_options = (
-        read_yaml(path) for path in (overrides, engine_settings, engine_options, train_options))
+        read_yaml(path) for path in (overrides, engine_settings, engine_options, train_options)
+    )
     try:
         builder = CampaignWorkChain.get_builder_from_protocol(
-            system, _load_code(engine_code, 'engine'), _load_code(train_code, 'training'),
-            _load_code(generate_code, 'generation'), protocol=protocol, overrides=overrides_dict, engine=engine,
-            engine_protocol=engine_protocol, engine_settings=settings, engine_options=engine_options,
-            train_options=train_options, references=reference_phases(references),
+            system,
+            _load_code(engine_code, 'engine'),
+            _load_code(train_code, 'training'),
+            _load_code(generate_code, 'generation'),
+            protocol=protocol,
+            overrides=overrides_dict,
+            engine=engine,
+            engine_protocol=engine_protocol,
+            engine_settings=settings,
+            engine_options=engine_options,
+            train_options=train_options,
+            references=reference_phases(references),
             structures=_seed_structures(structures_group, structure_files, structures_datasets),
         )
     except ValueError as exception:  # an unknown override key or engine protocol
@@ -215,12 +277,18 @@ def follow(node, interval: float = 5.0) -> None:
         echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
 
     def stages_done() -> int:
-        return sum(row['stage'] in STAGE_ORDER and row['state'] in ('finished', 'excepted', 'killed')
-                   for row in stage_progress(node))
+        return sum(
+            row['stage'] in STAGE_ORDER and row['state'] in ('finished', 'excepted', 'killed')
+            for row in stage_progress(node)
+        )
 
     printed = 0
-    with click.progressbar(length=len(STAGE_ORDER), label=f'campaign <{node.pk}> stages', show_pos=True,
-                           file=click.get_text_stream('stderr')) as bar:
+    with click.progressbar(
+        length=len(STAGE_ORDER),
+        label=f'campaign <{node.pk}> stages',
+        show_pos=True,
+        file=click.get_text_stream('stderr'),
+    ) as bar:
         while not node.is_terminated:
             printed = print_progress(node, printed)
             bar.update(stages_done() - bar.pos)
@@ -246,10 +314,21 @@ def campaign_status(process, tree) -> None:
     from aiida_crystalgan.tools import campaign_stage, stage_progress
 
     node = campaign_or_latest(process)
-    echo.echo(f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`, '
-              f'state {node.process_state.value if node.process_state else "unknown"}')
-    rows = [[row['stage'], row['pk'] or '-', row['state'], f'{row["done"]}/{row["total"]}',
-             format_cost(row['core_hours']), format_cost(row['gpu_hours'])] for row in stage_progress(node)]
+    echo.echo(
+        f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`, '
+        f'state {node.process_state.value if node.process_state else "unknown"}'
+    )
+    rows = [
+        [
+            row['stage'],
+            row['pk'] or '-',
+            row['state'],
+            f'{row["done"]}/{row["total"]}',
+            format_cost(row['core_hours']),
+            format_cost(row['gpu_hours']),
+        ]
+        for row in stage_progress(node)
+    ]
     echo.echo(tabulate(rows, headers=['stage', 'pk', 'state', 'done/submitted', 'core-hours', 'GPU-hours']))
     for calculation in node.called_descendants:
         latest = calculation.base.extras.get(LATEST_LOSSES_EXTRA, None)

@@ -14,8 +14,12 @@ from aiida_crystalgan.cli.results import campaign_or_latest
 
 @click.command('cost')
 @arguments.PROCESS(required=False)
-@click.option('--csv', 'csv_path', type=click.Path(dir_okay=False),
-              help='Write the per-calculation ledger to this CSV file (`-` for standard output).')
+@click.option(
+    '--csv',
+    'csv_path',
+    type=click.Path(dir_okay=False),
+    help='Write the per-calculation ledger to this CSV file (`-` for standard output).',
+)
 @decorators.with_dbenv()
 def cost(process, csv_path) -> None:
     """Cost of a campaign (default: the latest): core-hours and GPU-hours per stage, unit costs, GAN vs. engine."""
@@ -30,14 +34,29 @@ def cost(process, csv_path) -> None:
         echo.echo(ledger.to_csv(), nl=False)
         return
     if ledger.empty:
-        echo.echo_warning(f'campaign <{campaign.pk}> has run no calculation yet (stage '
-                          f'`{tools.campaign_stage(campaign)}`)')
+        echo.echo_warning(
+            f'campaign <{campaign.pk}> has run no calculation yet (stage `{tools.campaign_stage(campaign)}`)'
+        )
         return
     by_stage = tools.cost_by_stage(ledger)
-    rows = [[row.stage, row.engine, row.arm, row.round, row.calculations, f'{row.wall_s:.1f}',
-             format_cost(row.core_hours), format_cost(row.gpu_hours)] for row in by_stage.itertuples()]
-    echo.echo(tabulate(rows, headers=['stage', 'engine', 'arm', 'round', 'calculations', 'wall (s)', 'core-hours',
-                                      'GPU-hours']))
+    rows = [
+        [
+            row.stage,
+            row.engine,
+            row.arm,
+            row.round,
+            row.calculations,
+            f'{row.wall_s:.1f}',
+            format_cost(row.core_hours),
+            format_cost(row.gpu_hours),
+        ]
+        for row in by_stage.itertuples()
+    ]
+    echo.echo(
+        tabulate(
+            rows, headers=['stage', 'engine', 'arm', 'round', 'calculations', 'wall (s)', 'core-hours', 'GPU-hours']
+        )
+    )
     echo.echo('')
     headers, summary_rows = cost_summary_table(tools.cost_summary(campaign, ledger))
     echo.echo(tabulate(summary_rows, headers=headers))

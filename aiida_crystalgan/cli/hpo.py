@@ -28,18 +28,40 @@ def hpo() -> None:
 @click.option('--num-folds', type=int, help='Overrides the protocol (at least 2).')
 @click.option('--max-concurrent', type=click.IntRange(min=1), help='Trials in flight at a time.')
 @click.option('--seed', type=int, help='Seed of the folds and of the sampler.')
-@click.option('--search-space', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file: GanConfig field -> {low, high[, log, step, num]} or {choices: [...]}.')
-@click.option('--overrides', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file whose values override the protocol (`parameters`, `config`, `search_space`).')
+@click.option(
+    '--search-space',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file: GanConfig field -> {low, high[, log, step, num]} or {choices: [...]}.',
+)
+@click.option(
+    '--overrides',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file whose values override the protocol (`parameters`, `config`, `search_space`).',
+)
 @click.option('--train-code', default='crystalgan_train@localhost', show_default=True)
-@click.option('--train-options', type=click.Path(exists=True, dir_okay=False),
-              help='YAML file of scheduler options of every training run.')
-@click.option('--daemon/--no-daemon', default=True, show_default=True,
-              help='Submit to the daemon, or run in this process.')
+@click.option(
+    '--train-options',
+    type=click.Path(exists=True, dir_okay=False),
+    help='YAML file of scheduler options of every training run.',
+)
+@click.option(
+    '--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon, or run in this process.'
+)
 @decorators.with_dbenv()
-def hpo_submit(dataset, protocol, strategy, num_trials, num_folds, max_concurrent, seed, search_space, overrides,
-               train_code, train_options, daemon) -> None:
+def hpo_submit(
+    dataset,
+    protocol,
+    strategy,
+    num_trials,
+    num_folds,
+    max_concurrent,
+    seed,
+    search_space,
+    overrides,
+    train_code,
+    train_options,
+    daemon,
+) -> None:
     """Search the GAN's configuration on DATASET (pk, UUID or label of a CrystalDatasetData)."""
     from aiida import orm
     from aiida.engine import run_get_node, submit
@@ -54,13 +76,19 @@ def hpo_submit(dataset, protocol, strategy, num_trials, num_folds, max_concurren
     if not isinstance(node, CrystalDatasetData):
         raise click.BadParameter(f'node `{dataset}` is a {type(node).__name__}, not a CrystalDatasetData')
     values = read_yaml(overrides) or {}
-    chosen = {'strategy': strategy, 'num_trials': num_trials, 'num_folds': num_folds,
-              'max_concurrent': max_concurrent, 'seed': seed}
+    chosen = {
+        'strategy': strategy,
+        'num_trials': num_trials,
+        'num_folds': num_folds,
+        'max_concurrent': max_concurrent,
+        'seed': seed,
+    }
     values.setdefault('parameters', {}).update({k: v for k, v in chosen.items() if v is not None})
     if search_space:
         values['search_space'] = read_yaml(search_space)
     builder = HyperparameterSearchWorkChain.get_builder_from_protocol(
-        _load_code(train_code, 'training'), node, protocol=protocol, overrides=values, options=read_yaml(train_options))
+        _load_code(train_code, 'training'), node, protocol=protocol, overrides=values, options=read_yaml(train_options)
+    )
     try:
         process = submit(builder) if daemon else run_get_node(builder).node
     except ValueError as exception:
@@ -103,8 +131,9 @@ def format_table(trials: list[dict]) -> str:
         objective = f'{_format(trial["value"])} ± {_format(trial["spread"])}' if trial['value'] is not None else '-'
         folds = ' '.join(_format(v) for v in trial['fold_values'] or [])
         params = ', '.join(f'{k}={_format(v)}' for k, v in trial['params'].items())
-        lines.append(f'{trial["number"]:>3} {trial["state"]:9} {objective:>20} {folds:30} '
-                     f'{trial["wall_seconds"]:8.0f}  {params}')
+        lines.append(
+            f'{trial["number"]:>3} {trial["state"]:9} {objective:>20} {folds:30} {trial["wall_seconds"]:8.0f}  {params}'
+        )
     return '\n'.join(lines)
 
 
@@ -117,8 +146,10 @@ def hpo_status(process) -> None:
     trials = _trials(node)
     states = {state: sum(t['state'] == state for t in trials) for state in ('complete', 'pruned', 'failed')}
     planned = node.inputs.parameters['num_trials']
-    echo.echo(f'search <{node.pk}>: {node.process_state.value if node.process_state else "unknown"}; '
-              f'{len(trials)}/{planned} trials done ({", ".join(f"{v} {k}" for k, v in states.items())})')
+    echo.echo(
+        f'search <{node.pk}>: {node.process_state.value if node.process_state else "unknown"}; '
+        f'{len(trials)}/{planned} trials done ({", ".join(f"{v} {k}" for k, v in states.items())})'
+    )
     running = [n for n in node.called if not n.is_terminated]
     if running:
         echo.echo(f'in flight: {", ".join(sorted(n.label for n in running))}')

@@ -27,10 +27,20 @@ def campaign_or_latest(process):
 @click.command('candidates')
 @arguments.PROCESS(required=False)
 @click.option('--pks-only', is_flag=True, help='Print only the PKs, best first (for scripts).')
-@click.option('--export', 'export_dir', type=click.Path(file_okay=False),
-              help='Write one file per structure and `candidates.csv` (their evaluation) into this directory.')
-@click.option('--format', 'fmt', type=click.Choice(list(FORMATS)), default='cif', show_default=True,
-              help='File format of `--export`.')
+@click.option(
+    '--export',
+    'export_dir',
+    type=click.Path(file_okay=False),
+    help='Write one file per structure and `candidates.csv` (their evaluation) into this directory.',
+)
+@click.option(
+    '--format',
+    'fmt',
+    type=click.Choice(list(FORMATS)),
+    default='cif',
+    show_default=True,
+    help='File format of `--export`.',
+)
 @click.option('--force', is_flag=True, help='With `--export`: write into a directory that is not empty.')
 @decorators.with_dbenv()
 def candidates(process, pks_only, export_dir, fmt, force) -> None:
@@ -66,8 +76,10 @@ def candidates(process, pks_only, export_dir, fmt, force) -> None:
             paths = tools.export_candidates(campaign, export_dir, fmt, force=force)
         except FileExistsError as exception:
             echo.echo_critical(f'{exception} (`--force` to write into it)')
-        echo.echo_success(f'{len(paths)} structures written to {export_dir} ({fmt}), evaluation in '
-                          f'{Path(export_dir) / "candidates.csv"}')
+        echo.echo_success(
+            f'{len(paths)} structures written to {export_dir} ({fmt}), evaluation in '
+            f'{Path(export_dir) / "candidates.csv"}'
+        )
 
 
 @click.command('trace')
@@ -83,8 +95,10 @@ def trace(node) -> None:
     for depth, step in enumerate(path):
         echo.echo(f'{"  " * depth}{"└─ " if depth else ""}{describe(step)}')
     md = path[-1]
-    echo.echo_success(f'reached the MD calculation {describe(md)} of operation '
-                      f'`{md.inputs.operation.value if "operation" in md.inputs else "md"}`')
+    echo.echo_success(
+        f'reached the MD calculation {describe(md)} of operation '
+        f'`{md.inputs.operation.value if "operation" in md.inputs else "md"}`'
+    )
 
 
 @click.command('report')

@@ -83,8 +83,14 @@ def ensure_codes(computer_label: str, executable_dir: str | None = None, prepend
         try:
             code = orm.load_code(full_label)
         except NotExistent:
-            orm.InstalledCode(label=label, computer=computer, filepath_executable=paths[executable],
-                              default_calc_job_plugin=plugin, with_mpi=False, prepend_text=prepend_text).store()
+            orm.InstalledCode(
+                label=label,
+                computer=computer,
+                filepath_executable=paths[executable],
+                default_calc_job_plugin=plugin,
+                with_mpi=False,
+                prepend_text=prepend_text,
+            ).store()
         else:
             existing = (str(code.filepath_executable), code.prepend_text)
             if (executable_dir is not None or prepend_text) and existing != (paths[executable], prepend_text):
@@ -97,15 +103,29 @@ def ensure_codes(computer_label: str, executable_dir: str | None = None, prepend
 
 
 @click.command('setup')
-@click.option('--profile-name', default='crystalgan', show_default=True,
-              help='Name of the profile to create when none exists.')
-@click.option('--computer', 'computer_label', default='localhost', show_default=True,
-              help='Computer on which the codes are set up.')
-@click.option('--executable-dir', type=str, default=None,
-              help='Directory of the console scripts on that computer (required for a remote computer), '
-                   'e.g. the `bin` folder of the virtual environment where aiida-crystalgan is installed there.')
-@click.option('--prepend-text', type=str, default='',
-              help='Shell lines run before each executable, e.g. `module load cuda` or `source <venv>/bin/activate`.')
+@click.option(
+    '--profile-name', default='crystalgan', show_default=True, help='Name of the profile to create when none exists.'
+)
+@click.option(
+    '--computer',
+    'computer_label',
+    default='localhost',
+    show_default=True,
+    help='Computer on which the codes are set up.',
+)
+@click.option(
+    '--executable-dir',
+    type=str,
+    default=None,
+    help='Directory of the console scripts on that computer (required for a remote computer), '
+    'e.g. the `bin` folder of the virtual environment where aiida-crystalgan is installed there.',
+)
+@click.option(
+    '--prepend-text',
+    type=str,
+    default='',
+    help='Shell lines run before each executable, e.g. `module load cuda` or `source <venv>/bin/activate`.',
+)
 def setup(profile_name: str, computer_label: str, executable_dir: str | None, prepend_text: str) -> None:
     """Set up a profile (SQLite + ZeroMQ when none exists) and the plugin's three codes on a computer.
 

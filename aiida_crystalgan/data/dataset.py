@@ -41,7 +41,11 @@ from aiida_crystalgan.io.datafile import (
 )
 
 __all__ = (
-    'CrystalDatasetData', 'SPLIT_NAMES', 'compute_folds', 'compute_splits', 'reduced_formula',
+    'CrystalDatasetData',
+    'SPLIT_NAMES',
+    'compute_folds',
+    'compute_splits',
+    'reduced_formula',
     'to_record',
 )
 
@@ -64,8 +68,15 @@ def reduced_formula(numbers: Sequence[int] | np.ndarray) -> str:
     return _formula_from_counts(tuple(zip(values.tolist(), counts.tolist())))
 
 
-def to_record(structure: Any, energy: float | None = None, forces: Any = None, stress: Any = None,
-              source: str = '', label: str = '', role: str | None = None) -> StructureRecord:
+def to_record(
+    structure: Any,
+    energy: float | None = None,
+    forces: Any = None,
+    stress: Any = None,
+    source: str = '',
+    label: str = '',
+    role: str | None = None,
+) -> StructureRecord:
     """Convert an ``orm.StructureData``, pymatgen ``Structure``, ``ase.Atoms`` or record to a ``StructureRecord``.
 
     Explicit ``energy``/``forces``/``stress``/``role`` win over those carried by the structure (an ASE calculator,
@@ -86,14 +97,20 @@ def to_record(structure: Any, energy: float | None = None, forces: Any = None, s
     elif isinstance(structure, Atoms):
         record = StructureRecord.from_ase(structure, source=source, label=label)
     else:
-        raise TypeError(f'cannot convert {type(structure).__name__} to a structure record: give a StructureData, '
-                        'a pymatgen Structure or an ase Atoms')
+        raise TypeError(
+            f'cannot convert {type(structure).__name__} to a structure record: give a StructureData, '
+            'a pymatgen Structure or an ase Atoms'
+        )
     return StructureRecord(
-        numbers=record.numbers, positions=record.positions, cell=record.cell,
+        numbers=record.numbers,
+        positions=record.positions,
+        cell=record.cell,
         energy=record.energy if energy is None else energy,
         forces=record.forces if forces is None else forces,
         stress=record.stress if stress is None else stress,
-        source=source or record.source, label=label or record.label, role=role or record.role,
+        source=source or record.source,
+        label=label or record.label,
+        role=role or record.role,
     )
 
 
@@ -108,8 +125,9 @@ def _group_sizes(keys: Sequence[str] | None, size: int, rng: np.random.Generator
     return [groups[i] for i in rng.permutation(len(unique))]
 
 
-def compute_splits(size: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                   keys: Sequence[str] | None = None) -> dict[str, list[int]]:
+def compute_splits(
+    size: int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, keys: Sequence[str] | None = None
+) -> dict[str, list[int]]:
     """Deterministic train/validation/test split of ``range(size)`` with ``fractions``, seeded.
 
     With ``keys`` (one per structure, e.g. its source trajectory or composition), structures sharing a key land in
@@ -165,23 +183,27 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
     if len(bad):
         raise ValueError(f'structures {bad[:10].tolist()} have no 3D lattice (zero cell volume): give crystals')
     positions = handle['positions']
-    finite = np.concatenate([np.isfinite(positions[start:start + _CHUNK_ATOMS]).all(axis=1)
-                             for start in range(0, len(positions), _CHUNK_ATOMS)])
+    finite = np.concatenate(
+        [
+            np.isfinite(positions[start : start + _CHUNK_ATOMS]).all(axis=1)
+            for start in range(0, len(positions), _CHUNK_ATOMS)
+        ]
+    )
     if not finite.all():
         bad = np.unique(np.searchsorted(offsets, np.flatnonzero(~finite), side='right') - 1)
         raise ValueError(f'structures {bad[:10].tolist()} have NaN or infinite positions')
     numbers = handle['numbers'][:]
     energies = handle['energies'][:]
     forces = handle['forces']
-    atom_has_forces = np.concatenate([
-        ~np.isnan(forces[start:start + _CHUNK_ATOMS, 0]) for start in range(0, len(numbers), _CHUNK_ATOMS)
-    ])
+    atom_has_forces = np.concatenate(
+        [~np.isnan(forces[start : start + _CHUNK_ATOMS, 0]) for start in range(0, len(numbers), _CHUNK_ATOMS)]
+    )
     cumulative = np.concatenate([[0], np.cumsum(atom_has_forces)])
     num_with_forces = int((cumulative[offsets[1:]] - cumulative[offsets[:-1]] == sizes).sum())
     stress = handle['stress'][:]
     num_with_stress = int((~np.isnan(stress).any(axis=(1, 2))).sum())
     volumes_per_atom = np.abs(np.linalg.det(cells)) / sizes
-    compositions = Counter(reduced_formula(numbers[offsets[i]:offsets[i + 1]]) for i in range(size))
+    compositions = Counter(reduced_formula(numbers[offsets[i] : offsets[i + 1]]) for i in range(size))
     sources = handle['sources'].asstr()[:]
     roles = Counter(read_roles(handle).tolist())
 
@@ -212,8 +234,12 @@ def _summarize(handle: h5py.File) -> dict[str, Any]:
 
 
 def _stats(values: np.ndarray) -> dict[str, float]:
-    return {'min': float(values.min()), 'max': float(values.max()), 'mean': float(values.mean()),
-            'std': float(values.std())}
+    return {
+        'min': float(values.min()),
+        'max': float(values.max()),
+        'mean': float(values.mean()),
+        'std': float(values.std()),
+    }
 
 
 def _cif_text(record: StructureRecord) -> str:
@@ -233,9 +259,18 @@ class CrystalDatasetData(orm.Data):
     :meth:`set_splits`/:meth:`set_folds` before storing, or derive a new node with the ``split_dataset`` calcfunction.
     """
 
-    def __init__(self, records: Iterable[StructureRecord] | None = None, *, filepath: str | Path | None = None,
-                 metadata: dict[str, Any] | None = None, splits: Sequence[float] | None = None,
-                 folds: int | None = None, seed: int = 0, group_by: str | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        records: Iterable[StructureRecord] | None = None,
+        *,
+        filepath: str | Path | None = None,
+        metadata: dict[str, Any] | None = None,
+        splits: Sequence[float] | None = None,
+        folds: int | None = None,
+        seed: int = 0,
+        group_by: str | None = None,
+        **kwargs,
+    ) -> None:
         """Write the dataset file into the node repository and summarise it in the attributes.
 
         :param records: the structures, streamed to the file chunk by chunk.
@@ -273,11 +308,18 @@ class CrystalDatasetData(orm.Data):
             self.set_folds(folds, seed=seed, group_by=group_by)
 
     @classmethod
-    def from_structures(cls, structures: Sequence[Any], energies: Sequence[float | None] | None = None,
-                        forces: Sequence[Any] | None = None, stress: Sequence[Any] | None = None,
-                        sources: Sequence[str] | None = None, labels: Sequence[str] | None = None,
-                        roles: Sequence[str] | str | None = None, metadata: dict[str, Any] | None = None,
-                        **kwargs) -> CrystalDatasetData:
+    def from_structures(
+        cls,
+        structures: Sequence[Any],
+        energies: Sequence[float | None] | None = None,
+        forces: Sequence[Any] | None = None,
+        stress: Sequence[Any] | None = None,
+        sources: Sequence[str] | None = None,
+        labels: Sequence[str] | None = None,
+        roles: Sequence[str] | str | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs,
+    ) -> CrystalDatasetData:
         """Build a dataset from ``StructureData``, pymatgen ``Structure`` or ``ase.Atoms`` objects.
 
         The optional per-structure sequences must have one entry per structure (``None`` where unknown). ``roles`` is
@@ -289,8 +331,14 @@ class CrystalDatasetData(orm.Data):
             raise ValueError('the dataset is empty: give at least one structure')
         if isinstance(roles, str):
             roles = [check_role(roles)] * len(structures)
-        columns = {'energies': energies, 'forces': forces, 'stress': stress, 'sources': sources, 'labels': labels,
-                   'roles': roles}
+        columns = {
+            'energies': energies,
+            'forces': forces,
+            'stress': stress,
+            'sources': sources,
+            'labels': labels,
+            'roles': roles,
+        }
         for name, values in columns.items():
             if values is not None and len(values) != len(structures):
                 raise ValueError(f'{len(values)} {name} for {len(structures)} structures')
@@ -300,9 +348,15 @@ class CrystalDatasetData(orm.Data):
             return default if values is None else values[index]
 
         records = (
-            to_record(structure, energy=column('energies', i), forces=column('forces', i),
-                      stress=column('stress', i), source=column('sources', i, ''), label=column('labels', i, ''),
-                      role=column('roles', i))
+            to_record(
+                structure,
+                energy=column('energies', i),
+                forces=column('forces', i),
+                stress=column('stress', i),
+                source=column('sources', i, ''),
+                label=column('labels', i, ''),
+                role=column('roles', i),
+            )
             for i, structure in enumerate(structures)
         )
         return cls(records, metadata=metadata, **kwargs)
@@ -423,8 +477,10 @@ class CrystalDatasetData(orm.Data):
             with path.open('w') as handle:
                 write_extxyz(handle, (record.to_ase() for record in self))
         elif fmt == 'cif':
-            named = ((f'{i:06d}_{record.to_pymatgen().composition.reduced_formula}.cif', record)
-                     for i, record in enumerate(self))
+            named = (
+                (f'{i:06d}_{record.to_pymatgen().composition.reduced_formula}.cif', record)
+                for i, record in enumerate(self)
+            )
             if path.suffix == '.zip':
                 with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_DEFLATED) as archive:
                     for name, record in named:
@@ -447,16 +503,19 @@ class CrystalDatasetData(orm.Data):
         with self.base.repository.open(FILENAME, 'rb') as handle, h5py.File(handle, 'r') as f:
             if group_by == 'composition':
                 offsets, numbers = f['offsets'][:], f['numbers'][:]
-                return [reduced_formula(numbers[offsets[i]:offsets[i + 1]]) for i in range(len(offsets) - 1)]
+                return [reduced_formula(numbers[offsets[i] : offsets[i + 1]]) for i in range(len(offsets) - 1)]
             return f[f'{group_by}s'].asstr()[:].tolist()
 
     def _check_mutable(self, what: str) -> None:
         if self.is_stored:
-            raise ModificationNotAllowed(f'cannot set {what} of a stored dataset: use the `split_dataset` '
-                                         'calcfunction of `aiida_crystalgan.importers.transforms` to derive a new one')
+            raise ModificationNotAllowed(
+                f'cannot set {what} of a stored dataset: use the `split_dataset` '
+                'calcfunction of `aiida_crystalgan.importers.transforms` to derive a new one'
+            )
 
-    def set_splits(self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
-                   group_by: str | None = None) -> None:
+    def set_splits(
+        self, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0, group_by: str | None = None
+    ) -> None:
         """Fix a deterministic train/validation/test split (before storing)."""
         self._check_mutable('splits')
         splits = compute_splits(self.size, fractions, seed, self._group_keys(group_by))

@@ -28,14 +28,16 @@ class GanModelData(orm.Data):
         except Exception as exception:
             raise ValueError(f'`{filepath}` is not a readable crystalgan checkpoint: {exception}') from exception
         self.base.repository.put_object_from_file(str(filepath), self.FILENAME)
-        self.base.attributes.set_many({
-            'elements': list(summary['elements']),
-            'n_max': int(summary['n_max']),
-            'step': int(summary['step']),
-            'hyperparameters': summary['config'],
-            'architecture': summary.get('architecture', {}),
-            'metrics': {**summary.get('metrics', {}), **(metrics or {})},
-        })
+        self.base.attributes.set_many(
+            {
+                'elements': list(summary['elements']),
+                'n_max': int(summary['n_max']),
+                'step': int(summary['step']),
+                'hyperparameters': summary['config'],
+                'architecture': summary.get('architecture', {}),
+                'metrics': {**summary.get('metrics', {}), **(metrics or {})},
+            }
+        )
 
     @property
     def elements(self) -> list[str]:

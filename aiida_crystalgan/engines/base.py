@@ -57,11 +57,11 @@ _REQUIRED_PARAMETERS = {
 #: ``name: (type, lower bound (exclusive), upper bound (inclusive))`` of the numerical operation parameters: the upper
 #: bounds stop a typo (a temperature in °C * 1000, a timestep in s) from becoming days of cluster time.
 PARAMETER_BOUNDS: dict[str, tuple[type, float, float]] = {
-    'temperature': (float, 0, 10_000),      # K
-    'timestep': (float, 0, 10),             # fs
+    'temperature': (float, 0, 10_000),  # K
+    'timestep': (float, 0, 10),  # fs
     'steps': (int, 0, 10_000_000),
     'sample_interval': (int, 0, 10_000_000),
-    'fmax': (float, 0, 100),                # eV/Å
+    'fmax': (float, 0, 100),  # eV/Å
     'max_steps': (int, 0, 100_000),
 }
 THERMOSTATS = ('nose-hoover', 'langevin')
@@ -116,8 +116,9 @@ def require_structures(inputs: dict[str, Any], _=None) -> str | None:
 
 def validate_engine_inputs(inputs: dict[str, Any], _) -> str | None:
     """Validator of the engine inputs: a non-empty batch and valid parameters for the operation."""
-    return require_structures(inputs) or validate_operation_parameters(inputs['operation'].value,
-                                                                       inputs['parameters'].get_dict())
+    return require_structures(inputs) or validate_operation_parameters(
+        inputs['operation'].value, inputs['parameters'].get_dict()
+    )
 
 
 class EngineWorkChain(WorkChain):
@@ -127,38 +128,64 @@ class EngineWorkChain(WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('operation', valid_type=orm.Str, help='One of `md`, `relax`, `forces`.')
-        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True,
-                             help='The batch of structures, keyed by a label that the outputs repeat.')
+        spec.input_namespace(
+            'structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            help='The batch of structures, keyed by a label that the outputs repeat.',
+        )
         spec.input('parameters', valid_type=orm.Dict, help='Engine-independent parameters of the operation.')
         spec.input('code', valid_type=orm.AbstractCode, help='The code that runs the engine.')
-        spec.input('protocol', valid_type=orm.Str, default=lambda: orm.Str(DEFAULT_PROTOCOL),
-                   help='Engine protocol for its numerical settings: `fast`, `balanced` or `precise`.')
+        spec.input(
+            'protocol',
+            valid_type=orm.Str,
+            default=lambda: orm.Str(DEFAULT_PROTOCOL),
+            help='Engine protocol for its numerical settings: `fast`, `balanced` or `precise`.',
+        )
         spec.input('settings', valid_type=orm.Dict, required=False, help='Engine-specific settings and overrides.')
         spec.input('options', valid_type=orm.Dict, required=False, help='Scheduler options of the calculations.')
-        spec.input('quorum', valid_type=orm.Float, default=lambda: orm.Float(0.0), validator=validate_quorum,
-                   help='Fraction of the structures that must succeed; at least one always must.')
+        spec.input(
+            'quorum',
+            valid_type=orm.Float,
+            default=lambda: orm.Float(0.0),
+            validator=validate_quorum,
+            help='Fraction of the structures that must succeed; at least one always must.',
+        )
         spec.inputs.validator = validate_engine_inputs
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
-        spec.output('failures', valid_type=orm.Dict, required=False,
-                    help='The structures that failed: `{key: {exit_status, exit_label, message}}`.')
+        spec.output(
+            'failures',
+            valid_type=orm.Dict,
+            required=False,
+            help='The structures that failed: `{key: {exit_status, exit_label, message}}`.',
+        )
         define_exit_codes(spec, *ENGINE_EXIT_CODES)
 
     def finish_batch(self, failures: dict[str, dict[str, Any]]) -> ExitCode | None:
         """Output the ``failures`` (the other structures' outputs are already attached); check the quorum."""
         total = len(self.inputs.structures)
         if failures:
-            self.out('failures', record_failures(orm.Dict(failures), **{
-                f'structure_{key}': self.inputs.structures[key] for key in failures if key in self.inputs.structures}))
-            summary = '; '.join(f'{key}: {entry["exit_label"]} ({entry["message"]})' for key, entry in
-                                failures.items())
+            self.out(
+                'failures',
+                record_failures(
+                    orm.Dict(failures),
+                    **{
+                        f'structure_{key}': self.inputs.structures[key]
+                        for key in failures
+                        if key in self.inputs.structures
+                    },
+                ),
+            )
+            summary = '; '.join(f'{key}: {entry["exit_label"]} ({entry["message"]})' for key, entry in failures.items())
             self.report(f'{len(failures)} of {total} structures failed: {summary}')
         succeeded = total - len(failures)
         required = max(1, math.ceil(self.inputs.quorum.value * total))
         if succeeded < required:
             return self.exit_codes.ERROR_TOO_FEW_SUCCEEDED.format(
-                succeeded=succeeded, total=total, required=required, failures=', '.join(sorted(failures)))
+                succeeded=succeeded, total=total, required=required, failures=', '.join(sorted(failures))
+            )
         return None
 
 
@@ -174,19 +201,37 @@ def load_engine(name: str) -> type[EngineWorkChain]:
 def expose_engine_inputs(spec, namespace: str = 'engine') -> None:
     """Add the ``engine`` input namespace that every stage workflow takes."""
     spec.input_namespace(namespace, help='Which engine computes energies and forces, and how.')
-    spec.input(f'{namespace}.name', valid_type=orm.Str, default=lambda: orm.Str('mlip'),
-               help='Engine entry point name in `crystalgan.engines`: `mlip` or `vasp`.')
+    spec.input(
+        f'{namespace}.name',
+        valid_type=orm.Str,
+        default=lambda: orm.Str('mlip'),
+        help='Engine entry point name in `crystalgan.engines`: `mlip` or `vasp`.',
+    )
     spec.input(f'{namespace}.code', valid_type=orm.AbstractCode, help='The code that runs the engine.')
-    spec.input(f'{namespace}.protocol', valid_type=orm.Str, default=lambda: orm.Str(DEFAULT_PROTOCOL),
-               help='Engine protocol for numerical settings.')
+    spec.input(
+        f'{namespace}.protocol',
+        valid_type=orm.Str,
+        default=lambda: orm.Str(DEFAULT_PROTOCOL),
+        help='Engine protocol for numerical settings.',
+    )
     spec.input(f'{namespace}.settings', valid_type=orm.Dict, required=False, help='Engine-specific settings.')
     spec.input(f'{namespace}.options', valid_type=orm.Dict, required=False, help='Scheduler options.')
-    spec.input(f'{namespace}.quorum', valid_type=orm.Float, required=False, validator=validate_quorum,
-               help='Fraction of each engine batch that must succeed (default: at least one structure).')
+    spec.input(
+        f'{namespace}.quorum',
+        valid_type=orm.Float,
+        required=False,
+        validator=validate_quorum,
+        help='Fraction of each engine batch that must succeed (default: at least one structure).',
+    )
 
 
-def submit_engine(workchain: WorkChain, operation: str, structures: dict[str, orm.StructureData],
-                  parameters: dict[str, Any], namespace: str = 'engine'):
+def submit_engine(
+    workchain: WorkChain,
+    operation: str,
+    structures: dict[str, orm.StructureData],
+    parameters: dict[str, Any],
+    namespace: str = 'engine',
+):
     """Submit the engine of ``workchain``'s ``engine`` inputs for ``operation`` on ``structures``."""
     engine_inputs = workchain.inputs[namespace]
     engine = load_engine(engine_inputs['name'].value)

@@ -29,8 +29,11 @@ class NonFiniteError(ValueError):
 
 def require_finite(**values: Any) -> None:
     """Raise :class:`NonFiniteError` naming those of ``values`` (numbers or arrays) that are not all finite."""
-    bad = [name for name, value in values.items() if value is not None and not np.isfinite(
-        np.asarray(value, dtype=float)).all()]
+    bad = [
+        name
+        for name, value in values.items()
+        if value is not None and not np.isfinite(np.asarray(value, dtype=float)).all()
+    ]
     if bad:
         raise NonFiniteError(f'non-finite {", ".join(bad)}')
 
@@ -59,12 +62,14 @@ def build_results(energy: float, forces: Any, stress: Any, converged: bool, step
     results = orm.ArrayData()
     results.set_array('forces', forces)
     results.set_array('stress', np.asarray(stress, dtype=float).reshape(3, 3))
-    results.base.attributes.set_many({
-        'energy': energy,
-        'energy_per_atom': energy / len(forces),
-        'max_force': float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0,
-        'converged': bool(converged),
-    })
+    results.base.attributes.set_many(
+        {
+            'energy': energy,
+            'energy_per_atom': energy / len(forces),
+            'max_force': float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0,
+            'converged': bool(converged),
+        }
+    )
     if steps is not None:
         results.base.attributes.set('steps', int(steps))
     return results
@@ -79,8 +84,9 @@ def build_structure(cell: Any, symbols: Sequence[str], positions: Any) -> orm.St
     return structure
 
 
-def build_trajectory(symbols: Sequence[str], positions: Any, cells: Any, times: Any, steps: Any | None = None,
-                     **arrays: Any) -> orm.TrajectoryData:
+def build_trajectory(
+    symbols: Sequence[str], positions: Any, cells: Any, times: Any, steps: Any | None = None, **arrays: Any
+) -> orm.TrajectoryData:
     """The ``trajectories`` output: frames of Cartesian positions and cells, their MD step indices and times (fs).
 
     :param steps: MD step index of each frame (default: 0, 1, 2...).
@@ -95,8 +101,14 @@ def build_trajectory(symbols: Sequence[str], positions: Any, cells: Any, times: 
     positions = np.asarray(positions, dtype=float)
     steps = np.arange(len(positions)) if steps is None else np.asarray(steps, dtype=int)
     trajectory = orm.TrajectoryData()
-    trajectory.set_trajectory(symbols=list(symbols), positions=positions, cells=np.asarray(cells, dtype=float),
-                              stepids=steps, times=np.asarray(times, dtype=float), pbc=[True] * 3)
+    trajectory.set_trajectory(
+        symbols=list(symbols),
+        positions=positions,
+        cells=np.asarray(cells, dtype=float),
+        stepids=steps,
+        times=np.asarray(times, dtype=float),
+        pbc=[True] * 3,
+    )
     for name in TRAJECTORY_ARRAYS:
         if arrays.get(name) is not None:
             trajectory.set_array(name, np.asarray(arrays[name], dtype=float))
@@ -144,9 +156,12 @@ def read_trajectory(trajectory: orm.TrajectoryData, label: str | None = None) ->
     for frame in range(trajectory.numsteps):
         energy = float(arrays['energies'][frame]) if 'energies' in arrays else None
         yield StructureRecord(
-            numbers=numbers, positions=positions[frame], cell=cells[frame],
+            numbers=numbers,
+            positions=positions[frame],
+            cell=cells[frame],
             energy=None if energy is None or np.isnan(energy) else energy,
             forces=arrays['forces'][frame] if 'forces' in arrays else None,
             stress=arrays['stress'][frame] if 'stress' in arrays else None,
-            source=trajectory.uuid, label=f'{label}:{frame}',
+            source=trajectory.uuid,
+            label=f'{label}:{frame}',
         )

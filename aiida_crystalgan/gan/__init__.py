@@ -13,5 +13,15 @@ from .model import CrystalGan
 from .trainer import TrainingDiverged
 from .training import TrainResult, train
 
-__all__ = ('CrystalGan', 'GanConfig', 'NoMinimaError', 'TrainResult', 'TrainingDiverged', 'generate', 'load_checkpoint',
-           'read_checkpoint_summary', 'save_checkpoint', 'train')
+__all__ = (
+    'CrystalGan',
+    'GanConfig',
+    'NoMinimaError',
+    'TrainResult',
+    'TrainingDiverged',
+    'generate',
+    'load_checkpoint',
+    'read_checkpoint_summary',
+    'save_checkpoint',
+    'train',
+)

@@ -45,8 +45,13 @@ def _diverged(checkpoint: Path, diverged: Exception) -> int:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(last_good, checkpoint)
     print(f'error: {diverged}', file=sys.stderr)
-    return write_status(checkpoint.parent, EXIT_DIVERGED, str(diverged), step=diverged.step,
-                        checkpoint=checkpoint.name if last_good is not None else None)
+    return write_status(
+        checkpoint.parent,
+        EXIT_DIVERGED,
+        str(diverged),
+        step=diverged.step,
+        checkpoint=checkpoint.name if last_good is not None else None,
+    )
 
 
 def _require_file(path: Path, what: str) -> None:
@@ -63,8 +68,9 @@ def train_main(argv: list[str] | None = None) -> int:
     parser.add_argument('--resume', type=Path, help='checkpoint to continue from')
     parser.add_argument('--max-wallclock-seconds', type=float, help='soft limit: checkpoint and exit 3 before it')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
-    parser.add_argument('--validation', type=Path,
-                        help='JSON: train / held-out indices and scoring (aiida_crystalgan.gan.evaluation)')
+    parser.add_argument(
+        '--validation', type=Path, help='JSON: train / held-out indices and scoring (aiida_crystalgan.gan.evaluation)'
+    )
     args = parser.parse_args(argv)
 
     from aiida_crystalgan.io import read_datafile
@@ -88,8 +94,15 @@ def train_main(argv: list[str] | None = None) -> int:
         limit = None
         if args.max_wallclock_seconds is not None:
             limit = args.max_wallclock_seconds - (time.monotonic() - _STARTED)
-        result = train(records, config, args.output_dir, resume=args.resume, max_wallclock_seconds=limit,
-                       device=args.device, on_log=evaluator)
+        result = train(
+            records,
+            config,
+            args.output_dir,
+            resume=args.resume,
+            max_wallclock_seconds=limit,
+            device=args.device,
+            on_log=evaluator,
+        )
         if result.completed and evaluator is not None:
             write_validation_summary(evaluator, result, config, args.output_dir, args.device)
     except TrainingDiverged as diverged:
@@ -113,9 +126,13 @@ def generate_main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog='crystalgan-generate', description=generate_main.__doc__)
     parser.add_argument('--model', type=Path, required=True, help='checkpoint written by crystalgan-train')
-    parser.add_argument('--request', type=Path, required=True,
-                        help='JSON: {"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, '
-                             '"seed": 0, "source": "gan" or "random", "screening": {...ScreeningCriteria fields}}')
+    parser.add_argument(
+        '--request',
+        type=Path,
+        required=True,
+        help='JSON: {"targets": [{"composition": "NbO2", "formula_units": 2}], "num_per_target": 100, '
+        '"seed": 0, "source": "gan" or "random", "screening": {...ScreeningCriteria fields}}',
+    )
     parser.add_argument('--output', type=Path, required=True, help='candidates dataset file (HDF5)')
     parser.add_argument('--screening', type=Path, help='screening summary file (JSON) to write')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
@@ -156,8 +173,9 @@ def generate_main(argv: list[str] | None = None) -> int:
             records = generate(args.model, request['targets'], num_per_target, seed=seed, device=args.device)
         else:
             state = load_checkpoint(args.model)
-            records = random_records(request['targets'], list(state['elements']), int(state['config']['n_max']),
-                                     num_per_target, seed=seed)
+            records = random_records(
+                request['targets'], list(state['elements']), int(state['config']['n_max']), num_per_target, seed=seed
+            )
         seconds = time.perf_counter() - started
         model = CrystalGan.from_dict(load_checkpoint(args.model))
         screening = screen(model, records, criteria, device=resolve_device(args.device))
@@ -169,7 +187,15 @@ def generate_main(argv: list[str] | None = None) -> int:
     write_datafile(args.output, records, metadata={'request': request})
     if args.screening is not None:
         args.screening.write_text(json.dumps({'source': source, **screening.to_dict(records)}))
-    print(json.dumps({'count': len(records), 'seconds': seconds, 'screening_seconds': screening_seconds,
-                      'structures_per_second': len(records) / seconds if seconds > 0 else None,
-                      **screening.counts}))
+    print(
+        json.dumps(
+            {
+                'count': len(records),
+                'seconds': seconds,
+                'screening_seconds': screening_seconds,
+                'structures_per_second': len(records) / seconds if seconds > 0 else None,
+                **screening.counts,
+            }
+        )
+    )
     return write_status(args.output.parent, EXIT_OK, f'{len(records)} candidates, {len(screening.ranked)} ranked')

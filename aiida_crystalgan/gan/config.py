@@ -10,8 +10,20 @@ from typing import Any
 
 #: Fields that fix the shape of the networks: a resumed run must keep them.
 ARCHITECTURE_FIELDS = (
-    'n_max', 'cutoff', 'num_rbf', 'max_images', 'angular_order', 'angular_cutoff', 'latent_dim', 'slot_latent_dim',
-    'generator_width', 'generator_depth', 'critic_width', 'critic_depth', 'physics_width', 'physics_depth',
+    'n_max',
+    'cutoff',
+    'num_rbf',
+    'max_images',
+    'angular_order',
+    'angular_cutoff',
+    'latent_dim',
+    'slot_latent_dim',
+    'generator_width',
+    'generator_depth',
+    'critic_width',
+    'critic_depth',
+    'physics_width',
+    'physics_depth',
 )
 
 
@@ -93,26 +105,56 @@ class GanConfig:
             if field.type == 'float':
                 setattr(self, field.name, float(value))
         positive = (
-            'n_max', 'cutoff', 'num_rbf', 'max_images', 'latent_dim', 'generator_width', 'generator_depth',
-            'critic_width', 'critic_depth', 'physics_width', 'physics_depth', 'steps', 'batch_size', 'critic_steps',
-            'generator_lr', 'critic_lr', 'physics_lr', 'angular_cutoff', 'min_distance', 'min_distance_scale',
+            'n_max',
+            'cutoff',
+            'num_rbf',
+            'max_images',
+            'latent_dim',
+            'generator_width',
+            'generator_depth',
+            'critic_width',
+            'critic_depth',
+            'physics_width',
+            'physics_depth',
+            'steps',
+            'batch_size',
+            'critic_steps',
+            'generator_lr',
+            'critic_lr',
+            'physics_lr',
+            'angular_cutoff',
+            'min_distance',
+            'min_distance_scale',
             'log_every',
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f'config `{name}` must be positive, got {getattr(self, name)!r}')
         non_negative = (
-            'slot_latent_dim', 'gradient_penalty_weight', 'diversity_weight', 'drift_weight', 'head_force_weight',
-            'energy_weight', 'force_weight', 'angular_order', 'physics_pretrain_steps', 'physics_warmup_steps',
-            'physics_ramp_steps', 'repulsion_weight', 'volume_weight', 'checkpoint_every_steps',
-            'checkpoint_every_minutes', 'seed',
+            'slot_latent_dim',
+            'gradient_penalty_weight',
+            'diversity_weight',
+            'drift_weight',
+            'head_force_weight',
+            'energy_weight',
+            'force_weight',
+            'angular_order',
+            'physics_pretrain_steps',
+            'physics_warmup_steps',
+            'physics_ramp_steps',
+            'repulsion_weight',
+            'volume_weight',
+            'checkpoint_every_steps',
+            'checkpoint_every_minutes',
+            'seed',
         )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f'config `{name}` must be non-negative, got {getattr(self, name)!r}')
         if self.angular_order > 0 and self.angular_cutoff > self.cutoff:
-            raise ValueError(f'config `angular_cutoff` ({self.angular_cutoff}) must not exceed `cutoff` '
-                             f'({self.cutoff})')
+            raise ValueError(
+                f'config `angular_cutoff` ({self.angular_cutoff}) must not exceed `cutoff` ({self.cutoff})'
+            )
         for name in ('adam_beta1', 'adam_beta2', 'ema_decay', 'validation_fraction'):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f'config `{name}` must be in [0, 1), got {getattr(self, name)!r}')

@@ -40,7 +40,8 @@ def training_records(records: Sequence[StructureRecord]) -> list[StructureRecord
         raise NoMinimaError(
             f'none of the {len(records)} usable structures has the role `{MINIMUM}`: the critic learns what real '
             f'crystals look like from local minima only (relaxed known phases, quenched snapshots). Import them with '
-            f'`--role {MINIMUM}`; datasets written before roles existed read every structure as `labelled`.')
+            f'`--role {MINIMUM}`; datasets written before roles existed read every structure as `labelled`.'
+        )
     return minima + [record for record in labelled if record.role != MINIMUM]
 
 
@@ -71,8 +72,8 @@ def slot_species(counts: torch.Tensor, n_max: int) -> tuple[torch.Tensor, torch.
     mask = torch.zeros(len(counts), n_max, dtype=torch.bool, device=counts.device)
     for row, count in enumerate(counts):
         filled = torch.repeat_interleave(index, count)
-        species[row, :len(filled)] = filled
-        mask[row, :len(filled)] = True
+        species[row, : len(filled)] = filled
+        mask[row, : len(filled)] = True
     return species, mask
 
 
@@ -114,8 +115,13 @@ class Normalisation:
         return normalised * self.energy_scale + self.energy_shift + reference
 
 
-def fit_normalisation(records: Sequence[StructureRecord], elements: Sequence[str], default_min_distance: float,
-                      cutoff: float, max_images: int) -> Normalisation:
+def fit_normalisation(
+    records: Sequence[StructureRecord],
+    elements: Sequence[str],
+    default_min_distance: float,
+    cutoff: float,
+    max_images: int,
+) -> Normalisation:
     """Fit per-element reference energies, the energy and force scales on the records with energies (the labelled
     data), the volume prior on the minima (what generated structures should resemble; all records when there are
     none) and the shortest pair distances on all records.
@@ -134,21 +140,26 @@ def fit_normalisation(records: Sequence[StructureRecord], elements: Sequence[str
     force_scale = float(max(np.sqrt(np.mean(np.concatenate(forces) ** 2)), 1e-3)) if forces else 1.0
     log_volume = np.log([r.volume / r.num_atoms for r in minima])
     return Normalisation(
-        elements=list(elements), reference_energies=references.tolist(), energy_shift=shift, energy_scale=scale,
-        force_scale=force_scale, volume_log_mean=float(log_volume.mean()),
+        elements=list(elements),
+        reference_energies=references.tolist(),
+        energy_shift=shift,
+        energy_scale=scale,
+        force_scale=force_scale,
+        volume_log_mean=float(log_volume.mean()),
         volume_log_std=float(max(log_volume.std(), 0.05)),
         min_pair_distance=shortest_distances(records, elements, default_min_distance, cutoff, max_images).tolist(),
         num_energies=int(known.sum()),
     )
 
 
-def shortest_distances(records: Sequence[StructureRecord], elements: Sequence[str], default: float, cutoff: float,
-                       max_images: int) -> np.ndarray:
+def shortest_distances(
+    records: Sequence[StructureRecord], elements: Sequence[str], default: float, cutoff: float, max_images: int
+) -> np.ndarray:
     """(K, K) shortest interatomic distance per species pair over ``records``; ``default`` for pairs never seen."""
     k = len(elements)
     shortest = torch.full((k * k,), float('inf'), dtype=torch.float64)
     for start in range(0, len(records), 256):
-        chunk = records[start:start + 256]
+        chunk = records[start : start + 256]
         batch = standard_batch(chunk, elements, max(r.num_atoms for r in chunk))[0]
         pairs = periodic_pairs(batch.cell, batch.frac, batch.mask, cutoff, max_images)
         kind = batch.species[pairs.batch, pairs.first] * k + batch.species[pairs.batch, pairs.second]
@@ -157,8 +168,9 @@ def shortest_distances(records: Sequence[StructureRecord], elements: Sequence[st
     return np.where(np.isfinite(shortest), shortest, default)
 
 
-def standard_batch(records: Sequence[StructureRecord], elements: Sequence[str],
-                   n_max: int) -> tuple[CrystalBatch, torch.Tensor]:
+def standard_batch(
+    records: Sequence[StructureRecord], elements: Sequence[str], n_max: int
+) -> tuple[CrystalBatch, torch.Tensor]:
     """Encode structures in the generator's conventions (float64): Minkowski-reduced cell rotated to lower-triangular
     form, coordinates wrapped to [0, 1), atoms sorted by species. Also returns the forces (B, n_max, 3) in that frame
     (zero where unknown).
@@ -181,8 +193,9 @@ def standard_batch(records: Sequence[StructureRecord], elements: Sequence[str],
         mask[index, :count] = True
         if record.forces is not None:
             forces[index, :count] = record.forces[order] @ np.linalg.solve(reduced, lower)
-    batch = CrystalBatch(torch.from_numpy(cell), torch.from_numpy(frac), torch.from_numpy(species),
-                         torch.from_numpy(mask))
+    batch = CrystalBatch(
+        torch.from_numpy(cell), torch.from_numpy(frac), torch.from_numpy(species), torch.from_numpy(mask)
+    )
     return batch, torch.from_numpy(forces)
 
 
@@ -211,19 +224,25 @@ class TrainingSet:
         b = self.batch
         return TrainingSet(
             CrystalBatch(b.cell[index], b.frac[index], b.species[index], b.mask[index]).to(device),
-            self.condition[index].to(device), self.energy[index].to(device),
-            self.forces[index].to(device), self.has_forces[index].to(device), self.minimum[index].to(device),
-            self.energy_floor[index].to(device), None if self.features is None else self.features[index].to(device),
+            self.condition[index].to(device),
+            self.energy[index].to(device),
+            self.forces[index].to(device),
+            self.has_forces[index].to(device),
+            self.minimum[index].to(device),
+            self.energy_floor[index].to(device),
+            None if self.features is None else self.features[index].to(device),
         )
 
 
-def build_training_set(records: Sequence[StructureRecord], elements: Sequence[str], n_max: int,
-                       normalisation: Normalisation) -> TrainingSet:
+def build_training_set(
+    records: Sequence[StructureRecord], elements: Sequence[str], n_max: int, normalisation: Normalisation
+) -> TrainingSet:
     """Tensors for ``records`` (each at most ``n_max`` atoms) in the generator's conventions."""
     batch, forces = standard_batch(records, elements, n_max)
     counts = composition_counts(records, elements)
-    energy = normalisation.normalise_energy(np.array([np.nan if r.energy is None else r.energy for r in records]),
-                                            counts)
+    energy = normalisation.normalise_energy(
+        np.array([np.nan if r.energy is None else r.energy for r in records]), counts
+    )
     has_forces = torch.tensor([r.forces is not None for r in records], dtype=torch.bool)
     return TrainingSet(
         batch=batch.to('cpu', torch.float32),
@@ -250,7 +269,7 @@ def energy_floors(energy: np.ndarray, counts: np.ndarray) -> np.ndarray:
     floors = np.full(len(energy), energy[known].min())
     keys, inverse = np.unique(fractions, axis=0, return_inverse=True)
     for key in range(len(keys)):
-        rows = (inverse.ravel() == key)
+        rows = inverse.ravel() == key
         if (rows & known).any():
             floors[rows] = energy[rows & known].min()
     return floors

@@ -52,8 +52,13 @@ DEFAULT_WEIGHTS = {
 }
 PHYSICS_TERMS = ('energy_mae_ev_per_atom', 'force_mae_ev_per_angstrom')
 GENERATIVE_TERMS = ('generated_energy_gap_ev_per_atom', 'coverage_miss')
-CURVE_COLUMNS = ('step', 'energy_mae_ev_per_atom', 'force_mae_ev_per_angstrom', 'generated_energy_gap_ev_per_atom',
-                 'objective')
+CURVE_COLUMNS = (
+    'step',
+    'energy_mae_ev_per_atom',
+    'force_mae_ev_per_angstrom',
+    'generated_energy_gap_ev_per_atom',
+    'objective',
+)
 
 
 @dataclass
@@ -100,15 +105,19 @@ class ValidationPlan:
         return thresholds.get(step)
 
 
-def weighted_objective(values: Mapping[str, float | None], weights: Mapping[str, float],
-                       terms: Sequence[str] = tuple(DEFAULT_WEIGHTS)) -> float | None:
+def weighted_objective(
+    values: Mapping[str, float | None], weights: Mapping[str, float], terms: Sequence[str] = tuple(DEFAULT_WEIGHTS)
+) -> float | None:
     """Weighted sum of the known ``terms`` of ``values``; ``None`` when none is known.
 
     The energy gap counts only above zero: samples that the head puts below the held-out minima are not rewarded, so
     that a generator cannot gain by exploiting the head's errors.
     """
-    known = [weights[name] * (max(values[name], 0.0) if name == 'generated_energy_gap_ev_per_atom' else values[name])
-             for name in terms if values.get(name) is not None]
+    known = [
+        weights[name] * (max(values[name], 0.0) if name == 'generated_energy_gap_ev_per_atom' else values[name])
+        for name in terms
+        if values.get(name) is not None
+    ]
     return float(sum(known)) if known else None
 
 
@@ -163,14 +172,20 @@ class HeldOutEvaluator:
                 values['coverage_miss'] = 1.0 - values['coverage_recall']
         weights = self.plan.weights
         values['objective'] = weighted_objective(values, weights)
-        values['objectives'] = [weighted_objective(values, weights, PHYSICS_TERMS),
-                                weighted_objective(values, weights, GENERATIVE_TERMS)]
+        values['objectives'] = [
+            weighted_objective(values, weights, PHYSICS_TERMS),
+            weighted_objective(values, weights, GENERATIVE_TERMS),
+        ]
         return values
 
     def summary(self, trainer: Trainer) -> dict[str, Any]:
         """Final values (with coverage), the intermediate curve and where the run was pruned, for ``metrics.json``."""
-        return {**self.evaluate(trainer, coverage=True), 'pruned': self.pruned_at is not None,
-                'pruned_at_step': self.pruned_at, 'curve': self.curve}
+        return {
+            **self.evaluate(trainer, coverage=True),
+            'pruned': self.pruned_at is not None,
+            'pruned_at_step': self.pruned_at,
+            'curve': self.curve,
+        }
 
 
 def _fits(record: StructureRecord, elements: set[str], n_max: int) -> bool:
@@ -188,8 +203,9 @@ def physics_errors(trainer: Trainer, records: Sequence[StructureRecord]) -> dict
     return metrics.physics_errors(trainer, data, torch.arange(len(data)))
 
 
-def generate_for_minima(trainer: Trainer, minima: Sequence[StructureRecord], samples: int,
-                        seed: int) -> tuple[list[StructureRecord], float]:
+def generate_for_minima(
+    trainer: Trainer, minima: Sequence[StructureRecord], samples: int, seed: int
+) -> tuple[list[StructureRecord], float]:
     """``samples`` EMA-generator structures per minimum (its composition and atom count) and the energy gap (eV/atom):
     mean over minima of the physics head's energy per atom of the samples minus that of the minimum."""
     config, normalisation, device = trainer.config, trainer.normalisation, trainer.device
@@ -230,9 +246,9 @@ def coverage_recall(generated: Sequence[StructureRecord], minima: Sequence[Struc
     return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
-
-def held_out_evaluator(records: Sequence[StructureRecord], plan_path: Path,
-                       curve_path: Path) -> tuple[list[StructureRecord], HeldOutEvaluator]:
+def held_out_evaluator(
+    records: Sequence[StructureRecord], plan_path: Path, curve_path: Path
+) -> tuple[list[StructureRecord], HeldOutEvaluator]:
     """The training records and the evaluator of the held-out ones, from the plan file ``plan_path`` (JSON)."""
     try:
         values = json.loads(Path(plan_path).read_text())
@@ -246,8 +262,9 @@ def held_out_evaluator(records: Sequence[StructureRecord], plan_path: Path,
     return [records[i] for i in plan.train], evaluator
 
 
-def write_validation_summary(evaluator: HeldOutEvaluator, result: TrainResult, config: GanConfig,
-                             output_dir: Path, device: str) -> None:
+def write_validation_summary(
+    evaluator: HeldOutEvaluator, result: TrainResult, config: GanConfig, output_dir: Path, device: str
+) -> None:
     """Evaluate the final model on the held-out records and add it to ``metrics.json`` as ``validation``."""
     from .checkpoint import load_checkpoint
     from .training import Trainer, resolve_device

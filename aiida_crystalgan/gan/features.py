@@ -38,8 +38,9 @@ def image_reach(cell: torch.Tensor, cutoff: float, max_images: int) -> torch.Ten
         return torch.floor(cutoff / spacing + 0.5).clamp(max=max_images).long()
 
 
-def periodic_pairs(cell: torch.Tensor, frac: torch.Tensor, mask: torch.Tensor, cutoff: float,
-                   max_images: int = 4) -> PairList:
+def periodic_pairs(
+    cell: torch.Tensor, frac: torch.Tensor, mask: torch.Tensor, cutoff: float, max_images: int = 4
+) -> PairList:
     """All pairs of occupied slots closer than ``cutoff`` (Å), over periodic images.
 
     ``cell`` (B, 3, 3) rows, ``frac`` (B, N, 3), ``mask`` (B, N). Pairs are screened without gradients, batched over
@@ -55,13 +56,14 @@ def periodic_pairs(cell: torch.Tensor, frac: torch.Tensor, mask: torch.Tensor, c
     found, images = [], []
     with torch.no_grad():
         for group, extent in enumerate(groups.tolist()):
-            shifts = torch.cartesian_prod(*[torch.arange(-n, n + 1, device=cell.device, dtype=cell.dtype)
-                                            for n in extent])
+            shifts = torch.cartesian_prod(
+                *[torch.arange(-n, n + 1, device=cell.device, dtype=cell.dtype) for n in extent]
+            )
             self_image = eye[:, :, None] & (shifts == 0).all(dim=-1)
             structures = (members == group).nonzero().squeeze(1)
             chunk = max(1, _SCREEN_CHUNK // (n_slots * n_slots * len(shifts)))
             for start in range(0, len(structures), chunk):
-                rows = structures[start:start + chunk]
+                rows = structures[start : start + chunk]
                 vectors = (delta[rows, :, :, None, :] + shifts) @ cell[rows, None, None]
                 inside = (vectors.square().sum(dim=-1) < cutoff * cutoff) & ~self_image
                 inside &= (mask[rows, :, None] & mask[rows, None, :])[..., None]
@@ -95,8 +97,9 @@ class RadialBasis(nn.Module):
         return gauss * cosine_envelope(distance, self.cutoff)[:, None]
 
 
-def angular_moments(pairs: PairList, species: torch.Tensor, num_species: int, cutoff: float,
-                    order: int) -> torch.Tensor:
+def angular_moments(
+    pairs: PairList, species: torch.Tensor, num_species: int, cutoff: float, order: int
+) -> torch.Tensor:
     """Three-body descriptors (B, N, num_species**2 * order) of every centre atom, before the centre's one-hot.
 
     For neighbour species ``a``, ``b`` and ``n = 1 .. order``: ``sum_{j in a, k in b} w_ij w_ik cos(theta_jik)^n``
@@ -129,8 +132,15 @@ class InvariantFeatures(nn.Module):
     alone barely see bond angles, which tell many polymorphs apart). No trainable parameters.
     """
 
-    def __init__(self, num_species: int, cutoff: float, num_rbf: int, max_images: int = 4, angular_order: int = 0,
-                 angular_cutoff: float = 3.5) -> None:
+    def __init__(
+        self,
+        num_species: int,
+        cutoff: float,
+        num_rbf: int,
+        max_images: int = 4,
+        angular_order: int = 0,
+        angular_cutoff: float = 3.5,
+    ) -> None:
         super().__init__()
         if angular_order > 0 and angular_cutoff > cutoff:
             raise ValueError(f'angular_cutoff={angular_cutoff} must not exceed cutoff={cutoff}')
@@ -145,8 +155,9 @@ class InvariantFeatures(nn.Module):
     def num_features(self) -> int:
         return self.num_species**2 * (len(self.basis.centres) + self.num_species * self.angular_order)
 
-    def forward(self, cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, PairList]:
+    def forward(
+        self, cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, PairList]:
         """``cell`` (B, 3, 3), ``frac`` (B, N, 3), ``species``/``mask`` (B, N) -> features (B, N, F) and the pairs.
 
         Runs in the input's floating-point type, outside any autocast region, because distances need precision.

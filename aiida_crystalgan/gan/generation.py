@@ -30,15 +30,17 @@ class Target:
     counts: np.ndarray
 
 
-def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elements: Sequence[str],
-                  n_max: int) -> list[Target]:
+def parse_targets(
+    targets: Sequence[Mapping[str, Any] | tuple[str, int]], elements: Sequence[str], n_max: int
+) -> list[Target]:
     """Validate requested targets against the model's vocabulary and slot count; ``ValueError`` on bad input."""
     if not targets:
         raise ValueError('no targets requested')
     parsed = []
     for target in targets:
-        composition, units = (target['composition'], target.get('formula_units', 1)) \
-            if isinstance(target, Mapping) else target
+        composition, units = (
+            (target['composition'], target.get('formula_units', 1)) if isinstance(target, Mapping) else target
+        )
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f'formula_units of `{composition}` must be a positive integer, got {units!r}')
         try:
@@ -49,8 +51,9 @@ def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elemen
             raise ValueError(f'composition `{composition}` has no atoms')
         unknown = sorted(set(count) - set(elements))
         if unknown:
-            raise ValueError(f'element(s) {", ".join(unknown)} of `{composition}` not in the model vocabulary '
-                             f'{", ".join(elements)}')
+            raise ValueError(
+                f'element(s) {", ".join(unknown)} of `{composition}` not in the model vocabulary {", ".join(elements)}'
+            )
         counts = np.array([count.get(element, 0) * units for element in elements], dtype=np.int64)
         if counts.sum() > n_max:
             raise ValueError(f'{composition} x {units} has {counts.sum()} atoms, more than n_max={n_max}')
@@ -59,8 +62,14 @@ def parse_targets(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elemen
 
 
 @torch.no_grad()
-def separate_atoms(cell: torch.Tensor, frac: torch.Tensor, species: torch.Tensor, mask: torch.Tensor,
-                   threshold: torch.Tensor, iterations: int = 10) -> torch.Tensor:
+def separate_atoms(
+    cell: torch.Tensor,
+    frac: torch.Tensor,
+    species: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: torch.Tensor,
+    iterations: int = 10,
+) -> torch.Tensor:
     """Push apart atoms closer than ``threshold[s_i, s_j]`` (Å, (K, K)) by a few steps of a soft-sphere relaxation.
 
     ``cell`` (B, 3, 3) rows, ``frac`` (B, N, 3), ``species``/``mask`` (B, N) or (1, N) for a batch of one composition
@@ -95,9 +104,14 @@ def load_generator(state: dict[str, Any], device: torch.device) -> Generator:
     return CrystalGan.from_dict(state).generator_ema.to(device).eval().requires_grad_(False)
 
 
-def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | tuple[str, int]],
-             num_per_target: int, seed: int = 0, device: str | torch.device = 'auto',
-             batch_size: int = 4096) -> list[StructureRecord]:
+def generate(
+    checkpoint_path: str | Path,
+    targets: Sequence[Mapping[str, Any] | tuple[str, int]],
+    num_per_target: int,
+    seed: int = 0,
+    device: str | torch.device = 'auto',
+    batch_size: int = 4096,
+) -> list[StructureRecord]:
     """``num_per_target`` structures for each target, with exact compositions (label = composition, source =
     ``'generated'``), coordinates wrapped into [0, 1). Deterministic for a given ``seed`` and device.
     """
@@ -125,15 +139,21 @@ def generate(checkpoint_path: str | Path, targets: Sequence[Mapping[str, Any] | 
             with torch.inference_mode():
                 cell, frac = generator(z, condition.expand(size, -1), num_atoms.expand(size))
                 count = int(num_atoms)
-                frac[:, :count] = separate_atoms(cell, frac[:, :count], species[:, :count], mask[:, :count],
-                                                 threshold.to(cell.dtype))
+                frac[:, :count] = separate_atoms(
+                    cell, frac[:, :count], species[:, :count], mask[:, :count], threshold.to(cell.dtype)
+                )
             batch = CrystalBatch(cell, frac, species.expand(size, -1), mask.expand(size, -1))
             records.extend(batch_to_records(batch, elements, wrap=True, label=target.composition, source='generated'))
     return records
 
 
-def random_records(targets: Sequence[Mapping[str, Any] | tuple[str, int]], elements: Sequence[str], n_max: int,
-                   num_per_target: int, seed: int = 0) -> list[StructureRecord]:
+def random_records(
+    targets: Sequence[Mapping[str, Any] | tuple[str, int]],
+    elements: Sequence[str],
+    n_max: int,
+    num_per_target: int,
+    seed: int = 0,
+) -> list[StructureRecord]:
     """The random-search control: ``num_per_target`` PyXtal crystals per target (same composition and formula units),
     labelled like :func:`generate`'s (label = composition, source = ``'random'``).
     """
@@ -143,9 +163,17 @@ def random_records(targets: Sequence[Mapping[str, Any] | tuple[str, int]], eleme
 
     records: list[StructureRecord] = []
     for offset, target in enumerate(parse_targets(targets, elements, n_max)):
-        crystals = random_crystals(target.composition, num_per_target, formula_units=[target.formula_units],
-                                   seed=seed + offset, space_groups=range(1, 231))
+        crystals = random_crystals(
+            target.composition,
+            num_per_target,
+            formula_units=[target.formula_units],
+            seed=seed + offset,
+            space_groups=range(1, 231),
+        )
         for crystal in crystals:
-            records.append(StructureRecord.from_ase(AseAtomsAdaptor.get_atoms(crystal.structure),
-                                                    label=target.composition, source='random'))
+            records.append(
+                StructureRecord.from_ase(
+                    AseAtomsAdaptor.get_atoms(crystal.structure), label=target.composition, source='random'
+                )
+            )
     return records

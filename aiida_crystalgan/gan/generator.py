@@ -82,8 +82,17 @@ class Generator(nn.Module):
     deviations of its logarithm (buffers, saved with the weights), so the network learns shape and relative size only.
     """
 
-    def __init__(self, latent_dim: int, condition_dim: int, n_max: int, width: int, depth: int,
-                 volume_log_mean: float = 2.7, volume_log_std: float = 0.1, slot_latent_dim: int = 8) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        condition_dim: int,
+        n_max: int,
+        width: int,
+        depth: int,
+        volume_log_mean: float = 2.7,
+        volume_log_std: float = 0.1,
+        slot_latent_dim: int = 8,
+    ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.slot_latent_dim = slot_latent_dim
@@ -108,20 +117,27 @@ class Generator(nn.Module):
         """Standard normal noise (size, noise_dim) on the CPU."""
         return torch.randn(size, self.noise_dim, generator=generator)
 
-    def forward(self, z: torch.Tensor, condition: torch.Tensor,
-                num_atoms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, z: torch.Tensor, condition: torch.Tensor, num_atoms: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``z`` (B, noise_dim), ``condition`` (B, C), ``num_atoms`` (B,) -> cell (B, 3, 3), frac (B, n_max, 3)."""
         batch = len(z)
-        slots = z[:, self.latent_dim:].reshape(batch, self.n_max, 3 + self.slot_latent_dim)
+        slots = z[:, self.latent_dim :].reshape(batch, self.n_max, 3 + self.slot_latent_dim)
         start = torch.special.ndtr(slots[..., :3].float()).to(z.dtype)
-        out = self.body(torch.cat([z[:, :self.latent_dim], condition.to(z.dtype)], dim=-1))
+        out = self.body(torch.cat([z[:, : self.latent_dim], condition.to(z.dtype)], dim=-1))
         context, raw = out[:, :-7], out[:, -7:].to(z.dtype)
         scale = (num_atoms.to(raw.dtype) * torch.exp(self.volume_log_mean)) ** (1.0 / 3.0)
         cell = lattice_from_raw(raw, scale, self.volume_log_range)
         # empty slots neither attend nor are attended to: only the first max(num_atoms) slots need computing
         used = max(1, int(num_atoms.max()))
-        inputs = torch.cat([periodic_encoding(start[:, :used]), slots[:, :used, 3:],
-                            context[:, None, :].expand(-1, used, -1).to(z.dtype)], dim=-1)
+        inputs = torch.cat(
+            [
+                periodic_encoding(start[:, :used]),
+                slots[:, :used, 3:],
+                context[:, None, :].expand(-1, used, -1).to(z.dtype),
+            ],
+            dim=-1,
+        )
         x = self.slot_input(inputs) + self.slot_embedding[:used]
         padding = torch.arange(used, device=z.device)[None, :] >= num_atoms[:, None]
         for block in self.slot_blocks:

@@ -18,8 +18,14 @@ def gradient_penalty(score: torch.Tensor, cell: torch.Tensor, frac: torch.Tensor
     return (norm - 1.0).square().mean()
 
 
-def energy_force_error(energy: torch.Tensor, forces: torch.Tensor, target_energy: torch.Tensor,
-                       target_forces: torch.Tensor, with_forces: torch.Tensor, force_weight: float) -> torch.Tensor:
+def energy_force_error(
+    energy: torch.Tensor,
+    forces: torch.Tensor,
+    target_energy: torch.Tensor,
+    target_forces: torch.Tensor,
+    with_forces: torch.Tensor,
+    force_weight: float,
+) -> torch.Tensor:
     """Mean squared error of normalised energies plus ``force_weight`` x that of force components.
 
     ``energy``/``target_energy`` (B,); ``forces``/``target_forces`` (B, N, 3) in the same units; ``with_forces``
@@ -51,8 +57,9 @@ def energy_excess(energy: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
     return torch.relu(energy.float() - floor).mean()
 
 
-def repulsion_penalty(pairs: PairList, species: torch.Tensor, threshold: torch.Tensor,
-                      num_atoms: torch.Tensor) -> torch.Tensor:
+def repulsion_penalty(
+    pairs: PairList, species: torch.Tensor, threshold: torch.Tensor, num_atoms: torch.Tensor
+) -> torch.Tensor:
     """Mean over structures of ``sum relu(threshold[s_i, s_j] - d_ij)^2 / n_atoms`` (Å^2). ``threshold`` (K, K)."""
     limit = threshold[species[pairs.batch, pairs.first], species[pairs.batch, pairs.second]]
     overlap = torch.relu(limit - pairs.distance).square()
@@ -74,8 +81,8 @@ def diversity_penalty(features: torch.Tensor, mask: torch.Tensor, noise: torch.T
     their noise (B, D). Small when different noise gives different structures, so collapse is penalised.
     """
     pooled = masked_mean(features, mask)
-    first, second = pooled[:half], pooled[half:2 * half]
+    first, second = pooled[:half], pooled[half : 2 * half]
     scale = 0.5 * (first.abs() + second.abs()).sum(dim=-1) + 1e-6
     distance = (first - second).abs().sum(dim=-1) / scale
-    noise_distance = (noise[:half] - noise[half:2 * half]).abs().mean(dim=-1).to(distance.dtype)
+    noise_distance = (noise[:half] - noise[half : 2 * half]).abs().mean(dim=-1).to(distance.dtype)
     return (1.0 / (0.1 + distance / noise_distance)).mean()

@@ -25,7 +25,8 @@ def generated_validity(trainer: Trainer, data: TrainingSet, pool: torch.Tensor, 
     cell, frac = model.generator_ema(z, real.condition, real.batch.num_atoms)
     pairs = model.featurizer(cell.float(), frac.float(), real.batch.species, real.batch.mask)[1]
     shortest = torch.full((samples,), math.inf, device=device).scatter_reduce(
-        0, pairs.batch, pairs.distance, reduce='amin')
+        0, pairs.batch, pairs.distance, reduce='amin'
+    )
     return float((shortest >= 0.5).float().mean())
 
 
@@ -36,9 +37,8 @@ def physics_errors(trainer: Trainer, data: TrainingSet, index: torch.Tensor) -> 
     model, normalisation = trainer.model, trainer.normalisation
     energy_error, force_error, force_count = 0.0, 0.0, 0.0
     for start in range(0, len(index), 256):
-        real = data.select(index[start:start + 256], trainer.device)
-        batch = CrystalBatch(real.batch.cell, real.batch.frac.requires_grad_(True), real.batch.species,
-                             real.batch.mask)
+        real = data.select(index[start : start + 256], trainer.device)
+        batch = CrystalBatch(real.batch.cell, real.batch.frac.requires_grad_(True), real.batch.species, real.batch.mask)
         features, _ = model.features(batch)
         energy, forces = energy_and_forces(model.physics, features, batch, create_graph=False)
         energy_error += float((energy.detach() - real.energy).abs().sum())
@@ -52,8 +52,15 @@ def physics_errors(trainer: Trainer, data: TrainingSet, index: torch.Tensor) -> 
     }
 
 
-def run_metrics(trainer: Trainer, data: TrainingSet, pool: torch.Tensor, energy_pool: torch.Tensor,
-                validation: torch.Tensor, step_seconds: list[float], num_structures: int) -> dict[str, Any]:
+def run_metrics(
+    trainer: Trainer,
+    data: TrainingSet,
+    pool: torch.Tensor,
+    energy_pool: torch.Tensor,
+    validation: torch.Tensor,
+    step_seconds: list[float],
+    num_structures: int,
+) -> dict[str, Any]:
     """The metrics of a finished run; physics-head errors on the validation structures with energies, when any,
     else on the training ones. ``pool`` (training minima), ``energy_pool`` (training structures with energies) and
     ``validation`` are row indices of ``data``.

@@ -41,12 +41,18 @@ class CrystalGan(nn.Module):
         self.normalisation = normalisation
         num_species = len(normalisation.elements)
         condition_dim = num_species + 1
-        self.featurizer = InvariantFeatures(num_species, config.cutoff, config.num_rbf, config.max_images,
-                                            config.angular_order, config.angular_cutoff)
+        self.featurizer = InvariantFeatures(
+            num_species, config.cutoff, config.num_rbf, config.max_images, config.angular_order, config.angular_cutoff
+        )
         num_features = self.featurizer.num_features
         self.generator = Generator(
-            config.latent_dim, condition_dim, config.n_max, config.generator_width, config.generator_depth,
-            volume_log_mean=normalisation.volume_log_mean, volume_log_std=normalisation.volume_log_std,
+            config.latent_dim,
+            condition_dim,
+            config.n_max,
+            config.generator_width,
+            config.generator_depth,
+            volume_log_mean=normalisation.volume_log_mean,
+            volume_log_std=normalisation.volume_log_std,
             slot_latent_dim=config.slot_latent_dim,
         )
         self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
@@ -101,11 +107,15 @@ class CrystalGan(nn.Module):
         return {
             'representation': f'lower-triangular lattice + fractional coordinates, {config.n_max} masked slots',
             'features': f'{self.featurizer.num_features} per atom: {config.num_rbf} Gaussian RBFs per species '
-                        f'pair, cosine cutoff {config.cutoff} A'
-                        + (f'; bond-angle moments cos^1..{config.angular_order} per species triple within '
-                           f'{config.angular_cutoff} A' if config.angular_order else ''),
+            f'pair, cosine cutoff {config.cutoff} A'
+            + (
+                f'; bond-angle moments cos^1..{config.angular_order} per species triple within '
+                f'{config.angular_cutoff} A'
+                if config.angular_order
+                else ''
+            ),
             'generator': 'residual MLP with LayerNorm (z, composition, atom count) -> lattice; per-slot noise and '
-                         'random start positions, masked self-attention across slots -> coordinates',
+            'random start positions, masked self-attention across slots -> coordinates',
             'critic': 'DeepSets residual MLP with LayerNorm on invariant features, conditional, WGAN-GP',
             'physics_head': 'sum of atomic energies from invariant features; forces by autograd',
             'parameters': counts,

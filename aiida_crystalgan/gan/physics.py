@@ -22,8 +22,9 @@ class PhysicsHead(nn.Module):
         return masked_mean(self.atom(features), mask).squeeze(-1).to(features.dtype)
 
 
-def energy_and_forces(head: PhysicsHead, features: torch.Tensor, batch: CrystalBatch,
-                      create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def energy_and_forces(
+    head: PhysicsHead, features: torch.Tensor, batch: CrystalBatch, create_graph: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised energy per atom (B,) and normalised forces (B, N, 3) = ``-d(sum of atomic energies)/d positions``.
 
     ``features`` (B, N, F) must have been computed from ``batch.frac`` with gradients enabled. Forces are in units

@@ -32,7 +32,10 @@ class CrystalBatch:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> CrystalBatch:
         return CrystalBatch(
-            self.cell.to(device, dtype), self.frac.to(device, dtype), self.species.to(device), self.mask.to(device),
+            self.cell.to(device, dtype),
+            self.frac.to(device, dtype),
+            self.species.to(device),
+            self.mask.to(device),
         )
 
 
@@ -69,12 +72,14 @@ def records_to_batch(records: Sequence[StructureRecord], elements: Sequence[str]
         frac[index, :count] = np.linalg.solve(record.cell.T, record.positions.T).T
         species[index, :count] = species_indices(record.numbers, elements)
         mask[index, :count] = True
-    return CrystalBatch(torch.from_numpy(cell), torch.from_numpy(frac), torch.from_numpy(species),
-                        torch.from_numpy(mask))
+    return CrystalBatch(
+        torch.from_numpy(cell), torch.from_numpy(frac), torch.from_numpy(species), torch.from_numpy(mask)
+    )
 
 
-def batch_to_records(batch: CrystalBatch, elements: Sequence[str], wrap: bool = False, label: str = '',
-                     source: str = '') -> list[StructureRecord]:
+def batch_to_records(
+    batch: CrystalBatch, elements: Sequence[str], wrap: bool = False, label: str = '', source: str = ''
+) -> list[StructureRecord]:
     """Decode a batch into structures, dropping empty slots (optionally wrapping coordinates into [0, 1))."""
     numbers = np.array(symbols_to_numbers(elements), dtype=np.int64)
     cells = batch.cell.detach().double().cpu().numpy()
@@ -85,7 +90,12 @@ def batch_to_records(batch: CrystalBatch, elements: Sequence[str], wrap: bool = 
     species = batch.species.cpu().numpy()
     mask = batch.mask.cpu().numpy()
     return [
-        StructureRecord(numbers=numbers[species[i][mask[i]]], positions=positions[i][mask[i]], cell=cells[i],
-                        label=label, source=source)
+        StructureRecord(
+            numbers=numbers[species[i][mask[i]]],
+            positions=positions[i][mask[i]],
+            cell=cells[i],
+            label=label,
+            source=source,
+        )
         for i in range(len(cells))
     ]

@@ -46,8 +46,10 @@ class ScreeningCriteria:
         if self.min_distance < 0:
             raise ValueError(f'screening min_distance must be >= 0, got {self.min_distance}')
         if not 0 <= self.min_volume_per_atom < self.max_volume_per_atom:
-            raise ValueError('screening needs 0 <= min_volume_per_atom < max_volume_per_atom, got '
-                             f'{self.min_volume_per_atom} and {self.max_volume_per_atom}')
+            raise ValueError(
+                'screening needs 0 <= min_volume_per_atom < max_volume_per_atom, got '
+                f'{self.min_volume_per_atom} and {self.max_volume_per_atom}'
+            )
         if self.duplicate_tolerance < 0:
             raise ValueError(f'screening duplicate_tolerance must be >= 0, got {self.duplicate_tolerance}')
 
@@ -92,8 +94,10 @@ class ScreeningResult:
         """
         per_composition = self.per_composition(records)
         position = {label: number for number, label in enumerate(per_composition)}
-        ranked = [[index, float(self.predicted_energy_per_atom[index]), position[records[index].label]]
-                  for index in self.ranked]
+        ranked = [
+            [index, float(self.predicted_energy_per_atom[index]), position[records[index].label]]
+            for index in self.ranked
+        ]
         return {'counts': self.counts, 'per_composition': per_composition, 'ranked': ranked}
 
 
@@ -126,8 +130,12 @@ def _evaluate(model: CrystalGan, records: Sequence[StructureRecord], device: tor
     fingerprint = (features * mask).sum(dim=1) / mask.sum(dim=1)
     weights = next(model.physics.parameters())
     normalised = model.physics(features.to(weights.dtype), batch.mask).double().cpu().numpy()
-    counts = np.stack([np.bincount(batch.species[i][batch.mask[i]].cpu().numpy(), minlength=len(model.elements))
-                       for i in range(len(records))])
+    counts = np.stack(
+        [
+            np.bincount(batch.species[i][batch.mask[i]].cpu().numpy(), minlength=len(model.elements))
+            for i in range(len(records))
+        ]
+    )
     energy = model.normalisation.energy_per_atom(normalised, counts)
     return shortest.cpu().numpy(), fingerprint.double().cpu().numpy(), energy
 
@@ -143,8 +151,8 @@ def _near_duplicates(fingerprints: np.ndarray, tolerance: float, chunk: int = 20
     earlier_close: list[np.ndarray] = []
     for start in range(0, len(vectors), chunk):
         rows = slice(start, start + chunk)
-        distance = torch.cdist(vectors[rows], vectors[:start + chunk])
-        scale = torch.maximum(norms[rows, None], norms[None, :start + chunk]).clamp(min=1e-12)
+        distance = torch.cdist(vectors[rows], vectors[: start + chunk])
+        scale = torch.maximum(norms[rows, None], norms[None, : start + chunk]).clamp(min=1e-12)
         position = torch.arange(start, start + len(distance))[:, None]
         close = (distance <= tolerance * scale) & (torch.arange(distance.shape[1])[None, :] < position)
         earlier_close.extend(np.flatnonzero(row) for row in close.numpy())
@@ -158,8 +166,13 @@ def _near_duplicates(fingerprints: np.ndarray, tolerance: float, chunk: int = 20
     return duplicates
 
 
-def screen(model: CrystalGan, records: Sequence[StructureRecord], criteria: ScreeningCriteria | None = None,
-           device: torch.device | str = 'cpu', batch_size: int = 1024) -> ScreeningResult:
+def screen(
+    model: CrystalGan,
+    records: Sequence[StructureRecord],
+    criteria: ScreeningCriteria | None = None,
+    device: torch.device | str = 'cpu',
+    batch_size: int = 1024,
+) -> ScreeningResult:
     """Filter, deduplicate and rank ``records`` (labelled with their requested composition), best first.
 
     The ranking orders the survivors by predicted energy per atom, lowest first; within one composition this is
@@ -180,7 +193,7 @@ def screen(model: CrystalGan, records: Sequence[StructureRecord], criteria: Scre
             reasons[index] = VOLUME
     candidates = [index for index in range(size) if not reasons[index]]
     for start in range(0, len(candidates), batch_size):
-        chunk = candidates[start:start + batch_size]
+        chunk = candidates[start : start + batch_size]
         shortest, fingerprint, predicted = _evaluate(model, [records[i] for i in chunk], device)
         for position, index in enumerate(chunk):
             if shortest[position] < criteria.min_distance:
@@ -193,8 +206,7 @@ def screen(model: CrystalGan, records: Sequence[StructureRecord], criteria: Scre
         groups.setdefault(_reduced_counts(records[index].numbers), []).append(index)
     for members in groups.values():
         members.sort(key=lambda i: (energy[i], i))
-        for position in _near_duplicates(np.asarray([fingerprints[i] for i in members]),
-                                         criteria.duplicate_tolerance):
+        for position in _near_duplicates(np.asarray([fingerprints[i] for i in members]), criteria.duplicate_tolerance):
             reasons[members[position]] = DUPLICATE
     ranked = sorted((i for i in fingerprints if not reasons[i]), key=lambda i: (energy[i], i))
     return ScreeningResult(reasons, energy, ranked)

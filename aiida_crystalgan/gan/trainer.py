@@ -34,8 +34,18 @@ from .representation import CrystalBatch
 #: labelled energy of the composition) and ``generated_force`` (mean |F|, eV/Å) are the physics head's predictions for
 #: the generated batch, logged whenever there are energies, whether or not guidance is on.
 LOSS_COLUMNS = (
-    'step', 'critic_loss', 'generator_loss', 'gradient_penalty', 'wasserstein_distance', 'physics_loss',
-    'generated_energy', 'generated_force', 'repulsion', 'volume_penalty', 'diversity', 'seconds_per_step',
+    'step',
+    'critic_loss',
+    'generator_loss',
+    'gradient_penalty',
+    'wasserstein_distance',
+    'physics_loss',
+    'generated_energy',
+    'generated_force',
+    'repulsion',
+    'volume_penalty',
+    'diversity',
+    'seconds_per_step',
 )
 
 
@@ -110,7 +120,7 @@ class Trainer:
         draw = torch.randint(len(pool), (self.config.batch_size,), generator=self.rng)
         if paired:
             half = len(draw) // 2
-            draw[half:2 * half] = draw[:half]
+            draw[half : 2 * half] = draw[:half]
         return data.select(pool[draw], self.device)
 
     def fake(self, real: TrainingSet) -> tuple[CrystalBatch, torch.Tensor]:
@@ -143,14 +153,21 @@ class Trainer:
 
     def physics_loss(self, real: TrainingSet, create_graph: bool = True) -> torch.Tensor:
         """Mean squared error of normalised energies plus ``head_force_weight`` x that of normalised forces."""
-        batch = CrystalBatch(real.batch.cell, real.batch.frac.detach().requires_grad_(True), real.batch.species,
-                             real.batch.mask)
+        batch = CrystalBatch(
+            real.batch.cell, real.batch.frac.detach().requires_grad_(True), real.batch.species, real.batch.mask
+        )
         with self.autocast():
             features, _ = self.model.features(batch)
             energy, forces = energy_and_forces(self.model.physics, features, batch, create_graph=create_graph)
         with_forces = real.batch.mask & real.has_forces[:, None]
-        return energy_force_error(energy, self.force_units * forces.float(), real.energy, real.forces, with_forces,
-                                  self.config.head_force_weight)
+        return energy_force_error(
+            energy,
+            self.force_units * forces.float(),
+            real.energy,
+            real.forces,
+            with_forces,
+            self.config.head_force_weight,
+        )
 
     def physics_step(self, data: TrainingSet, pool: torch.Tensor) -> torch.Tensor:
         loss = self.physics_loss(self.sample(data, pool))
@@ -179,8 +196,9 @@ class Trainer:
             features, pairs = model.features(fake)
             adversarial = -model.critic(features, fake.mask, real.condition).float().mean()
             repulsion = repulsion_penalty(pairs, fake.species, self.min_distance, num_atoms)
-            volume = volume_penalty(fake.cell, num_atoms, self.normalisation.volume_log_mean,
-                                    self.normalisation.volume_log_std)
+            volume = volume_penalty(
+                fake.cell, num_atoms, self.normalisation.volume_log_mean, self.normalisation.volume_log_std
+            )
             loss = adversarial + config.repulsion_weight * repulsion + config.volume_weight * volume
             diversity = torch.zeros((), device=self.device)
             if paired:
@@ -195,17 +213,25 @@ class Trainer:
                 energy, forces = energy_and_forces(model.physics, features, fake, create_graph=guided)
                 forces = self.force_units * forces.float()
                 if guided:
-                    physics = (config.energy_weight * energy_excess(energy, real.energy_floor)
-                               + config.force_weight * force_penalty(forces, fake.mask))
+                    physics = config.energy_weight * energy_excess(
+                        energy, real.energy_floor
+                    ) + config.force_weight * force_penalty(forces, fake.mask)
                     loss = loss + guidance * physics
                 scale = self.normalisation.energy_scale
                 force_norm = (forces.detach().norm(dim=-1) * fake.mask).sum() / fake.mask.sum()
-                logged = {'generated_energy': (energy.detach().float() - real.energy_floor).mean() * scale,
-                          'generated_force': force_norm * self.normalisation.force_scale}
+                logged = {
+                    'generated_energy': (energy.detach().float() - real.energy_floor).mean() * scale,
+                    'generated_force': force_norm * self.normalisation.force_scale,
+                }
         self._update('generator', loss)
         self.update_ema()
-        return {'generator_loss': loss, **logged, 'repulsion': repulsion, 'volume_penalty': volume,
-                'diversity': diversity}
+        return {
+            'generator_loss': loss,
+            **logged,
+            'repulsion': repulsion,
+            'volume_penalty': volume,
+            'diversity': diversity,
+        }
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         optimiser = self.optimisers[name]
@@ -268,8 +294,12 @@ class Trainer:
                 'trainer': self.rng.get_state(),
                 'torch': torch.get_rng_state(),
                 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                'numpy': {'key': torch.from_numpy(numpy_state[1].astype(np.int64)), 'pos': int(numpy_state[2]),
-                          'has_gauss': int(numpy_state[3]), 'cached_gaussian': float(numpy_state[4])},
+                'numpy': {
+                    'key': torch.from_numpy(numpy_state[1].astype(np.int64)),
+                    'pos': int(numpy_state[2]),
+                    'has_gauss': int(numpy_state[3]),
+                    'cached_gaussian': float(numpy_state[4]),
+                },
                 'python': {'version': python_state[0], 'state': list(python_state[1]), 'gauss': python_state[2]},
             },
             'history': {name: list(values) for name, values in self.history.items()},
@@ -298,8 +328,15 @@ class Trainer:
         if rng['cuda'] and torch.cuda.is_available() and len(rng['cuda']) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng['cuda'])
         numpy_state = rng['numpy']
-        np.random.set_state(('MT19937', numpy_state['key'].numpy().astype(np.uint32), numpy_state['pos'],
-                             numpy_state['has_gauss'], numpy_state['cached_gaussian']))
+        np.random.set_state(
+            (
+                'MT19937',
+                numpy_state['key'].numpy().astype(np.uint32),
+                numpy_state['pos'],
+                numpy_state['has_gauss'],
+                numpy_state['cached_gaussian'],
+            )
+        )
         python_state = rng['python']
         random.setstate((python_state['version'], tuple(python_state['state']), python_state['gauss']))
         return trainer

@@ -71,8 +71,9 @@ def split_indices(data: TrainingSet, fraction: float, seed: int) -> tuple[torch.
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     num_validation = int(round(fraction * len(data)))
     if fraction > 0 and not 0 < num_validation < len(data):
-        raise ValueError(f'validation_fraction={fraction} leaves no training or no validation structures '
-                         f'out of {len(data)}')
+        raise ValueError(
+            f'validation_fraction={fraction} leaves no training or no validation structures out of {len(data)}'
+        )
     return order[num_validation:].sort().values, order[:num_validation].sort().values
 
 
@@ -95,8 +96,9 @@ def usable_records(records: Sequence[StructureRecord], n_max: int) -> list[Struc
     return usable
 
 
-def start_trainer(usable: Sequence[StructureRecord], config: GanConfig, resume: str | Path | None,
-                  device: torch.device) -> Trainer:
+def start_trainer(
+    usable: Sequence[StructureRecord], config: GanConfig, resume: str | Path | None, device: torch.device
+) -> Trainer:
     """A trainer resumed from the checkpoint ``resume`` (whose vocabulary must cover ``usable``), or a fresh one."""
     if resume is None:
         elements = element_vocabulary(usable)
@@ -108,9 +110,15 @@ def start_trainer(usable: Sequence[StructureRecord], config: GanConfig, resume: 
     return trainer
 
 
-def train(records: Sequence[StructureRecord], config: GanConfig, output_dir: str | Path,
-          resume: str | Path | None = None, max_wallclock_seconds: float | None = None,
-          device: str | torch.device = 'auto', on_log: Callable[[Trainer], bool] | None = None) -> TrainResult:
+def train(
+    records: Sequence[StructureRecord],
+    config: GanConfig,
+    output_dir: str | Path,
+    resume: str | Path | None = None,
+    max_wallclock_seconds: float | None = None,
+    device: str | torch.device = 'auto',
+    on_log: Callable[[Trainer], bool] | None = None,
+) -> TrainResult:
     """Train (or continue training) a GAN on ``records`` and write ``model.pt``, ``losses.csv`` and ``metrics.json``.
 
     The critic's real samples (and the compositions the generator is trained on) are the records of role ``minimum``;

@@ -67,8 +67,9 @@ class Parameter:
         if self.step:
             return [float(v) for v in np.arange(self.low, self.high + 0.5 * self.step, self.step)]
         if not self.num:
-            raise ValueError(f'search space `{self.name}`: a float range needs `num` (grid points) or `step` for a '
-                             'grid search')
+            raise ValueError(
+                f'search space `{self.name}`: a float range needs `num` (grid points) or `step` for a grid search'
+            )
         spaced = np.geomspace if self.log else np.linspace
         return [float(v) for v in spaced(self.low, self.high, self.num)]
 
@@ -82,8 +83,10 @@ class SearchSpace:
         types = config_field_types()
         unknown = sorted(set(values) - set(types))
         if unknown:
-            raise ValueError(f'unknown field(s) in the search space: {", ".join(unknown)}; searchable fields are the '
-                             f'GanConfig fields: {", ".join(sorted(types))}')
+            raise ValueError(
+                f'unknown field(s) in the search space: {", ".join(unknown)}; searchable fields are the '
+                f'GanConfig fields: {", ".join(sorted(types))}'
+            )
         self.parameters = {name: _parameter(name, types[name], spec) for name, spec in sorted(values.items())}
 
     def distributions(self) -> dict[str, BaseDistribution]:
@@ -96,8 +99,10 @@ class SearchSpace:
         """The grid axes (for Optuna's ``GridSampler``); ``ValueError`` when the grid has more than ``cap`` points."""
         size = self.grid_size()
         if size > cap:
-            raise ValueError(f'the grid has {size} points, more than the cap of {cap}: narrow the ranges, lower `num` '
-                             'or raise the cap')
+            raise ValueError(
+                f'the grid has {size} points, more than the cap of {cap}: narrow the ranges, lower `num` '
+                'or raise the cap'
+            )
         return {name: parameter.grid_values() for name, parameter in self.parameters.items()}
 
     def grid_points(self, cap: int = DEFAULT_GRID_CAP) -> list[dict[str, Any]]:
@@ -132,8 +137,10 @@ def _parameter(name: str, field_type: str, spec: Any) -> Parameter:
         return Parameter(name, 'categorical', choices=tuple(choices))
     unknown = sorted(set(spec) - _RANGE_KEYS)
     if unknown or 'low' not in spec or 'high' not in spec:
-        raise ValueError(f'search space `{name}`: a range takes `low`, `high` and optionally `log`, `step`, `num`; '
-                         f'got {", ".join(sorted(spec))}')
+        raise ValueError(
+            f'search space `{name}`: a range takes `low`, `high` and optionally `log`, `step`, `num`; '
+            f'got {", ".join(sorted(spec))}'
+        )
     if field_type == 'bool':
         raise ValueError(f'search space `{name}`: a boolean field takes `choices: [true, false]`, not a range')
     low, high = spec['low'], spec['high']

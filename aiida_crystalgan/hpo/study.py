@@ -43,8 +43,9 @@ def frozen_trial(trial: Mapping[str, Any], space: SearchSpace) -> optuna.trial.F
     state = STATES[trial['state']]
     value = trial.get('value') if state == TrialState.COMPLETE else None
     curve = trial.get('curve') or {'step': [], 'objective': []}
-    intermediate = {int(s): float(v) for s, v in zip(curve['step'], curve['objective'])
-                    if v is not None and math.isfinite(v)}
+    intermediate = {
+        int(s): float(v) for s, v in zip(curve['step'], curve['objective']) if v is not None and math.isfinite(v)
+    }
     distributions = space.distributions()
     return optuna.trial.create_trial(
         state=state,
@@ -57,8 +58,14 @@ def frozen_trial(trial: Mapping[str, Any], space: SearchSpace) -> optuna.trial.F
     )
 
 
-def rebuild_study(space: SearchSpace, strategy: str, seed: int, trials: Sequence[Mapping[str, Any]],
-                  directions: Sequence[str] = ('minimize',), startup_trials: int = 10) -> optuna.Study:
+def rebuild_study(
+    space: SearchSpace,
+    strategy: str,
+    seed: int,
+    trials: Sequence[Mapping[str, Any]],
+    directions: Sequence[str] = ('minimize',),
+    startup_trials: int = 10,
+) -> optuna.Study:
     """An in-memory study holding ``trials``, with a sampler seeded by ``seed`` and the number of trials."""
     sampler = make_sampler(strategy, seed + len(trials), startup_trials)
     study = optuna.create_study(directions=list(directions), sampler=sampler)
@@ -67,9 +74,16 @@ def rebuild_study(space: SearchSpace, strategy: str, seed: int, trials: Sequence
     return study
 
 
-def suggest(space: SearchSpace, strategy: str, seed: int, trials: Sequence[Mapping[str, Any]], count: int,
-            directions: Sequence[str] = ('minimize',), startup_trials: int = 10,
-            grid_cap: int = DEFAULT_GRID_CAP) -> list[dict[str, Any]]:
+def suggest(
+    space: SearchSpace,
+    strategy: str,
+    seed: int,
+    trials: Sequence[Mapping[str, Any]],
+    count: int,
+    directions: Sequence[str] = ('minimize',),
+    startup_trials: int = 10,
+    grid_cap: int = DEFAULT_GRID_CAP,
+) -> list[dict[str, Any]]:
     """Parameters of the next ``count`` trials (fewer when a grid is exhausted), given the finished ``trials``.
 
     ``grid`` visits the grid points in an order shuffled by ``seed``; ``random`` and ``tpe`` ask the rebuilt study
@@ -95,8 +109,13 @@ def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
 
 
-def summarise_trial(number: int, params: Mapping[str, Any], folds: Sequence[Mapping[str, Any] | None],
-                    wall_seconds: float, multi_objective: bool = False) -> dict[str, Any]:
+def summarise_trial(
+    number: int,
+    params: Mapping[str, Any],
+    folds: Sequence[Mapping[str, Any] | None],
+    wall_seconds: float,
+    multi_objective: bool = False,
+) -> dict[str, Any]:
     """A trial from the held-out values of its folds (``None`` for a fold that failed).
 
     Failed when any fold failed or has no objective; pruned when any fold was pruned; else complete, with the mean
@@ -104,16 +123,29 @@ def summarise_trial(number: int, params: Mapping[str, Any], folds: Sequence[Mapp
     """
     key = 'objectives' if multi_objective else 'objective'
     curve = mean_curve([fold['curve'] for fold in folds if fold is not None and fold.get('curve')])
-    trial: dict[str, Any] = {'number': number, 'params': dict(params), 'folds': list(folds), 'curve': curve,
-                             'wall_seconds': wall_seconds, 'fold_values': None, 'value': None, 'spread': None}
+    trial: dict[str, Any] = {
+        'number': number,
+        'params': dict(params),
+        'folds': list(folds),
+        'curve': curve,
+        'wall_seconds': wall_seconds,
+        'fold_values': None,
+        'value': None,
+        'spread': None,
+    }
     if any(fold is None or fold.get(key) is None for fold in folds):
         return {**trial, 'state': 'pruned' if any(fold and fold.get('pruned') for fold in folds) else 'failed'}
     if multi_objective and any(value is None for fold in folds for value in fold[key]):
         return {**trial, 'state': 'failed'}
     values = np.array([fold[key] for fold in folds], dtype=float)
     state = 'pruned' if any(fold.get('pruned') for fold in folds) else 'complete'
-    return {**trial, 'state': state, 'fold_values': values.tolist(), 'value': values.mean(axis=0).tolist(),
-            'spread': values.std(axis=0).tolist()}
+    return {
+        **trial,
+        'state': state,
+        'fold_values': values.tolist(),
+        'value': values.mean(axis=0).tolist(),
+        'spread': values.std(axis=0).tolist(),
+    }
 
 
 def mean_curve(curves: Sequence[Mapping[str, list]]) -> dict[str, list]:
@@ -144,8 +176,7 @@ def best_trial(trials: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     if not complete:
         return None
     values = [np.atleast_1d(trial['value']) for trial in complete]
-    front = [t for t, v in zip(complete, values)
-             if not any(np.all(w <= v) and np.any(w < v) for w in values)]
+    front = [t for t, v in zip(complete, values) if not any(np.all(w <= v) and np.any(w < v) for w in values)]
     return dict(min(front, key=lambda trial: (float(np.sum(trial['value'])), trial['number'])))
 
 

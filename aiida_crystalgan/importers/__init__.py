@@ -9,8 +9,23 @@ from .optimade import OptimadeError, build_filter, import_optimade
 from .transforms import augment_dataset, clean_dataset, split_dataset
 
 __all__ = (
-    'AugmentOptions', 'CleaningOptions', 'CleaningReport', 'FileImportError', 'OptimadeError', 'augment_dataset',
-    'augment_records', 'build_dataset', 'build_dataset_from_nodes', 'build_filter', 'clean_dataset',
-    'collect_group_nodes', 'import_files', 'import_group', 'import_optimade', 'iter_file_records',
-    'records_from_nodes', 'select_clean', 'split_dataset',
+    'AugmentOptions',
+    'CleaningOptions',
+    'CleaningReport',
+    'FileImportError',
+    'OptimadeError',
+    'augment_dataset',
+    'augment_records',
+    'build_dataset',
+    'build_dataset_from_nodes',
+    'build_filter',
+    'clean_dataset',
+    'collect_group_nodes',
+    'import_files',
+    'import_group',
+    'import_optimade',
+    'iter_file_records',
+    'records_from_nodes',
+    'select_clean',
+    'split_dataset',
 )

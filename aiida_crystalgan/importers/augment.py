@@ -56,9 +56,17 @@ class AugmentOptions:
 
 
 def _copy(record: StructureRecord, suffix: str, **changes: Any) -> StructureRecord:
-    values = {'numbers': record.numbers, 'positions': record.positions, 'cell': record.cell, 'energy': record.energy,
-              'forces': record.forces, 'stress': record.stress, 'source': record.source, 'role': record.role,
-              'label': f'{record.label}+{suffix}' if record.label else suffix}
+    values = {
+        'numbers': record.numbers,
+        'positions': record.positions,
+        'cell': record.cell,
+        'energy': record.energy,
+        'forces': record.forces,
+        'stress': record.stress,
+        'source': record.source,
+        'role': record.role,
+        'label': f'{record.label}+{suffix}' if record.label else suffix,
+    }
     values.update(changes)
     return StructureRecord(**values)
 
@@ -66,22 +74,28 @@ def _copy(record: StructureRecord, suffix: str, **changes: Any) -> StructureReco
 def supercells(record: StructureRecord, max_atoms: int, count: int = 3) -> list[StructureRecord]:
     """Up to ``count`` diagonal supercells (multipliers 1-3, smallest first) of at most ``max_atoms`` atoms."""
     multipliers = sorted(
-        (m for m in itertools.product(range(1, 4), repeat=3) if m != (1, 1, 1)
-         and record.num_atoms * np.prod(m) <= max_atoms),
+        (
+            m
+            for m in itertools.product(range(1, 4), repeat=3)
+            if m != (1, 1, 1) and record.num_atoms * np.prod(m) <= max_atoms
+        ),
         key=lambda m: (int(np.prod(m)), m[::-1]),
     )[:count]
     result = []
     for multiplier in multipliers:
         images = np.array(list(itertools.product(*(range(n) for n in multiplier)))) @ record.cell
         factor = int(np.prod(multiplier))
-        result.append(_copy(
-            record, 'x'.join(map(str, multiplier)),
-            numbers=np.tile(record.numbers, factor),
-            positions=(images[:, None, :] + record.positions[None, :, :]).reshape(-1, 3),
-            cell=record.cell * np.array(multiplier)[:, None],
-            energy=None if record.energy is None else record.energy * factor,
-            forces=None if record.forces is None else np.tile(record.forces, (factor, 1)),
-        ))
+        result.append(
+            _copy(
+                record,
+                'x'.join(map(str, multiplier)),
+                numbers=np.tile(record.numbers, factor),
+                positions=(images[:, None, :] + record.positions[None, :, :]).reshape(-1, 3),
+                cell=record.cell * np.array(multiplier)[:, None],
+                energy=None if record.energy is None else record.energy * factor,
+                forces=None if record.forces is None else np.tile(record.forces, (factor, 1)),
+            )
+        )
     return result
 
 
@@ -94,8 +108,13 @@ def translate(record: StructureRecord, rng: np.random.Generator, tag: str = 't')
 def permute(record: StructureRecord, rng: np.random.Generator, tag: str = 'p') -> StructureRecord:
     """A copy with the atoms (and their forces) in a random order."""
     order = rng.permutation(record.num_atoms)
-    return _copy(record, tag, numbers=record.numbers[order], positions=record.positions[order],
-                 forces=None if record.forces is None else record.forces[order])
+    return _copy(
+        record,
+        tag,
+        numbers=record.numbers[order],
+        positions=record.positions[order],
+        forces=None if record.forces is None else record.forces[order],
+    )
 
 
 @lru_cache(maxsize=1)
@@ -105,8 +124,9 @@ def _substitution_model():
     return SubstitutionProbability()
 
 
-def substitute(record: StructureRecord, elements: list[str], threshold: float = 1e-3) -> tuple[StructureRecord | None,
-                                                                                                str]:
+def substitute(
+    record: StructureRecord, elements: list[str], threshold: float = 1e-3
+) -> tuple[StructureRecord | None, str]:
     """The prototype ``record`` with its elements replaced by ``elements`` (the most probable substitution).
 
     Oxidation states of the prototype are guessed from its composition; every assignment of ``elements`` species of
@@ -128,10 +148,19 @@ def substitute(record: StructureRecord, elements: list[str], threshold: float = 
     unknown = [str(species) for species in old if species not in model.species]
     if unknown:
         return None, f'species {unknown} are not in the substitution probability model'
-    candidates = [[new for new in model.species if new.symbol in elements and np.sign(new.oxi_state) == np.sign(
-        species.oxi_state)] for species in old]
-    scored = [(model.cond_prob_list(list(new), old), new) for new in itertools.product(*candidates)
-              if len({species.symbol for species in new}) == len(new)]
+    candidates = [
+        [
+            new
+            for new in model.species
+            if new.symbol in elements and np.sign(new.oxi_state) == np.sign(species.oxi_state)
+        ]
+        for species in old
+    ]
+    scored = [
+        (model.cond_prob_list(list(new), old), new)
+        for new in itertools.product(*candidates)
+        if len({species.symbol for species in new}) == len(new)
+    ]
     probability, best = max(scored, key=lambda item: item[0], default=(0.0, ()))
     if probability < threshold:
         return None, f'no substitution of {[str(s) for s in old]} into {elements} above probability {threshold}'
@@ -139,11 +168,13 @@ def substitute(record: StructureRecord, elements: list[str], threshold: float = 
     numbers = [atomic_numbers[mapping[chemical_symbols[z]]] for z in record.numbers]
     description = ','.join(f'{a}->{b}' for a, b in sorted(mapping.items()) if a != b)
     return _copy(record, f'sub({description})', numbers=numbers, energy=None, forces=None, stress=None), (
-        f'{description} (probability {probability:.3g})')
+        f'{description} (probability {probability:.3g})'
+    )
 
 
-def augment_records(records: Iterable[StructureRecord], options: AugmentOptions,
-                    report: CleaningReport | None = None) -> Iterator[StructureRecord]:
+def augment_records(
+    records: Iterable[StructureRecord], options: AugmentOptions, report: CleaningReport | None = None
+) -> Iterator[StructureRecord]:
     """Yield the (optionally kept) originals followed by their augmented copies, deterministically for a seed.
 
     Prototypes that cannot be substituted are dropped and recorded in ``report``.
@@ -155,8 +186,7 @@ def augment_records(records: Iterable[StructureRecord], options: AugmentOptions,
             if substituted is None:
                 if report is not None:
                     report.num_input += 1
-                    report.drop('unsupported_element', f'not substituted: {detail}', index, record.source,
-                                record.label)
+                    report.drop('unsupported_element', f'not substituted: {detail}', index, record.source, record.label)
                 continue
             record = substituted
         bases = [record]

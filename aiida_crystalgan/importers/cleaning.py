@@ -26,8 +26,17 @@ from aiida_crystalgan.io.datafile import DataFile, DataFileWriter, StructureReco
 
 __all__ = ('CleaningOptions', 'CleaningReport', 'build_dataset', 'deduplicate_minima', 'kept_records', 'select_clean')
 
-REASONS = ('unreadable', 'disordered', 'unsupported_element', 'missing_energy', 'missing_forces', 'min_distance',
-           'volume', 'volume_outlier', 'duplicate')
+REASONS = (
+    'unreadable',
+    'disordered',
+    'unsupported_element',
+    'missing_energy',
+    'missing_forces',
+    'min_distance',
+    'volume',
+    'volume_outlier',
+    'duplicate',
+)
 
 
 @dataclass
@@ -76,8 +85,13 @@ class CleaningReport:
         return dict(Counter(item['reason'] for item in self.dropped))
 
     def as_dict(self, options: CleaningOptions | None = None) -> dict[str, Any]:
-        report = {'num_input': self.num_input, 'num_dropped': len(self.dropped),
-                  'num_kept': self.num_input - len(self.dropped), 'counts': self.counts, 'dropped': self.dropped}
+        report = {
+            'num_input': self.num_input,
+            'num_dropped': len(self.dropped),
+            'num_kept': self.num_input - len(self.dropped),
+            'counts': self.counts,
+            'dropped': self.dropped,
+        }
         if options is not None:
             report['options'] = options.as_dict()
         return report
@@ -93,8 +107,12 @@ def _min_distance(record: StructureRecord, cutoff: float) -> float | None:
 
     positions = np.ascontiguousarray(record.positions)
     centers, neighbors, images, distances = find_points_in_spheres(
-        positions, positions, r=float(cutoff), pbc=np.ones(3, dtype=np.int64),
-        lattice=np.ascontiguousarray(record.cell), tol=1e-8,
+        positions,
+        positions,
+        r=float(cutoff),
+        pbc=np.ones(3, dtype=np.int64),
+        lattice=np.ascontiguousarray(record.cell),
+        tol=1e-8,
     )
     is_self = (centers == neighbors) & ~images.any(axis=1)
     distances = distances[~is_self]
@@ -144,8 +162,9 @@ def _lowest_energy_representatives(records: dict[int, StructureRecord], matcher)
     replaced: dict[int, int] = {}
     for group in matcher.group_structures(structures):
         group_indices = [structure.properties['index'] for structure in group]
-        energies = [records[i].energy / records[i].num_atoms if records[i].energy is not None else np.inf
-                    for i in group_indices]
+        energies = [
+            records[i].energy / records[i].num_atoms if records[i].energy is not None else np.inf for i in group_indices
+        ]
         kept = group_indices[int(np.argmin(energies))] if np.isfinite(energies).any() else min(group_indices)
         replaced.update({i: kept for i in group_indices if i != kept})
     return replaced
@@ -167,8 +186,13 @@ def _duplicates(datafile: DataFile, indices: list[int], options: CleaningOptions
     return replaced
 
 
-def deduplicate_minima(records: Iterable[StructureRecord], ltol: float = 0.2, stol: float = 0.3,
-                       angle_tol: float = 5.0, scale: bool = False) -> tuple[list[int], dict[int, int]]:
+def deduplicate_minima(
+    records: Iterable[StructureRecord],
+    ltol: float = 0.2,
+    stol: float = 0.3,
+    angle_tol: float = 5.0,
+    scale: bool = False,
+) -> tuple[list[int], dict[int, int]]:
     """Merge equivalent minima: ``(kept indices, {duplicate index: index kept in its place})``.
 
     Structures are compared with pymatgen's ``StructureMatcher`` (tolerances as in :class:`CleaningOptions`; reduced
@@ -187,8 +211,11 @@ def deduplicate_minima(records: Iterable[StructureRecord], ltol: float = 0.2, st
     return [index for index in range(len(records)) if index not in replaced], replaced
 
 
-def select_clean(datafile: DataFile, options: CleaningOptions, report: CleaningReport | None = None,
-                 ) -> tuple[list[int], CleaningReport]:
+def select_clean(
+    datafile: DataFile,
+    options: CleaningOptions,
+    report: CleaningReport | None = None,
+) -> tuple[list[int], CleaningReport]:
     """Return the indices of ``datafile`` that pass ``options`` and the report of those that do not."""
     report = report or CleaningReport()
     report.num_input += len(datafile)
@@ -209,8 +236,14 @@ def select_clean(datafile: DataFile, options: CleaningOptions, report: CleaningR
         for index, value, zscore in zip(kept, values, zscores):
             if zscore > options.max_volume_zscore:
                 record = datafile[index]
-                report.drop('volume_outlier', f'volume per atom {value:.3f} is {zscore:.1f} robust standard '
-                            f'deviations from the median {median:.3f}', index, record.source, record.label)
+                report.drop(
+                    'volume_outlier',
+                    f'volume per atom {value:.3f} is {zscore:.1f} robust standard '
+                    f'deviations from the median {median:.3f}',
+                    index,
+                    record.source,
+                    record.label,
+                )
         kept = [index for index, zscore in zip(kept, zscores) if zscore <= options.max_volume_zscore]
     if options.dedupe:
         replaced = _duplicates(datafile, kept, options)
@@ -227,9 +260,13 @@ def kept_records(datafile: DataFile, kept: list[int]) -> Iterator[StructureRecor
     return (record for index, record in enumerate(datafile) if index in wanted)
 
 
-def build_dataset(records: Iterable[StructureRecord], metadata: dict[str, Any] | None = None,
-                  options: CleaningOptions | None = None, report: CleaningReport | None = None,
-                  **kwargs) -> CrystalDatasetData:
+def build_dataset(
+    records: Iterable[StructureRecord],
+    metadata: dict[str, Any] | None = None,
+    options: CleaningOptions | None = None,
+    report: CleaningReport | None = None,
+    **kwargs,
+) -> CrystalDatasetData:
     """Build an unstored dataset from ``records``, cleaned with ``options`` when given.
 
     ``report`` may already hold what an importer could not convert; the final report goes to ``metadata['cleaning']``.

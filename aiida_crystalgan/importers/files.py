@@ -61,8 +61,10 @@ def detect_format(path: Path) -> str:
         return 'outcar'
     if name.startswith(('poscar', 'contcar')) or name.endswith(('.vasp', '.poscar')):
         return 'poscar'
-    raise FileImportError(f'{path}: unsupported file type; name it *.cif, *.extxyz/*.xyz, POSCAR*/CONTCAR*/*.vasp, '
-                          'vasprun*.xml or OUTCAR* (optionally compressed), or pass the format explicitly')
+    raise FileImportError(
+        f'{path}: unsupported file type; name it *.cif, *.extxyz/*.xyz, POSCAR*/CONTCAR*/*.vasp, '
+        'vasprun*.xml or OUTCAR* (optionally compressed), or pass the format explicitly'
+    )
 
 
 def _read_cif(path: Path, report: CleaningReport, role: str) -> Iterator[StructureRecord]:
@@ -80,8 +82,7 @@ def _read_cif(path: Path, report: CleaningReport, role: str) -> Iterator[Structu
         label = path.name if len(structures) == 1 else f'{path.name}:{i}'
         if not structure.is_ordered:
             report.num_input += 1
-            report.drop('disordered', f'partial occupancies in {structure.composition}', source=str(path),
-                        label=label)
+            report.drop('disordered', f'partial occupancies in {structure.composition}', source=str(path), label=label)
             continue
         problem = check_lattice(structure.lattice.matrix, structure.cart_coords)
         if problem:
@@ -97,8 +98,10 @@ def _decompress(path: Path, target: Path) -> None:
         while chunk := source.read(_CHUNK_BYTES):
             written += len(chunk)
             if written > limit:
-                raise FileImportError(f'{path}: decompresses to more than {limit / 1024**3:.1f} GiB; decompress it '
-                                      'yourself where there is room, or split it')
+                raise FileImportError(
+                    f'{path}: decompresses to more than {limit / 1024**3:.1f} GiB; decompress it '
+                    'yourself where there is room, or split it'
+                )
             handle.write(chunk)
 
 
@@ -110,8 +113,10 @@ def check_lattice(cell: Any, positions: Any, pbc: Any = (True, True, True)) -> s
     if not np.isfinite(positions).all():
         return 'its positions hold NaN or infinite values'
     if not np.all(pbc) or abs(np.linalg.det(cell)) < 1e-6:
-        return ('it has no 3D periodic lattice (a molecule or a slab?): give the cell, e.g. `Lattice="..."` and '
-                '`pbc="T T T"` in an extended XYZ comment line')
+        return (
+            'it has no 3D periodic lattice (a molecule or a slab?): give the cell, e.g. `Lattice="..."` and '
+            '`pbc="T T T"` in an extended XYZ comment line'
+        )
     return None
 
 
@@ -134,8 +139,13 @@ def _read_ase(path: Path, fmt: str, index: str, role: str | None) -> Iterator[St
             yield StructureRecord.from_ase(atoms, source=str(path), label=f'{path.name}:{i}', role=frame_role)
 
 
-def iter_file_records(path: str | Path, fmt: str | None = None, index: str = ':',
-                      report: CleaningReport | None = None, role: str | None = None) -> Iterator[StructureRecord]:
+def iter_file_records(
+    path: str | Path,
+    fmt: str | None = None,
+    index: str = ':',
+    report: CleaningReport | None = None,
+    role: str | None = None,
+) -> Iterator[StructureRecord]:
     """Yield the records of one file; ``index`` selects frames of multi-frame files (ASE syntax, e.g. ``-1``).
 
     Disordered CIF structures are recorded in ``report`` instead of being yielded. ``role`` (``minimum`` or
@@ -184,9 +194,15 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     return files, skipped
 
 
-def import_files(paths: Iterable[str | Path], fmt: str | None = None, index: str = ':',
-                 cleaning: CleaningOptions | dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                 role: str | None = None, **kwargs) -> CrystalDatasetData:
+def import_files(
+    paths: Iterable[str | Path],
+    fmt: str | None = None,
+    index: str = ':',
+    cleaning: CleaningOptions | dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    role: str | None = None,
+    **kwargs,
+) -> CrystalDatasetData:
     """Read structure files (or directories of them) into one unstored ``CrystalDatasetData``.
 
     In directories, files whose name matches no format are skipped and listed in ``metadata['skipped_files']``.
@@ -205,6 +221,11 @@ def import_files(paths: Iterable[str | Path], fmt: str | None = None, index: str
     report = CleaningReport()
     options = CleaningOptions.from_dict(cleaning) if isinstance(cleaning, dict) else cleaning
     records = (record for path in files for record in iter_file_records(path, fmt, index, report, role))
-    metadata = {'provider': 'files', 'files': [str(path) for path in files], 'skipped_files': skipped,
-                'options': {'format': fmt, 'index': index, 'role': role}, **(metadata or {})}
+    metadata = {
+        'provider': 'files',
+        'files': [str(path) for path in files],
+        'skipped_files': skipped,
+        'options': {'format': fmt, 'index': index, 'role': role},
+        **(metadata or {}),
+    }
     return build_dataset(records, metadata, options, report, **kwargs)

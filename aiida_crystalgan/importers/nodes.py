@@ -26,8 +26,10 @@ __all__ = ('build_dataset_from_nodes', 'collect_group_nodes', 'import_group', 'r
 _NODE_OPTIONS = ('splits', 'folds', 'seed', 'group_by')
 
 
-def records_from_nodes(structures: dict[str, orm.Data], results: dict[str, orm.ArrayData] | None = None,
-                       ) -> Iterator[StructureRecord]:
+def records_from_nodes(
+    structures: dict[str, orm.Data],
+    results: dict[str, orm.ArrayData] | None = None,
+) -> Iterator[StructureRecord]:
     """Records of ``structures`` (StructureData or TrajectoryData), with energy/forces/stress of ``results[key]``."""
     results = results or {}
     unknown = set(results) - set(structures)
@@ -72,14 +74,15 @@ def build_dataset_from_nodes(parameters: orm.Dict | None = None, **nodes) -> Cry
 
 
 def _outputs(process: orm.ProcessNode, namespace: str) -> dict[str, orm.Node]:
-    links = process.base.links.get_outgoing(link_type=(LinkType.CREATE, LinkType.RETURN),
-                                            link_label_filter=f'{namespace}__%').all()
-    return {link.link_label[len(namespace) + 2:]: link.node for link in links}
+    links = process.base.links.get_outgoing(
+        link_type=(LinkType.CREATE, LinkType.RETURN), link_label_filter=f'{namespace}__%'
+    ).all()
+    return {link.link_label[len(namespace) + 2 :]: link.node for link in links}
 
 
 def _inputs(process: orm.ProcessNode, namespace: str) -> dict[str, orm.Node]:
     links = process.base.links.get_incoming(link_label_filter=f'{namespace}__%').all()
-    return {link.link_label[len(namespace) + 2:]: link.node for link in links}
+    return {link.link_label[len(namespace) + 2 :]: link.node for link in links}
 
 
 def collect_group_nodes(group: orm.Group) -> tuple[dict[str, orm.Data], dict[str, orm.ArrayData], list[dict]]:
@@ -96,8 +99,12 @@ def collect_group_nodes(group: orm.Group) -> tuple[dict[str, orm.Data], dict[str
             structures[f'n{node.pk}'] = node
         elif isinstance(node, orm.ProcessNode):
             if not node.is_finished_ok:
-                skipped.append({'pk': node.pk, 'reason': f'process not finished ok ({node.process_state}, '
-                                f'exit status {node.exit_status})'})
+                skipped.append(
+                    {
+                        'pk': node.pk,
+                        'reason': f'process not finished ok ({node.process_state}, exit status {node.exit_status})',
+                    }
+                )
                 continue
             found = _outputs(node, 'trajectories')
             structures.update({f'n{node.pk}_{key}_md': traj for key, traj in found.items()})
@@ -123,11 +130,17 @@ def import_group(group: orm.Group | str, parameters: dict[str, Any] | None = Non
     group = group if isinstance(group, orm.Group) else orm.load_group(group)
     structures, results, skipped = collect_group_nodes(group)
     if not structures:
-        raise ValueError(f'group `{group.label}` holds no structure, trajectory or finished engine process '
-                         f'({len(skipped)} nodes skipped: {skipped[:5]})')
+        raise ValueError(
+            f'group `{group.label}` holds no structure, trajectory or finished engine process '
+            f'({len(skipped)} nodes skipped: {skipped[:5]})'
+        )
     parameters = dict(parameters or {})
-    parameters['metadata'] = {'group': group.label, 'group_uuid': group.uuid, 'skipped_nodes': skipped,
-                              **parameters.get('metadata', {})}
+    parameters['metadata'] = {
+        'group': group.label,
+        'group_uuid': group.uuid,
+        'skipped_nodes': skipped,
+        **parameters.get('metadata', {}),
+    }
     namespaces = {'structures': structures, **({'results': results} if results else {})}
     dataset, process = build_dataset_from_nodes.run_get_node(parameters=orm.Dict(parameters), **namespaces)
     if not process.is_finished_ok:

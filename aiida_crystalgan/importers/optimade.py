@@ -29,16 +29,29 @@ from .cleaning import CleaningOptions, CleaningReport, build_dataset
 
 __all__ = ('OptimadeError', 'build_filter', 'import_optimade', 'iter_optimade_entries', 'structures_endpoint')
 
-RESPONSE_FIELDS = ('lattice_vectors', 'cartesian_site_positions', 'species_at_sites', 'species', 'dimension_types',
-                   'nperiodic_dimensions', 'chemical_formula_reduced', 'last_modified', 'structure_features')
+RESPONSE_FIELDS = (
+    'lattice_vectors',
+    'cartesian_site_positions',
+    'species_at_sites',
+    'species',
+    'dimension_types',
+    'nperiodic_dimensions',
+    'chemical_formula_reduced',
+    'last_modified',
+    'structure_features',
+)
 
 
 class OptimadeError(RuntimeError):
     """The provider answered with an error or an invalid response."""
 
 
-def build_filter(elements: Sequence[str] | None = None, nelements: int | tuple[int, int] | None = None,
-                 elements_only: bool = True, extra: str | None = None) -> str:
+def build_filter(
+    elements: Sequence[str] | None = None,
+    nelements: int | tuple[int, int] | None = None,
+    elements_only: bool = True,
+    extra: str | None = None,
+) -> str:
     """An OPTIMADE filter string on ``elements`` and ``nelements``.
 
     :param elements: structures must contain all of these; with ``elements_only`` only these (a chemical system).
@@ -107,8 +120,13 @@ class _CappedRetry(Retry):
 
 def _session(retries: int) -> requests.Session:
     session = requests.Session()
-    retry = _CappedRetry(total=retries, backoff_factor=1.0, status_forcelist=(429, 500, 502, 503, 504),
-                         allowed_methods=('GET',), raise_on_status=False)
+    retry = _CappedRetry(
+        total=retries,
+        backoff_factor=1.0,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=('GET',),
+        raise_on_status=False,
+    )
     session.mount('http://', HTTPAdapter(max_retries=retry))
     session.mount('https://', HTTPAdapter(max_retries=retry))
     session.headers['Accept'] = 'application/vnd.api+json, application/json'
@@ -125,18 +143,27 @@ def _get(session: requests.Session, url: str, params: dict[str, Any] | None, tim
     except ValueError:
         body = {}
     if not response.ok or 'errors' in body and 'data' not in body:
-        details = '; '.join(
-            f"{error.get('title', '')}: {error.get('detail', '')}".strip(': ') for error in body.get('errors', [])
-        ) or response.text[:300]
+        details = (
+            '; '.join(
+                f'{error.get("title", "")}: {error.get("detail", "")}'.strip(': ') for error in body.get('errors', [])
+            )
+            or response.text[:300]
+        )
         raise OptimadeError(f'{response.url} answered HTTP {response.status_code}: {details}')
     if not isinstance(body.get('data'), list):
         raise OptimadeError(f'{response.url} did not answer an OPTIMADE list of entries (no `data` list)')
     return body
 
 
-def iter_optimade_entries(base_url: str, filter_: str = '', page_limit: int = 100, max_results: int | None = None,
-                          timeout: float = 30.0, retries: int = 3,
-                          max_pages: int = MAX_PAGES) -> Iterator[dict[str, Any]]:
+def iter_optimade_entries(
+    base_url: str,
+    filter_: str = '',
+    page_limit: int = 100,
+    max_results: int | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    max_pages: int = MAX_PAGES,
+) -> Iterator[dict[str, Any]]:
     """Yield the raw structure entries matching ``filter_``, following ``links.next`` page by page.
 
     Stops at an empty page (even with a ``next`` link), at a ``next`` link already followed, and after ``max_pages``
@@ -165,8 +192,9 @@ def iter_optimade_entries(base_url: str, filter_: str = '', page_limit: int = 10
                 return
             followed.add(url)
             params = None
-    raise OptimadeError(f'{base_url} still had a next page after {max_pages} pages: narrow the filter or set '
-                        '`max_results`')
+    raise OptimadeError(
+        f'{base_url} still had a next page after {max_pages} pages: narrow the filter or set `max_results`'
+    )
 
 
 def entry_to_record(entry: dict[str, Any], source: str, role: str = MINIMUM) -> StructureRecord:
@@ -180,15 +208,28 @@ def entry_to_record(entry: dict[str, Any], source: str, role: str = MINIMUM) -> 
     structure = Structure(entry).convert('pymatgen')
     if not hasattr(structure, 'lattice'):
         raise ValueError('not periodic in three dimensions')
-    return StructureRecord.from_pymatgen(structure, source=source, label=entry['attributes'].get(
-        'chemical_formula_reduced', structure.composition.reduced_formula), role=role)
+    return StructureRecord.from_pymatgen(
+        structure,
+        source=source,
+        label=entry['attributes'].get('chemical_formula_reduced', structure.composition.reduced_formula),
+        role=role,
+    )
 
 
-def import_optimade(base_url: str, filter_: str | None = None, elements: Sequence[str] | None = None,
-                    nelements: int | tuple[int, int] | None = None, page_limit: int = 100,
-                    max_results: int | None = None, cleaning: CleaningOptions | dict[str, Any] | None = None,
-                    metadata: dict[str, Any] | None = None, timeout: float = 30.0, retries: int = 3,
-                    role: str = MINIMUM, **kwargs) -> CrystalDatasetData:
+def import_optimade(
+    base_url: str,
+    filter_: str | None = None,
+    elements: Sequence[str] | None = None,
+    nelements: int | tuple[int, int] | None = None,
+    page_limit: int = 100,
+    max_results: int | None = None,
+    cleaning: CleaningOptions | dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+    role: str = MINIMUM,
+    **kwargs,
+) -> CrystalDatasetData:
     """Query an OPTIMADE provider and return an unstored ``CrystalDatasetData`` of the structures found.
 
     Give a full ``filter_`` or ``elements``/``nelements`` (see :func:`build_filter`). Each record's source is
@@ -211,20 +252,26 @@ def import_optimade(base_url: str, filter_: str | None = None, elements: Sequenc
             attributes = entry.get('attributes', {})
             if 'disorder' in (attributes.get('structure_features') or []):
                 report.num_input += 1
-                report.drop('disordered', 'OPTIMADE structure_features has `disorder`', source=source,
-                            label=entry_id)
+                report.drop('disordered', 'OPTIMADE structure_features has `disorder`', source=source, label=entry_id)
                 continue
             try:
                 yield entry_to_record(entry, source, role)
             except Exception as exception:  # noqa: BLE001 - any invalid entry is reported, not fatal
                 report.num_input += 1
                 reason = 'disordered' if 'disordered' in str(exception) else 'unreadable'
-                report.drop(reason, f'{type(exception).__name__}: {str(exception)[:200]}', source=source,
-                            label=entry_id)
+                report.drop(
+                    reason, f'{type(exception).__name__}: {str(exception)[:200]}', source=source, label=entry_id
+                )
 
     options = CleaningOptions.from_dict(cleaning) if isinstance(cleaning, dict) else cleaning
     # ``entry_ids`` fills while the records stream, before ``build_dataset`` creates the node with this metadata.
-    metadata = {'provider': 'optimade', 'base_url': base_url, 'endpoint': endpoint, 'filter': filter_,
-                'options': {'page_limit': page_limit, 'max_results': max_results, 'role': role}, 'entry_ids': entry_ids,
-                **(metadata or {})}
+    metadata = {
+        'provider': 'optimade',
+        'base_url': base_url,
+        'endpoint': endpoint,
+        'filter': filter_,
+        'options': {'page_limit': page_limit, 'max_results': max_results, 'role': role},
+        'entry_ids': entry_ids,
+        **(metadata or {}),
+    }
     return build_dataset(records(), metadata, options, report, **kwargs)

@@ -63,8 +63,12 @@ def split_dataset(dataset: CrystalDatasetData, parameters: orm.Dict) -> CrystalD
     try:
         with dataset.base.repository.as_path(FILENAME) as path:
             return CrystalDatasetData(
-                filepath=path, metadata={'parent': dataset.uuid}, splits=options.get('fractions'),
-                folds=options.get('folds'), seed=options.get('seed', 0), group_by=options.get('group_by'),
+                filepath=path,
+                metadata={'parent': dataset.uuid},
+                splits=options.get('fractions'),
+                folds=options.get('folds'),
+                seed=options.get('seed', 0),
+                group_by=options.get('group_by'),
             )
     except (TypeError, ValueError) as exception:
         return _invalid(exception)

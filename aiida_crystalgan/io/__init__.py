@@ -13,6 +13,13 @@ from .datafile import (
 )
 
 __all__ = (
-    'LABELLED', 'MINIMUM', 'ROLES', 'DataFile', 'DataFileWriter', 'StructureRecord', 'check_role', 'read_datafile',
+    'LABELLED',
+    'MINIMUM',
+    'ROLES',
+    'DataFile',
+    'DataFileWriter',
+    'StructureRecord',
+    'check_role',
+    'read_datafile',
     'write_datafile',
 )

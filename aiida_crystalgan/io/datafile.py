@@ -119,7 +119,10 @@ class StructureRecord:
 
         site_properties = {'forces': self.forces.tolist()} if self.forces is not None else None
         structure = Structure(
-            Lattice(self.cell), self.numbers.tolist(), self.positions, coords_are_cartesian=True,
+            Lattice(self.cell),
+            self.numbers.tolist(),
+            self.positions,
+            coords_are_cartesian=True,
             site_properties=site_properties,
         )
         structure.properties = {'energy': self.energy, 'source': self.source, 'label': self.label, 'role': self.role}
@@ -143,20 +146,40 @@ class StructureRecord:
                 raw = np.asarray(results['stress'])
                 stress = voigt_6_to_full_3x3_stress(raw) if raw.shape == (6,) else raw
         return cls(
-            numbers=atoms.get_atomic_numbers(), positions=atoms.get_positions(), cell=np.asarray(atoms.cell[:]),
-            energy=energy, forces=forces, stress=stress, source=source or str(atoms.info.get('source', '')),
-            label=label or str(atoms.info.get('label', '')), role=role or str(atoms.info.get('role', LABELLED)),
+            numbers=atoms.get_atomic_numbers(),
+            positions=atoms.get_positions(),
+            cell=np.asarray(atoms.cell[:]),
+            energy=energy,
+            forces=forces,
+            stress=stress,
+            source=source or str(atoms.info.get('source', '')),
+            label=label or str(atoms.info.get('label', '')),
+            role=role or str(atoms.info.get('role', LABELLED)),
         )
 
     @classmethod
-    def from_pymatgen(cls, structure, energy: float | None = None, forces=None, stress=None, source: str = '',
-                      label: str = '', role: str = LABELLED) -> StructureRecord:
+    def from_pymatgen(
+        cls,
+        structure,
+        energy: float | None = None,
+        forces=None,
+        stress=None,
+        source: str = '',
+        label: str = '',
+        role: str = LABELLED,
+    ) -> StructureRecord:
         """Build a record from an ordered ``pymatgen.core.Structure``."""
         if not structure.is_ordered:
             raise ValueError(f'structure {structure.composition.reduced_formula} is disordered (partial occupancies)')
         return cls(
-            numbers=[site.specie.Z for site in structure], positions=structure.cart_coords,
-            cell=structure.lattice.matrix, energy=energy, forces=forces, stress=stress, source=source, label=label,
+            numbers=[site.specie.Z for site in structure],
+            positions=structure.cart_coords,
+            cell=structure.lattice.matrix,
+            energy=energy,
+            forces=forces,
+            stress=stress,
+            source=source,
+            label=label,
             role=role,
         )
 
@@ -203,9 +226,10 @@ class DataFileWriter:
         self._extend('offsets', offsets)
         self._extend('numbers', np.concatenate([r.numbers for r in records]).astype(np.int16))
         self._extend('positions', np.concatenate([r.positions for r in records]))
-        self._extend('forces', np.concatenate([
-            r.forces if r.forces is not None else np.full((r.num_atoms, 3), np.nan) for r in records
-        ]))
+        self._extend(
+            'forces',
+            np.concatenate([r.forces if r.forces is not None else np.full((r.num_atoms, 3), np.nan) for r in records]),
+        )
         self._extend('cells', np.stack([r.cell for r in records]))
         self._extend('energies', np.array([np.nan if r.energy is None else r.energy for r in records]))
         self._extend('stress', np.stack([nan3 if r.stress is None else r.stress for r in records]))
@@ -244,8 +268,10 @@ class DataFile:
             raise ValueError(f'`{source}` is not a crystalgan dataset file: {exception}') from exception
         version = self._file.attrs.get('format_version')
         if version not in READABLE_VERSIONS:
-            raise ValueError(f'unsupported dataset file format version {version} (readable: '
-                             f'{", ".join(map(str, READABLE_VERSIONS))})')
+            raise ValueError(
+                f'unsupported dataset file format version {version} (readable: '
+                f'{", ".join(map(str, READABLE_VERSIONS))})'
+            )
         self.format_version = int(version)
         self._offsets = self._file['offsets'][:]
         self.metadata: dict[str, Any] = json.loads(self._file.attrs.get('metadata', '{}'))
@@ -257,18 +283,28 @@ class DataFile:
     def _per_structure(self) -> dict[str, Any]:
         """The per-structure arrays, read once (small next to the per-atom ones)."""
         f = self._file
-        return {'energies': f['energies'][:], 'cells': f['cells'][:], 'stress': f['stress'][:],
-                'sources': f['sources'].asstr()[:], 'labels': f['labels'].asstr()[:], 'roles': self.roles()}
+        return {
+            'energies': f['energies'][:],
+            'cells': f['cells'][:],
+            'stress': f['stress'][:],
+            'sources': f['sources'].asstr()[:],
+            'labels': f['labels'].asstr()[:],
+            'roles': self.roles(),
+        }
 
     def _record(self, index: int, numbers: np.ndarray, positions: np.ndarray, forces: np.ndarray) -> StructureRecord:
         arrays = self._per_structure
         energy, stress = arrays['energies'][index], arrays['stress'][index]
         return StructureRecord(
-            numbers=numbers, positions=positions, cell=arrays['cells'][index],
+            numbers=numbers,
+            positions=positions,
+            cell=arrays['cells'][index],
             energy=None if np.isnan(energy) else float(energy),
             forces=None if np.isnan(forces).any() else forces,
             stress=None if np.isnan(stress).any() else stress,
-            source=arrays['sources'][index], label=arrays['labels'][index], role=arrays['roles'][index],
+            source=arrays['sources'][index],
+            label=arrays['labels'][index],
+            role=arrays['roles'][index],
         )
 
     def __getitem__(self, index: int) -> StructureRecord:
@@ -322,8 +358,9 @@ def read_roles(handle: h5py.File) -> np.ndarray:
     return np.asarray(ROLES, dtype=object)[codes]
 
 
-def write_datafile(target: str | Path | IO[bytes], records: Iterable[StructureRecord],
-                   metadata: dict[str, Any] | None = None) -> None:
+def write_datafile(
+    target: str | Path | IO[bytes], records: Iterable[StructureRecord], metadata: dict[str, Any] | None = None
+) -> None:
     """Write ``records`` to a new dataset file at ``target`` (a path or a binary file object)."""
     with DataFileWriter(target, metadata) as writer:
         writer.extend(records)

@@ -56,8 +56,13 @@ FAILURE_REASONS = {
 }
 FAILED_SUFFIX = '.failed.json'
 RUNNING_FILE = 'running.json'
-EXIT_NAMES = {EXIT_OK: 'EXIT_OK', EXIT_FAILED: 'EXIT_FAILED', EXIT_INVALID_INPUT: 'EXIT_INVALID_INPUT',
-              EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK', EXIT_DIVERGED: 'EXIT_DIVERGED'}
+EXIT_NAMES = {
+    EXIT_OK: 'EXIT_OK',
+    EXIT_FAILED: 'EXIT_FAILED',
+    EXIT_INVALID_INPUT: 'EXIT_INVALID_INPUT',
+    EXIT_SOFT_WALLCLOCK: 'EXIT_SOFT_WALLCLOCK',
+    EXIT_DIVERGED: 'EXIT_DIVERGED',
+}
 
 
 _IMPORTED = time.time()
@@ -67,8 +72,9 @@ def process_start_time() -> float:
     """When this process started (Unix time): from ``/proc`` on Linux, else when this module was imported."""
     try:
         after_name = Path('/proc/self/stat').read_text().rpartition(')')[2].split()
-        boot = next(float(line.split()[1]) for line in Path('/proc/stat').read_text().splitlines()
-                    if line.startswith('btime '))
+        boot = next(
+            float(line.split()[1]) for line in Path('/proc/stat').read_text().splitlines() if line.startswith('btime ')
+        )
         return boot + int(after_name[19]) / os.sysconf('SC_CLK_TCK')  # field 22 of proc(5): start time in ticks
     except (OSError, StopIteration, ValueError, IndexError):
         return _IMPORTED
@@ -77,16 +83,24 @@ def process_start_time() -> float:
 def process_timing() -> dict[str, float]:
     """Wall seconds since this process started, and CPU seconds of it and of its finished child processes."""
     usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
-    return {'wall_seconds': round(time.time() - process_start_time(), 3),
-            'cpu_seconds': round(sum(usage.ru_utime + usage.ru_stime for usage in usages), 3)}
+    return {
+        'wall_seconds': round(time.time() - process_start_time(), 3),
+        'cpu_seconds': round(sum(usage.ru_utime + usage.ru_stime for usage in usages), 3),
+    }
 
 
 def write_status(directory: str | Path, exit_code: int, message: str, **details: Any) -> int:
     """Write ``directory/status.json`` atomically for ``exit_code``; return ``exit_code`` to exit with."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    content = {'status': STATUS_NAMES[exit_code], 'exit_code': exit_code, 'exit_name': EXIT_NAMES[exit_code],
-               'message': message, 'timing': process_timing(), **details}
+    content = {
+        'status': STATUS_NAMES[exit_code],
+        'exit_code': exit_code,
+        'exit_name': EXIT_NAMES[exit_code],
+        'message': message,
+        'timing': process_timing(),
+        **details,
+    }
     partial = directory / f'{STATUS_FILE}.part'
     partial.write_text(json.dumps(content))
     os.replace(partial, directory / STATUS_FILE)

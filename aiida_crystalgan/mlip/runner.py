@@ -74,10 +74,15 @@ def run_forces(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     atoms.calc = calculator
     forces = atoms.get_forces()
     return {
-        'numbers': atoms.get_atomic_numbers().tolist(), 'positions': atoms.get_positions().tolist(),
-        'cell': np.asarray(atoms.cell[:]).tolist(), 'energy': float(atoms.get_potential_energy()),
-        'forces': forces.tolist(), 'stress': _full_stress(atoms).tolist(),
-        'max_force': float(np.linalg.norm(forces, axis=1).max()), 'converged': True, 'steps': 0,
+        'numbers': atoms.get_atomic_numbers().tolist(),
+        'positions': atoms.get_positions().tolist(),
+        'cell': np.asarray(atoms.cell[:]).tolist(),
+        'energy': float(atoms.get_potential_energy()),
+        'forces': forces.tolist(),
+        'stress': _full_stress(atoms).tolist(),
+        'max_force': float(np.linalg.norm(forces, axis=1).max()),
+        'converged': True,
+        'steps': 0,
     }
 
 
@@ -122,8 +127,10 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
     else:
         raise InputError(f'unknown thermostat `{thermostat}`: choose `nose-hoover` or `langevin`')
 
-    frames: dict[str, list] = {k: [] for k in ('positions', 'cells', 'energies', 'forces', 'stress', 'temperatures',
-                                               'times', 'steps', 'velocities')}
+    frames: dict[str, list] = {
+        k: []
+        for k in ('positions', 'cells', 'energies', 'forces', 'stress', 'temperatures', 'times', 'steps', 'velocities')
+    }
 
     def record() -> None:
         frames['positions'].append(atoms.get_positions())
@@ -195,8 +202,13 @@ def run(input_path: Path) -> int:
                 continue
             elapsed = time.monotonic() - start
             if soft_limit and durations and elapsed + max(durations) > soft_limit:
-                return write_status(RESULTS, EXIT_SOFT_WALLCLOCK, f'soft wall-clock limit of {soft_limit} s reached',
-                                    finished=len(durations) - failed, failed=failed)
+                return write_status(
+                    RESULTS,
+                    EXIT_SOFT_WALLCLOCK,
+                    f'soft wall-clock limit of {soft_limit} s reached',
+                    finished=len(durations) - failed,
+                    failed=failed,
+                )
             tick = time.monotonic()
             _write_atomic(RESULTS / RUNNING_FILE, lambda p, k=key: p.write_text(json.dumps({'key': k})))
             try:
@@ -213,8 +225,13 @@ def run(input_path: Path) -> int:
             (RESULTS / RUNNING_FILE).unlink()
             durations.append(time.monotonic() - tick)
     finished = len(durations) - failed
-    return write_status(RESULTS, EXIT_OK, f'{finished} structures in {time.monotonic() - start:.1f} s, '
-                        f'{failed} failed', finished=finished, failed=failed)
+    return write_status(
+        RESULTS,
+        EXIT_OK,
+        f'{finished} structures in {time.monotonic() - start:.1f} s, {failed} failed',
+        finished=finished,
+        failed=failed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,8 +36,9 @@ class MlipParser(Parser):
             names = set()
 
         md = self.node.inputs.operation.value == 'md'
-        failures = self._failures(names, crashed=exit_code is not None and
-                                  exit_code.status == self.exit_codes.ERROR_EXECUTABLE_CRASHED.status)
+        failures = self._failures(
+            names, crashed=exit_code is not None and exit_code.status == self.exit_codes.ERROR_EXECUTABLE_CRASHED.status
+        )
         missing = []
         for key, structure in self.node.inputs.structures.items():
             name = f'{key}.npz' if md else f'{key}.json'
@@ -88,12 +89,25 @@ class MlipParser(Parser):
         if path.endswith('.npz'):
             with np.load(io.BytesIO(repository.get_object_content(path, mode='rb')), allow_pickle=False) as npz:
                 arrays = dict(npz)
-            return {f'trajectories.{key}': build_trajectory(
-                symbols, arrays['positions'], arrays['cells'], arrays['times'], steps=arrays.get('steps'),
-                **{name: arrays.get(name) for name in ('energies', 'forces', 'stress', 'temperatures', 'velocities')})}
+            return {
+                f'trajectories.{key}': build_trajectory(
+                    symbols,
+                    arrays['positions'],
+                    arrays['cells'],
+                    arrays['times'],
+                    steps=arrays.get('steps'),
+                    **{
+                        name: arrays.get(name)
+                        for name in ('energies', 'forces', 'stress', 'temperatures', 'velocities')
+                    },
+                )
+            }
         result = json.loads(repository.get_object_content(path))
-        outputs = {f'results.{key}': build_results(result['energy'], result['forces'], result['stress'],
-                                                   result['converged'], result['steps'])}
+        outputs = {
+            f'results.{key}': build_results(
+                result['energy'], result['forces'], result['stress'], result['converged'], result['steps']
+            )
+        }
         if self.node.inputs.operation.value == 'relax':
             outputs[f'relaxed_structures.{key}'] = build_structure(result['cell'], symbols, result['positions'])
         return outputs

@@ -54,8 +54,10 @@ class TrainParser(Parser):
 
         exit_code = executable_exit_code(self, STATUS_FILE, STDERR_FILE)
         # a diverged or killed run may have left its last periodic checkpoint: keep it, so that work is not lost
-        may_leave_checkpoint = (self.exit_codes.ERROR_TRAINING_DIVERGED.status,
-                                self.exit_codes.ERROR_EXECUTABLE_CRASHED.status)
+        may_leave_checkpoint = (
+            self.exit_codes.ERROR_TRAINING_DIVERGED.status,
+            self.exit_codes.ERROR_EXECUTABLE_CRASHED.status,
+        )
         if exit_code is not None and exit_code.status in may_leave_checkpoint and CHECKPOINT_FILE not in names:
             return exit_code
         stopped = self.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status

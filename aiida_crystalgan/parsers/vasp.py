@@ -20,13 +20,22 @@ STDOUT = 'vasp_output'
 #: Errors added to parsevasp's stream configuration, which knows ``edddav_zhegv`` but matches the subspace rotation
 #: errors only in the case VASP 5 printed them (``Error in``, where VASP 6 prints ``ERROR in``).
 EXTRA_STREAM_ERRORS: dict[str, dict[str, Any]] = {
-    'ions_too_close': {'kind': 'ERROR', 'regex': '(?i)distance between some ions is very small',
-                       'message': 'Ions too close to each other.'},
+    'ions_too_close': {
+        'kind': 'ERROR',
+        'regex': '(?i)distance between some ions is very small',
+        'message': 'Ions too close to each other.',
+    },
     'zpotrf': {'kind': 'ERROR', 'regex': 'ZPOTRF|ZTRTRI', 'message': 'Cholesky decomposition of the overlap failed.'},
-    'subspace_rotation': {'kind': 'ERROR', 'regex': '(?i)subspace rotation (PSSYEVX|PDSYEVX)',
-                          'message': 'Error in the subspace rotation.'},
-    'wfinit_linear_dependence': {'kind': 'ERROR', 'regex': '(?i)linearly dependent at WFINIT',
-                                 'message': 'Orbitals linearly dependent at WFINIT.'},
+    'subspace_rotation': {
+        'kind': 'ERROR',
+        'regex': '(?i)subspace rotation (PSSYEVX|PDSYEVX)',
+        'message': 'Error in the subspace rotation.',
+    },
+    'wfinit_linear_dependence': {
+        'kind': 'ERROR',
+        'regex': '(?i)linearly dependent at WFINIT',
+        'message': 'Orbitals linearly dependent at WFINIT.',
+    },
 }
 
 #: Exit code of each stream error, in order of precedence: a run that reports several gets the first one's code.

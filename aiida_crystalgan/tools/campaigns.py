@@ -17,17 +17,35 @@ if TYPE_CHECKING:
     from pymatgen.analysis.phase_diagram import PhaseDiagram
 
 # Column name → extra ``crystalgan_<name>`` of a predicted structure, in the order of the tables.
-CANDIDATE_COLUMNS = ('formula', 'spacegroup', 'num_atoms', 'e_above_hull', 'energy_per_atom', 'max_force',
-                     'min_frequency', 'is_local_minimum', 'is_novel', 'rediscovered')
+CANDIDATE_COLUMNS = (
+    'formula',
+    'spacegroup',
+    'num_atoms',
+    'e_above_hull',
+    'energy_per_atom',
+    'max_force',
+    'min_frequency',
+    'is_local_minimum',
+    'is_novel',
+    'rediscovered',
+)
 #: Key of a funnel metric (:func:`aiida_crystalgan.analysis.metrics.funnel_metrics`) → its name in tables, in order.
 METRIC_NAMES = (
-    ('n_generated', 'generated'), ('n_structurally_valid', 'pass the fast filters'),
-    ('n_unique', 'unique by fingerprint'), ('n_examined', 'post-processed (best ranked)'),
-    ('n_cheap_pass', 'cheap engine pass'), ('n_relaxed', 'relaxed and checked in full'),
-    ('n_local_minima', 'local minima'), ('n_passed', 'predicted (local minimum in the E_hull window)'),
-    ('structural_validity', 'structural validity'), ('compositional_validity', 'compositional validity'),
-    ('uniqueness', 'uniqueness'), ('novelty', 'novelty'), ('sun_rate_per_relaxation', 'S.U.N. per relaxation'),
-    ('phonon_stable_fraction', 'phonon-stable fraction'), ('n_rediscovered', 'known phases rediscovered'),
+    ('n_generated', 'generated'),
+    ('n_structurally_valid', 'pass the fast filters'),
+    ('n_unique', 'unique by fingerprint'),
+    ('n_examined', 'post-processed (best ranked)'),
+    ('n_cheap_pass', 'cheap engine pass'),
+    ('n_relaxed', 'relaxed and checked in full'),
+    ('n_local_minima', 'local minima'),
+    ('n_passed', 'predicted (local minimum in the E_hull window)'),
+    ('structural_validity', 'structural validity'),
+    ('compositional_validity', 'compositional validity'),
+    ('uniqueness', 'uniqueness'),
+    ('novelty', 'novelty'),
+    ('sun_rate_per_relaxation', 'S.U.N. per relaxation'),
+    ('phonon_stable_fraction', 'phonon-stable fraction'),
+    ('n_rediscovered', 'known phases rediscovered'),
     ('rediscovered_phases', 'rediscovered phases'),
 )
 
@@ -134,8 +152,13 @@ def phonon_calculation(structure: orm.StructureData) -> orm.WorkflowNode | None:
 
     query = orm.QueryBuilder()
     query.append(orm.StructureData, filters={'id': structure.pk}, tag='structure')
-    query.append(PhononWorkChain, with_incoming='structure', edge_filters={'label': 'structure'}, tag='phonons',
-                 filters={'attributes.exit_status': 0})
+    query.append(
+        PhononWorkChain,
+        with_incoming='structure',
+        edge_filters={'label': 'structure'},
+        tag='phonons',
+        filters={'attributes.exit_status': 0},
+    )
     return query.order_by({'phonons': {'ctime': 'desc'}}).limit(1).first(flat=True)
 
 

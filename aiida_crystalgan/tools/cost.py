@@ -38,13 +38,31 @@ if TYPE_CHECKING:
     import pandas
 
 #: Columns of :func:`campaign_cost`, in order.
-COST_COLUMNS = ('pk', 'process_label', 'stage', 'arm', 'round', 'engine', 'state', 'wall_s', 'cores', 'gpus',
-                'core_hours', 'gpu_hours', 'source')
+COST_COLUMNS = (
+    'pk',
+    'process_label',
+    'stage',
+    'arm',
+    'round',
+    'engine',
+    'state',
+    'wall_s',
+    'cores',
+    'gpus',
+    'core_hours',
+    'gpu_hours',
+    'source',
+)
 GAN_PROCESS_TYPES = ('aiida.calculations:crystalgan.train', 'aiida.calculations:crystalgan.generate')
 #: Process label of a campaign's direct child → stage name.
-STAGE_OF_CHILD = {'SeedsWorkChain': 'seeds', 'SamplingWorkChain': 'sampling', 'StabilityWorkChain': 'references',
-                  'merge_training_data': 'dataset', 'TrainingWorkChain': 'training',
-                  'GenerationWorkChain': 'generation'}
+STAGE_OF_CHILD = {
+    'SeedsWorkChain': 'seeds',
+    'SamplingWorkChain': 'sampling',
+    'StabilityWorkChain': 'references',
+    'merge_training_data': 'dataset',
+    'TrainingWorkChain': 'training',
+    'GenerationWorkChain': 'generation',
+}
 _GPU_REQUEST = re.compile(r'--(?:gres=gpu(?::[\w.-]+)?:|gpus(?:-per-node)?=)(\d+)')
 _TRES_GPUS = re.compile(r'gres/gpu(?::[\w.-]+)?=(\d+)')
 
@@ -118,8 +136,12 @@ def calcjob_cost(node: orm.CalcJobNode) -> CostRecord:
     if accounting.get('ElapsedRaw', '').isdigit():
         tres = _TRES_GPUS.search(accounting.get('AllocTRES', ''))
         allocated = accounting.get('AllocCPUS', '')
-        return CostRecord(float(accounting['ElapsedRaw']), int(allocated) if allocated.isdigit() else cores,
-                          int(tres.group(1)) if tres else gpus, 'scheduler')
+        return CostRecord(
+            float(accounting['ElapsedRaw']),
+            int(allocated) if allocated.isdigit() else cores,
+            int(tres.group(1)) if tres else gpus,
+            'scheduler',
+        )
     measured = _measured_seconds(node)
     if measured is not None:
         return CostRecord(float(measured), cores, gpus, 'measured')
@@ -178,11 +200,23 @@ def cost_rows(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
             if stage == 'generation':
                 stage = 'validation'
         record = calculation_cost(node)
-        rows.append({'pk': node.pk, 'process_label': node.process_label, 'stage': stage,
-                     'arm': arm, 'round': 1, 'engine': node_engine,
-                     'state': node.process_state.value if node.process_state else 'unknown', 'wall_s': record.wall_s,
-                     'cores': record.cores, 'gpus': record.gpus, 'core_hours': record.core_hours,
-                     'gpu_hours': record.gpu_hours, 'source': record.source})
+        rows.append(
+            {
+                'pk': node.pk,
+                'process_label': node.process_label,
+                'stage': stage,
+                'arm': arm,
+                'round': 1,
+                'engine': node_engine,
+                'state': node.process_state.value if node.process_state else 'unknown',
+                'wall_s': record.wall_s,
+                'cores': record.cores,
+                'gpus': record.gpus,
+                'core_hours': record.core_hours,
+                'gpu_hours': record.gpu_hours,
+                'source': record.source,
+            }
+        )
     return sorted(rows, key=lambda row: row['pk'])
 
 
@@ -196,8 +230,12 @@ def campaign_cost(campaign: orm.ProcessNode) -> pandas.DataFrame:
 def cost_by_stage(ledger: pandas.DataFrame) -> pandas.DataFrame:
     """Calculations, wall time, core-hours and GPU-hours summed per arm, round, stage and engine."""
     grouped = ledger.groupby(['arm', 'round', 'stage', 'engine'], sort=False)
-    return grouped.agg(calculations=('wall_s', 'size'), wall_s=('wall_s', 'sum'), core_hours=('core_hours', 'sum'),
-                       gpu_hours=('gpu_hours', 'sum')).reset_index()
+    return grouped.agg(
+        calculations=('wall_s', 'size'),
+        wall_s=('wall_s', 'sum'),
+        core_hours=('core_hours', 'sum'),
+        gpu_hours=('gpu_hours', 'sum'),
+    ).reset_index()
 
 
 def _outcomes(nodes: list[orm.ProcessNode]) -> dict[str, int | None]:
@@ -247,7 +285,9 @@ def cost_summary(campaign: orm.ProcessNode, ledger: pandas.DataFrame | None = No
         screen_per = _per(screen, outcomes['generated']) if screen else None  # None: no screening calculation
         engine_per = _per(engine, outcomes['validated'])
         summary[arm] = {
-            'core_hours': total, 'gpu_hours': float(rows['gpu_hours'].sum()), 'wall_s': float(rows['wall_s'].sum()),
+            'core_hours': total,
+            'gpu_hours': float(rows['gpu_hours'].sum()),
+            'wall_s': float(rows['wall_s'].sum()),
             **outcomes,
             'core_hours_per_validated': _per(total, outcomes['validated']),
             'core_hours_per_sun': _per(total, outcomes['sun']),
@@ -267,15 +307,28 @@ def stage_progress(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
     its sub-processes terminated (``done``) out of those submitted so far (``total``), and its core-hours and
     GPU-hours so far (running calculations count up to now). Stages not started yet have ``state`` ``pending``.
     """
-    progress = {stage: {'stage': stage, 'pk': None, 'state': 'pending', 'done': 0, 'total': 0, 'core_hours': 0.0,
-                        'gpu_hours': 0.0} for stage in STAGE_ORDER}
+    progress = {
+        stage: {
+            'stage': stage,
+            'pk': None,
+            'state': 'pending',
+            'done': 0,
+            'total': 0,
+            'core_hours': 0.0,
+            'gpu_hours': 0.0,
+        }
+        for stage in STAGE_ORDER
+    }
     for child in sorted(campaign.called, key=lambda node: node.ctime):
         stage = STAGE_OF_CHILD.get(child.process_label, _child_call_label(child) or child.process_label)
         descendants = [child] if isinstance(child, orm.CalculationNode) else child.called_descendants
         records = [calculation_cost(node) for node in descendants if isinstance(node, orm.CalculationNode)]
         progress[stage] = {
-            'stage': stage, 'pk': child.pk, 'state': child.process_state.value if child.process_state else 'unknown',
-            'done': sum(node.is_terminated for node in descendants), 'total': len(descendants),
+            'stage': stage,
+            'pk': child.pk,
+            'state': child.process_state.value if child.process_state else 'unknown',
+            'done': sum(node.is_terminated for node in descendants),
+            'total': len(descendants),
             'core_hours': sum(record.core_hours for record in records),
             'gpu_hours': sum(record.gpu_hours for record in records),
         }

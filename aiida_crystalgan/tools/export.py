@@ -13,8 +13,9 @@ FORMATS = {'cif': ('cif', 'cif'), 'poscar': ('vasp', 'vasp'), 'extxyz': ('extxyz
 TABLE = 'candidates.csv'
 
 
-def export_candidates(campaign: orm.WorkflowNode, directory: str | Path, fmt: str = 'cif',
-                      force: bool = False) -> list[Path]:
+def export_candidates(
+    campaign: orm.WorkflowNode, directory: str | Path, fmt: str = 'cif', force: bool = False
+) -> list[Path]:
     """Write each predicted structure of ``campaign`` to ``<pk>_<formula>.<suffix>`` in ``directory``, plus
     ``candidates.csv`` (one row per structure with its file and evaluation); return the structure files.
 

@@ -47,8 +47,9 @@ def plot_e_above_hull(values: list[float]) -> Figure:
     figure = Figure(figsize=(6, 4), layout='tight')
     axis = figure.subplots()
     axis.hist(values, bins=max(5, len(values) // 2), color='tab:blue', edgecolor='black')
-    axis.axvline(METASTABLE_EV_PER_ATOM, color='tab:red', linestyle='--',
-                 label=f'{METASTABLE_EV_PER_ATOM} eV/atom (metastable)')
+    axis.axvline(
+        METASTABLE_EV_PER_ATOM, color='tab:red', linestyle='--', label=f'{METASTABLE_EV_PER_ATOM} eV/atom (metastable)'
+    )
     axis.set_xlabel('energy above hull (eV/atom)')
     axis.set_ylabel('candidates')
     axis.legend()
@@ -135,8 +136,10 @@ def plot_structure(structure: orm.StructureData, rotation: str = '10x,-10y', axi
 
 def plot_predicted_structures(campaign: orm.WorkflowNode, columns: int = 4) -> Figure:
     """Pictures of every predicted structure of ``campaign``, lowest energy above the hull first."""
-    structures = sorted(predicted_structures(campaign).values(),
-                        key=lambda node: node.base.extras.get('crystalgan_e_above_hull', None) or np.inf)
+    structures = sorted(
+        predicted_structures(campaign).values(),
+        key=lambda node: node.base.extras.get('crystalgan_e_above_hull', None) or np.inf,
+    )
     if not structures:
         raise ValueError(f'campaign <{campaign.pk}> has no predicted structures yet')
     rows = -(-len(structures) // columns)
@@ -144,7 +147,7 @@ def plot_predicted_structures(campaign: orm.WorkflowNode, columns: int = 4) -> F
     axes = np.atleast_1d(figure.subplots(rows, min(columns, len(structures)))).ravel()
     for axis, structure in zip(axes, structures):
         plot_structure(structure, axis=axis)
-    for axis in axes[len(structures):]:
+    for axis in axes[len(structures) :]:
         axis.set_axis_off()
     return figure
 
@@ -158,8 +161,9 @@ def plot_dataset(dataset: CrystalDatasetData) -> Figure:
     (energy, size), (volume, composition) = figure.subplots(2, 2)
     energy.hist(per_atom[np.isfinite(per_atom)], bins=30, color='tab:blue', edgecolor='black')
     energy.set_xlabel('energy (eV/atom)')
-    size.hist(num_atoms, bins=np.arange(num_atoms.min(), num_atoms.max() + 2) - 0.5, color='tab:orange',
-              edgecolor='black')
+    size.hist(
+        num_atoms, bins=np.arange(num_atoms.min(), num_atoms.max() + 2) - 0.5, color='tab:orange', edgecolor='black'
+    )
     size.set_xlabel('atoms per cell')
     volume.hist(dataset.get_volumes_per_atom(), bins=30, color='tab:green', edgecolor='black')
     volume.set_xlabel('volume per atom (Å$^3$)')

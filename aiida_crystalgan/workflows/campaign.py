@@ -45,8 +45,14 @@ RUNTIME_INPUTS = {
     'quench': ('snapshots', 'trajectories', 'stability', 'known', 'engine'),
     'stability': ('structures', 'engine'),
     'training': ('train.dataset', 'train.parent_model'),
-    'generation': ('generate.model', 'training_dataset', 'stability', 'reference_structures', 'reference_results',
-                   'engine'),
+    'generation': (
+        'generate.model',
+        'training_dataset',
+        'stability',
+        'reference_structures',
+        'reference_results',
+        'engine',
+    ),
 }
 #: Stages that use the campaign's ``stability`` parameters instead of their own.
 SHARED_STABILITY = ('quench', 'generation')
@@ -77,16 +83,20 @@ def merge_training_data(snapshots: CrystalDatasetData, **datasets: CrystalDatase
     labelled = [record for name, dataset in datasets.items() if name.startswith('labelled_') for record in dataset]
     minima = [record for name, dataset in datasets.items() if name.startswith('minima_') for record in dataset]
     labelled, unique = split_roles(labelled, minima)
-    metadata = {'origin': 'md snapshots, relaxed structures and local minima', 'snapshots': snapshots.uuid,
-                'parts': {name: dataset.uuid for name, dataset in datasets.items()}}
+    metadata = {
+        'origin': 'md snapshots, relaxed structures and local minima',
+        'snapshots': snapshots.uuid,
+        'parts': {name: dataset.uuid for name, dataset in datasets.items()},
+    }
     return CrystalDatasetData([*snapshots.records(), *labelled, *unique], metadata=metadata)
 
 
 def split_relaxed(summary: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """``(relaxed, failed)`` keys of a ``crystalgan.stability`` summary: a structure whose relaxation neither
     converged nor brought its largest force below the tolerance failed, and stays out of the convex hull."""
-    failed = sorted(key for key, verdict in summary.items()
-                    if not (verdict['converged'] or verdict['forces_below_tolerance']))
+    failed = sorted(
+        key for key, verdict in summary.items() if not (verdict['converged'] or verdict['forces_below_tolerance'])
+    )
     return [key for key in summary if key not in failed], failed
 
 
@@ -130,20 +140,26 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
                 elemental.add(seed.structure.composition.elements[0].symbol)
     missing = [element for element in elements if element not in elemental]
     if missing:
-        return (f'no pure phase of {", ".join(missing)} among the references and seeds: the convex hull needs every '
-                'element of the system; add one to `references`')
+        return (
+            f'no pure phase of {", ".join(missing)} among the references and seeds: the convex hull needs every '
+            'element of the system; add one to `references`'
+        )
     return None
 
 
 def generation_targets(structures: list[orm.StructureData], max_formula_units: int, n_max: int) -> list[dict]:
     """Every compound composition among ``structures``, at 1 to ``max_formula_units`` formula units (≤ ``n_max``)."""
     targets = []
-    formulas = sorted({s.get_pymatgen().composition.reduced_formula for s in structures
-                       if len(s.get_symbols_set()) > 1})
+    formulas = sorted(
+        {s.get_pymatgen().composition.reduced_formula for s in structures if len(s.get_symbols_set()) > 1}
+    )
     for formula in formulas:
         atoms_per_unit = int(Composition(formula).num_atoms)
-        targets.extend({'composition': formula, 'formula_units': units}
-                       for units in range(1, max_formula_units + 1) if units * atoms_per_unit <= n_max)
+        targets.extend(
+            {'composition': formula, 'formula_units': units}
+            for units in range(1, max_formula_units + 1)
+            if units * atoms_per_unit <= n_max
+        )
     return targets
 
 
@@ -178,19 +194,38 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input('system', valid_type=orm.Str, validator=validate_system, help='Chemical system, e.g. `Nb-O`.')
-        spec.input_namespace('structures', valid_type=(orm.StructureData, CrystalDatasetData), dynamic=True,
-                             required=False,
-                             help='Extra seed structures, or datasets of them (files, groups, OPTIMADE imports).')
-        spec.input_namespace('references', valid_type=(orm.StructureData, CrystalDatasetData), dynamic=True,
-                             required=False,
-                             help='Known phases of the system, or datasets of them: relaxed with the engine, they '
-                                  'join the seeds in the convex hull and, as local minima, the training set.')
-        spec.input('max_formula_units', valid_type=orm.Int,
-                   help='Generation targets: every compound of the seeds at 1 to this many formula units.')
-        spec.input('targets', valid_type=orm.List, required=False,
-                   help='Explicit generation targets ({composition, formula_units}), instead of the seeds\' ones.')
-        spec.input('group_label', valid_type=orm.Str, required=False,
-                   help='Group that receives the predicted structures (default `crystalgan/<system>/<pk>`).')
+        spec.input_namespace(
+            'structures',
+            valid_type=(orm.StructureData, CrystalDatasetData),
+            dynamic=True,
+            required=False,
+            help='Extra seed structures, or datasets of them (files, groups, OPTIMADE imports).',
+        )
+        spec.input_namespace(
+            'references',
+            valid_type=(orm.StructureData, CrystalDatasetData),
+            dynamic=True,
+            required=False,
+            help='Known phases of the system, or datasets of them: relaxed with the engine, they '
+            'join the seeds in the convex hull and, as local minima, the training set.',
+        )
+        spec.input(
+            'max_formula_units',
+            valid_type=orm.Int,
+            help='Generation targets: every compound of the seeds at 1 to this many formula units.',
+        )
+        spec.input(
+            'targets',
+            valid_type=orm.List,
+            required=False,
+            help="Explicit generation targets ({composition, formula_units}), instead of the seeds' ones.",
+        )
+        spec.input(
+            'group_label',
+            valid_type=orm.Str,
+            required=False,
+            help='Group that receives the predicted structures (default `crystalgan/<system>/<pk>`).',
+        )
         expose_engine_inputs(spec)
         for namespace, workchain in STAGE_WORKCHAINS.items():
             spec.expose_inputs(workchain, namespace=namespace, exclude=RUNTIME_INPUTS[namespace])
@@ -212,61 +247,92 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
-        spec.output('hull', valid_type=orm.Dict, required=False,
-                    help='`phases`: the relaxed seeds and references on the convex hull.')
-        spec.output_namespace('rejected', valid_type=orm.StructureData, dynamic=True, required=False,
-                              help='Validated candidates that did not pass, in `<group>/rejected`.')
-        spec.output('metrics', valid_type=orm.Dict, required=False, help='The screening funnel\'s metrics per arm.')
+        spec.output(
+            'hull',
+            valid_type=orm.Dict,
+            required=False,
+            help='`phases`: the relaxed seeds and references on the convex hull.',
+        )
+        spec.output_namespace(
+            'rejected',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Validated candidates that did not pass, in `<group>/rejected`.',
+        )
+        spec.output('metrics', valid_type=orm.Dict, required=False, help="The screening funnel's metrics per arm.")
         spec.exit_code(710, 'ERROR_SEEDS_FAILED', message='The seed stage failed.')
         spec.exit_code(711, 'ERROR_SAMPLING_FAILED', message='The MD sampling failed.')
-        spec.exit_code(712, 'ERROR_REFERENCES_FAILED',
-                       message='The relaxation of the seeds and reference phases failed.')
+        spec.exit_code(
+            712, 'ERROR_REFERENCES_FAILED', message='The relaxation of the seeds and reference phases failed.'
+        )
         spec.exit_code(713, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
         spec.exit_code(714, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
         spec.exit_code(715, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
-        spec.exit_code(716, 'ERROR_MISSING_ELEMENTAL_SEED',
-                       message='No seed of pure {elements}: the convex hull needs every element; raise '
-                               '`seeds.max_atoms` or give one with `structures` or `references`.')
-        spec.exit_code(717, 'ERROR_NO_MINIMA',
-                       message='No local minimum in the training set: no relaxed seed, reference or quenched snapshot '
-                               'has forces below the tolerance and no imaginary phonon mode, and the GAN\'s critic '
-                               'needs minima as real data; give known phases as `references`, or loosen '
-                               '`stability.force_tolerance` or raise `quench.max_snapshots`.')
-        spec.exit_code(718, 'ERROR_HULL_INCOMPLETE',
-                       message='No pure phase of {elements} relaxed: the convex hull needs every element.')
+        spec.exit_code(
+            716,
+            'ERROR_MISSING_ELEMENTAL_SEED',
+            message='No seed of pure {elements}: the convex hull needs every element; raise '
+            '`seeds.max_atoms` or give one with `structures` or `references`.',
+        )
+        spec.exit_code(
+            717,
+            'ERROR_NO_MINIMA',
+            message='No local minimum in the training set: no relaxed seed, reference or quenched snapshot '
+            "has forces below the tolerance and no imaginary phonon mode, and the GAN's critic "
+            'needs minima as real data; give known phases as `references`, or loosen '
+            '`stability.force_tolerance` or raise `quench.max_snapshots`.',
+        )
+        spec.exit_code(
+            718,
+            'ERROR_HULL_INCOMPLETE',
+            message='No pure phase of {elements} relaxed: the convex hull needs every element.',
+        )
         spec.exit_code(719, 'ERROR_QUENCH_FAILED', message='The quench of the MD snapshots failed.')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
         """The campaign's own keys and, under each stage's name, the keys of that stage's protocol."""
-        keys = {**super().get_override_keys(),
-                **{name: workchain.get_override_keys() for name, workchain in STAGE_WORKCHAINS.items()}}
+        keys = {
+            **super().get_override_keys(),
+            **{name: workchain.get_override_keys() for name, workchain in STAGE_WORKCHAINS.items()},
+        }
         for name in SHARED_STABILITY:
             keys[name] = {key: value for key, value in keys[name].items() if key != 'stability'}
         return keys
 
     @classmethod
-    def get_protocol_inputs(cls, protocol: str | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_protocol_inputs(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The campaign's own inputs (``campaign.yaml``) and every stage's, from the stage's protocol file."""
         overrides = dict(overrides or {})
         validate_override_keys(overrides, cls.get_override_keys())
-        stages = {name: workchain.get_protocol_inputs(protocol, overrides.pop(name, None))
-                  for name, workchain in STAGE_WORKCHAINS.items()}
+        stages = {
+            name: workchain.get_protocol_inputs(protocol, overrides.pop(name, None))
+            for name, workchain in STAGE_WORKCHAINS.items()
+        }
         for name in SHARED_STABILITY:
             stages[name].pop('stability')
         return {**super().get_protocol_inputs(protocol, overrides), **stages}
 
     @classmethod
-    def get_builder_from_protocol(cls, system: str, engine_code: orm.AbstractCode, train_code: orm.AbstractCode,
-                                  generate_code: orm.AbstractCode, protocol: str | None = None,
-                                  overrides: dict[str, Any] | None = None, engine: str = 'mlip',
-                                  engine_protocol: str | None = None,
-                                  engine_settings: dict[str, Any] | None = None,
-                                  engine_options: dict[str, Any] | None = None,
-                                  train_options: dict[str, Any] | None = None,
-                                  structures: dict[str, orm.StructureData | CrystalDatasetData] | None = None,
-                                  references: dict[str, orm.StructureData | CrystalDatasetData] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        system: str,
+        engine_code: orm.AbstractCode,
+        train_code: orm.AbstractCode,
+        generate_code: orm.AbstractCode,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        engine: str = 'mlip',
+        engine_protocol: str | None = None,
+        engine_settings: dict[str, Any] | None = None,
+        engine_options: dict[str, Any] | None = None,
+        train_options: dict[str, Any] | None = None,
+        structures: dict[str, orm.StructureData | CrystalDatasetData] | None = None,
+        references: dict[str, orm.StructureData | CrystalDatasetData] | None = None,
+    ):
         """A ready builder for ``system``: every stage built from its own protocol named ``protocol``.
 
         :param protocol: `fast`, `balanced` or `precise` (default: the plugin's default protocol, `fast`).
@@ -284,8 +350,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         validate_override_keys(overrides, cls.get_override_keys())
         stage_overrides = {name: overrides.pop(name, None) for name in STAGE_WORKCHAINS}
         inputs = super().get_protocol_inputs(protocol, overrides)
-        engine_inputs = {'name': orm.Str(engine), 'code': engine_code,
-                         'protocol': orm.Str(engine_protocol or protocol or cls.get_default_protocol())}
+        engine_inputs = {
+            'name': orm.Str(engine),
+            'code': engine_code,
+            'protocol': orm.Str(engine_protocol or protocol or cls.get_default_protocol()),
+        }
         error = load_engine(engine).spec().inputs['protocol'].validate(engine_inputs['protocol'])
         if error:
             raise ValueError(f'engine `{engine}`: {error.message}')
@@ -295,16 +364,21 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             engine_inputs['options'] = orm.Dict(engine_options)
         stages = {
             'seeds': SeedsWorkChain.get_builder_from_protocol(system, protocol, stage_overrides['seeds']),
-            'sampling': SamplingWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
-                                                                    stage_overrides['sampling']),
-            'quench': QuenchWorkChain.get_builder_from_protocol(engine_inputs, protocol=protocol,
-                                                                overrides=stage_overrides['quench']),
-            'stability': StabilityWorkChain.get_builder_from_protocol({}, engine_inputs, protocol,
-                                                                      stage_overrides['stability']),
-            'training': TrainingWorkChain.get_builder_from_protocol(train_code, None, protocol,
-                                                                    stage_overrides['training'], train_options),
-            'generation': GenerationWorkChain.get_builder_from_protocol(generate_code, engine_inputs, None, None,
-                                                                        protocol, stage_overrides['generation']),
+            'sampling': SamplingWorkChain.get_builder_from_protocol(
+                {}, engine_inputs, protocol, stage_overrides['sampling']
+            ),
+            'quench': QuenchWorkChain.get_builder_from_protocol(
+                engine_inputs, protocol=protocol, overrides=stage_overrides['quench']
+            ),
+            'stability': StabilityWorkChain.get_builder_from_protocol(
+                {}, engine_inputs, protocol, stage_overrides['stability']
+            ),
+            'training': TrainingWorkChain.get_builder_from_protocol(
+                train_code, None, protocol, stage_overrides['training'], train_options
+            ),
+            'generation': GenerationWorkChain.get_builder_from_protocol(
+                generate_code, engine_inputs, None, None, protocol, stage_overrides['generation']
+            ),
         }
         builder = cls.get_builder()
         builder.system = orm.Str(system)
@@ -353,8 +427,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SEEDS_FAILED
         seeds = dict(self.ctx.seeds.outputs.structures)
         references = {f'{REFERENCE_PREFIX}{key}': s for key, s in self._expand('references').items()}
-        elemental = {next(iter(s.get_symbols_set())) for s in (*seeds.values(), *references.values())
-                     if len(s.get_symbols_set()) == 1}
+        elemental = {
+            next(iter(s.get_symbols_set()))
+            for s in (*seeds.values(), *references.values())
+            if len(s.get_symbols_set()) == 1
+        }
         missing = [element for element in parse_system(self.inputs.system.value) if element not in elemental]
         if missing:
             return self.exit_codes.ERROR_MISSING_ELEMENTAL_SEED.format(elements=', '.join(missing))
@@ -364,8 +441,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         sampling = self.submit(SamplingWorkChain, **self._stage_inputs('sampling', structures=seeds, engine=engine))
         inputs = self._stage_inputs('stability', structures={**seeds, **references}, engine=engine)
         relaxation = self.submit(StabilityWorkChain, **inputs)
-        self.report(f'sampling {len(seeds)} seeds with MD<{sampling.pk}>, relaxing and checking them and '
-                    f'{len(references)} reference phases with <{relaxation.pk}>')
+        self.report(
+            f'sampling {len(seeds)} seeds with MD<{sampling.pk}>, relaxing and checking them and '
+            f'{len(references)} reference phases with <{relaxation.pk}>'
+        )
         return ToContext(sampling=sampling, references=relaxation)
 
     def run_quench(self):
@@ -382,9 +461,13 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         relaxation = self.ctx.references.outputs
         relaxed = relaxation_nodes(relaxation.relaxed_structures, relaxation.results)
         known = checked_dataset(relaxation.summary, **relaxed)
-        inputs = self._stage_inputs('quench', trajectories=dict(self.ctx.sampling.outputs.trajectories),
-                                    stability=self.inputs.stability.parameters, known=known,
-                                    engine=dict(self.inputs.engine))
+        inputs = self._stage_inputs(
+            'quench',
+            trajectories=dict(self.ctx.sampling.outputs.trajectories),
+            stability=self.inputs.stability.parameters,
+            known=known,
+            engine=dict(self.inputs.engine),
+        )
         return ToContext(quench=self.submit(QuenchWorkChain, **inputs))
 
     def build_dataset(self):
@@ -404,8 +487,10 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         dataset = merge_training_data(self.ctx.sampling.outputs.snapshots, **datasets)
         self.ctx.dataset = dataset
         self.out('dataset', dataset)
-        self.report(f'training set of {dataset.size} structures: {dataset.num_minima} distinct local minima '
-                    f'(`{MINIMUM}`) and {dataset.num_labelled} MD snapshots and relaxed structures (`{LABELLED}`)')
+        self.report(
+            f'training set of {dataset.size} structures: {dataset.num_minima} distinct local minima '
+            f'(`{MINIMUM}`) and {dataset.num_labelled} MD snapshots and relaxed structures (`{LABELLED}`)'
+        )
         if dataset.num_minima == 0:
             return self.exit_codes.ERROR_NO_MINIMA
         return None
@@ -427,8 +512,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         if 'targets' in self.inputs:
             targets = self.inputs.targets.get_list()
         else:
-            targets = generation_targets(list(self.ctx.seeds.outputs.structures.values()),
-                                         self.inputs.max_formula_units.value, int(model.base.attributes.get('n_max')))
+            targets = generation_targets(
+                list(self.ctx.seeds.outputs.structures.values()),
+                self.inputs.max_formula_units.value,
+                int(model.base.attributes.get('n_max')),
+            )
         if not targets:
             return self.exit_codes.ERROR_NO_TARGETS
         phases = self.ctx.hull_phases
@@ -452,11 +540,14 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         phases, failed = split_relaxed(summary)
         for key in failed:
             what = 'reference phase' if key.startswith(REFERENCE_PREFIX) else 'seed'
-            self.report(f'{what} `{key.removeprefix(REFERENCE_PREFIX)}` did not relax (largest force '
-                        f'{summary[key]["max_force"]:.3g} eV/Å): left out of the convex hull')
+            self.report(
+                f'{what} `{key.removeprefix(REFERENCE_PREFIX)}` did not relax (largest force '
+                f'{summary[key]["max_force"]:.3g} eV/Å): left out of the convex hull'
+            )
         relaxed = self.ctx.references.outputs.relaxed_structures
-        elemental = {next(iter(relaxed[key].get_symbols_set())) for key in phases
-                     if len(relaxed[key].get_symbols_set()) == 1}
+        elemental = {
+            next(iter(relaxed[key].get_symbols_set())) for key in phases if len(relaxed[key].get_symbols_set()) == 1
+        }
         missing = [element for element in parse_system(self.inputs.system.value) if element not in elemental]
         if missing:
             return self.exit_codes.ERROR_HULL_INCOMPLETE.format(elements=', '.join(missing))
@@ -471,27 +562,35 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_GENERATION_FAILED
         self.out('candidates', node.outputs.candidates)
         self.out('metrics', node.outputs.metrics)
-        label = self.inputs.group_label.value if 'group_label' in self.inputs else \
-            f'crystalgan/{self.inputs.system.value}/{self.node.pk}'
+        label = (
+            self.inputs.group_label.value
+            if 'group_label' in self.inputs
+            else f'crystalgan/{self.inputs.system.value}/{self.node.pk}'
+        )
         grouped = {}
         for namespace, group_label in (('predicted', label), ('rejected', f'{label}/rejected')):
             structures = dict(node.outputs[namespace]) if namespace in node.outputs else {}
             group, _ = orm.Group.collection.get_or_create(group_label)
             group.add_nodes(list(structures.values()))
             for structure in structures.values():
-                structure.base.extras.set_many({'crystalgan_campaign': self.node.uuid,
-                                                'crystalgan_system': self.inputs.system.value})
+                structure.base.extras.set_many(
+                    {'crystalgan_campaign': self.node.uuid, 'crystalgan_system': self.inputs.system.value}
+                )
             if structures:
                 self.out(namespace, structures)
             grouped[namespace] = structures
         if 'evaluation' in node.outputs:
             self.out('evaluation', node.outputs.evaluation)
             self.out('hull', node.outputs.hull)
-            phases = ', '.join(f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
-                               for phase in node.outputs.hull['phases'])
+            phases = ', '.join(
+                f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
+                for phase in node.outputs.hull['phases']
+            )
             self.report(f'convex hull of the relaxed seeds and references: {phases}')
         self.node.base.extras.set('crystalgan_group', label)
         self._stage('finished')
-        self.report(f'{len(grouped["predicted"])} predicted structures in group `{label}`, '
-                    f'{len(grouped["rejected"])} rejected in `{label}/rejected`')
+        self.report(
+            f'{len(grouped["predicted"])} predicted structures in group `{label}`, '
+            f'{len(grouped["rejected"])} rejected in `{label}/rejected`'
+        )
         return None

@@ -35,9 +35,12 @@ def _phase_diagram(nodes: Mapping[str, orm.Data]):
     """The hull of the ``reference_structure_<key>`` / ``reference_results_<key>`` nodes (total energies, eV)."""
     from aiida_crystalgan.analysis.hull import build_phase_diagram, named_entry
 
-    return build_phase_diagram([named_entry(key, structure.get_pymatgen(),
-                                            nodes[f'reference_results_{key}'].base.attributes.get('energy'))
-                                for key, structure in _pairs(nodes, 'reference_structure_')])
+    return build_phase_diagram(
+        [
+            named_entry(key, structure.get_pymatgen(), nodes[f'reference_results_{key}'].base.attributes.get('energy'))
+            for key, structure in _pairs(nodes, 'reference_structure_')
+        ]
+    )
 
 
 def _pairs(nodes: Mapping[str, orm.Data], prefix: str):
@@ -47,9 +50,15 @@ def _pairs(nodes: Mapping[str, orm.Data], prefix: str):
 
 
 @calcfunction
-def select_candidates(candidates: CrystalDatasetData, ranking: orm.ArrayData, screening: orm.Dict,
-                      training: CrystalDatasetData, options: orm.Dict, count: orm.Int,
-                      **references: orm.Data) -> dict[str, orm.Data]:
+def select_candidates(
+    candidates: CrystalDatasetData,
+    ranking: orm.ArrayData,
+    screening: orm.Dict,
+    training: CrystalDatasetData,
+    options: orm.Dict,
+    count: orm.Int,
+    **references: orm.Data,
+) -> dict[str, orm.Data]:
     """Rank the fast filters' survivors by predicted energy above the hull and post-process them best first.
 
     The predicted energy above the hull is the physics head's energy per atom minus the hull energy per atom of the
@@ -69,20 +78,30 @@ def select_candidates(candidates: CrystalDatasetData, ranking: orm.ArrayData, sc
     labels = list(screening['per_composition'])
     indices = ranking.get_array('indices')
     formulas = [Composition(labels[position]).reduced_formula for position in ranking.get_array('compositions')]
-    e_hull = predicted_energy_above_hull(_phase_diagram(references), formulas,
-                                         ranking.get_array('predicted_energy_per_atom'))
+    e_hull = predicted_energy_above_hull(
+        _phase_diagram(references), formulas, ranking.get_array('predicted_energy_per_atom')
+    )
     order = sorted(range(len(indices)), key=lambda position: (e_hull[position], indices[position]))
     predicted = {int(indices[position]): float(e_hull[position]) for position in order}
-    selection = select_ranked(candidates.get_structure, [int(indices[position]) for position in order], count.value,
-                              training=[record.to_pymatgen() for record in training],
-                              options=PostprocessOptions(validity=criteria, **settings),
-                              max_examined=EXAMINED_PER_SELECTED * count.value)
+    selection = select_ranked(
+        candidates.get_structure,
+        [int(indices[position]) for position in order],
+        count.value,
+        training=[record.to_pymatgen() for record in training],
+        options=PostprocessOptions(validity=criteria, **settings),
+        max_examined=EXAMINED_PER_SELECTED * count.value,
+    )
     outputs: dict[str, orm.Data] = {}
     reports = {report.index: report for report in selection.reports}
     for index, structure in selection.structures.items():
         node = orm.StructureData(pymatgen=structure)
-        node.base.extras.set_many({'spacegroup': reports[index].spacegroup_symbol, 'candidate_index': index,
-                                   'predicted_e_above_hull': predicted[index]})
+        node.base.extras.set_many(
+            {
+                'spacegroup': reports[index].spacegroup_symbol,
+                'candidate_index': index,
+                'predicted_e_above_hull': predicted[index],
+            }
+        )
         outputs[f'c{index}'] = node
     report = selection.to_dict()
     report['predicted_e_above_hull'] = {f'c{index}': predicted[index] for index in selection.structures}
@@ -100,17 +119,21 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
     from aiida_crystalgan.analysis.hull import energy_above_hull
 
     diagram = _phase_diagram(nodes)
-    e_hull = {key: energy_above_hull(diagram, structure.get_pymatgen().composition,
-                                     nodes[f'results_{key}'].base.attributes.get('energy'))
-              for key, structure in _pairs(nodes, 'structure_')}
-    selected = sorted(e_hull, key=lambda key: (e_hull[key], key))[:count.value]
+    e_hull = {
+        key: energy_above_hull(
+            diagram, structure.get_pymatgen().composition, nodes[f'results_{key}'].base.attributes.get('energy')
+        )
+        for key, structure in _pairs(nodes, 'structure_')
+    }
+    selected = sorted(e_hull, key=lambda key: (e_hull[key], key))[: count.value]
     known = sum(len(structure.get_kind_names()) > 1 for _, structure in _pairs(nodes, 'reference_structure_'))
     return orm.Dict({'e_above_hull': e_hull, 'selected': selected, 'known_phases': known})
 
 
 @calcfunction
-def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, e_hull_window: orm.Float,
-                        **nodes: orm.Data) -> dict[str, orm.Dict]:
+def evaluate_candidates(
+    stability: orm.Dict, training: CrystalDatasetData, e_hull_window: orm.Float, **nodes: orm.Data
+) -> dict[str, orm.Dict]:
     """Energy above the convex hull (eV/atom), space group, novelty, rediscovery and verdict of each relaxed candidate.
 
     ``nodes`` holds ``reference_structure_<key>`` / ``reference_results_<key>`` (the relaxed reference phases, same
@@ -155,8 +178,11 @@ def evaluate_candidates(stability: orm.Dict, training: CrystalDatasetData, e_hul
                 rediscovered = phase_key
         verdict = verdicts[key]
         if not verdict['is_local_minimum']:
-            reason = 'not a local minimum: ' + ('forces above tolerance' if not verdict['forces_below_tolerance']
-                                                else 'imaginary phonon modes or no phonon verdict')
+            reason = 'not a local minimum: ' + (
+                'forces above tolerance'
+                if not verdict['forces_below_tolerance']
+                else 'imaginary phonon modes or no phonon verdict'
+            )
         elif e_hull > window:
             reason = f'{e_hull:.3f} eV/atom above the hull, outside the {window} eV/atom window'
         else:
@@ -189,9 +215,13 @@ def funnel_metrics(**nodes: orm.Data) -> orm.Dict:
             continue
         cheap = nodes[f'cheap_pass_{arm}'].get_dict() if f'cheap_pass_{arm}' in nodes else {}
         evaluation = nodes[f'evaluation_{arm}'].get_dict() if f'evaluation_{arm}' in nodes else {}
-        metrics[arm] = compute(nodes[f'screening_{arm}'].get_dict(), nodes[f'selection_{arm}'].get_dict(), evaluation,
-                               num_cheap_pass=len(cheap.get('e_above_hull', {})),
-                               num_references=cheap.get('known_phases'))
+        metrics[arm] = compute(
+            nodes[f'screening_{arm}'].get_dict(),
+            nodes[f'selection_{arm}'].get_dict(),
+            evaluation,
+            num_cheap_pass=len(cheap.get('e_above_hull', {})),
+            num_references=cheap.get('known_phases'),
+        )
     if RANDOM in metrics:
         gan, random = metrics[GAN]['sun_rate_per_relaxation'], metrics[RANDOM]['sun_rate_per_relaxation']
         metrics['sun_rate_lift'] = gan / random if gan is not None and random else None
@@ -221,25 +251,53 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.expose_inputs(GenerateCalculation, namespace='generate')
-        spec.input('training_dataset', valid_type=CrystalDatasetData,
-                   help='The model\'s training set: candidates that match one of its structures are not new.')
-        spec.input('postprocess', valid_type=orm.Dict,
-                   help='Post-processing options (`aiida_crystalgan.analysis.postprocess.PostprocessOptions`).')
-        spec.input('cheap_pass', valid_type=orm.Dict, validator=validate_cheap_pass,
-                   help='`size` (M best-ranked candidates), `operation` (`relax` or `forces`) and its engine '
-                        '`parameters` (a short relaxation: few `max_steps`).')
-        spec.input('max_validations', valid_type=orm.Int,
-                   help='K: the candidates lowest in E_hull after the cheap pass that are relaxed and checked in full.')
-        spec.input('e_hull_window', valid_type=orm.Float,
-                   help='eV/atom: a local minimum at most this far above the hull is predicted, others are rejected.')
-        spec.input('random_control', valid_type=orm.Bool, default=lambda: orm.Bool(False),
-                   help='Also send PyXtal random structures of the same compositions through the same funnel and '
-                        'engine budget, and report the GAN\'s lift over random search.')
+        spec.input(
+            'training_dataset',
+            valid_type=CrystalDatasetData,
+            help="The model's training set: candidates that match one of its structures are not new.",
+        )
+        spec.input(
+            'postprocess',
+            valid_type=orm.Dict,
+            help='Post-processing options (`aiida_crystalgan.analysis.postprocess.PostprocessOptions`).',
+        )
+        spec.input(
+            'cheap_pass',
+            valid_type=orm.Dict,
+            validator=validate_cheap_pass,
+            help='`size` (M best-ranked candidates), `operation` (`relax` or `forces`) and its engine '
+            '`parameters` (a short relaxation: few `max_steps`).',
+        )
+        spec.input(
+            'max_validations',
+            valid_type=orm.Int,
+            help='K: the candidates lowest in E_hull after the cheap pass that are relaxed and checked in full.',
+        )
+        spec.input(
+            'e_hull_window',
+            valid_type=orm.Float,
+            help='eV/atom: a local minimum at most this far above the hull is predicted, others are rejected.',
+        )
+        spec.input(
+            'random_control',
+            valid_type=orm.Bool,
+            default=lambda: orm.Bool(False),
+            help='Also send PyXtal random structures of the same compositions through the same funnel and '
+            "engine budget, and report the GAN's lift over random search.",
+        )
         spec.input('stability', valid_type=orm.Dict, help='Parameters of `crystalgan.stability`.')
-        spec.input_namespace('reference_structures', valid_type=orm.StructureData, dynamic=True,
-                             help='Relaxed reference phases (every element included) for the convex hull.')
-        spec.input_namespace('reference_results', valid_type=orm.ArrayData, dynamic=True,
-                             help='Engine results (energies) of the reference phases, same keys, same engine.')
+        spec.input_namespace(
+            'reference_structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            help='Relaxed reference phases (every element included) for the convex hull.',
+        )
+        spec.input_namespace(
+            'reference_results',
+            valid_type=orm.ArrayData,
+            dynamic=True,
+            help='Engine results (energies) of the reference phases, same keys, same engine.',
+        )
         expose_engine_inputs(spec)
         spec.inputs.validator = cls.validate_inputs
         spec.outline(
@@ -255,24 +313,47 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         )
         spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
         spec.output('screening', valid_type=orm.Dict, help='How many candidates each fast filter dropped.')
-        spec.output('postprocess_report', valid_type=orm.Dict,
-                    help='The best-ranked candidates that were post-processed: why each was selected or dropped.')
-        spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False,
-                              help='Relaxed local minima within the E_hull window, with their evaluation as extras.')
-        spec.output_namespace('rejected', valid_type=orm.StructureData, dynamic=True, required=False,
-                              help='Relaxed candidates that did not pass, with `crystalgan_rejection_reason`.')
-        spec.output('evaluation', valid_type=orm.Dict, required=False,
-                    help='Per validated structure: energy above hull, forces, phonons, novelty, verdict.')
-        spec.output('hull', valid_type=orm.Dict, required=False,
-                    help='`phases`: the reference phases on the convex hull (name, formula, energies per atom).')
-        spec.output('metrics', valid_type=orm.Dict,
-                    help='Per arm (`gan`, `random`): validity, uniqueness, novelty, S.U.N. rate per relaxation, '
-                         'phonon-stable fraction, rediscovered phases and stage counts; `sun_rate_lift`.')
+        spec.output(
+            'postprocess_report',
+            valid_type=orm.Dict,
+            help='The best-ranked candidates that were post-processed: why each was selected or dropped.',
+        )
+        spec.output_namespace(
+            'predicted',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Relaxed local minima within the E_hull window, with their evaluation as extras.',
+        )
+        spec.output_namespace(
+            'rejected',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='Relaxed candidates that did not pass, with `crystalgan_rejection_reason`.',
+        )
+        spec.output(
+            'evaluation',
+            valid_type=orm.Dict,
+            required=False,
+            help='Per validated structure: energy above hull, forces, phonons, novelty, verdict.',
+        )
+        spec.output(
+            'hull',
+            valid_type=orm.Dict,
+            required=False,
+            help='`phases`: the reference phases on the convex hull (name, formula, energies per atom).',
+        )
+        spec.output(
+            'metrics',
+            valid_type=orm.Dict,
+            help='Per arm (`gan`, `random`): validity, uniqueness, novelty, S.U.N. rate per relaxation, '
+            'phonon-stable fraction, rediscovered phases and stage counts; `sun_rate_lift`.',
+        )
         spec.exit_code(650, 'ERROR_GENERATION_FAILED', message='The generation calculation failed.')
         spec.exit_code(651, 'ERROR_VALIDATION_FAILED', message='The validation of the candidates failed.')
         spec.exit_code(652, 'ERROR_CHEAP_PASS_FAILED', message='The cheap engine pass on the candidates failed.')
-        spec.exit_code(653, 'ERROR_RANDOM_CONTROL_FAILED',
-                       message='The random-search control arm failed: {message}')
+        spec.exit_code(653, 'ERROR_RANDOM_CONTROL_FAILED', message='The random-search control arm failed: {message}')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
@@ -280,17 +361,24 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         return {**super().get_override_keys(), 'stability': StabilityWorkChain.get_override_keys()}
 
     @classmethod
-    def get_protocol_inputs(cls, protocol: str | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_protocol_inputs(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``generation.yaml`` with the ``stability`` of ``StabilityWorkChain``'s own protocol of the same name."""
         overrides = dict(overrides or {})
         stability = StabilityWorkChain.get_protocol_inputs(protocol, overrides.pop('stability', None))
         return {**super().get_protocol_inputs(protocol, overrides), 'stability': stability}
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.AbstractCode, engine: dict[str, Any],
-                                  targets: list[dict[str, Any]] | None = None, model: GanModelData | None = None,
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        engine: dict[str, Any],
+        targets: list[dict[str, Any]] | None = None,
+        model: GanModelData | None = None,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         """A builder that samples ``model`` for ``targets`` and screens and validates the candidates.
 
         The training set and the reference phases of the hull are the caller's: ``training_dataset``,
@@ -304,8 +392,11 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         builder.generate.code = code
         if model is not None:
             builder.generate.model = model
-        parameters = {'num_per_target': inputs['num_per_target'], 'seed': inputs['seed'],
-                      'screening': inputs['screening']}
+        parameters = {
+            'num_per_target': inputs['num_per_target'],
+            'seed': inputs['seed'],
+            'screening': inputs['screening'],
+        }
         if targets is not None:
             parameters['targets'] = targets
         builder.generate.parameters = orm.Dict(parameters)
@@ -360,15 +451,23 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         self.ctx.selected, self.ctx.reports = {}, {}
         for arm in self.ctx.arms:
             node = self.ctx[f'generate_{arm}']
-            outputs = select_candidates(node.outputs.candidates, node.outputs.ranking, node.outputs.screening,
-                                        self.inputs.training_dataset, self.inputs.postprocess,
-                                        orm.Int(self.inputs.cheap_pass['size']), **self._references())
+            outputs = select_candidates(
+                node.outputs.candidates,
+                node.outputs.ranking,
+                node.outputs.screening,
+                self.inputs.training_dataset,
+                self.inputs.postprocess,
+                orm.Int(self.inputs.cheap_pass['size']),
+                **self._references(),
+            )
             self.ctx.reports[arm] = outputs.pop('report')
             self.ctx.selected[arm] = outputs
             screened = node.outputs.screening['counts']
-            self.report(f'{arm}: {screened["generated"]} generated, {screened["ranked"]} pass the fast filters and '
-                        f'the fingerprint dedupe ({screened}); {len(outputs)} selected of '
-                        f'{self.ctx.reports[arm]["counts"]["examined"]} post-processed')
+            self.report(
+                f'{arm}: {screened["generated"]} generated, {screened["ranked"]} pass the fast filters and '
+                f'the fingerprint dedupe ({screened}); {len(outputs)} selected of '
+                f'{self.ctx.reports[arm]["counts"]["examined"]} post-processed'
+            )
         return None
 
     def has_candidates(self) -> bool:
@@ -380,8 +479,10 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
     def run_cheap_pass(self):
         """One engine call per arm on its selected candidates: a short relaxation or a single point."""
         cheap = self.inputs.cheap_pass
-        calls = {f'cheap_{arm}': submit_engine(self, cheap['operation'], self.ctx.selected[arm], cheap['parameters'])
-                 for arm in self._arms_with_candidates()}
+        calls = {
+            f'cheap_{arm}': submit_engine(self, cheap['operation'], self.ctx.selected[arm], cheap['parameters'])
+            for arm in self._arms_with_candidates()
+        }
         return ToContext(**calls)
 
     def rank_cheap_pass(self):
@@ -391,10 +492,16 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
             node = self.ctx[f'cheap_{arm}']
             if not node.is_finished_ok:
                 return self.exit_codes.ERROR_CHEAP_PASS_FAILED
-            structures = dict(node.outputs.relaxed_structures) if 'relaxed_structures' in node.outputs \
+            structures = (
+                dict(node.outputs.relaxed_structures)
+                if 'relaxed_structures' in node.outputs
                 else self.ctx.selected[arm]
-            nodes = {**self._references(), **{f'structure_{key}': s for key, s in structures.items()},
-                     **{f'results_{key}': r for key, r in node.outputs.results.items()}}
+            )
+            nodes = {
+                **self._references(),
+                **{f'structure_{key}': s for key, s in structures.items()},
+                **{f'results_{key}': r for key, r in node.outputs.results.items()},
+            }
             ranked = rank_cheap_pass(self.inputs.max_validations, **nodes)
             self.ctx.cheap[arm] = ranked
             self.ctx.to_validate[arm] = {key: structures[key] for key in ranked['selected']}
@@ -404,8 +511,7 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         """Relax and check each arm's K candidates with the engine."""
         calls = {}
         for arm, structures in self.ctx.to_validate.items():
-            inputs = {'structures': structures, 'parameters': self.inputs.stability,
-                      'engine': dict(self.inputs.engine)}
+            inputs = {'structures': structures, 'parameters': self.inputs.stability, 'engine': dict(self.inputs.engine)}
             calls[f'validation_{arm}'] = self.submit(StabilityWorkChain, **inputs)
         return ToContext(**calls)
 
@@ -421,17 +527,20 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
             for key, structure in relaxed.items():
                 nodes[f'structure_{key}'] = structure
                 nodes[f'results_{key}'] = node.outputs.results[key]
-            outputs = evaluate_candidates(node.outputs.summary, self.inputs.training_dataset,
-                                          self.inputs.e_hull_window, **nodes)
+            outputs = evaluate_candidates(
+                node.outputs.summary, self.inputs.training_dataset, self.inputs.e_hull_window, **nodes
+            )
             evaluation = outputs['evaluation']
             for key, values in evaluation.get_dict().items():
                 relaxed[key].base.extras.set_many({f'crystalgan_{name}': value for name, value in values.items()})
             self.ctx.evaluation[arm], self.ctx.relaxed[arm], self.ctx.hull = evaluation, relaxed, outputs['hull']
             below = sorted(key for key, values in evaluation.get_dict().items() if values['possible_new_ground_state'])
             if below:
-                self.report(f'{arm}: candidates {below} lie below the hull of the reference phases: possible new '
-                            'ground states (or a known phase missing from the references), flagged '
-                            '`possible_new_ground_state`')
+                self.report(
+                    f'{arm}: candidates {below} lie below the hull of the reference phases: possible new '
+                    'ground states (or a known phase missing from the references), flagged '
+                    '`possible_new_ground_state`'
+                )
         return None
 
     def results(self) -> None:

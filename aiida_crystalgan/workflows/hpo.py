@@ -32,8 +32,20 @@ from aiida_crystalgan.workflows.training import TrainingWorkChain
 
 GROUP_BY = ('source', 'label', 'composition', 'none')
 #: Keys of the ``parameters`` input and of its ``objective`` and ``pruning`` namespaces.
-PARAMETER_KEYS = {'strategy', 'num_trials', 'max_concurrent', 'num_folds', 'test_fraction', 'group_by', 'seed',
-                  'grid_cap', 'startup_trials', 'train_final', 'objective', 'pruning'}
+PARAMETER_KEYS = {
+    'strategy',
+    'num_trials',
+    'max_concurrent',
+    'num_folds',
+    'test_fraction',
+    'group_by',
+    'seed',
+    'grid_cap',
+    'startup_trials',
+    'train_final',
+    'objective',
+    'pruning',
+}
 OPTIONAL_PARAMETER_KEYS = {'startup_trials', 'train_final'}
 OBJECTIVE_KEYS = {'weights', 'multi_objective', 'samples_per_minimum', 'coverage'}
 PRUNING_KEYS = {'enabled', 'min_trials', 'warmup_steps'}
@@ -45,8 +57,9 @@ def search_parameters(overrides: dict[str, Any] | None = None) -> dict[str, Any]
     return HyperparameterSearchWorkChain.get_protocol_inputs(None, {'parameters': overrides or {}})['parameters']
 
 
-def plan_folds(dataset: CrystalDatasetData, num_folds: int, test_fraction: float, group_by: str,
-               seed: int) -> dict[str, Any]:
+def plan_folds(
+    dataset: CrystalDatasetData, num_folds: int, test_fraction: float, group_by: str, seed: int
+) -> dict[str, Any]:
     """The test split and the k folds of the rest, grouped by ``group_by`` (``ValueError`` when impossible).
 
     The dataset's own ``test`` split is used when it has splits; otherwise ``test_fraction`` of the groups is held out.
@@ -120,8 +133,13 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         space.check_config(base)
         if parameters['strategy'] == 'grid':
             space.grid(parameters['grid_cap'])
-        plan = plan_folds(inputs['dataset'], parameters['num_folds'], parameters['test_fraction'],
-                          parameters['group_by'], parameters['seed'])
+        plan = plan_folds(
+            inputs['dataset'],
+            parameters['num_folds'],
+            parameters['test_fraction'],
+            parameters['group_by'],
+            parameters['seed'],
+        )
         if parameters['objective'].get('multi_objective', False):
             roles = inputs['dataset'].get_roles()
             if any(all(roles[i] != MINIMUM for i in fold) for fold in plan['folds']):
@@ -139,11 +157,19 @@ def tabulate_trials(summary: orm.Dict, **metrics: orm.Dict) -> dict[str, orm.Dic
     trials = content['trials']
     space = SearchSpace(content['search_space'])
     best = best_trial(trials)
-    rows = [{key: trial[key] for key in ('number', 'state', 'params', 'fold_values', 'value', 'spread',
-                                         'wall_seconds', 'curve')} for trial in trials]
-    table = {**{k: v for k, v in content.items() if k != 'trials'}, 'trials': rows,
-             'importances': parameter_importances(space, trials),
-             'best': None if best is None else {key: best[key] for key in ('number', 'params', 'value', 'spread')}}
+    rows = [
+        {
+            key: trial[key]
+            for key in ('number', 'state', 'params', 'fold_values', 'value', 'spread', 'wall_seconds', 'curve')
+        }
+        for trial in trials
+    ]
+    table = {
+        **{k: v for k, v in content.items() if k != 'trials'},
+        'trials': rows,
+        'importances': parameter_importances(space, trials),
+        'best': None if best is None else {key: best[key] for key in ('number', 'params', 'value', 'spread')},
+    }
     outputs = {'trials': orm.Dict(table)}
     if best is not None:
         outputs['best_config'] = orm.Dict({**content['base_config'], **best['params']})
@@ -158,15 +184,27 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.expose_inputs(TrainingWorkChain, namespace='training',
-                           exclude=('train.dataset', 'train.validation', 'train.parent_model'),
-                           namespace_options={'help': 'Inputs of every training run; `train.parameters` is the '
-                                                      'configuration that the searched fields are set on.'})
+        spec.expose_inputs(
+            TrainingWorkChain,
+            namespace='training',
+            exclude=('train.dataset', 'train.validation', 'train.parent_model'),
+            namespace_options={
+                'help': 'Inputs of every training run; `train.parameters` is the '
+                'configuration that the searched fields are set on.'
+            },
+        )
         spec.input('dataset', valid_type=CrystalDatasetData, help='Structures to cross-validate on.')
-        spec.input('search_space', valid_type=orm.Dict,
-                   help='GanConfig fields to search: `{low, high[, log, step, num]}` or `{choices: [...]}` each.')
-        spec.input('parameters', valid_type=orm.Dict, default=lambda: orm.Dict(search_parameters()),
-                   help='Search settings: strategy, num_trials, max_concurrent, num_folds, objective, pruning...')
+        spec.input(
+            'search_space',
+            valid_type=orm.Dict,
+            help='GanConfig fields to search: `{low, high[, log, step, num]}` or `{choices: [...]}` each.',
+        )
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            default=lambda: orm.Dict(search_parameters()),
+            help='Search settings: strategy, num_trials, max_concurrent, num_folds, objective, pruning...',
+        )
         spec.inputs.validator = validate_inputs
         spec.outline(
             cls.setup,
@@ -180,13 +218,21 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
                 cls.inspect_final,
             ),
         )
-        spec.output('trials', valid_type=orm.Dict,
-                    help='Trial table: configuration, per-fold values, mean and spread, wall time; importances.')
+        spec.output(
+            'trials',
+            valid_type=orm.Dict,
+            help='Trial table: configuration, per-fold values, mean and spread, wall time; importances.',
+        )
         spec.output('best_config', valid_type=orm.Dict, required=False, help='GanConfig of the best trial.')
-        spec.output('model', valid_type=GanModelData, required=False,
-                    help='The best configuration trained on all folds.')
-        spec.output('final_metrics', valid_type=orm.Dict, required=False,
-                    help='Training metrics of the final model; `validation` holds its held-out test values.')
+        spec.output(
+            'model', valid_type=GanModelData, required=False, help='The best configuration trained on all folds.'
+        )
+        spec.output(
+            'final_metrics',
+            valid_type=orm.Dict,
+            required=False,
+            help='Training metrics of the final model; `validation` holds its held-out test values.',
+        )
         spec.exit_code(670, 'ERROR_NO_TRIAL_COMPLETED', message='No trial completed: see the trial table and reports.')
         spec.exit_code(671, 'ERROR_FINAL_TRAINING_FAILED', message='Training the best configuration failed.')
 
@@ -206,9 +252,14 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
         return inputs
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.AbstractCode, dataset: CrystalDatasetData,
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None,
-                                  options: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        dataset: CrystalDatasetData,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ):
         """A ready builder for searching on ``dataset`` with ``code`` (``crystalgan.train``) and ``protocol``."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
@@ -226,33 +277,48 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
         """Fix the folds and the test split, and start with no trials."""
         parameters = self.inputs.parameters.get_dict()
         self.ctx.parameters = parameters
-        self.ctx.plan = plan_folds(self.inputs.dataset, parameters['num_folds'], parameters['test_fraction'],
-                                   parameters['group_by'], parameters['seed'])
+        self.ctx.plan = plan_folds(
+            self.inputs.dataset,
+            parameters['num_folds'],
+            parameters['test_fraction'],
+            parameters['group_by'],
+            parameters['seed'],
+        )
         self.ctx.multi = bool(parameters['objective'].get('multi_objective', False))
         self.ctx.trials = []
         self.ctx.batch = []
         self.ctx.exhausted = False
         sizes = [len(fold) for fold in self.ctx.plan['folds']]
-        self.report(f'{parameters["strategy"]} search of {parameters["num_trials"]} trials, {len(sizes)} folds of '
-                    f'{sizes} structures, {len(self.ctx.plan["test"])} held out for the test')
+        self.report(
+            f'{parameters["strategy"]} search of {parameters["num_trials"]} trials, {len(sizes)} folds of '
+            f'{sizes} structures, {len(self.ctx.plan["test"])} held out for the test'
+        )
 
     def should_run_trials(self) -> bool:
         return not self.ctx.exhausted and len(self.ctx.trials) < self.ctx.parameters['num_trials']
 
     def _validation(self, train: list[int], held_out: list[int], pruning: dict | None) -> orm.Dict:
         objective = self.ctx.parameters['objective']
-        plan = {'train': train, 'validation': held_out, 'seed': self.ctx.parameters['seed'],
-                'weights': objective.get('weights', {}),
-                'samples_per_minimum': objective.get('samples_per_minimum', 4),
-                'coverage': objective.get('coverage', True)}
+        plan = {
+            'train': train,
+            'validation': held_out,
+            'seed': self.ctx.parameters['seed'],
+            'weights': objective.get('weights', {}),
+            'samples_per_minimum': objective.get('samples_per_minimum', 4),
+            'coverage': objective.get('coverage', True),
+        }
         if pruning:
             plan['pruning'] = pruning
         return orm.Dict(plan)
 
     def _training_inputs(self, config: dict[str, Any], validation: orm.Dict, label: str) -> dict[str, Any]:
         inputs = self.exposed_inputs(TrainingWorkChain, 'training')
-        inputs['train'] = {**inputs['train'], 'dataset': self.inputs.dataset, 'parameters': orm.Dict(config),
-                           'validation': validation}
+        inputs['train'] = {
+            **inputs['train'],
+            'dataset': self.inputs.dataset,
+            'parameters': orm.Dict(config),
+            'validation': validation,
+        }
         inputs['metadata'] = {'call_link_label': label, 'label': label}
         return inputs
 
@@ -261,9 +327,16 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
         parameters = self.ctx.parameters
         count = min(parameters['max_concurrent'], parameters['num_trials'] - len(self.ctx.trials))
         directions = ['minimize'] * (2 if self.ctx.multi else 1)
-        batch = suggest(SearchSpace(self.inputs.search_space.get_dict()), parameters['strategy'], parameters['seed'],
-                        self.ctx.trials, count, directions, parameters.get('startup_trials', 10),
-                        parameters['grid_cap'])
+        batch = suggest(
+            SearchSpace(self.inputs.search_space.get_dict()),
+            parameters['strategy'],
+            parameters['seed'],
+            self.ctx.trials,
+            count,
+            directions,
+            parameters.get('startup_trials', 10),
+            parameters['grid_cap'],
+        )
         if not batch:
             self.report('the grid is exhausted')
             self.ctx.exhausted = True
@@ -283,8 +356,9 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
                 held_out = set(fold)
                 validation = self._validation([i for i in pool if i not in held_out], fold, pruning)
                 label = f'trial_{number}_fold_{index}'
-                running[label] = self.submit(TrainingWorkChain,
-                                             **self._training_inputs({**base, **params}, validation, label))
+                running[label] = self.submit(
+                    TrainingWorkChain, **self._training_inputs({**base, **params}, validation, label)
+                )
             self.report(f'trial {number}: {params}')
         return ToContext(**running)
 
@@ -315,11 +389,15 @@ class HyperparameterSearchWorkChain(ProtocolMixin, WorkChain):
                 if 'metrics' in node.outputs:
                     links[f'trial_{trial["number"]}_fold_{index}'] = node.outputs.metrics
         summary = {
-            'strategy': self.ctx.parameters['strategy'], 'seed': self.ctx.parameters['seed'],
-            'num_folds': len(self.ctx.plan['folds']), 'fold_sizes': [len(f) for f in self.ctx.plan['folds']],
-            'test_size': len(self.ctx.plan['test']), 'multi_objective': self.ctx.multi,
+            'strategy': self.ctx.parameters['strategy'],
+            'seed': self.ctx.parameters['seed'],
+            'num_folds': len(self.ctx.plan['folds']),
+            'fold_sizes': [len(f) for f in self.ctx.plan['folds']],
+            'test_size': len(self.ctx.plan['test']),
+            'multi_objective': self.ctx.multi,
             'search_space': self.inputs.search_space.get_dict(),
-            'base_config': self.inputs.training.train.parameters.get_dict(), 'trials': self.ctx.trials,
+            'base_config': self.inputs.training.train.parameters.get_dict(),
+            'trials': self.ctx.trials,
         }
         outputs = tabulate_trials(summary=orm.Dict(summary), **links)
         self.out('trials', outputs['trials'])

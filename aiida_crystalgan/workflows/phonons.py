@@ -27,10 +27,10 @@ PARENT_PORTS_REPLACED = ('supercell_matrix', 'symmetry_tolerance', 'displacement
 #: Bounds of the phonon parameters, ``name: (type, lower (exclusive), upper (inclusive))``: beyond them a typo would
 #: ask for supercells of thousands of atoms or q-meshes of millions of points.
 PARAMETER_BOUNDS = {
-    'supercell_min_length': (float, 0, 30.0),   # Å
-    'displacement': (float, 0, 0.5),            # Å
-    'frequency_tolerance': (float, 0, 10.0),    # THz
-    'symmetry_tolerance': (float, 0, 1.0),      # Å
+    'supercell_min_length': (float, 0, 30.0),  # Å
+    'displacement': (float, 0, 0.5),  # Å
+    'frequency_tolerance': (float, 0, 10.0),  # THz
+    'symmetry_tolerance': (float, 0, 1.0),  # Å
 }
 #: Largest q-mesh divisions along one axis, and most unit cells in a supercell.
 MAX_MESH = 64
@@ -88,9 +88,12 @@ def get_force_constants(phonopy_data: PhonopyData, subtract_residual_forces: orm
     phonopy = phonopy_data.get_phonopy_instance(subtract_residual_forces=subtract)
     phonopy.produce_force_constants()
     force_constants = ForceConstantsData(
-        structure=phonopy_data.get_unitcell(), supercell_matrix=phonopy_data.supercell_matrix,
-        primitive_matrix=phonopy_data.primitive_matrix, symprec=phonopy_data.symprec,
-        is_symmetry=phonopy_data.is_symmetry)
+        structure=phonopy_data.get_unitcell(),
+        supercell_matrix=phonopy_data.supercell_matrix,
+        primitive_matrix=phonopy_data.primitive_matrix,
+        symprec=phonopy_data.symprec,
+        is_symmetry=phonopy_data.is_symmetry,
+    )
     force_constants.set_force_constants(phonopy.force_constants)
     return force_constants
 
@@ -125,8 +128,7 @@ def _band_structure(phonopy) -> orm.BandsData:
     path = Cell(cell).bandpath(npoints=60)
     phonopy.run_qpoints(path.kpts)
     labelled = {tuple(np.round(point, 8)): name for name, point in path.special_points.items()}
-    labels = [(index, labelled[key]) for index, key in enumerate(map(tuple, np.round(path.kpts, 8)))
-              if key in labelled]
+    labels = [(index, labelled[key]) for index, key in enumerate(map(tuple, np.round(path.kpts, 8))) if key in labelled]
     bands = orm.BandsData()
     bands.set_cell(cell)
     bands.set_kpoints(path.kpts)
@@ -152,8 +154,12 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
         for name in PARENT_PORTS_REPLACED:
             del spec.inputs[name]
         expose_engine_inputs(spec)
-        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
-                   help='Supercell, displacement, q-mesh and stability tolerance; see `protocols/phonons.yaml`.')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            validator=validate_parameters,
+            help='Supercell, displacement, q-mesh and stability tolerance; see `protocols/phonons.yaml`.',
+        )
         spec.outline(
             cls.setup,
             cls.run_supercells,
@@ -170,13 +176,19 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
         spec.output('is_stable', valid_type=orm.Bool, help='No frequency below -frequency_tolerance on the q-mesh.')
         spec.output('band_structure', valid_type=orm.BandsData, required=False, help='Frequencies (THz) on a path.')
         spec.output('dos', valid_type=orm.XyData, required=False, help='Total phonon DOS.')
-        spec.exit_code(632, 'ERROR_SUPERCELL_TOO_LARGE',
-                       message='The supercell would hold {cells} unit cells, more than ' + str(MAX_SUPERCELL_CELLS)
-                               + ': lower `supercell_min_length` or give `supercell_matrix`.')
-        spec.exit_code(630, 'ERROR_ENGINE_FAILED',
-                       message='The engine failed on the displaced supercells: {message}. Check the engine inputs.')
-        spec.exit_code(631, 'ERROR_MISSING_FORCES',
-                       message='The engine returned no forces for the supercells {keys}.')
+        spec.exit_code(
+            632,
+            'ERROR_SUPERCELL_TOO_LARGE',
+            message='The supercell would hold {cells} unit cells, more than '
+            + str(MAX_SUPERCELL_CELLS)
+            + ': lower `supercell_min_length` or give `supercell_matrix`.',
+        )
+        spec.exit_code(
+            630,
+            'ERROR_ENGINE_FAILED',
+            message='The engine failed on the displaced supercells: {message}. Check the engine inputs.',
+        )
+        spec.exit_code(631, 'ERROR_MISSING_FORCES', message='The engine returned no forces for the supercells {keys}.')
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
@@ -184,8 +196,13 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
         return {**super().get_override_keys(), 'supercell_matrix': None}
 
     @classmethod
-    def get_builder_from_protocol(cls, structure: orm.StructureData, engine: dict[str, Any],
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        structure: orm.StructureData,
+        engine: dict[str, Any],
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         """A builder for the phonons of ``structure`` with the ``parameters`` of ``protocol`` (``phonons.yaml``).
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).

@@ -62,8 +62,9 @@ def select_snapshots(snapshots: CrystalDatasetData, max_snapshots: orm.Int) -> d
     return outputs
 
 
-def relaxation_nodes(relaxed_structures: Mapping[str, orm.StructureData], results: Mapping[str, orm.ArrayData]
-                     ) -> dict[str, orm.Data]:
+def relaxation_nodes(
+    relaxed_structures: Mapping[str, orm.StructureData], results: Mapping[str, orm.ArrayData]
+) -> dict[str, orm.Data]:
     """The outputs of a relaxation (engine or ``crystalgan.stability``) as ``structure_<key>`` and ``results_<key>``."""
     nodes = {}
     for key, structure in relaxed_structures.items():
@@ -72,20 +73,23 @@ def relaxation_nodes(relaxed_structures: Mapping[str, orm.StructureData], result
     return nodes
 
 
-def relaxed_records(summary: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str
-                    ) -> Iterator[tuple[StructureRecord, bool]]:
+def relaxed_records(
+    summary: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str
+) -> Iterator[tuple[StructureRecord, bool]]:
     """Each relaxed structure (``structure_<key>``, ``results_<key>``) as a record, with its local-minimum verdict."""
     for name, structure in nodes.items():
         if not name.startswith('structure_'):
             continue
         key = name.removeprefix('structure_')
-        record = to_record(structure, **read_results(nodes[f'results_{key}']), source=structure.uuid,
-                           label=f'{origin}:{key}')
+        record = to_record(
+            structure, **read_results(nodes[f'results_{key}']), source=structure.uuid, label=f'{origin}:{key}'
+        )
         yield record, bool(summary[key]['is_local_minimum'])
 
 
-def split_roles(labelled: list[StructureRecord], minima: list[StructureRecord]
-                ) -> tuple[list[StructureRecord], list[StructureRecord]]:
+def split_roles(
+    labelled: list[StructureRecord], minima: list[StructureRecord]
+) -> tuple[list[StructureRecord], list[StructureRecord]]:
     """``(labelled, minima)``: equivalent minima merged (lowest energy per atom kept), the others labelled."""
     from aiida_crystalgan.importers.cleaning import deduplicate_minima
 
@@ -96,15 +100,20 @@ def split_roles(labelled: list[StructureRecord], minima: list[StructureRecord]
     return [to_record(record, role=LABELLED) for record in labelled] + merged, unique
 
 
-def role_datasets(verdicts: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str,
-                  **metadata: Any) -> dict[str, CrystalDatasetData]:
+def role_datasets(
+    verdicts: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str, **metadata: Any
+) -> dict[str, CrystalDatasetData]:
     """``labelled`` and (deduplicated) ``minima`` datasets of relaxed structures; an empty one is left out."""
     labelled, minima = [], []
     for record, is_minimum in relaxed_records(verdicts, nodes, origin):
         (minima if is_minimum else labelled).append(record)
     labelled, unique = split_roles(labelled, minima)
-    metadata = {'origin': f'relaxed structures ({origin})', 'minima_found': len(minima),
-                'minima_unique': len(unique), **metadata}
+    metadata = {
+        'origin': f'relaxed structures ({origin})',
+        'minima_found': len(minima),
+        'minima_unique': len(unique),
+        **metadata,
+    }
     outputs = {}
     if labelled:
         outputs['labelled'] = CrystalDatasetData(labelled, metadata=metadata)
@@ -127,8 +136,10 @@ def relaxed_datasets(summary: orm.Dict, origin: orm.Str, **nodes: orm.Data) -> d
 def checked_dataset(summary: orm.Dict, **nodes: orm.Data) -> CrystalDatasetData:
     """Every structure of a ``crystalgan.stability`` run with its verdict as role (``minimum`` or ``labelled``),
     equivalent minima not merged: the ``known`` structures of a quench. ``nodes`` as for :func:`relaxed_datasets`."""
-    records = [to_record(record, role=MINIMUM if is_minimum else LABELLED)
-               for record, is_minimum in relaxed_records(summary.get_dict(), nodes, 'checked')]
+    records = [
+        to_record(record, role=MINIMUM if is_minimum else LABELLED)
+        for record, is_minimum in relaxed_records(summary.get_dict(), nodes, 'checked')
+    ]
     return CrystalDatasetData(records, metadata={'origin': 'structures checked by crystalgan.stability'})
 
 
@@ -139,8 +150,9 @@ def largest_force(record: StructureRecord) -> float:
     return float(np.linalg.norm(record.forces, axis=1).max())
 
 
-def match_relaxed(relaxed: Mapping[str, StructureRecord], known: list[StructureRecord], force_tolerance: float
-                  ) -> dict[str, dict[str, Any]]:
+def match_relaxed(
+    relaxed: Mapping[str, StructureRecord], known: list[StructureRecord], force_tolerance: float
+) -> dict[str, dict[str, Any]]:
     """Which relaxed structures need a phonon check: per key, ``is_local_minimum`` (``None``: not known yet),
     ``known`` (label of the equivalent known structure) and ``checked_as`` (key of the structure checked in its place).
 
@@ -171,17 +183,18 @@ def match_relaxed(relaxed: Mapping[str, StructureRecord], known: list[StructureR
             key = candidates[index - len(known)]
             if equivalent:
                 reference = known[equivalent[0]]
-                matches[key] = {'is_local_minimum': reference.role == MINIMUM, 'known': reference.label,
-                                'checked_as': None}
+                matches[key] = {
+                    'is_local_minimum': reference.role == MINIMUM,
+                    'known': reference.label,
+                    'checked_as': None,
+                }
             else:
-                matches[key] = {'is_local_minimum': None, 'known': None,
-                                'checked_as': candidates[kept - len(known)]}
+                matches[key] = {'is_local_minimum': None, 'known': None, 'checked_as': candidates[kept - len(known)]}
     return matches
 
 
 @calcfunction
-def match_snapshots(force_tolerance: orm.Float, known: CrystalDatasetData | None = None, **nodes: orm.Data
-                    ) -> orm.Dict:
+def match_snapshots(force_tolerance: orm.Float, known: CrystalDatasetData | None = None, **nodes: orm.Data) -> orm.Dict:
     """:func:`match_relaxed` of the relaxed snapshots (``structure_<key>``, ``results_<key>``) against ``known``."""
     relaxed = {}
     for name, structure in nodes.items():
@@ -192,8 +205,9 @@ def match_snapshots(force_tolerance: orm.Float, known: CrystalDatasetData | None
 
 
 @calcfunction
-def quenched_datasets(matches: orm.Dict, summary: orm.Dict | None = None, **nodes: orm.Data
-                      ) -> dict[str, CrystalDatasetData]:
+def quenched_datasets(
+    matches: orm.Dict, summary: orm.Dict | None = None, **nodes: orm.Data
+) -> dict[str, CrystalDatasetData]:
     """The quenched snapshots as ``labelled`` and (deduplicated) ``minima`` datasets.
 
     The verdict of a snapshot is that of ``matches`` (:func:`match_snapshots`), else that of the structure checked in
@@ -227,22 +241,43 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('snapshots', valid_type=CrystalDatasetData, required=False,
-                   help='MD snapshots as a dataset (e.g. the `snapshots` of `crystalgan.sampling`).')
-        spec.input_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False,
-                             help='MD trajectories (e.g. the `trajectories` of `crystalgan.sampling`).')
+        spec.input(
+            'snapshots',
+            valid_type=CrystalDatasetData,
+            required=False,
+            help='MD snapshots as a dataset (e.g. the `snapshots` of `crystalgan.sampling`).',
+        )
+        spec.input_namespace(
+            'trajectories',
+            valid_type=orm.TrajectoryData,
+            dynamic=True,
+            required=False,
+            help='MD trajectories (e.g. the `trajectories` of `crystalgan.sampling`).',
+        )
         spec.input('max_snapshots', valid_type=orm.Int, help='Snapshots relaxed per trajectory, evenly spaced.')
         spec.input('stability', valid_type=orm.Dict, help='Parameters of `crystalgan.stability`.')
-        spec.input('known', valid_type=CrystalDatasetData, required=False,
-                   help='Structures already checked, role `minimum` or `labelled` as their verdict (e.g. '
-                        '`checked_dataset` of the relaxed seeds): an equivalent snapshot is not checked again.')
+        spec.input(
+            'known',
+            valid_type=CrystalDatasetData,
+            required=False,
+            help='Structures already checked, role `minimum` or `labelled` as their verdict (e.g. '
+            '`checked_dataset` of the relaxed seeds): an equivalent snapshot is not checked again.',
+        )
         expose_engine_inputs(spec)
         spec.inputs.validator = validate_inputs
         spec.outline(cls.select, cls.relax, cls.match, if_(cls.should_check)(cls.check), cls.collect)
-        spec.output('labelled', valid_type=CrystalDatasetData, required=False,
-                    help='Every relaxed snapshot that is not a distinct minimum, with energy and forces.')
-        spec.output('minima', valid_type=CrystalDatasetData, required=False,
-                    help='The distinct local minima (lowest energy of each group of equivalent structures).')
+        spec.output(
+            'labelled',
+            valid_type=CrystalDatasetData,
+            required=False,
+            help='Every relaxed snapshot that is not a distinct minimum, with energy and forces.',
+        )
+        spec.output(
+            'minima',
+            valid_type=CrystalDatasetData,
+            required=False,
+            help='The distinct local minima (lowest energy of each group of equivalent structures).',
+        )
         spec.exit_code(660, 'ERROR_STABILITY_FAILED', message='The relaxation and checks of the snapshots failed.')
         spec.exit_code(661, 'ERROR_RELAXATION_FAILED', message='The relaxation of the snapshots failed.')
 
@@ -252,17 +287,23 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         return {**super().get_override_keys(), 'stability': StabilityWorkChain.get_override_keys()}
 
     @classmethod
-    def get_protocol_inputs(cls, protocol: str | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_protocol_inputs(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``quench.yaml`` with the ``stability`` of ``StabilityWorkChain``'s own protocol of the same name."""
         overrides = dict(overrides or {})
         stability = StabilityWorkChain.get_protocol_inputs(protocol, overrides.pop('stability', None))
         return {**super().get_protocol_inputs(protocol, overrides), 'stability': stability}
 
     @classmethod
-    def get_builder_from_protocol(cls, engine: dict[str, Any], snapshots: CrystalDatasetData | None = None,
-                                  trajectories: dict[str, orm.TrajectoryData] | None = None,
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        engine: dict[str, Any],
+        snapshots: CrystalDatasetData | None = None,
+        trajectories: dict[str, orm.TrajectoryData] | None = None,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         """A builder that quenches ``snapshots`` or ``trajectories`` with the parameters of ``protocol``.
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
@@ -303,8 +344,10 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         matches = self.ctx.matches.get_dict()
         self.ctx.to_check = sorted({match['checked_as'] for match in matches.values() if match['checked_as']})
         matched = sum(match['known'] is not None for match in matches.values())
-        self.report(f'{len(matches)} snapshots relaxed: {matched} equivalent to a known structure, '
-                    f'{len(self.ctx.to_check)} distinct ones to check')
+        self.report(
+            f'{len(matches)} snapshots relaxed: {matched} equivalent to a known structure, '
+            f'{len(self.ctx.to_check)} distinct ones to check'
+        )
         return None
 
     def should_check(self) -> bool:
@@ -313,8 +356,9 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
     def check(self):
         """Check forces and phonons of the distinct unknown snapshots (``crystalgan.stability``)."""
         structures = {key: self.ctx.nodes[f'structure_{key}'] for key in self.ctx.to_check}
-        node = self.submit(StabilityWorkChain, structures=structures, parameters=self.inputs.stability,
-                           engine=dict(self.inputs.engine))
+        node = self.submit(
+            StabilityWorkChain, structures=structures, parameters=self.inputs.stability, engine=dict(self.inputs.engine)
+        )
         self.report(f'checking {len(structures)} quenched snapshots with {StabilityWorkChain.__name__}<{node.pk}>')
         return ToContext(stability=node)
 
@@ -332,7 +376,9 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         for name, dataset in datasets.items():
             self.out(name, dataset)
         metadata = next(iter(datasets.values())).metadata
-        self.report(f'{len(nodes) // 2} snapshots quenched: {metadata["matched_known"]} equivalent to a known '
-                    f'structure, {len(self.ctx.to_check)} checked, {metadata["minima_found"]} new local minima, '
-                    f'{metadata["minima_unique"]} distinct')
+        self.report(
+            f'{len(nodes) // 2} snapshots quenched: {metadata["matched_known"]} equivalent to a known '
+            f'structure, {len(self.ctx.to_check)} checked, {metadata["minima_found"]} new local minima, '
+            f'{metadata["minima_unique"]} distinct'
+        )
         return None

@@ -18,6 +18,7 @@ MD_KEYS = ('steps', 'timestep', 'sample_interval', 'thermostat', 'seed')
 @calcfunction
 def collect_snapshots(**trajectories: orm.TrajectoryData) -> CrystalDatasetData:
     """Every stored MD frame as one dataset entry with its energy (eV), forces (eV/Å) and stress (eV/Å^3)."""
+
     def records():
         for key, trajectory in trajectories.items():
             yield from read_trajectory(trajectory, label=key)
@@ -52,8 +53,12 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to sample.')
-        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
-                   help='`temperatures` (K), `steps`, `timestep` (fs), `sample_interval`, `thermostat`, `seed`.')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            validator=validate_parameters,
+            help='`temperatures` (K), `steps`, `timestep` (fs), `sample_interval`, `thermostat`, `seed`.',
+        )
         expose_engine_inputs(spec)
         spec.inputs.validator = require_structures
         spec.outline(cls.run_md, cls.inspect_md, cls.collect)
@@ -62,8 +67,13 @@ class SamplingWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(610, 'ERROR_MD_FAILED', message='The MD at {temperature} K failed.')
 
     @classmethod
-    def get_builder_from_protocol(cls, structures: dict[str, orm.StructureData], engine: dict[str, Any],
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        structures: dict[str, orm.StructureData],
+        engine: dict[str, Any],
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         """A builder for MD of ``structures`` with the ``parameters`` of ``protocol`` (``sampling.yaml``).
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).

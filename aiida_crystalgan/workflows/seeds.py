@@ -57,18 +57,30 @@ class SeedsWorkChain(ProtocolMixin, WorkChain):
         spec.input('system', valid_type=orm.Str, validator=validate_system, help='Chemical system, e.g. `Nb-O`.')
         spec.input('max_atoms', valid_type=orm.Int, help='Largest seed cell.')
         spec.input('use_prototypes', valid_type=orm.Bool, help='Include the built-in prototypes of the system.')
-        spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, required=False,
-                             help='The user\'s own seeds (from files, groups or OPTIMADE imports).')
+        spec.input_namespace(
+            'structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help="The user's own seeds (from files, groups or OPTIMADE imports).",
+        )
         spec.outline(cls.check_user_structures, cls.build_prototypes, cls.results)
         spec.output_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='All seeds.')
         spec.exit_code(600, 'ERROR_NO_SEEDS', message='No seed structure: no prototype fits and none was given.')
-        spec.exit_code(601, 'ERROR_FOREIGN_ELEMENTS',
-                       message='Seed `{key}` contains {elements}, which are not in the system {system}.')
+        spec.exit_code(
+            601,
+            'ERROR_FOREIGN_ELEMENTS',
+            message='Seed `{key}` contains {elements}, which are not in the system {system}.',
+        )
 
     @classmethod
-    def get_builder_from_protocol(cls, system: str, protocol: str | None = None,
-                                  overrides: dict[str, Any] | None = None,
-                                  structures: dict[str, orm.StructureData] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        system: str,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        structures: dict[str, orm.StructureData] | None = None,
+    ):
         """A builder for ``system`` with the ``max_atoms`` and ``use_prototypes`` of ``protocol`` (``seeds.yaml``)."""
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()
@@ -85,8 +97,9 @@ class SeedsWorkChain(ProtocolMixin, WorkChain):
         for key, structure in self.inputs.get('structures', {}).items():
             foreign = foreign_elements(structure, elements)
             if foreign:
-                return self.exit_codes.ERROR_FOREIGN_ELEMENTS.format(key=key, elements=foreign,
-                                                                     system=self.inputs.system.value)
+                return self.exit_codes.ERROR_FOREIGN_ELEMENTS.format(
+                    key=key, elements=foreign, system=self.inputs.system.value
+                )
         return None
 
     def build_prototypes(self) -> None:

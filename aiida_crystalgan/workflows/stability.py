@@ -58,13 +58,16 @@ def validate_parameters(value: orm.Dict, _) -> str | None:
     parameters = value.get_dict()
     unknown, missing = set(parameters) - set(PARAMETER_KEYS), set(PARAMETER_KEYS) - set(parameters)
     if unknown or missing:
-        return (f'stability parameters: unknown {sorted(unknown)}, missing {sorted(missing)}; build them with '
-                '`StabilityWorkChain.get_protocol_inputs`')
+        return (
+            f'stability parameters: unknown {sorted(unknown)}, missing {sorted(missing)}; build them with '
+            '`StabilityWorkChain.get_protocol_inputs`'
+        )
     relax = parameters['relax']
     if not isinstance(relax, dict):
         return f'`relax` must be a mapping of relaxation parameters, got {relax!r}'
     message = validate_operation_parameters('relax', relax) or check_number(
-        'force_tolerance', parameters['force_tolerance'], float, 0, 100)
+        'force_tolerance', parameters['force_tolerance'], float, 0, 100
+    )
     if message:
         return f'stability parameters: {message}'
     if not isinstance(parameters['phonons'], dict):
@@ -89,9 +92,13 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
     def define(cls, spec):
         super().define(spec)
         spec.input_namespace('structures', valid_type=orm.StructureData, dynamic=True, help='Structures to check.')
-        spec.input('parameters', valid_type=orm.Dict, validator=validate_parameters,
-                   help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`, '
-                        '`max_concurrent_phonons` (phonon workchains at a time; null: all).')
+        spec.input(
+            'parameters',
+            valid_type=orm.Dict,
+            validator=validate_parameters,
+            help='`relax` (fmax, relax_cell, max_steps), `force_tolerance`, `check_phonons`, `phonons`, '
+            '`max_concurrent_phonons` (phonon workchains at a time; null: all).',
+        )
         expose_engine_inputs(spec)
         spec.inputs.validator = require_structures
         spec.outline(
@@ -105,11 +112,20 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         )
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True)
-        spec.output_namespace('minima', valid_type=orm.StructureData, dynamic=True, required=False,
-                              help='The relaxed structures that are local minima.')
+        spec.output_namespace(
+            'minima',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help='The relaxed structures that are local minima.',
+        )
         spec.output('summary', valid_type=orm.Dict, help='Energy, forces, phonons and verdict per structure.')
-        spec.output('failures', valid_type=orm.Dict, required=False,
-                    help="The structures whose relaxation failed (the engine's `failures`): they are left out.")
+        spec.output(
+            'failures',
+            valid_type=orm.Dict,
+            required=False,
+            help="The structures whose relaxation failed (the engine's `failures`): they are left out.",
+        )
         spec.exit_code(620, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed: {message}')
 
     @classmethod
@@ -118,16 +134,22 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         return {**super().get_override_keys(), 'phonons': PhononWorkChain.get_override_keys()}
 
     @classmethod
-    def get_protocol_inputs(cls, protocol: str | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_protocol_inputs(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``stability.yaml`` with the ``phonons`` of ``PhononWorkChain``'s own protocol of the same name."""
         overrides = dict(overrides or {})
         phonons = PhononWorkChain.get_protocol_inputs(protocol, overrides.pop('phonons', None))
         return {**super().get_protocol_inputs(protocol, overrides), 'phonons': phonons}
 
     @classmethod
-    def get_builder_from_protocol(cls, structures: dict[str, orm.StructureData], engine: dict[str, Any],
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        structures: dict[str, orm.StructureData],
+        engine: dict[str, Any],
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ):
         """A builder that checks ``structures`` with the ``parameters`` of ``protocol`` (``stability.yaml``).
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
@@ -158,12 +180,14 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         tolerance = self.inputs.parameters['force_tolerance']
         self.ctx.relaxed = dict(node.outputs.relaxed_structures)
         self.ctx.results = dict(node.outputs.results)
-        self.ctx.candidates = [key for key, r in self.ctx.results.items()
-                               if r.base.attributes.get('max_force') < tolerance]
+        self.ctx.candidates = [
+            key for key, r in self.ctx.results.items() if r.base.attributes.get('max_force') < tolerance
+        ]
         self.ctx.phonon_queue = list(self.ctx.candidates)
         self.ctx.phonon_parameters = orm.Dict(self.inputs.parameters['phonons']).store()  # a checkpointable context
-        self.report(f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below '
-                    f'{tolerance} eV/Å')
+        self.report(
+            f'{len(self.ctx.candidates)} of {len(self.ctx.results)} structures have forces below {tolerance} eV/Å'
+        )
         return None
 
     def should_check_phonons(self) -> bool:
@@ -183,8 +207,7 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         parameters = self.ctx.phonon_parameters
         calls = {}
         for key in batch:
-            inputs = {'structure': self.ctx.relaxed[key], 'parameters': parameters,
-                      'engine': dict(self.inputs.engine)}
+            inputs = {'structure': self.ctx.relaxed[key], 'parameters': parameters, 'engine': dict(self.inputs.engine)}
             calls[f'phonons_{key}'] = self.submit(PhononWorkChain, **inputs)
         return ToContext(**calls)
 
@@ -205,10 +228,14 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
             nodes[f'frequency_{key}'] = node.outputs.min_frequency
             nodes[f'stable_{key}'] = node.outputs.is_stable
         parameters = self.inputs.parameters
-        summary = summarize_stability(force_tolerance=orm.Float(parameters['force_tolerance']),
-                                      phonons_checked=orm.Bool(parameters['check_phonons']), **nodes)
-        minima = {key: self.ctx.relaxed[key] for key, verdict in summary.get_dict().items()
-                  if verdict['is_local_minimum']}
+        summary = summarize_stability(
+            force_tolerance=orm.Float(parameters['force_tolerance']),
+            phonons_checked=orm.Bool(parameters['check_phonons']),
+            **nodes,
+        )
+        minima = {
+            key: self.ctx.relaxed[key] for key, verdict in summary.get_dict().items() if verdict['is_local_minimum']
+        }
         self.out('relaxed_structures', self.ctx.relaxed)
         self.out('results', self.ctx.results)
         self.out('minima', minima)

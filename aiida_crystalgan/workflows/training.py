@@ -36,9 +36,12 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         super().define(spec)
         spec.expose_inputs(TrainCalculation, namespace='train')
         spec.expose_outputs(TrainCalculation)
-        spec.exit_code(640, 'ERROR_TRAINING_DIVERGED',
-                       message='Training diverged (NaN or infinite loss); the last good checkpoint, if any, is the '
-                               '`checkpoint` output: {message}')
+        spec.exit_code(
+            640,
+            'ERROR_TRAINING_DIVERGED',
+            message='Training diverged (NaN or infinite loss); the last good checkpoint, if any, is the '
+            '`checkpoint` output: {message}',
+        )
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(
@@ -54,9 +57,14 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         return {**super().get_override_keys(), 'config': {field.name for field in dataclasses.fields(GanConfig)}}
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.AbstractCode, dataset: CrystalDatasetData | None = None,
-                                  protocol: str | None = None, overrides: dict[str, Any] | None = None,
-                                  options: dict[str, Any] | None = None):
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        dataset: CrystalDatasetData | None = None,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+    ):
         """A builder that trains on ``dataset`` with the GAN ``config`` of ``protocol`` (``training.yaml``).
 
         :param options: scheduler options of the training job (e.g. ``custom_scheduler_commands`` for a GPU), over
@@ -96,8 +104,10 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
             return None
         checkpoint = node.outputs.checkpoint
         self.ctx.inputs.parent_model = checkpoint
-        self.report(f'{node.process_label}<{node.pk}> was killed after step {checkpoint.step}: resuming from its '
-                    'last periodic checkpoint')
+        self.report(
+            f'{node.process_label}<{node.pk}> was killed after step {checkpoint.step}: resuming from its '
+            'last periodic checkpoint'
+        )
         return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=600, exit_codes=[TrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED])
@@ -105,5 +115,6 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         """Stop: a rerun would diverge again. Keep the last good checkpoint as an output."""
         if 'checkpoint' in node.outputs:
             self.out('checkpoint', node.outputs.checkpoint)
-        return ProcessHandlerReport(do_break=True, exit_code=self.exit_codes.ERROR_TRAINING_DIVERGED.format(
-            message=node.exit_message))
+        return ProcessHandlerReport(
+            do_break=True, exit_code=self.exit_codes.ERROR_TRAINING_DIVERGED.format(message=node.exit_message)
+        )

@@ -25,8 +25,15 @@ def test_structure_fingerprint_is_invariant(rutile):
     fingerprint = structure_fingerprint(rutile)
     assert fingerprint.shape == (61,)
     assert np.allclose(structure_fingerprint(_rotated_supercell(rutile)), fingerprint, atol=1e-6)
-    assert np.linalg.norm(structure_fingerprint(rutile) - structure_fingerprint(Structure.from_spacegroup(
-        221, Lattice.cubic(4.21), ['Nb', 'O'], [[0, 0.5, 0.5], [0.5, 0, 0]]))) > 0.4
+    assert (
+        np.linalg.norm(
+            structure_fingerprint(rutile)
+            - structure_fingerprint(
+                Structure.from_spacegroup(221, Lattice.cubic(4.21), ['Nb', 'O'], [[0, 0.5, 0.5], [0.5, 0, 0]])
+            )
+        )
+        > 0.4
+    )
 
 
 def test_fingerprint_of_cubic_metals(bcc):
@@ -105,8 +112,9 @@ def test_compute_metrics_everything(rutile, rocksalt, nbo, bcc):
 def test_compute_metrics_from_total_energies(rutile, nbo):
     diagram = build_phase_diagram([('Nb', -10.0), ('O2', -10.0), ('NbO2', -26.0)])
     # rutile cell is Nb2O4 (on the hull); NbO cell is Nb3O3 at 0.2 eV/atom above the hull (-1.5 eV/atom)
-    metrics = compute_metrics([rutile, nbo], energies=[-52.0, 3 * (-15.0 - 2.6)], phase_diagram=diagram,
-                              csp_references=[rutile, rutile])
+    metrics = compute_metrics(
+        [rutile, nbo], energies=[-52.0, 3 * (-15.0 - 2.6)], phase_diagram=diagram, csp_references=[rutile, rutile]
+    )
     assert metrics['n_stable'] == 1
     assert metrics['mean_energy_above_hull'] == pytest.approx(0.1)
     assert metrics['match_rate'] == pytest.approx(0.5)

@@ -47,14 +47,28 @@ def test_fast_filters_and_fingerprint_dedupe(model, rocksalt, bcc):
     cscl = Structure(Lattice.cubic(2.6), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     close = Structure(Lattice.cubic(3.4), ['Nb', 'O'], [[0, 0, 0], [0.05, 0.05, 0.05]])
     dense = Structure(Lattice.cubic(1.9), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    records = [record(primitive, 'NbO'), record(moved, 'NbO'), record(permuted, 'NbO'), record(supercell, 'NbO'),
-               record(cscl, 'NbO'), record(close, 'NbO'), record(dense, 'NbO'), record(bcc, 'NbO')]
+    records = [
+        record(primitive, 'NbO'),
+        record(moved, 'NbO'),
+        record(permuted, 'NbO'),
+        record(supercell, 'NbO'),
+        record(cscl, 'NbO'),
+        record(close, 'NbO'),
+        record(dense, 'NbO'),
+        record(bcc, 'NbO'),
+    ]
     result = screen(model, records, ScreeningCriteria(min_distance=1.0))
     assert result.reasons[5:] == ['min_distance', 'volume', 'composition']
     assert sorted(result.reasons[:4]).count('duplicate') == 3  # the lowest in energy of the four copies is kept
     assert result.reasons[4] == ''
-    assert result.counts == {'generated': 8, 'composition': 1, 'volume': 1, 'min_distance': 1, 'duplicate': 3,
-                             'ranked': 2}
+    assert result.counts == {
+        'generated': 8,
+        'composition': 1,
+        'volume': 1,
+        'min_distance': 1,
+        'duplicate': 3,
+        'ranked': 2,
+    }
     energies = result.predicted_energy_per_atom[result.ranked]
     assert np.all(np.isfinite(energies)) and list(energies) == sorted(energies)
     summary = result.to_dict(records)
@@ -73,8 +87,9 @@ def test_bad_screening_keys_are_refused():
 
 def test_predicted_energy_above_hull():
     """The hull energy per atom of each composition is subtracted from the predicted energy per atom."""
-    diagram = PhaseDiagram([PDEntry(Composition('Nb'), -10.0), PDEntry(Composition('O2'), -10.0),
-                            PDEntry(Composition('NbO'), -18.0)])
+    diagram = PhaseDiagram(
+        [PDEntry(Composition('Nb'), -10.0), PDEntry(Composition('O2'), -10.0), PDEntry(Composition('NbO'), -18.0)]
+    )
     e_hull = predicted_energy_above_hull(diagram, ['NbO', 'Nb', 'NbO'], [-8.5, -9.0, -9.5])
     assert e_hull == pytest.approx([0.5, 1.0, -0.5])
 
@@ -97,21 +112,32 @@ def test_select_ranked_stops_at_count_and_drops_known_and_duplicates(rocksalt, r
     assert selection.counts['in_training'] == 1 and selection.counts['duplicate'] == 1
     assert selection.to_dict()['selected'] == [0, 3]
 
-    bounded = select_ranked(candidates.__getitem__, [1, 0, 2, 3, 4], count=2, training=[rocksalt], options=options,
-                            max_examined=3)
+    bounded = select_ranked(
+        candidates.__getitem__, [1, 0, 2, 3, 4], count=2, training=[rocksalt], options=options, max_examined=3
+    )
     assert list(bounded.structures) == [0] and bounded.counts['examined'] == 3
 
 
 def test_funnel_metrics():
-    screening = {'counts': {'generated': 100, 'composition': 0, 'volume': 10, 'min_distance': 10, 'duplicate': 40,
-                            'ranked': 40},
-                 'per_composition': {'NbO2': {'generated': 50, 'ranked': 30}, 'NbO3': {'generated': 50, 'ranked': 10}}}
+    screening = {
+        'counts': {'generated': 100, 'composition': 0, 'volume': 10, 'min_distance': 10, 'duplicate': 40, 'ranked': 40},
+        'per_composition': {'NbO2': {'generated': 50, 'ranked': 30}, 'NbO3': {'generated': 50, 'ranked': 10}},
+    }
     selection = {'counts': {'examined': 12, 'selected': 8, 'in_training': 2, 'duplicate': 1}}
-    row = {'is_local_minimum': True, 'e_above_hull': 0.0, 'is_novel': True, 'dynamically_stable': True,
-           'rediscovered': None, 'passes': True}
-    evaluation = {'c1': row, 'c2': {**row, 'is_novel': False, 'rediscovered': 'NbO2'},
-                  'c3': {**row, 'is_local_minimum': False, 'dynamically_stable': False, 'passes': False},
-                  'c4': {**row, 'dynamically_stable': None, 'passes': False}}
+    row = {
+        'is_local_minimum': True,
+        'e_above_hull': 0.0,
+        'is_novel': True,
+        'dynamically_stable': True,
+        'rediscovered': None,
+        'passes': True,
+    }
+    evaluation = {
+        'c1': row,
+        'c2': {**row, 'is_novel': False, 'rediscovered': 'NbO2'},
+        'c3': {**row, 'is_local_minimum': False, 'dynamically_stable': False, 'passes': False},
+        'c4': {**row, 'dynamically_stable': None, 'passes': False},
+    }
     metrics = funnel_metrics(screening, selection, evaluation, num_cheap_pass=8, num_references=2)
     assert metrics['structural_validity'] == pytest.approx(0.8)
     assert metrics['compositional_validity'] == pytest.approx(0.5)  # NbO3 has no charge-balanced assignment

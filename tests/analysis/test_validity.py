@@ -26,9 +26,10 @@ def test_minimum_distance_counts_periodic_images():
     assert minimum_distance(single) == pytest.approx(3.0)
     squashed = Structure(Lattice.tetragonal(3.0, 0.4), ['H'], [[0, 0, 0]])
     assert minimum_distance(squashed) == pytest.approx(0.4)
-    assert 'shortest interatomic distance 0.400' in structural_problems(
-        squashed, ValidityCriteria(min_volume_per_atom=0.1)
-    )[0]
+    assert (
+        'shortest interatomic distance 0.400'
+        in structural_problems(squashed, ValidityCriteria(min_volume_per_atom=0.1))[0]
+    )
 
 
 def test_close_pair_across_the_boundary_is_invalid():
@@ -48,9 +49,7 @@ def test_volume_bounds(bcc):
     assert structurally_valid(collapsed, ValidityCriteria(min_distance=0.5, min_volume_per_atom=1.0))
 
 
-@pytest.mark.parametrize(
-    'kwargs', [{'min_distance': -1.0}, {'min_volume_per_atom': 10.0, 'max_volume_per_atom': 5.0}]
-)
+@pytest.mark.parametrize('kwargs', [{'min_distance': -1.0}, {'min_volume_per_atom': 10.0, 'max_volume_per_atom': 5.0}])
 def test_bad_criteria(kwargs):
     with pytest.raises(ValueError):
         ValidityCriteria(**kwargs)

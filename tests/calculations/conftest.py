@@ -37,8 +37,17 @@ def tiny_dataset():
     return CrystalDatasetData(lennard_jones_records()).store()
 
 
-TINY_GAN = {'steps': 3, 'batch_size': 4, 'n_max': 4, 'generator_width': 16, 'critic_width': 8, 'physics_width': 8,
-            'latent_dim': 8, 'log_every': 1, 'physics_warmup_steps': 1}
+TINY_GAN = {
+    'steps': 3,
+    'batch_size': 4,
+    'n_max': 4,
+    'generator_width': 16,
+    'critic_width': 8,
+    'physics_width': 8,
+    'latent_dim': 8,
+    'log_every': 1,
+    'physics_warmup_steps': 1,
+}
 
 
 @pytest.fixture

@@ -21,8 +21,12 @@ from aiida_crystalgan.workflows.training import TrainingWorkChain
 def test_training_resumes_after_every_soft_walltime_stop(train_code, tiny_dataset, tiny_gan_config):
     """A 0 s soft limit stops each run after one step; the workchain resumes from each checkpoint to the end."""
     inputs = {
-        'train': {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config),
-                  'metadata': {'options': {'max_wallclock_seconds': 1}}},
+        'train': {
+            'code': train_code,
+            'dataset': tiny_dataset,
+            'parameters': orm.Dict(tiny_gan_config),
+            'metadata': {'options': {'max_wallclock_seconds': 1}},
+        },
         'max_iterations': orm.Int(5),
     }
     results, node = run_get_node(TrainingWorkChain, **inputs)
@@ -40,11 +44,14 @@ def test_training_resumes_after_every_soft_walltime_stop(train_code, tiny_datase
     assert torch.load(checkpoint, weights_only=True)['step'] == tiny_gan_config['steps']
 
 
-@pytest.mark.parametrize(('config', 'message'), [
-    ({'steps': -3}, 'steps'),
-    ({'n_mx': 8}, 'unknown config key.*n_mx'),
-    ({'steps': '3'}, 'steps'),
-])
+@pytest.mark.parametrize(
+    ('config', 'message'),
+    [
+        ({'steps': -3}, 'steps'),
+        ({'n_mx': 8}, 'unknown config key.*n_mx'),
+        ({'steps': '3'}, 'steps'),
+    ],
+)
 def test_training_rejects_invalid_configuration_at_submission(train_code, tiny_dataset, config, message):
     """A bad GAN configuration (a typo, a wrong type) is refused when the job is submitted, not hours later."""
     inputs = {'code': train_code, 'dataset': tiny_dataset, 'parameters': orm.Dict(config)}
@@ -71,8 +78,9 @@ def test_train_executable_reports_divergence(tmp_path, monkeypatch, tiny_gan_con
     write_datafile(tmp_path / 'data.h5', [StructureRecord.from_ase(bulk('Nb', 'bcc', a=3.3), label='nb')])
     (tmp_path / 'config.json').write_text(json.dumps(tiny_gan_config))
     output = tmp_path / 'out'
-    code = cli.train_main(['--dataset', str(tmp_path / 'data.h5'), '--config', str(tmp_path / 'config.json'),
-                           '--output-dir', str(output)])
+    code = cli.train_main(
+        ['--dataset', str(tmp_path / 'data.h5'), '--config', str(tmp_path / 'config.json'), '--output-dir', str(output)]
+    )
     assert code == EXIT_DIVERGED
     status = json.loads((output / 'status.json').read_text())
     assert status['status'] == 'diverged' and status['step'] == 7 and 'critic=nan' in status['message']
@@ -86,18 +94,24 @@ exit 4
 """
 
 
-def test_diverged_training_stops_with_its_last_good_checkpoint(aiida_localhost, tmp_path, tiny_dataset,
-                                                               trained_model, tiny_gan_config):
+def test_diverged_training_stops_with_its_last_good_checkpoint(
+    aiida_localhost, tmp_path, tiny_dataset, trained_model, tiny_gan_config
+):
     """The workchain does not rerun a diverged training: it stops with 640 and outputs the last good checkpoint."""
     checkpoint = tmp_path / 'good.pt'
     trained_model.write_file(checkpoint)
     script = tmp_path / 'diverging-train'
     script.write_text(DIVERGING_TRAINER.format(checkpoint=checkpoint))
     script.chmod(0o755)
-    code = orm.InstalledCode(label='diverging-train', computer=aiida_localhost, filepath_executable=str(script),
-                             default_calc_job_plugin='crystalgan.train').store()
-    results, node = run_get_node(TrainingWorkChain, train={
-        'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)})
+    code = orm.InstalledCode(
+        label='diverging-train',
+        computer=aiida_localhost,
+        filepath_executable=str(script),
+        default_calc_job_plugin='crystalgan.train',
+    ).store()
+    results, node = run_get_node(
+        TrainingWorkChain, train={'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)}
+    )
     assert node.exit_status == TrainingWorkChain.exit_codes.ERROR_TRAINING_DIVERGED.status
     assert 'critic=nan' in node.exit_message
     assert len(node.called) == 1, 'a diverged training is not restarted'
@@ -114,18 +128,24 @@ kill -9 $$
 """
 
 
-def test_killed_training_resumes_from_its_periodic_checkpoint(aiida_localhost, tmp_path, tiny_dataset, train_code,
-                                                              trained_model, tiny_gan_config):
+def test_killed_training_resumes_from_its_periodic_checkpoint(
+    aiida_localhost, tmp_path, tiny_dataset, train_code, trained_model, tiny_gan_config
+):
     """A run SIGKILLed after a periodic checkpoint (no status.json) is resumed from that checkpoint, not from zero."""
     checkpoint = tmp_path / 'periodic.pt'
     trained_model.write_file(checkpoint)
     script = tmp_path / 'killed-train'
     script.write_text(KILLED_TRAINER.format(real=train_code.filepath_executable, checkpoint=checkpoint))
     script.chmod(0o755)
-    code = orm.InstalledCode(label='killed-train', computer=aiida_localhost, filepath_executable=str(script),
-                             default_calc_job_plugin='crystalgan.train').store()
-    results, node = run_get_node(TrainingWorkChain, train={
-        'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)})
+    code = orm.InstalledCode(
+        label='killed-train',
+        computer=aiida_localhost,
+        filepath_executable=str(script),
+        default_calc_job_plugin='crystalgan.train',
+    ).store()
+    results, node = run_get_node(
+        TrainingWorkChain, train={'code': code, 'dataset': tiny_dataset, 'parameters': orm.Dict(tiny_gan_config)}
+    )
     assert node.is_finished_ok, node.exit_message
     killed, resumed = sorted(node.called, key=lambda child: child.ctime)
     assert killed.exit_status == TrainCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
@@ -136,18 +156,23 @@ def test_killed_training_resumes_from_its_periodic_checkpoint(aiida_localhost, t
 
 @pytest.fixture
 def trained_model(train_code, tiny_dataset, tiny_gan_config) -> GanModelData:
-    results, node = run_get_node(TrainCalculation, code=train_code, dataset=tiny_dataset,
-                                 parameters=orm.Dict(tiny_gan_config))
+    results, node = run_get_node(
+        TrainCalculation, code=train_code, dataset=tiny_dataset, parameters=orm.Dict(tiny_gan_config)
+    )
     assert node.is_finished_ok, node.exit_message
     return results['model']
 
 
 def test_generate_candidates(generate_code, trained_model):
     """Generation returns the requested number of structures with exactly the requested compositions."""
-    request = {'targets': [{'composition': 'NbO', 'formula_units': 2}, {'composition': 'Nb', 'formula_units': 2}],
-               'num_per_target': 5, 'seed': 3}
-    results, node = run_get_node(GenerateCalculation, code=generate_code, model=trained_model,
-                                 parameters=orm.Dict(request))
+    request = {
+        'targets': [{'composition': 'NbO', 'formula_units': 2}, {'composition': 'Nb', 'formula_units': 2}],
+        'num_per_target': 5,
+        'seed': 3,
+    }
+    results, node = run_get_node(
+        GenerateCalculation, code=generate_code, model=trained_model, parameters=orm.Dict(request)
+    )
     assert node.is_finished_ok, node.exit_message
     candidates = results['candidates']
     assert candidates.size == 10
@@ -159,8 +184,9 @@ def test_generate_candidates(generate_code, trained_model):
     screening = results['screening'].get_dict()
     counts = screening['counts']
     assert counts['generated'] == 10
-    assert counts['generated'] == sum(counts[key] for key in ('composition', 'volume', 'min_distance', 'duplicate',
-                                                               'ranked'))
+    assert counts['generated'] == sum(
+        counts[key] for key in ('composition', 'volume', 'min_distance', 'duplicate', 'ranked')
+    )
     assert counts['composition'] == 0
     assert list(screening['per_composition']) == ['NbO', 'Nb']
     ranking = results['ranking']
@@ -174,10 +200,15 @@ def test_generate_candidates(generate_code, trained_model):
 
 def test_generate_random_control(generate_code, trained_model):
     """The random-search source: PyXtal crystals of the same compositions, screened by the same model."""
-    request = {'targets': [{'composition': 'NbO', 'formula_units': 2}], 'num_per_target': 4, 'seed': 1,
-               'source': 'random'}
-    results, node = run_get_node(GenerateCalculation, code=generate_code, model=trained_model,
-                                 parameters=orm.Dict(request))
+    request = {
+        'targets': [{'composition': 'NbO', 'formula_units': 2}],
+        'num_per_target': 4,
+        'seed': 1,
+        'source': 'random',
+    }
+    results, node = run_get_node(
+        GenerateCalculation, code=generate_code, model=trained_model, parameters=orm.Dict(request)
+    )
     assert node.is_finished_ok, node.exit_message
     candidates = results['candidates']
     assert candidates.size == 4
@@ -191,8 +222,7 @@ BAD_REQUESTS = [
     ({'targets': [{'composition': 'NbO', 'formula_units': 0}], 'num_per_target': 2}, 'must be positive'),
     ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 0}, '`num_per_target`'),
     ({'targets': []}, 'no `targets`'),
-    ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 2, 'source': 'diffusion'},
-     '`source`'),
+    ({'targets': [{'composition': 'NbO', 'formula_units': 1}], 'num_per_target': 2, 'source': 'diffusion'}, '`source`'),
 ]
 
 

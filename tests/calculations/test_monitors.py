@@ -16,8 +16,13 @@ HEADER = 'step,critic_loss,generator_loss,wasserstein_distance,physics_loss\n'
 
 def test_parse_latest_losses():
     latest = parse_latest_losses(HEADER + '1,0.5,0.25,0.1,nan\n2,0.4,0.2,0.05,1.5\n')
-    assert latest == {'step': 2.0, 'critic_loss': 0.4, 'generator_loss': 0.2, 'wasserstein_distance': 0.05,
-                      'physics_loss': 1.5}
+    assert latest == {
+        'step': 2.0,
+        'critic_loss': 0.4,
+        'generator_loss': 0.2,
+        'wasserstein_distance': 0.05,
+        'physics_loss': 1.5,
+    }
     assert parse_latest_losses(HEADER + '1,0.5,0.25,0.1,nan\n')['physics_loss'] is None
     assert parse_latest_losses(HEADER) is None
     assert parse_latest_losses(HEADER + '3,0.4,0.2\n') is None  # half-written line
@@ -62,9 +67,13 @@ def test_training_job_with_monitor_finishes_and_is_costed(train_code, tiny_datas
     """The monitor reports along a real training job without stopping it; the job's cost is its measured wall time."""
     from aiida_crystalgan.tools import calcjob_cost
 
-    _, node = run_get_node(TrainCalculation, code=train_code, dataset=tiny_dataset,
-                           parameters=orm.Dict({**tiny_gan_config, 'steps': 20}),
-                           monitors={'progress': orm.Dict(progress_monitor(1))})
+    _, node = run_get_node(
+        TrainCalculation,
+        code=train_code,
+        dataset=tiny_dataset,
+        parameters=orm.Dict({**tiny_gan_config, 'steps': 20}),
+        monitors={'progress': orm.Dict(progress_monitor(1))},
+    )
     assert node.is_finished_ok, node.exit_message
     cost = calcjob_cost(node)
     assert cost.source == 'measured'

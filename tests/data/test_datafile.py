@@ -20,8 +20,15 @@ from aiida_crystalgan.io.datafile import (
 
 
 def record(role: str = LABELLED, label: str = '') -> StructureRecord:
-    return StructureRecord(numbers=[41, 8], positions=[[0, 0, 0], [2.1, 2.1, 2.1]], cell=np.eye(3) * 4.2,
-                           energy=-20.0, forces=np.zeros((2, 3)), label=label, role=role)
+    return StructureRecord(
+        numbers=[41, 8],
+        positions=[[0, 0, 0], [2.1, 2.1, 2.1]],
+        cell=np.eye(3) * 4.2,
+        energy=-20.0,
+        forces=np.zeros((2, 3)),
+        label=label,
+        role=role,
+    )
 
 
 def test_roles_are_minimum_and_labelled():
@@ -46,7 +53,9 @@ def test_roles_round_trip(tmp_path):
     with h5py.File(path, 'r') as handle:
         assert handle.attrs['format_version'] == FORMAT_VERSION == 2
         assert handle['roles'].dtype == np.int8 and h5py.check_enum_dtype(handle['roles'].dtype) == {
-            'minimum': 0, 'labelled': 1}
+            'minimum': 0,
+            'labelled': 1,
+        }
     assert [r.role for r in read_datafile(path)] == roles
     with DataFile(path) as datafile:
         datafile._BLOCK = 2

@@ -24,12 +24,17 @@ def make_records(count: int = 10, with_energies: bool = True) -> list[StructureR
     for i in range(count):
         numbers = [41, 8] if i % 2 else [22, 8, 8]
         positions = rng.random((len(numbers), 3)) * 3.0
-        records.append(StructureRecord(
-            numbers=numbers, positions=positions, cell=np.eye(3) * (3.0 + 0.1 * i),
-            energy=-5.0 * len(numbers) - 0.01 * i if with_energies else None,
-            forces=rng.normal(size=(len(numbers), 3)) if with_energies else None,
-            source=f'src-{i // 2}', label=f'frame-{i}',
-        ))
+        records.append(
+            StructureRecord(
+                numbers=numbers,
+                positions=positions,
+                cell=np.eye(3) * (3.0 + 0.1 * i),
+                energy=-5.0 * len(numbers) - 0.01 * i if with_energies else None,
+                forces=rng.normal(size=(len(numbers), 3)) if with_energies else None,
+                source=f'src-{i // 2}',
+                label=f'frame-{i}',
+            )
+        )
     return records
 
 
@@ -95,7 +100,9 @@ def test_from_structures():
     node = orm.StructureData(ase=bulk('Cu', 'fcc', a=3.6)).store()
     structure = Structure(Lattice.cubic(4.2), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     dataset = CrystalDatasetData.from_structures(
-        [atoms, node, structure], energies=[None, -3.7, -20.0], labels=['si', 'cu', 'nbo'],
+        [atoms, node, structure],
+        energies=[None, -3.7, -20.0],
+        labels=['si', 'cu', 'nbo'],
     )
     assert dataset.size == 3
     assert dataset[0].energy == pytest.approx(-10.8)
@@ -137,11 +144,14 @@ def test_block_iteration_matches_indexing(tmp_path, monkeypatch):
             datafile[10]
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    ({'structures': []}, 'empty'),
-    ({'structures': [bulk('Si')] * 2, 'energies': [1.0]}, '1 energies for 2 structures'),
-    ({'structures': ['Si']}, 'cannot convert str'),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        ({'structures': []}, 'empty'),
+        ({'structures': [bulk('Si')] * 2, 'energies': [1.0]}, '1 energies for 2 structures'),
+        ({'structures': ['Si']}, 'cannot convert str'),
+    ],
+)
 def test_invalid_input(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         CrystalDatasetData.from_structures(**kwargs)

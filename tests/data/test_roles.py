@@ -37,8 +37,11 @@ def test_role_counts_are_queryable(dataset):
     reloaded = orm.load_node(dataset.pk)
     assert reloaded.roles == {'minimum': 2, 'labelled': 4}
     assert reloaded.num_minima == 2 and reloaded.num_labelled == 4
-    found = orm.QueryBuilder().append(CrystalDatasetData, filters={
-        'id': dataset.pk, 'attributes.num_minima': {'>': 0}}).count()
+    found = (
+        orm.QueryBuilder()
+        .append(CrystalDatasetData, filters={'id': dataset.pk, 'attributes.num_minima': {'>': 0}})
+        .count()
+    )
     assert found == 1
 
 
@@ -113,4 +116,3 @@ def test_split_by_role():
     assert [r.label for r in minima] == ['s0', 's3']
     assert [r.label for r in labelled] == ['s0', 's1', 's3', 's4', 's5']
     assert split_by_role([]) == ([], [])
-

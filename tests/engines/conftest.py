@@ -12,17 +12,22 @@ from aiida import orm
 REGISTRY = Path(__file__).parent / 'vasp' / 'registry'
 POTCAR_FAMILY = 'PBE.fake'
 FAKE_POTCARS = {'Nb_pv': ('Nb', 92.906, 11.0), 'O': ('O', 16.0, 6.0), 'Si': ('Si', 28.085, 4.0)}
-OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'withmpi': False,
-           'max_wallclock_seconds': 600}
+OPTIONS = {
+    'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+    'withmpi': False,
+    'max_wallclock_seconds': 600,
+}
 
 
 def fake_potcar(symbol: str, element: str, mass: float, valence: float) -> str:
     """The header of a PAW POTCAR with made-up numbers: enough for aiida-vasp, useless for VASP."""
-    return (f'  PAW_PBE {symbol} 01Jan2000\n {valence:.16f}\n parameters from PSCTR are:\n'
-            f'   VRHFIN ={element}: fake\n   LEXCH  = PE\n   TITEL  = PAW_PBE {symbol} 01Jan2000\n'
-            f'   POMASS = {mass:8.3f}; ZVAL   = {valence:8.3f}    mass and valenz\n'
-            '   ENMAX  =  400.000; ENMIN  =  300.000 eV\n END of PSCTR-controll parameters\n'
-            f' fake potential of {symbol} for tests\n End of Dataset\n')
+    return (
+        f'  PAW_PBE {symbol} 01Jan2000\n {valence:.16f}\n parameters from PSCTR are:\n'
+        f'   VRHFIN ={element}: fake\n   LEXCH  = PE\n   TITEL  = PAW_PBE {symbol} 01Jan2000\n'
+        f'   POMASS = {mass:8.3f}; ZVAL   = {valence:8.3f}    mass and valenz\n'
+        '   ENMAX  =  400.000; ENMIN  =  300.000 eV\n END of PSCTR-controll parameters\n'
+        f' fake potential of {symbol} for tests\n End of Dataset\n'
+    )
 
 
 @pytest.fixture
@@ -47,7 +52,9 @@ def vasp_code(aiida_localhost) -> orm.InstalledCode:
         return orm.load_code(f'{label}@{aiida_localhost.label}')
     except Exception:  # noqa: BLE001 - not created yet in this profile
         code = orm.InstalledCode(
-            label=label, computer=aiida_localhost, default_calc_job_plugin='vasp.vasp',
+            label=label,
+            computer=aiida_localhost,
+            default_calc_job_plugin='vasp.vasp',
             filepath_executable=str(Path(sys.executable).parent / 'mock-vasp'),
             prepend_text=f'export MOCK_VASP_REG_BASE={REGISTRY}',
         )

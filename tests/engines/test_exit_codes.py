@@ -31,8 +31,13 @@ def own_processes() -> tuple[str, ...]:
     """The ``crystalgan.*`` CalcJobs and engine workchains (whose codes ``exit_codes.py`` defines)."""
     codes = collect_exit_codes()
     names = {process for labels in codes.values() for entry in labels.values() for process in entry['processes']}
-    return tuple(sorted(name for name in names if load_entry_point(
-        f'aiida.{name.split(":")[0]}', name.split(':')[1]).__module__.startswith(OWN_MODULES)))
+    return tuple(
+        sorted(
+            name
+            for name in names
+            if load_entry_point(f'aiida.{name.split(":")[0]}', name.split(':')[1]).__module__.startswith(OWN_MODULES)
+        )
+    )
 
 
 def test_registry_codes_are_in_their_ranges_and_free_upstream():
@@ -62,5 +67,6 @@ def test_every_code_has_one_meaning_across_the_plugin():
 
 def test_documented_table_is_current():
     """``docs/exit_codes.md`` is what ``python -m aiida_crystalgan.exit_codes`` writes from the specs."""
-    assert TABLE.read_text() == render_table(collect_exit_codes()), \
+    assert TABLE.read_text() == render_table(collect_exit_codes()), (
         'regenerate it: python -m aiida_crystalgan.exit_codes > docs/exit_codes.md'
+    )

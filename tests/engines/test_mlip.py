@@ -25,15 +25,22 @@ def bcc_niobium(perturb: float = 0.0, seed: int = 0) -> Structure:
     structure = Structure(Lattice.cubic(3.32), ['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]])
     if perturb:
         rng = np.random.default_rng(seed)
-        structure = Structure(structure.lattice, structure.species,
-                              structure.cart_coords + rng.normal(0, perturb, (2, 3)), coords_are_cartesian=True)
+        structure = Structure(
+            structure.lattice,
+            structure.species,
+            structure.cart_coords + rng.normal(0, perturb, (2, 3)),
+            coords_are_cartesian=True,
+        )
     return structure
 
 
 def engine_inputs(code, operation: str, parameters: dict, structures: dict, **extra) -> dict:
     return {
-        'code': code, 'operation': orm.Str(operation), 'parameters': orm.Dict(parameters),
-        'structures': {key: orm.StructureData(pymatgen=s) for key, s in structures.items()}, **extra,
+        'code': code,
+        'operation': orm.Str(operation),
+        'parameters': orm.Dict(parameters),
+        'structures': {key: orm.StructureData(pymatgen=s) for key, s in structures.items()},
+        **extra,
     }
 
 
@@ -50,8 +57,12 @@ def test_load_engine():
 
 def test_relax_and_forces(mlip_code):
     """A distorted bcc cell relaxes below fmax; forces of the ideal cell vanish by symmetry."""
-    inputs = engine_inputs(mlip_code, 'relax', {'fmax': 0.05, 'relax_cell': True, 'max_steps': 200},
-                           {'distorted': bcc_niobium(0.08), 'ideal': bcc_niobium()})
+    inputs = engine_inputs(
+        mlip_code,
+        'relax',
+        {'fmax': 0.05, 'relax_cell': True, 'max_steps': 200},
+        {'distorted': bcc_niobium(0.08), 'ideal': bcc_niobium()},
+    )
     results, node = run_get_node(MlipEngineWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     assert set(results['relaxed_structures']) == {'distorted', 'ideal'}
@@ -72,8 +83,9 @@ def test_relax_and_forces(mlip_code):
 def test_md_trajectory(mlip_code):
     """MD returns a trajectory with energies, forces, stress and temperatures per stored frame."""
     parameters = {'temperature': 600, 'steps': 10, 'timestep': 2.0, 'sample_interval': 5, 'seed': 1}
-    results, node = run_get_node(MlipEngineWorkChain,
-                                 **engine_inputs(mlip_code, 'md', parameters, {'nb': bcc_niobium()}))
+    results, node = run_get_node(
+        MlipEngineWorkChain, **engine_inputs(mlip_code, 'md', parameters, {'nb': bcc_niobium()})
+    )
     assert node.is_finished_ok, node.exit_message
     trajectory = results['trajectories']['nb']
     assert trajectory.numsteps == 3
@@ -85,8 +97,13 @@ def test_md_trajectory(mlip_code):
 
 def test_walltime_restart_keeps_finished_work(mlip_code):
     """A soft wall-clock stop after each structure is resumed by the handler until every structure is done."""
-    inputs = engine_inputs(mlip_code, 'forces', {}, {'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)},
-                           options=orm.Dict({'max_wallclock_seconds': 1}))
+    inputs = engine_inputs(
+        mlip_code,
+        'forces',
+        {},
+        {'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)},
+        options=orm.Dict({'max_wallclock_seconds': 1}),
+    )
     results, node = run_get_node(MlipEngineWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     calculations = node.called
@@ -95,12 +112,15 @@ def test_walltime_restart_keeps_finished_work(mlip_code):
     assert set(results['results']) == {'a', 'b'}
 
 
-@pytest.mark.parametrize(('operation', 'parameters', 'message'), [
-    ('md', {'temperature': -5, 'steps': 10, 'timestep': 1}, 'must be positive'),
-    ('md', {'temperature': 300, 'steps': 0, 'timestep': 1}, 'must be positive'),
-    ('relax', {}, 'needs the parameters'),
-    ('anneal', {}, 'unknown operation'),
-])
+@pytest.mark.parametrize(
+    ('operation', 'parameters', 'message'),
+    [
+        ('md', {'temperature': -5, 'steps': 10, 'timestep': 1}, 'must be positive'),
+        ('md', {'temperature': 300, 'steps': 0, 'timestep': 1}, 'must be positive'),
+        ('relax', {}, 'needs the parameters'),
+        ('anneal', {}, 'unknown operation'),
+    ],
+)
 def test_invalid_parameters_rejected(mlip_code, operation, parameters, message):
     with pytest.raises(ValueError, match=message):
         run_get_node(MlipEngineWorkChain, **engine_inputs(mlip_code, operation, parameters, {'nb': bcc_niobium()}))
@@ -116,8 +136,9 @@ def test_runner_bad_input(tmp_path, monkeypatch):
     """The runner reports a bad model name in its status file and exits with code 2."""
     monkeypatch.chdir(tmp_path)
     write_datafile('s.h5', [StructureRecord.from_pymatgen(bcc_niobium(), label='nb')])
-    (tmp_path / 'input.json').write_text(json.dumps(
-        {'operation': 'forces', 'parameters': {}, 'structures': 's.h5', 'settings': {'model': 'nonsense'}}))
+    (tmp_path / 'input.json').write_text(
+        json.dumps({'operation': 'forces', 'parameters': {}, 'structures': 's.h5', 'settings': {'model': 'nonsense'}})
+    )
     assert runner.main(['input.json']) == EXIT_INVALID_INPUT
     status = json.loads((tmp_path / 'results' / 'status.json').read_text())
     assert status['status'] == 'invalid_input'
@@ -126,18 +147,28 @@ def test_runner_bad_input(tmp_path, monkeypatch):
 
 def test_runner_help():
     """``crystalgan-mlip --help`` prints the usage instead of reading `--help` as an input file."""
-    result = subprocess.run([str(Path(sys.executable).parent / 'crystalgan-mlip'), '--help'], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / 'crystalgan-mlip'), '--help'], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0 and 'usage: crystalgan-mlip' in result.stdout
     assert not Path('results').exists()
 
 
 def test_missing_status_is_a_crash_not_a_walltime_stop(aiida_localhost):
     """An executable that ends without `status.json` (here `true`) crashed: it did not reach a soft wall-clock stop."""
-    code = orm.InstalledCode(label='true', computer=aiida_localhost, filepath_executable='/bin/true',
-                             default_calc_job_plugin='crystalgan.mlip').store()
-    _, node = run_get_node(MlipCalculation, code=code, operation=orm.Str('forces'), parameters=orm.Dict({}),
-                           structures={'nb': orm.StructureData(pymatgen=bcc_niobium())})
+    code = orm.InstalledCode(
+        label='true',
+        computer=aiida_localhost,
+        filepath_executable='/bin/true',
+        default_calc_job_plugin='crystalgan.mlip',
+    ).store()
+    _, node = run_get_node(
+        MlipCalculation,
+        code=code,
+        operation=orm.Str('forces'),
+        parameters=orm.Dict({}),
+        structures={'nb': orm.StructureData(pymatgen=bcc_niobium())},
+    )
     assert node.exit_status == MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
     assert 'stderr is empty' in node.exit_message
 
@@ -163,10 +194,15 @@ def test_crash_after_progress_resubmits_the_rest(aiida_localhost, tmp_path):
     script = tmp_path / 'crashing-mlip'
     script.write_text(CRASHING_RUNNER.format(python=sys.executable))
     script.chmod(0o755)
-    code = orm.InstalledCode(label='crashing-mlip', computer=aiida_localhost, filepath_executable=str(script),
-                             default_calc_job_plugin='crystalgan.mlip').store()
-    results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(code, 'forces', {}, {
-        'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)}))
+    code = orm.InstalledCode(
+        label='crashing-mlip',
+        computer=aiida_localhost,
+        filepath_executable=str(script),
+        default_calc_job_plugin='crystalgan.mlip',
+    ).store()
+    results, node = run_get_node(
+        MlipEngineWorkChain, **engine_inputs(code, 'forces', {}, {'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)})
+    )
     assert node.is_finished_ok, node.exit_message
     crashed = MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED.status
     assert [calculation.exit_status for calculation in node.called] == [crashed, crashed]
@@ -175,8 +211,10 @@ def test_crash_after_progress_resubmits_the_rest(aiida_localhost, tmp_path):
 
 def test_runner_imports_no_aiida():
     """The executable runs on compute nodes without AiiDA: neither it nor the status module may import it."""
-    check = ('import sys, aiida_crystalgan.mlip.runner, aiida_crystalgan.io.status; '
-             'sys.exit(any(name.split(".")[0] == "aiida" for name in sys.modules))')
+    check = (
+        'import sys, aiida_crystalgan.mlip.runner, aiida_crystalgan.io.status; '
+        'sys.exit(any(name.split(".")[0] == "aiida" for name in sys.modules))'
+    )
     assert subprocess.run([sys.executable, '-c', check], check=False).returncode == 0
 
 
@@ -196,8 +234,9 @@ def test_unsupported_element_fails_alone_and_quorum(mlip_code):
     assert 'Es' in failures['bad']['message']
     assert len(calculations_of(node)) == 1, 'a structure the model cannot evaluate is not rerun'
 
-    _, node = run_get_node(MlipEngineWorkChain, **engine_inputs(mlip_code, 'forces', {}, structures,
-                                                                quorum=orm.Float(1.0)))
+    _, node = run_get_node(
+        MlipEngineWorkChain, **engine_inputs(mlip_code, 'forces', {}, structures, quorum=orm.Float(1.0))
+    )
     assert node.exit_status == MlipEngineWorkChain.exit_codes.ERROR_TOO_FEW_SUCCEEDED.status
     assert '1 of 2' in node.exit_message and 'bad' in node.exit_message
 
@@ -214,26 +253,34 @@ class ScriptedCalculator:
             def calculate(self, atoms=None, properties=('energy',), system_changes=all_changes):
                 super().calculate(atoms, properties, system_changes)
                 energy = np.nan if self.atoms.get_volume() > 40 else -1.0
-                self.results = {'energy': energy, 'forces': np.zeros((len(self.atoms), 3)),
-                                'stress': np.array([-pull] * 3 + [0.0] * 3)}
+                self.results = {
+                    'energy': energy,
+                    'forces': np.zeros((len(self.atoms), 3)),
+                    'stress': np.array([-pull] * 3 + [0.0] * 3),
+                }
 
         return _Scripted()
 
 
-@pytest.mark.parametrize(('operation', 'parameters', 'pull', 'reason'), [
-    ('forces', {}, 0.0, 'non_finite'),
-    ('relax', {'fmax': 0.01, 'max_steps': 300, 'relax_cell': True}, 5.0, 'exploded'),
-])
+@pytest.mark.parametrize(
+    ('operation', 'parameters', 'pull', 'reason'),
+    [
+        ('forces', {}, 0.0, 'non_finite'),
+        ('relax', {'fmax': 0.01, 'max_steps': 300, 'relax_cell': True}, 5.0, 'exploded'),
+    ],
+)
 def test_runner_isolates_failing_structures(tmp_path, monkeypatch, operation, parameters, pull, reason):
     """A structure with NaN results or an exploding relaxation is written as `<key>.failed.json`; the batch goes on."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(runner, 'load_calculator', lambda settings: ScriptedCalculator(pull))
     small = StructureRecord.from_pymatgen(bcc_niobium(), label='small')  # 36.6 Å^3
-    large = StructureRecord.from_pymatgen(Structure(Lattice.cubic(3.6), ['Nb', 'Nb'], [[0, 0, 0], [.5, .5, .5]]),
-                                          label='large')  # 46.7 Å^3: NaN energy
+    large = StructureRecord.from_pymatgen(
+        Structure(Lattice.cubic(3.6), ['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]]), label='large'
+    )  # 46.7 Å^3: NaN energy
     write_datafile('s.h5', [large, small] if reason == 'non_finite' else [small])
-    (tmp_path / 'input.json').write_text(json.dumps(
-        {'operation': operation, 'parameters': parameters, 'structures': 's.h5', 'settings': {}}))
+    (tmp_path / 'input.json').write_text(
+        json.dumps({'operation': operation, 'parameters': parameters, 'structures': 's.h5', 'settings': {}})
+    )
     assert runner.main(['input.json']) == 0
     failed = 'large' if reason == 'non_finite' else 'small'
     assert json.loads((tmp_path / 'results' / f'{failed}.failed.json').read_text())['reason'] == reason
@@ -273,15 +320,21 @@ def test_crash_and_explosion_are_isolated(aiida_localhost, tmp_path):
     script = tmp_path / 'faulty-mlip'
     script.write_text(FAULTY_RUNNER.format(python=sys.executable))
     script.chmod(0o755)
-    code = orm.InstalledCode(label='faulty-mlip', computer=aiida_localhost, filepath_executable=str(script),
-                             default_calc_job_plugin='crystalgan.mlip').store()
+    code = orm.InstalledCode(
+        label='faulty-mlip',
+        computer=aiida_localhost,
+        filepath_executable=str(script),
+        default_calc_job_plugin='crystalgan.mlip',
+    ).store()
     structures = {'a': bcc_niobium(), 'crash': bcc_niobium(0.01), 'boom': bcc_niobium(0.02), 'b': bcc_niobium(0.03)}
     parameters = {'fmax': 0.05, 'max_steps': 10, 'relax_cell': True}
     results, node = run_get_node(MlipEngineWorkChain, **engine_inputs(code, 'relax', parameters, structures))
     assert node.is_finished_ok, node.exit_message
     assert set(results['relaxed_structures']) == {'a', 'boom', 'b'}
-    assert results['failures'].get_dict()['crash']['exit_status'] == \
-        MlipEngineWorkChain.exit_codes.ERROR_STRUCTURE_CRASHED.status
+    assert (
+        results['failures'].get_dict()['crash']['exit_status']
+        == MlipEngineWorkChain.exit_codes.ERROR_STRUCTURE_CRASHED.status
+    )
     calculations = calculations_of(node)
     assert sorted(calculations[0].inputs.structures) == ['a', 'b', 'boom', 'crash']
     assert all('crash' not in c.inputs.structures for c in calculations[1:]), 'the culprit is not rerun'

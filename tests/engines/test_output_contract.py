@@ -30,13 +30,21 @@ def run_engine(request, bcc_niobium):
     else:
         code = request.getfixturevalue('vasp_code')
         engine = VaspEngineWorkChain
-        extra = {'settings': orm.Dict({'potential_family': request.getfixturevalue('potcar_family'), 'incar': {}}),
-                 'options': orm.Dict(request.getfixturevalue('vasp_options'))}
+        extra = {
+            'settings': orm.Dict({'potential_family': request.getfixturevalue('potcar_family'), 'incar': {}}),
+            'options': orm.Dict(request.getfixturevalue('vasp_options')),
+        }
 
     def run(operation: str, parameters: dict):
         structure = bcc_niobium(LATTICE[operation])
-        results, node = run_get_node(engine, code=code, operation=orm.Str(operation), parameters=orm.Dict(parameters),
-                                     structures={'nb': structure}, **extra)
+        results, node = run_get_node(
+            engine,
+            code=code,
+            operation=orm.Str(operation),
+            parameters=orm.Dict(parameters),
+            structures={'nb': structure},
+            **extra,
+        )
         assert node.is_finished_ok, node.exit_message
         return results, structure
 
@@ -78,8 +86,14 @@ def test_md(run_engine):
     trajectory = outputs['trajectories']['nb']
     frames, natoms = trajectory.numsteps, len(structure.sites)
     assert frames >= 2
-    shapes = {'energies': (frames,), 'forces': (frames, natoms, 3), 'stress': (frames, 3, 3),
-              'temperatures': (frames,), 'times': (frames,), 'steps': (frames,)}
+    shapes = {
+        'energies': (frames,),
+        'forces': (frames, natoms, 3),
+        'stress': (frames, 3, 3),
+        'temperatures': (frames,),
+        'times': (frames,),
+        'steps': (frames,),
+    }
     assert {name: trajectory.get_array(name).shape for name in shapes} == shapes
     if 'velocities' in trajectory.get_arraynames():
         assert trajectory.get_array('velocities').shape == (frames, natoms, 3)

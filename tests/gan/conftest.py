@@ -34,15 +34,25 @@ def tiny_records(count: int = 24, seed: int = 0, rattle: float = 0.02) -> list[S
             numbers, frac0, cell = base.numbers, base.positions @ np.linalg.inv(base.cell), base.cell
         else:
             cell = np.diag([4.6, 4.6, 3.0]) * (1 + 0.05 * rng.random())
-            frac0 = np.array([[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5],
-                              [0.2, 0.8, 0.5]])
+            frac0 = np.array(
+                [[0, 0, 0], [0.5, 0.5, 0.5], [0.3, 0.3, 0], [0.7, 0.7, 0], [0.8, 0.2, 0.5], [0.2, 0.8, 0.5]]
+            )
             numbers = np.array([41, 41, 8, 8, 8, 8])
         cell = cell + 0.05 * rng.standard_normal((3, 3))
         positions = (frac0 + rattle * rng.standard_normal(frac0.shape)) @ cell
         energy, forces = pair_energy(numbers, positions, cell)
-        records.append(StructureRecord(numbers=numbers, positions=positions, cell=cell, energy=energy,
-                                       forces=forces, label=f'tiny-{index}', source='test',
-                                       role=MINIMUM if index < count // 2 else LABELLED))
+        records.append(
+            StructureRecord(
+                numbers=numbers,
+                positions=positions,
+                cell=cell,
+                energy=energy,
+                forces=forces,
+                label=f'tiny-{index}',
+                source='test',
+                role=MINIMUM if index < count // 2 else LABELLED,
+            )
+        )
     return records
 
 

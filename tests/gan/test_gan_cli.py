@@ -19,9 +19,22 @@ import torch
 from aiida_crystalgan.io import LABELLED, DataFile, write_datafile
 
 CONFIG = {
-    'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
-    'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
-    'critic_steps': 1, 'physics_pretrain_steps': 2, 'physics_warmup_steps': 1, 'log_every': 1, 'steps': 3,
+    'n_max': 8,
+    'cutoff': 4.0,
+    'num_rbf': 6,
+    'latent_dim': 8,
+    'generator_width': 16,
+    'generator_depth': 1,
+    'critic_width': 16,
+    'critic_depth': 1,
+    'physics_width': 16,
+    'physics_depth': 1,
+    'batch_size': 4,
+    'critic_steps': 1,
+    'physics_pretrain_steps': 2,
+    'physics_warmup_steps': 1,
+    'log_every': 1,
+    'steps': 3,
     'validation_fraction': 0.25,
 }
 
@@ -36,8 +49,9 @@ def executable(name: str) -> str:
 
 def run(name: str, *args) -> subprocess.CompletedProcess:
     environment = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    return subprocess.run([executable(name), *map(str, args)], capture_output=True, text=True, env=environment,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [executable(name), *map(str, args)], capture_output=True, text=True, env=environment, timeout=300, check=False
+    )
 
 
 def write_json(path: Path, values) -> Path:
@@ -51,8 +65,17 @@ def trained(tmp_path_factory, make_records):
     directory = tmp_path_factory.mktemp('train')
     write_datafile(directory / 'dataset.h5', make_records())
     write_json(directory / 'config.json', CONFIG)
-    result = run('crystalgan-train', '--dataset', directory / 'dataset.h5', '--config', directory / 'config.json',
-                 '--output-dir', directory / 'out', '--device', 'cpu')
+    result = run(
+        'crystalgan-train',
+        '--dataset',
+        directory / 'dataset.h5',
+        '--config',
+        directory / 'config.json',
+        '--output-dir',
+        directory / 'out',
+        '--device',
+        'cpu',
+    )
     assert result.returncode == 0, result.stderr
     return directory
 
@@ -70,12 +93,25 @@ def test_train_writes_model_losses_and_metrics(trained):
 
 
 def test_generate_writes_readable_candidates(trained, tmp_path):
-    request = write_json(tmp_path / 'request.json', {
-        'targets': [{'composition': 'NbO2', 'formula_units': 2}, {'composition': 'NbO', 'formula_units': 1}],
-        'num_per_target': 7, 'seed': 0,
-    })
-    result = run('crystalgan-generate', '--model', trained / 'out' / 'model.pt', '--request', request,
-                 '--output', tmp_path / 'candidates.h5', '--device', 'cpu')
+    request = write_json(
+        tmp_path / 'request.json',
+        {
+            'targets': [{'composition': 'NbO2', 'formula_units': 2}, {'composition': 'NbO', 'formula_units': 1}],
+            'num_per_target': 7,
+            'seed': 0,
+        },
+    )
+    result = run(
+        'crystalgan-generate',
+        '--model',
+        trained / 'out' / 'model.pt',
+        '--request',
+        request,
+        '--output',
+        tmp_path / 'candidates.h5',
+        '--device',
+        'cpu',
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary['count'] == 14 and summary['structures_per_second'] > 0
@@ -87,16 +123,36 @@ def test_generate_writes_readable_candidates(trained, tmp_path):
 
 def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
     config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000})
-    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', config,
-                 '--output-dir', tmp_path / 'out', '--max-wallclock-seconds', 4, '--device', 'cpu')
+    result = run(
+        'crystalgan-train',
+        '--dataset',
+        trained / 'dataset.h5',
+        '--config',
+        config,
+        '--output-dir',
+        tmp_path / 'out',
+        '--max-wallclock-seconds',
+        4,
+        '--device',
+        'cpu',
+    )
     assert result.returncode == 3, result.stderr
     checkpoint = torch.load(tmp_path / 'out' / 'checkpoint.pt', weights_only=True)
     assert 0 < checkpoint['step'] < 100000
     assert not (tmp_path / 'out' / 'model.pt').exists()
     assert (tmp_path / 'out' / 'losses.csv').exists()
     config = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': checkpoint['step'] + 1})
-    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', config,
-                 '--output-dir', tmp_path / 'resumed', '--resume', tmp_path / 'out' / 'checkpoint.pt')
+    result = run(
+        'crystalgan-train',
+        '--dataset',
+        trained / 'dataset.h5',
+        '--config',
+        config,
+        '--output-dir',
+        tmp_path / 'resumed',
+        '--resume',
+        tmp_path / 'out' / 'checkpoint.pt',
+    )
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == checkpoint['step'] + 1
 
@@ -108,9 +164,21 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
     config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000, 'checkpoint_every_steps': 3})
     checkpoint = tmp_path / 'out' / 'checkpoint.pt'
     process = subprocess.Popen(
-        [executable('crystalgan-train'), '--dataset', str(trained / 'dataset.h5'), '--config', str(config),
-         '--output-dir', str(tmp_path / 'out'), '--device', 'cpu'],
-        env={**os.environ, 'OMP_NUM_THREADS': '1'}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            executable('crystalgan-train'),
+            '--dataset',
+            str(trained / 'dataset.h5'),
+            '--config',
+            str(config),
+            '--output-dir',
+            str(tmp_path / 'out'),
+            '--device',
+            'cpu',
+        ],
+        env={**os.environ, 'OMP_NUM_THREADS': '1'},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -124,8 +192,19 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
     assert step > 0 and step % 3 == 0
     assert not (tmp_path / 'out' / 'model.pt').exists()
     more = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': step + 1})
-    result = run('crystalgan-train', '--dataset', trained / 'dataset.h5', '--config', more,
-                 '--output-dir', tmp_path / 'resumed', '--resume', checkpoint, '--device', 'cpu')
+    result = run(
+        'crystalgan-train',
+        '--dataset',
+        trained / 'dataset.h5',
+        '--config',
+        more,
+        '--output-dir',
+        tmp_path / 'resumed',
+        '--resume',
+        checkpoint,
+        '--device',
+        'cpu',
+    )
     assert result.returncode == 0, result.stderr
     assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == step + 1
 
@@ -135,8 +214,10 @@ def test_bad_input_exits_2(trained, tmp_path, capsys):
     from aiida_crystalgan.gan.cli import generate_main, train_main
 
     dataset, config = trained / 'dataset.h5', trained / 'config.json'
-    assert train_main(['--dataset', str(tmp_path / 'nope.h5'), '--config', str(config), '--output-dir',
-                       str(tmp_path)]) == 2
+    assert (
+        train_main(['--dataset', str(tmp_path / 'nope.h5'), '--config', str(config), '--output-dir', str(tmp_path)])
+        == 2
+    )
     assert 'does not exist' in capsys.readouterr().err
     invalid = write_json(tmp_path / 'bad.json', {**CONFIG, 'steps': -1})
     assert train_main(['--dataset', str(dataset), '--config', str(invalid), '--output-dir', str(tmp_path)]) == 2
@@ -147,8 +228,12 @@ def test_bad_input_exits_2(trained, tmp_path, capsys):
     assert 'empty' in capsys.readouterr().err
     unlabelled_roles = tmp_path / 'no-minima.h5'
     write_datafile(unlabelled_roles, [replace(record, role=LABELLED) for record in DataFile(dataset)])
-    assert train_main(['--dataset', str(unlabelled_roles), '--config', str(config), '--output-dir',
-                       str(tmp_path / 'no-minima')]) == 2
+    assert (
+        train_main(
+            ['--dataset', str(unlabelled_roles), '--config', str(config), '--output-dir', str(tmp_path / 'no-minima')]
+        )
+        == 2
+    )
     assert 'none of the 24 usable structures has the role `minimum`' in capsys.readouterr().err
     assert not (tmp_path / 'no-minima' / 'model.pt').exists()
     model = str(trained / 'out' / 'model.pt')
@@ -165,6 +250,13 @@ def test_bad_input_exits_2(trained, tmp_path, capsys):
 
 
 def test_bad_input_exits_2_from_the_console_script(tmp_path):
-    result = run('crystalgan-generate', '--model', tmp_path / 'none.pt', '--request', tmp_path / 'r.json',
-                 '--output', tmp_path / 'c.h5')
+    result = run(
+        'crystalgan-generate',
+        '--model',
+        tmp_path / 'none.pt',
+        '--request',
+        tmp_path / 'r.json',
+        '--output',
+        tmp_path / 'c.h5',
+    )
     assert result.returncode == 2 and 'does not exist' in result.stderr

@@ -19,8 +19,9 @@ ELEMENTS = ['Nb', 'O']
 def model(request):
     """Featurizer and critic, without and with the three-body angular moments."""
     torch.manual_seed(0)
-    featurizer = InvariantFeatures(num_species=2, cutoff=4.5, num_rbf=8, max_images=8, angular_order=request.param,
-                                   angular_cutoff=3.0).double()
+    featurizer = InvariantFeatures(
+        num_species=2, cutoff=4.5, num_rbf=8, max_images=8, angular_order=request.param, angular_cutoff=3.0
+    ).double()
     critic = Critic(featurizer.num_features, condition_dim=3, width=16, depth=1).double()
     return featurizer, critic
 
@@ -45,8 +46,12 @@ def random_rotation(generator: torch.Generator) -> torch.Tensor:
 def test_translation_rotation_permutation_invariance(model, batch):
     reference = score(model, batch)
     generator = torch.Generator().manual_seed(1)
-    moved = CrystalBatch(batch.cell, batch.frac + torch.rand(6, 1, 3, generator=generator, dtype=torch.float64),
-                         batch.species, batch.mask)
+    moved = CrystalBatch(
+        batch.cell,
+        batch.frac + torch.rand(6, 1, 3, generator=generator, dtype=torch.float64),
+        batch.species,
+        batch.mask,
+    )
     torch.testing.assert_close(score(model, moved), reference, rtol=0, atol=1e-5)
     rotation = random_rotation(generator)
     rotated = CrystalBatch(batch.cell @ rotation.T, batch.frac, batch.species, batch.mask)
@@ -56,11 +61,14 @@ def test_translation_rotation_permutation_invariance(model, batch):
     torch.testing.assert_close(score(model, permuted), reference, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize('matrix', [
-    [[1, 1, 0], [0, 1, 0], [0, 0, 1]],
-    [[2, 1, 1], [1, 1, 0], [0, 0, 1]],
-    [[0, 1, 0], [1, 0, 0], [0, 1, -1]],
-])
+@pytest.mark.parametrize(
+    'matrix',
+    [
+        [[1, 1, 0], [0, 1, 0], [0, 0, 1]],
+        [[2, 1, 1], [1, 1, 0], [0, 0, 1]],
+        [[0, 1, 0], [1, 0, 0], [0, 1, -1]],
+    ],
+)
 def test_unimodular_cell_change_invariance(model, batch, matrix):
     change = torch.tensor(matrix, dtype=torch.float64)
     assert abs(torch.linalg.det(change)) == pytest.approx(1.0)
@@ -92,8 +100,7 @@ def test_features_vanish_smoothly_at_cutoff():
     mask = torch.ones(1, 2, dtype=torch.bool)
 
     def total(distance: float) -> torch.Tensor:
-        frac = torch.tensor([[[0.0, 0.0, 0.0], [distance / 20.0, 0.0, 0.0]]], dtype=torch.float64,
-                            requires_grad=True)
+        frac = torch.tensor([[[0.0, 0.0, 0.0], [distance / 20.0, 0.0, 0.0]]], dtype=torch.float64, requires_grad=True)
         features, _ = featurizer(cell, frac, species, mask)
         value = features.sum()
         (grad,) = torch.autograd.grad(value, frac)

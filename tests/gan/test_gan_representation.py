@@ -51,7 +51,7 @@ def test_standard_frame_preserves_distances_and_rotates_forces(records, pair_pot
         gram = cell[index] @ cell[index].T
         assert np.isclose(np.linalg.det(gram), np.linalg.det(record.cell @ record.cell.T))
         norm_before = np.sort(np.linalg.norm(record.forces, axis=1))
-        norm_after = np.sort(np.linalg.norm(forces[index, :record.num_atoms].numpy(), axis=1))
+        norm_after = np.sort(np.linalg.norm(forces[index, : record.num_atoms].numpy(), axis=1))
         np.testing.assert_allclose(norm_after, norm_before, atol=1e-10)
         count = record.num_atoms
         numbers = [symbols_to_numbers(elements)[s] for s in batch.species[index, :count].tolist()]

@@ -35,9 +35,21 @@ from aiida_crystalgan.gan.training import featurize
 from aiida_crystalgan.io import LABELLED, MINIMUM
 
 TINY = {
-    'n_max': 8, 'cutoff': 4.0, 'num_rbf': 6, 'latent_dim': 8, 'generator_width': 16, 'generator_depth': 1,
-    'critic_width': 16, 'critic_depth': 1, 'physics_width': 16, 'physics_depth': 1, 'batch_size': 4,
-    'critic_steps': 1, 'physics_pretrain_steps': 2, 'physics_warmup_steps': 1, 'log_every': 1,
+    'n_max': 8,
+    'cutoff': 4.0,
+    'num_rbf': 6,
+    'latent_dim': 8,
+    'generator_width': 16,
+    'generator_depth': 1,
+    'critic_width': 16,
+    'critic_depth': 1,
+    'physics_width': 16,
+    'physics_depth': 1,
+    'batch_size': 4,
+    'critic_steps': 1,
+    'physics_pretrain_steps': 2,
+    'physics_warmup_steps': 1,
+    'log_every': 1,
 }
 
 
@@ -68,8 +80,9 @@ def assert_same_state(first: dict, second: dict) -> None:
 def test_resume_is_bit_exact(tmp_path, records):
     straight = train(records, tiny_config(steps=4), tmp_path / 'straight', device='cpu')
     train(records, tiny_config(steps=2), tmp_path / 'first', device='cpu')
-    resumed = train(records, tiny_config(steps=4), tmp_path / 'second', resume=tmp_path / 'first' / 'model.pt',
-                    device='cpu')
+    resumed = train(
+        records, tiny_config(steps=4), tmp_path / 'second', resume=tmp_path / 'first' / 'model.pt', device='cpu'
+    )
     assert straight.completed and resumed.completed
     first = torch.load(straight.checkpoint_path, weights_only=True)
     second = torch.load(resumed.checkpoint_path, weights_only=True)
@@ -81,8 +94,9 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs, no ``except Exception`` catches it."""
 
 
-@pytest.mark.parametrize('interval', [{'checkpoint_every_steps': 2}, {'checkpoint_every_steps': 0,
-                                                                      'checkpoint_every_minutes': 1e-6}])
+@pytest.mark.parametrize(
+    'interval', [{'checkpoint_every_steps': 2}, {'checkpoint_every_steps': 0, 'checkpoint_every_minutes': 1e-6}]
+)
 def test_resume_from_a_periodic_checkpoint_after_a_kill_is_bit_exact(tmp_path, records, monkeypatch, interval):
     """A run killed during step 3 left the checkpoint of step 2 (by steps, or by minutes: then after every step);
     resuming from it ends in exactly the state of an uninterrupted run.
@@ -161,8 +175,9 @@ def test_model_rebuilds_itself_from_its_checkpoint(tiny_model):
         for source in (model, again):
             assert all(torch.equal(value, saved[key]) for key, value in getattr(source, name).state_dict().items())
     generator = load_generator(state, torch.device('cpu'))
-    assert all(torch.equal(value, state['models']['generator_ema'][key])
-               for key, value in generator.state_dict().items())
+    assert all(
+        torch.equal(value, state['models']['generator_ema'][key]) for key, value in generator.state_dict().items()
+    )
 
 
 def test_checkpoint_is_plain_data_and_summarised(tmp_path, records):
@@ -227,13 +242,16 @@ def test_generate_exact_compositions(tiny_model):
     np.testing.assert_array_equal(again[4].positions, candidates[4].positions)
 
 
-@pytest.mark.parametrize(('targets', 'count', 'message'), [
-    ([{'composition': 'TiO2'}], 1, 'Ti of `TiO2` not in the model vocabulary'),
-    ([{'composition': 'NbO2', 'formula_units': 3}], 1, 'more than n_max=8'),
-    ([{'composition': 'NbO2', 'formula_units': 0}], 1, 'positive integer'),
-    ([{'composition': 'NbO2'}], 0, 'num_per_target'),
-    ([], 1, 'no targets'),
-])
+@pytest.mark.parametrize(
+    ('targets', 'count', 'message'),
+    [
+        ([{'composition': 'TiO2'}], 1, 'Ti of `TiO2` not in the model vocabulary'),
+        ([{'composition': 'NbO2', 'formula_units': 3}], 1, 'more than n_max=8'),
+        ([{'composition': 'NbO2', 'formula_units': 0}], 1, 'positive integer'),
+        ([{'composition': 'NbO2'}], 0, 'num_per_target'),
+        ([], 1, 'no targets'),
+    ],
+)
 def test_generate_rejects_bad_requests(tiny_model, targets, count, message):
     with pytest.raises(ValueError, match=message):
         generate(tiny_model, targets, num_per_target=count)
@@ -308,7 +326,6 @@ def test_energy_floors_are_per_composition():
     assert energy_floors(np.full(2, np.nan), counts[:2]).tolist() == [0.0, 0.0]
 
 
-
 def head_view_of_generated(trainer: Trainer, data, pool: torch.Tensor) -> tuple[float, float]:
     """The physics head's mean energy above the floor (eV/atom) and mean |F| (eV/Å) of 64 structures of the current
     generator, from fixed noise and compositions."""
@@ -338,9 +355,18 @@ def test_guidance_pulls_generated_structures_to_low_energy_and_small_forces(make
     for record in labelled:
         record.role = LABELLED
     usable = training_records(minima + labelled)
-    config = tiny_config(batch_size=8, physics_warmup_steps=0, physics_ramp_steps=0, energy_weight=1.0,
-                         force_weight=1.0, generator_lr=1e-2, diversity_weight=0.0, repulsion_weight=0.0,
-                         volume_weight=0.0, seed=3)
+    config = tiny_config(
+        batch_size=8,
+        physics_warmup_steps=0,
+        physics_ramp_steps=0,
+        energy_weight=1.0,
+        force_weight=1.0,
+        generator_lr=1e-2,
+        diversity_weight=0.0,
+        repulsion_weight=0.0,
+        volume_weight=0.0,
+        seed=3,
+    )
     elements = element_vocabulary(usable)
     normalisation = fit_normalisation(usable, elements, config.min_distance, config.cutoff, config.max_images)
     data = build_training_set(usable, elements, config.n_max, normalisation)

@@ -7,9 +7,21 @@ import pytest
 
 #: The smallest training that still runs every part of a trial (a few steps, tiny networks).
 TINY_CONFIG = {
-    'steps': 4, 'batch_size': 4, 'n_max': 4, 'cutoff': 4.0, 'num_rbf': 4, 'latent_dim': 4, 'generator_width': 8,
-    'generator_depth': 1, 'critic_width': 8, 'critic_depth': 1, 'physics_width': 8, 'physics_depth': 1,
-    'critic_steps': 1, 'log_every': 2, 'physics_warmup_steps': 1,
+    'steps': 4,
+    'batch_size': 4,
+    'n_max': 4,
+    'cutoff': 4.0,
+    'num_rbf': 4,
+    'latent_dim': 4,
+    'generator_width': 8,
+    'generator_depth': 1,
+    'critic_width': 8,
+    'critic_depth': 1,
+    'physics_width': 8,
+    'physics_depth': 1,
+    'critic_steps': 1,
+    'log_every': 2,
+    'physics_warmup_steps': 1,
 }
 
 
@@ -36,8 +48,11 @@ def grouped_records(trajectories: int = 4, frames: int = 3, seed: int = 0):
             atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
             atoms.get_forces()
             role = MINIMUM if minimum else LABELLED
-            records.append(StructureRecord.from_ase(atoms, source=f'traj{trajectory}', role=role,
-                                                    label=f'traj{trajectory}-{frame}'))
+            records.append(
+                StructureRecord.from_ase(
+                    atoms, source=f'traj{trajectory}', role=role, label=f'traj{trajectory}-{frame}'
+                )
+            )
     return records
 
 

@@ -31,9 +31,20 @@ def run_dir(tmp_path, make_grouped_records, tiny_config):
 
 def train_with(directory, plan) -> int:
     (directory / 'validation.json').write_text(json.dumps(plan))
-    return train_main(['--dataset', str(directory / 'dataset.h5'), '--config', str(directory / 'config.json'),
-                       '--output-dir', str(directory / 'out'), '--device', 'cpu',
-                       '--validation', str(directory / 'validation.json')])
+    return train_main(
+        [
+            '--dataset',
+            str(directory / 'dataset.h5'),
+            '--config',
+            str(directory / 'config.json'),
+            '--output-dir',
+            str(directory / 'out'),
+            '--device',
+            'cpu',
+            '--validation',
+            str(directory / 'validation.json'),
+        ]
+    )
 
 
 def test_held_out_objective_is_written_to_metrics_and_curve(run_dir):
@@ -46,8 +57,11 @@ def test_held_out_objective_is_written_to_metrics_and_curve(run_dir):
     assert values['num_minima'] == 1
     assert values['energy_mae_ev_per_atom'] > 0 and values['force_mae_ev_per_angstrom'] > 0
     assert 0.0 <= values['coverage_recall'] <= 1.0
-    terms = {**values, 'coverage_miss': 1.0 - values['coverage_recall'],
-             'generated_energy_gap_ev_per_atom': max(values['generated_energy_gap_ev_per_atom'], 0.0)}
+    terms = {
+        **values,
+        'coverage_miss': 1.0 - values['coverage_recall'],
+        'generated_energy_gap_ev_per_atom': max(values['generated_energy_gap_ev_per_atom'], 0.0),
+    }
     assert values['objective'] == pytest.approx(sum(w * terms[name] for name, w in DEFAULT_WEIGHTS.items()))
     assert values['objectives'][0] + values['objectives'][1] == pytest.approx(values['objective'])
     assert values['pruned'] is False
@@ -59,8 +73,12 @@ def test_held_out_objective_is_written_to_metrics_and_curve(run_dir):
 
 def test_a_run_above_the_pruning_threshold_stops_early(run_dir):
     directory, train, held_out = run_dir
-    plan = {'train': train, 'validation': held_out, 'coverage': False,
-            'pruning': {'steps': [2, 4], 'thresholds': [-1e9, -1e9], 'warmup_steps': 0}}
+    plan = {
+        'train': train,
+        'validation': held_out,
+        'coverage': False,
+        'pruning': {'steps': [2, 4], 'thresholds': [-1e9, -1e9], 'warmup_steps': 0},
+    }
     assert train_with(directory, plan) == 0
     values = json.loads((directory / 'out' / 'metrics.json').read_text())['validation']
     assert values['pruned'] is True and values['pruned_at_step'] == 2
@@ -68,12 +86,15 @@ def test_a_run_above_the_pruning_threshold_stops_early(run_dir):
     assert torch.load(directory / 'out' / 'model.pt', weights_only=True)['step'] == 2
 
 
-@pytest.mark.parametrize(('plan', 'message'), [
-    ({'train': [0, 1], 'validation': [1, 2]}, 'overlap'),
-    ({'train': [0, 1], 'validation': [99]}, 'indices below 16'),
-    ({'train': [0, 1], 'validation': [2], 'weights': {'speed': 1.0}}, 'unknown objective weight'),
-    ({'train': [0, 1], 'validation': [2], 'folds': 3}, 'unknown validation key'),
-])
+@pytest.mark.parametrize(
+    ('plan', 'message'),
+    [
+        ({'train': [0, 1], 'validation': [1, 2]}, 'overlap'),
+        ({'train': [0, 1], 'validation': [99]}, 'indices below 16'),
+        ({'train': [0, 1], 'validation': [2], 'weights': {'speed': 1.0}}, 'unknown objective weight'),
+        ({'train': [0, 1], 'validation': [2], 'folds': 3}, 'unknown validation key'),
+    ],
+)
 def test_bad_plans_are_refused(run_dir, capsys, plan, message):
     directory, _, _ = run_dir
     assert train_with(directory, plan) == EXIT_INVALID_INPUT

@@ -34,17 +34,20 @@ def test_grid_enumerates_every_combination():
     assert len({repr(sorted(p.items())) for p in points}) == 36
 
 
-@pytest.mark.parametrize(('space', 'message'), [
-    ({'generator_lrr': {'low': 1e-4, 'high': 1e-3}}, 'unknown field.*generator_lrr'),
-    ({'cutoff': {'low': 5.0, 'high': 5.0}}, 'cutoff.*empty range'),
-    ({'critic_depth': {'low': 3, 'high': 1}}, 'critic_depth.*empty range'),
-    ({'critic_width': {'choices': []}}, 'critic_width.*non-empty'),
-    ({'critic_depth': {'low': 1.5, 'high': 3}}, 'integer field'),
-    ({'generator_lr': {'low': 0.0, 'high': 1e-3, 'log': True}}, 'log range'),
-    ({'generator_lr': {'low': 1e-4, 'hi': 1e-3}}, 'a range takes'),
-    ({'mixed_precision': {'low': 0, 'high': 1}}, 'boolean field'),
-    ({}, 'non-empty mapping'),
-])
+@pytest.mark.parametrize(
+    ('space', 'message'),
+    [
+        ({'generator_lrr': {'low': 1e-4, 'high': 1e-3}}, 'unknown field.*generator_lrr'),
+        ({'cutoff': {'low': 5.0, 'high': 5.0}}, 'cutoff.*empty range'),
+        ({'critic_depth': {'low': 3, 'high': 1}}, 'critic_depth.*empty range'),
+        ({'critic_width': {'choices': []}}, 'critic_width.*non-empty'),
+        ({'critic_depth': {'low': 1.5, 'high': 3}}, 'integer field'),
+        ({'generator_lr': {'low': 0.0, 'high': 1e-3, 'log': True}}, 'log range'),
+        ({'generator_lr': {'low': 1e-4, 'hi': 1e-3}}, 'a range takes'),
+        ({'mixed_precision': {'low': 0, 'high': 1}}, 'boolean field'),
+        ({}, 'non-empty mapping'),
+    ],
+)
 def test_bad_spaces_are_refused(space, message):
     with pytest.raises(ValueError, match=message):
         SearchSpace(space)

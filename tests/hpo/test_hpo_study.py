@@ -7,11 +7,13 @@ import pytest
 from aiida_crystalgan.hpo.space import SearchSpace
 from aiida_crystalgan.hpo.study import best_trial, parameter_importances, pruning_thresholds, suggest, summarise_trial
 
-SPACE = SearchSpace({
-    'generator_lr': {'low': 1e-4, 'high': 1e-2, 'log': True},
-    'critic_depth': {'low': 1, 'high': 4},
-    'critic_width': {'choices': [16, 32, 64]},
-})
+SPACE = SearchSpace(
+    {
+        'generator_lr': {'low': 1e-4, 'high': 1e-2, 'log': True},
+        'critic_depth': {'low': 1, 'high': 4},
+        'critic_width': {'choices': [16, 32, 64]},
+    }
+)
 
 
 def finished(params_list, values=None):
@@ -19,9 +21,19 @@ def finished(params_list, values=None):
     trials = []
     for number, params in enumerate(params_list):
         value = values[number] if values else params['generator_lr'] * 100 + 1.0 / params['critic_depth']
-        trials.append({'number': number, 'params': params, 'state': 'complete', 'value': value, 'spread': 0.0,
-                       'fold_values': [value, value], 'curve': {'step': [2, 4], 'objective': [value + 1, value]},
-                       'wall_seconds': 1.0, 'folds': []})
+        trials.append(
+            {
+                'number': number,
+                'params': params,
+                'state': 'complete',
+                'value': value,
+                'spread': 0.0,
+                'fold_values': [value, value],
+                'curve': {'step': [2, 4], 'objective': [value + 1, value]},
+                'wall_seconds': 1.0,
+                'folds': [],
+            }
+        )
     return trials
 
 
@@ -61,12 +73,18 @@ def test_grid_visits_each_point_once_then_stops():
     while batch := suggest(space, 'grid', 0, trials, 3):
         trials += finished(batch, values=[1.0] * len(batch))
     assert sorted((t['params']['critic_depth'], t['params']['critic_width']) for t in trials) == [
-        (1, 16), (1, 32), (2, 16), (2, 32)]
+        (1, 16),
+        (1, 32),
+        (2, 16),
+        (2, 32),
+    ]
 
 
 def test_summary_of_folds():
-    folds = [{'objective': 1.0, 'objectives': [0.5, 0.5], 'curve': {'step': [2, 4], 'objective': [3.0, 1.0]}},
-             {'objective': 3.0, 'objectives': [1.0, 2.0], 'curve': {'step': [2, 4], 'objective': [5.0, 3.0]}}]
+    folds = [
+        {'objective': 1.0, 'objectives': [0.5, 0.5], 'curve': {'step': [2, 4], 'objective': [3.0, 1.0]}},
+        {'objective': 3.0, 'objectives': [1.0, 2.0], 'curve': {'step': [2, 4], 'objective': [5.0, 3.0]}},
+    ]
     trial = summarise_trial(0, {'critic_depth': 2}, folds, 10.0)
     assert trial['state'] == 'complete'
     assert trial['value'] == pytest.approx(2.0)
@@ -80,8 +98,9 @@ def test_summary_of_folds():
 
 
 def test_pruning_thresholds_are_medians_of_complete_trials():
-    trials = finished([{'generator_lr': 1e-3, 'critic_depth': d, 'critic_width': 16} for d in (1, 2, 4)],
-                      values=[1.0, 2.0, 6.0])
+    trials = finished(
+        [{'generator_lr': 1e-3, 'critic_depth': d, 'critic_width': 16} for d in (1, 2, 4)], values=[1.0, 2.0, 6.0]
+    )
     trials[2]['state'] = 'pruned'
     thresholds = pruning_thresholds(trials, min_trials=2, warmup_steps=3)
     assert thresholds == {'steps': [2, 4], 'thresholds': [2.5, 1.5], 'warmup_steps': 3}
@@ -89,8 +108,9 @@ def test_pruning_thresholds_are_medians_of_complete_trials():
 
 
 def test_best_trial_and_pareto_choice():
-    trials = finished([{'generator_lr': 1e-3, 'critic_depth': d, 'critic_width': 16} for d in (1, 2, 3)],
-                      values=[3.0, 1.0, 2.0])
+    trials = finished(
+        [{'generator_lr': 1e-3, 'critic_depth': d, 'critic_width': 16} for d in (1, 2, 3)], values=[3.0, 1.0, 2.0]
+    )
     assert best_trial(trials)['number'] == 1
     for trial, value in zip(trials, ([1.0, 5.0], [2.0, 1.0], [3.0, 3.0])):
         trial['value'] = value
@@ -101,8 +121,7 @@ def test_best_trial_and_pareto_choice():
 def test_importances_rank_the_parameter_that_matters():
     trials = []
     for _ in range(10):
-        trials += finished(suggest(SPACE, 'random', 2, trials, 1),
-                           values=None)
+        trials += finished(suggest(SPACE, 'random', 2, trials, 1), values=None)
         trials[-1]['number'] = len(trials) - 1
     for trial in trials:
         trial['value'] = float(trial['params']['critic_depth'])

@@ -16,25 +16,40 @@ SPACE = {'critic_width': {'choices': [4, 8]}, 'generator_lr': {'low': 1e-4, 'hig
 
 
 def builder_for(code, dataset, config, parameters=None, search_space=None):
-    overrides = {'parameters': {'strategy': 'random', 'num_trials': 2, 'max_concurrent': 2, 'num_folds': 2,
-                                'test_fraction': 0.25, 'objective': {'samples_per_minimum': 1},
-                                **(parameters or {})},
-                 'config': config, 'search_space': search_space or SPACE}
+    overrides = {
+        'parameters': {
+            'strategy': 'random',
+            'num_trials': 2,
+            'max_concurrent': 2,
+            'num_folds': 2,
+            'test_fraction': 0.25,
+            'objective': {'samples_per_minimum': 1},
+            **(parameters or {}),
+        },
+        'config': config,
+        'search_space': search_space or SPACE,
+    }
     return HyperparameterSearchWorkChain.get_builder_from_protocol(code, dataset, protocol='fast', overrides=overrides)
 
 
-@pytest.mark.parametrize(('parameters', 'search_space', 'message'), [
-    ({}, {'critic_widht': {'choices': [4, 8]}}, 'unknown field.*critic_widht'),
-    ({}, {'cutoff': {'low': 5.0, 'high': 4.0}}, 'cutoff.*empty range'),
-    ({'strategy': 'grid', 'grid_cap': 10},
-     {'critic_depth': {'low': 1, 'high': 4}, 'critic_width': {'low': 4, 'high': 8}},
-     '20 points, more than the cap of 10'),
-    ({'num_folds': 1}, None, 'at least 2 folds'),
-    ({'num_folds': 4}, None, '4 folds but only 3 groups of structures \\(by source\\)'),
-    ({'strategy': 'bayes'}, None, 'unknown strategy'),
-])
-def test_bad_searches_are_refused_at_submission(train_code, grouped_dataset, tiny_config, parameters, search_space,
-                                                message):
+@pytest.mark.parametrize(
+    ('parameters', 'search_space', 'message'),
+    [
+        ({}, {'critic_widht': {'choices': [4, 8]}}, 'unknown field.*critic_widht'),
+        ({}, {'cutoff': {'low': 5.0, 'high': 4.0}}, 'cutoff.*empty range'),
+        (
+            {'strategy': 'grid', 'grid_cap': 10},
+            {'critic_depth': {'low': 1, 'high': 4}, 'critic_width': {'low': 4, 'high': 8}},
+            '20 points, more than the cap of 10',
+        ),
+        ({'num_folds': 1}, None, 'at least 2 folds'),
+        ({'num_folds': 4}, None, '4 folds but only 3 groups of structures \\(by source\\)'),
+        ({'strategy': 'bayes'}, None, 'unknown strategy'),
+    ],
+)
+def test_bad_searches_are_refused_at_submission(
+    train_code, grouped_dataset, tiny_config, parameters, search_space, message
+):
     before = orm.QueryBuilder().append(orm.ProcessNode).count()
     with pytest.raises(ValueError, match=message):
         run_get_node(builder_for(train_code, grouped_dataset, tiny_config, parameters, search_space))
@@ -42,15 +57,27 @@ def test_bad_searches_are_refused_at_submission(train_code, grouped_dataset, tin
 
 
 def test_cli_refuses_a_bad_search_with_a_message(train_code, grouped_dataset):
-    result = CliRunner().invoke(cmd_root, ['hpo', 'submit', str(grouped_dataset.pk), '--num-folds', '1',
-                                           '--train-code', train_code.full_label, '--no-daemon'])
+    result = CliRunner().invoke(
+        cmd_root,
+        [
+            'hpo',
+            'submit',
+            str(grouped_dataset.pk),
+            '--num-folds',
+            '1',
+            '--train-code',
+            train_code.full_label,
+            '--no-daemon',
+        ],
+    )
     assert result.exit_code != 0
     assert 'the search was refused: cross-validation needs at least 2 folds' in result.output
     assert 'Traceback' not in result.output
 
 
-def test_search_cross_validates_by_source_and_trains_the_final_model(train_code, grouped_dataset, tiny_config,
-                                                                     tmp_path):
+def test_search_cross_validates_by_source_and_trains_the_final_model(
+    train_code, grouped_dataset, tiny_config, tmp_path
+):
     results, node = run_get_node(builder_for(train_code, grouped_dataset, tiny_config))
     assert node.is_finished_ok, node.exit_message
 

@@ -21,8 +21,9 @@ from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord
 
 
 def rutile(elements=('Nb', 'O'), energy: float | None = -60.0, role: str = LABELLED) -> StructureRecord:
-    structure = Structure.from_spacegroup('P4_2/mnm', Lattice.tetragonal(4.85, 3.03), list(elements),
-                                          [[0, 0, 0], [0.29, 0.29, 0]])
+    structure = Structure.from_spacegroup(
+        'P4_2/mnm', Lattice.tetragonal(4.85, 3.03), list(elements), [[0, 0, 0], [0.29, 0.29, 0]]
+    )
     forces = np.random.default_rng(0).normal(size=(len(structure), 3))
     return StructureRecord.from_pymatgen(structure, energy=energy, forces=forces, label='rutile', role=role)
 
@@ -35,9 +36,17 @@ def test_supercells():
     """Supercells scale the energy, tile the forces, and respect the atom limit."""
     record = rutile()
     cells = supercells(record, max_atoms=24, count=10)
-    assert [cell.label for cell in cells] == ['rutile+2x1x1', 'rutile+1x2x1', 'rutile+1x1x2', 'rutile+3x1x1',
-                                              'rutile+1x3x1', 'rutile+1x1x3', 'rutile+2x2x1', 'rutile+2x1x2',
-                                              'rutile+1x2x2']
+    assert [cell.label for cell in cells] == [
+        'rutile+2x1x1',
+        'rutile+1x2x1',
+        'rutile+1x1x2',
+        'rutile+3x1x1',
+        'rutile+1x3x1',
+        'rutile+1x1x3',
+        'rutile+2x2x1',
+        'rutile+2x1x2',
+        'rutile+1x2x2',
+    ]
     double = cells[2]
     assert double.num_atoms == 12 and double.energy == pytest.approx(-120.0)
     assert np.allclose(double.forces, np.tile(record.forces, (2, 1)))
@@ -69,11 +78,18 @@ def test_substitute():
 
 
 def test_augment_records_deterministic():
-    options = AugmentOptions(supercell_max_atoms=12, supercells_per_structure=1, translations=2, permutations=1,
-                             seed=5)
+    options = AugmentOptions(supercell_max_atoms=12, supercells_per_structure=1, translations=2, permutations=1, seed=5)
     first = list(augment_records([rutile()], options))
-    assert [r.label for r in first] == ['rutile', 'rutile+2x1x1', 'rutile+t0', 'rutile+t1', 'rutile+p0',
-                                        'rutile+2x1x1+t0', 'rutile+2x1x1+t1', 'rutile+2x1x1+p0']
+    assert [r.label for r in first] == [
+        'rutile',
+        'rutile+2x1x1',
+        'rutile+t0',
+        'rutile+t1',
+        'rutile+p0',
+        'rutile+2x1x1+t0',
+        'rutile+2x1x1+t1',
+        'rutile+2x1x1+p0',
+    ]
     second = list(augment_records([rutile()], options))
     assert all(np.allclose(a.positions, b.positions) for a, b in zip(first, second))
 

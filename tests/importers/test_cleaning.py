@@ -18,12 +18,25 @@ from aiida_crystalgan.importers.transforms import clean_dataset
 from aiida_crystalgan.io.datafile import LABELLED, MINIMUM, StructureRecord
 
 
-def rocksalt(a: float = 4.2, energy: float | None = -20.0, numbers=(41, 8), close: bool = False,
-             label: str = '', role: str = LABELLED) -> StructureRecord:
+def rocksalt(
+    a: float = 4.2,
+    energy: float | None = -20.0,
+    numbers=(41, 8),
+    close: bool = False,
+    label: str = '',
+    role: str = LABELLED,
+) -> StructureRecord:
     second = [0.3, 0, 0] if close else [a / 2, a / 2, a / 2]
-    return StructureRecord(numbers=list(numbers), positions=[[0, 0, 0], second],
-                           cell=np.eye(3) * a, energy=energy, forces=np.zeros((2, 3)) if energy else None,
-                           source=label, label=label, role=role)
+    return StructureRecord(
+        numbers=list(numbers),
+        positions=[[0, 0, 0], second],
+        cell=np.eye(3) * a,
+        energy=energy,
+        forces=np.zeros((2, 3)) if energy else None,
+        source=label,
+        label=label,
+        role=role,
+    )
 
 
 @pytest.fixture
@@ -53,16 +66,25 @@ def test_default_options_only_check_distances(records):
 
 def test_all_filters(records):
     """Every filter reports its own reason; the duplicate with the lower energy is the one kept."""
-    options = CleaningOptions(allowed_elements=['Nb', 'O'], require_energies=True, max_volume_per_atom=100.0,
-                              dedupe=True)
+    options = CleaningOptions(
+        allowed_elements=['Nb', 'O'], require_energies=True, max_volume_per_atom=100.0, dedupe=True
+    )
     with dataset_of(records).open() as datafile:
         kept, report = select_clean(datafile, options)
     reasons = {item['label']: item['reason'] for item in report.dropped}
-    assert reasons == {'ok': 'duplicate', 'no-energy': 'missing_energy', 'fluoride': 'unsupported_element',
-                       'too-close': 'min_distance', 'huge': 'volume', 'smaller': 'duplicate'}
+    assert reasons == {
+        'ok': 'duplicate',
+        'no-energy': 'missing_energy',
+        'fluoride': 'unsupported_element',
+        'too-close': 'min_distance',
+        'huge': 'volume',
+        'smaller': 'duplicate',
+    }
     assert kept == [1]
-    assert report.summary() == ('1 of 7 structures kept; dropped: 2 duplicate, 1 min_distance, 1 missing_energy, '
-                                '1 unsupported_element, 1 volume')
+    assert report.summary() == (
+        '1 of 7 structures kept; dropped: 2 duplicate, 1 min_distance, 1 missing_energy, '
+        '1 unsupported_element, 1 volume'
+    )
 
 
 def test_volume_outlier():
@@ -104,10 +126,12 @@ def test_clean_dataset_calcfunction(records):
 def test_dedupe_keeps_roles_apart():
     """A minimum and a labelled copy of one structure are not duplicates; within a role the lowest energy is kept,
     and the kept records keep their roles."""
-    records = [rocksalt(energy=-20.0, label='minimum-high', role=MINIMUM),
-               rocksalt(energy=-20.5, label='labelled-low'),
-               rocksalt(a=4.1, energy=-21.0, label='minimum-low', role=MINIMUM),
-               rocksalt(energy=-19.0, label='labelled-high')]
+    records = [
+        rocksalt(energy=-20.0, label='minimum-high', role=MINIMUM),
+        rocksalt(energy=-20.5, label='labelled-low'),
+        rocksalt(a=4.1, energy=-21.0, label='minimum-low', role=MINIMUM),
+        rocksalt(energy=-19.0, label='labelled-high'),
+    ]
     dataset = build_dataset(records, options=CleaningOptions(dedupe=True))
     assert [(r.label, r.role) for r in dataset] == [('labelled-low', LABELLED), ('minimum-low', MINIMUM)]
     assert dataset.roles == {'minimum': 1, 'labelled': 1}

@@ -30,8 +30,7 @@ def extxyz(tmp_path):
     frames = []
     for i in range(8):
         atoms = bulk('NbO', 'rocksalt', a=4.2 + 0.02 * i) if i % 2 else bulk('Nb', 'bcc', a=3.3 + 0.02 * i)
-        atoms.calc = SinglePointCalculator(atoms, energy=-10.0 * len(atoms) + 0.1 * i,
-                                           forces=np.zeros((len(atoms), 3)))
+        atoms.calc = SinglePointCalculator(atoms, energy=-10.0 * len(atoms) + 0.1 * i, forces=np.zeros((len(atoms), 3)))
         frames.append(atoms)
     frames[3].positions[1] = frames[3].positions[0] + [0.2, 0, 0]
     path = tmp_path / 'train.extxyz'
@@ -62,7 +61,10 @@ def test_import_files_show_export_stats(extxyz, tmp_path):
     result = run('stats', node.pk, '-o', tmp_path / 'plots')
     assert 'structures: 7 (0 minima, 7 labelled)' in result.output and 'energy per atom (eV): -10.0000' in result.output
     assert sorted(p.name for p in (tmp_path / 'plots').iterdir()) == [
-        'compositions.png', 'energy_per_atom.png', 'volume_per_atom.png']
+        'compositions.png',
+        'energy_per_atom.png',
+        'volume_per_atom.png',
+    ]
 
 
 def test_clean_and_split(extxyz):

@@ -19,8 +19,9 @@ VASP_DATA = Path('/work/shared/data/vasp-outputs_aiida-vasp')
 @pytest.fixture
 def files(tmp_path) -> dict[str, Path]:
     """A CIF, a POSCAR and a 3-frame extxyz with energies and forces."""
-    rutile = Structure.from_spacegroup('P4_2/mnm', Lattice.tetragonal(4.85, 3.03), ['Nb', 'O'],
-                                       [[0, 0, 0], [0.29, 0.29, 0]])
+    rutile = Structure.from_spacegroup(
+        'P4_2/mnm', Lattice.tetragonal(4.85, 3.03), ['Nb', 'O'], [[0, 0, 0], [0.29, 0.29, 0]]
+    )
     rutile.to(filename=str(tmp_path / 'NbO2.cif'))
     write(tmp_path / 'POSCAR', bulk('Nb', 'bcc', a=3.3), format='vasp')
     frames = []
@@ -32,10 +33,20 @@ def files(tmp_path) -> dict[str, Path]:
     return {'cif': tmp_path / 'NbO2.cif', 'poscar': tmp_path / 'POSCAR', 'extxyz': tmp_path / 'md.extxyz'}
 
 
-@pytest.mark.parametrize('name, fmt', [
-    ('a.cif', 'cif'), ('b.CIF.gz', 'cif'), ('POSCAR', 'poscar'), ('CONTCAR_3', 'poscar'), ('x.vasp', 'poscar'),
-    ('t.extxyz', 'extxyz'), ('t.xyz.gz', 'extxyz'), ('vasprun.xml', 'vasprun'), ('OUTCAR.bz2', 'outcar'),
-])
+@pytest.mark.parametrize(
+    'name, fmt',
+    [
+        ('a.cif', 'cif'),
+        ('b.CIF.gz', 'cif'),
+        ('POSCAR', 'poscar'),
+        ('CONTCAR_3', 'poscar'),
+        ('x.vasp', 'poscar'),
+        ('t.extxyz', 'extxyz'),
+        ('t.xyz.gz', 'extxyz'),
+        ('vasprun.xml', 'vasprun'),
+        ('OUTCAR.bz2', 'outcar'),
+    ],
+)
 def test_detect_format(name, fmt):
     assert detect_format(Path(name)) == fmt
 
@@ -162,8 +173,9 @@ def test_dataset_refuses_records_without_a_lattice():
     flat = StructureRecord(numbers=[41], positions=[[0, 0, 0]], cell=np.zeros((3, 3)), label='flat')
     with pytest.raises(ValueError, match=r'structures \[1\] have no 3D lattice'):
         CrystalDatasetData([good, flat])
-    drifting = StructureRecord(numbers=[41, 41], positions=[[0, 0, 0], [np.inf, 0, 0]], cell=np.eye(3) * 3,
-                               label='drifting')
+    drifting = StructureRecord(
+        numbers=[41, 41], positions=[[0, 0, 0], [np.inf, 0, 0]], cell=np.eye(3) * 3, label='drifting'
+    )
     with pytest.raises(ValueError, match=r'structures \[1\] have NaN or infinite positions'):
         CrystalDatasetData([good, drifting])
 

@@ -32,8 +32,9 @@ def result(energy: float, natoms: int = 2) -> orm.ArrayData:
     node = orm.ArrayData()
     node.set_array('forces', np.full((natoms, 3), 0.01))
     node.set_array('stress', np.eye(3) * 0.001)
-    node.base.attributes.set_many({'energy': energy, 'energy_per_atom': energy / natoms, 'max_force': 0.017,
-                                   'converged': True})
+    node.base.attributes.set_many(
+        {'energy': energy, 'energy_per_atom': energy / natoms, 'max_force': 0.017, 'converged': True}
+    )
     return node
 
 
@@ -61,7 +62,8 @@ def test_calcfunction_provenance():
     nodes = {'a': structure().store(), 'traj': trajectory().store()}
     results = {'a': result(-19.5).store()}
     dataset = build_dataset_from_nodes(
-        structures=nodes, results=results,
+        structures=nodes,
+        results=results,
         parameters=orm.Dict({'metadata': {'purpose': 'test'}, 'splits': [0.5, 0.25, 0.25], 'group_by': 'source'}),
     )
     assert isinstance(dataset, CrystalDatasetData) and dataset.is_stored
@@ -82,8 +84,10 @@ def test_calcfunction_errors():
         ({'structures': {'a': structure()}, 'results': {'b': result(-1.0)}}, 'have no structure of the same key'),
         ({'structures': {'a': orm.Int(1)}}, 'give StructureData or TrajectoryData'),
         ({'structures': {'a': structure()}, 'parameters': orm.Dict({'colour': 1})}, "unknown parameters ['colour']"),
-        ({'structures': {'a': structure()}, 'parameters': orm.Dict({'cleaning': {'min_distance': 5.0}})},
-         'cleaning dropped every structure'),
+        (
+            {'structures': {'a': structure()}, 'parameters': orm.Dict({'cleaning': {'min_distance': 5.0}})},
+            'cleaning dropped every structure',
+        ),
     ]:
         _, node = build_dataset_from_nodes.run_get_node(**inputs)
         assert node.exit_status == 300 and message in node.exit_message
@@ -101,8 +105,12 @@ def test_group_of_structures():
 
 def test_group_of_engine_processes():
     """Finished relax/forces/md processes give their structures with energies and forces; failed ones are skipped."""
-    relax, forces, md, failed = (engine_process('relax'), engine_process('forces'), engine_process('md'),
-                                 engine_process('relax', exit_status=300))
+    relax, forces, md, failed = (
+        engine_process('relax'),
+        engine_process('forces'),
+        engine_process('md'),
+        engine_process('relax', exit_status=300),
+    )
     group = orm.Group(label='engine-runs').store()
     group.add_nodes([relax, forces, md, failed])
     structures, results, skipped = collect_group_nodes(group)

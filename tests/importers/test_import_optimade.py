@@ -26,16 +26,20 @@ def base_url(server) -> str:
 def test_build_filter():
     assert build_filter(['Nb', 'O']) == 'elements HAS ONLY "Nb", "O"'
     assert build_filter(['Nb'], nelements=(2, 3), elements_only=False) == (
-        'elements HAS ALL "Nb" AND nelements>=2 AND nelements<=3')
+        'elements HAS ALL "Nb" AND nelements>=2 AND nelements<=3'
+    )
     with pytest.raises(ValueError, match='invalid OPTIMADE filter'):
         build_filter(extra='elements HAS HAS')
 
 
-@pytest.mark.parametrize('url, expected', [
-    ('https://optimade.example.org', 'https://optimade.example.org/v1/structures'),
-    ('https://optimade.example.org/v1/', 'https://optimade.example.org/v1/structures'),
-    ('https://example.org/optimade/v1.1', 'https://example.org/optimade/v1.1/structures'),
-])
+@pytest.mark.parametrize(
+    'url, expected',
+    [
+        ('https://optimade.example.org', 'https://optimade.example.org/v1/structures'),
+        ('https://optimade.example.org/v1/', 'https://optimade.example.org/v1/structures'),
+        ('https://example.org/optimade/v1.1', 'https://example.org/optimade/v1.1/structures'),
+    ],
+)
 def test_structures_endpoint(url, expected):
     assert structures_endpoint(url) == expected
 
@@ -70,8 +74,9 @@ def test_import(provider):
 
 def test_import_with_cleaning(provider):
     """Cleaning options apply to the imported records and add to the same report."""
-    dataset = import_optimade(base_url(provider), elements=['Nb', 'O'],
-                              cleaning={'max_volume_per_atom': 14.0, 'min_distance': 1.5})
+    dataset = import_optimade(
+        base_url(provider), elements=['Nb', 'O'], cleaning={'max_volume_per_atom': 14.0, 'min_distance': 1.5}
+    )
     assert dataset.metadata['cleaning']['counts'] == {'disordered': 1, 'volume': 1}
     assert dataset.metadata['cleaning']['num_input'] == 4 and dataset.size == 2
     with pytest.raises(ValueError, match='cleaning dropped every structure: 0 of 4 structures kept'):
@@ -136,8 +141,9 @@ def test_next_link_loop_stops(monkeypatch):
 
 
 def test_page_count_is_bounded(monkeypatch):
-    pages = [{'data': [{'id': str(i)}], 'links': {'next': f'http://x/v1/structures?page_offset={i + 1}'}}
-             for i in range(10)]
+    pages = [
+        {'data': [{'id': str(i)}], 'links': {'next': f'http://x/v1/structures?page_offset={i + 1}'}} for i in range(10)
+    ]
     scripted_pages(monkeypatch, pages)
     with pytest.raises(OptimadeError, match='still had a next page after 3 pages'):
         list(iter_optimade_entries('http://x', max_pages=3))

@@ -19,8 +19,14 @@ import pytest
 SERVICES_SCRIPT = Path(__file__).parents[2] / 'scripts' / 'services.sh'
 REQUIRED = bool(os.environ.get('CRYSTALGAN_REQUIRE_SERVICES'))
 SLURM_COMPUTER = 'slurm-ssh'
-RABBITMQ = {'broker_protocol': 'amqp', 'broker_username': 'guest', 'broker_password': 'guest',
-            'broker_host': '127.0.0.1', 'broker_port': 5672, 'broker_virtual_host': ''}
+RABBITMQ = {
+    'broker_protocol': 'amqp',
+    'broker_username': 'guest',
+    'broker_password': 'guest',
+    'broker_host': '127.0.0.1',
+    'broker_port': 5672,
+    'broker_virtual_host': '',
+}
 
 
 def unavailable(reason: str):
@@ -32,8 +38,14 @@ def unavailable(reason: str):
 
 
 def services_script(command: str, timeout: float = 300) -> str:
-    result = subprocess.run(['bash', str(SERVICES_SCRIPT), command], capture_output=True, text=True,
-                            timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    result = subprocess.run(
+        ['bash', str(SERVICES_SCRIPT), command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if result.returncode != 0:
         unavailable(f'`services.sh {command}` failed:\n{result.stdout}\n{result.stderr}')
     return result.stdout
@@ -63,11 +75,22 @@ def slurm_computer(services: dict[str, str], workdir: Path):
         return orm.load_computer(SLURM_COMPUTER)
     except NotExistent:
         pass
-    computer = orm.Computer(label=SLURM_COMPUTER, hostname='127.0.0.1', transport_type='core.ssh',
-                            scheduler_type='core.slurm', workdir=str(workdir)).store()
-    computer.configure(username=os.environ.get('USER') or 'root', port=int(services['CRYSTALGAN_SSH_PORT']),
-                       key_filename=services['CRYSTALGAN_SSH_KEY'], look_for_keys=False, allow_agent=False,
-                       key_policy='AutoAddPolicy', safe_interval=0.1)
+    computer = orm.Computer(
+        label=SLURM_COMPUTER,
+        hostname='127.0.0.1',
+        transport_type='core.ssh',
+        scheduler_type='core.slurm',
+        workdir=str(workdir),
+    ).store()
+    computer.configure(
+        username=os.environ.get('USER') or 'root',
+        port=int(services['CRYSTALGAN_SSH_PORT']),
+        key_filename=services['CRYSTALGAN_SSH_KEY'],
+        look_for_keys=False,
+        allow_agent=False,
+        key_policy='AutoAddPolicy',
+        safe_interval=0.1,
+    )
     computer.set_minimum_job_poll_interval(1.0)
     computer.set_default_mpiprocs_per_machine(1)
     return computer
@@ -96,14 +119,23 @@ def postgres_database(services: dict[str, str]):
     import psycopg
 
     name = f'crystalgan_test_{secrets.token_hex(4)}'
-    credentials = {'host': '127.0.0.1', 'port': 5432, 'user': services['CRYSTALGAN_PG_USER'],
-                   'password': services['CRYSTALGAN_PG_PASSWORD']}
+    credentials = {
+        'host': '127.0.0.1',
+        'port': 5432,
+        'user': services['CRYSTALGAN_PG_USER'],
+        'password': services['CRYSTALGAN_PG_PASSWORD'],
+    }
     with psycopg.connect(dbname='postgres', autocommit=True, **credentials) as connection:
         connection.execute(f'CREATE DATABASE {name}')
     try:
-        yield {'database_engine': 'postgresql_psycopg', 'database_hostname': '127.0.0.1', 'database_port': 5432,
-               'database_username': credentials['user'], 'database_password': credentials['password'],
-               'database_name': name}
+        yield {
+            'database_engine': 'postgresql_psycopg',
+            'database_hostname': '127.0.0.1',
+            'database_port': 5432,
+            'database_username': credentials['user'],
+            'database_password': credentials['password'],
+            'database_name': name,
+        }
     finally:
         with psycopg.connect(dbname='postgres', autocommit=True, **credentials) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS {name} WITH (FORCE)')
@@ -123,9 +155,15 @@ def production_profile(services, aiida_config, tmp_path_factory):
     name = f'crystalgan-production-{secrets.token_hex(4)}'
     with postgres_database(services) as storage_config:
         storage_config['repository_uri'] = tmp_path_factory.mktemp('psql-repository').as_uri()
-        profile = create_profile(aiida_config, storage_backend='core.psql_dos', storage_config=storage_config,
-                                 broker_backend='core.rabbitmq', broker_config=RABBITMQ, name=name,
-                                 email='test@localhost')
+        profile = create_profile(
+            aiida_config,
+            storage_backend='core.psql_dos',
+            storage_config=storage_config,
+            broker_backend='core.rabbitmq',
+            broker_config=RABBITMQ,
+            name=name,
+            email='test@localhost',
+        )
         aiida_config.set_option('daemon.timeout', 120, scope=name)
         aiida_config.set_option('warnings.development_version', False, scope=name)
         # services.sh sets RabbitMQ's consumer_timeout to undefined: the version warning does not apply.

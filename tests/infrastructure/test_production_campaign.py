@@ -62,8 +62,13 @@ def kill_daemon(client) -> list[int]:
 
 def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overrides):
     builder = CampaignWorkChain.get_builder_from_protocol(
-        'Nb-O', slurm['crystalgan-mlip'], slurm['crystalgan-train'], slurm['crystalgan-generate'], protocol='fast',
-        overrides=tiny_overrides())
+        'Nb-O',
+        slurm['crystalgan-mlip'],
+        slurm['crystalgan-train'],
+        slurm['crystalgan-generate'],
+        protocol='fast',
+        overrides=tiny_overrides(),
+    )
     builder.group_label = orm.Str('test/production')
 
     client = get_daemon_client(production_profile.name)
@@ -74,8 +79,9 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
     # Mid-campaign: one engine calculation finished and another one queued or running in Slurm.
     def finished_and_in_slurm() -> bool:
         calculations = calculations_of(campaign)
-        return (any(c.is_finished_ok for c in calculations)
-                and any(not c.is_terminated and c.get_job_id() for c in calculations))
+        return any(c.is_finished_ok for c in calculations) and any(
+            not c.is_terminated and c.get_job_id() for c in calculations
+        )
 
     await_condition(finished_and_in_slurm, 'a calculation in Slurm after a finished one', campaign)
     finished_before = {c.pk for c in calculations_of(campaign) if c.is_finished_ok}
@@ -97,14 +103,22 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
     calculations = calculations_of(campaign)
     assert finished_before <= {c.pk for c in calculations}
     launches = Counter(
-        (c.caller.pk, frozenset((link.link_label, link.node.pk) for link in c.base.links.get_incoming().all()
-                                if link.link_type.value == 'input_calc'))
+        (
+            c.caller.pk,
+            frozenset(
+                (link.link_label, link.node.pk)
+                for link in c.base.links.get_incoming().all()
+                if link.link_type.value == 'input_calc'
+            ),
+        )
         for c in calculations
     )
     assert max(launches.values()) == 1, 'a calculation was launched twice with the same inputs'
     job_ids = [c.get_job_id() for c in calculations]
     assert None not in job_ids and len(set(job_ids)) == len(job_ids)
     assert all(c.computer.label == 'slurm-ssh' for c in calculations)
-    assert {c.process_type for c in calculations} >= {'aiida.calculations:crystalgan.mlip',
-                                                      'aiida.calculations:crystalgan.train',
-                                                      'aiida.calculations:crystalgan.generate'}
+    assert {c.process_type for c in calculations} >= {
+        'aiida.calculations:crystalgan.mlip',
+        'aiida.calculations:crystalgan.train',
+        'aiida.calculations:crystalgan.generate',
+    }

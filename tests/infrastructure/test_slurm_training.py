@@ -14,8 +14,17 @@ from aiida_crystalgan.workflows.training import TrainingWorkChain
 
 pytestmark = pytest.mark.slow
 
-GAN = {'steps': 2, 'batch_size': 4, 'n_max': 4, 'generator_width': 16, 'critic_width': 8, 'physics_width': 8,
-       'latent_dim': 8, 'log_every': 1, 'physics_warmup_steps': 1}
+GAN = {
+    'steps': 2,
+    'batch_size': 4,
+    'n_max': 4,
+    'generator_width': 16,
+    'critic_width': 8,
+    'physics_width': 8,
+    'latent_dim': 8,
+    'log_every': 1,
+    'physics_warmup_steps': 1,
+}
 
 
 def rattled_records(count: int = 12) -> list[StructureRecord]:
@@ -43,8 +52,13 @@ def test_training_stopped_by_the_slurm_time_limit_resumes_bit_exactly(slurm, tmp
     dataset = CrystalDatasetData(rattled_records()).store()
     options = {'max_wallclock_seconds': 1, 'environment_variables': {'OMP_NUM_THREADS': '1'}}
     inputs = {
-        'train': {'code': slurm['crystalgan-train'], 'dataset': dataset, 'parameters': orm.Dict(GAN),
-                  'device': orm.Str('cpu'), 'metadata': {'options': options}},
+        'train': {
+            'code': slurm['crystalgan-train'],
+            'dataset': dataset,
+            'parameters': orm.Dict(GAN),
+            'device': orm.Str('cpu'),
+            'metadata': {'options': options},
+        },
         'max_iterations': orm.Int(5),
     }
     results, node = run_get_node(TrainingWorkChain, **inputs)

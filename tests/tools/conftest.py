@@ -34,8 +34,14 @@ def relaxation_results(structure, energy_per_atom: float):
     results = orm.ArrayData()
     results.set_array('forces', np.zeros((len(structure.sites), 3)))
     results.set_array('stress', np.zeros((3, 3)))
-    results.base.attributes.set_many({'energy': energy_per_atom * len(structure.sites),
-                                      'energy_per_atom': energy_per_atom, 'max_force': 0.01, 'converged': True})
+    results.base.attributes.set_many(
+        {
+            'energy': energy_per_atom * len(structure.sites),
+            'energy_per_atom': energy_per_atom,
+            'max_force': 0.01,
+            'converged': True,
+        }
+    )
     return results.store()
 
 
@@ -49,8 +55,12 @@ def force_constants(structure):
 
     supercell_matrix = np.diag([2, 2, 2]).tolist()
     atoms = structure.get_ase()
-    phonopy = Phonopy(PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:],
-                                   scaled_positions=atoms.get_scaled_positions()), supercell_matrix=supercell_matrix)
+    phonopy = Phonopy(
+        PhonopyAtoms(
+            symbols=atoms.get_chemical_symbols(), cell=atoms.cell[:], scaled_positions=atoms.get_scaled_positions()
+        ),
+        supercell_matrix=supercell_matrix,
+    )
     phonopy.generate_displacements(distance=0.01)
     forces = []
     for supercell in phonopy.supercells_with_displacements:
@@ -86,6 +96,7 @@ def finished_process(process_class, inputs: dict, outputs: dict):
 @pytest.fixture
 def finished_campaign(aiida_profile):
     """Factory of a finished Nb-O campaign with two predicted structures; the first (NbO2) has phonons."""
+
     def factory():
         from aiida import orm
 
@@ -103,31 +114,56 @@ def finished_campaign(aiida_profile):
             structure = predicted[key] = cubic_structure(*geometry).store()
             nodes[f'structure_{key}'] = structure
             nodes[f'results_{key}'] = relaxation_results(structure, energy)
-            summary[key] = {'energy_per_atom': energy, 'max_force': 0.01, 'converged': True,
-                            'forces_below_tolerance': True, 'min_frequency': None, 'dynamically_stable': None,
-                            'is_local_minimum': True}
+            summary[key] = {
+                'energy_per_atom': energy,
+                'max_force': 0.01,
+                'converged': True,
+                'forces_below_tolerance': True,
+                'min_frequency': None,
+                'dynamically_stable': None,
+                'is_local_minimum': True,
+            }
         training = CrystalDatasetData.from_structures(
-            list(references.values()), energies=[REFERENCES[key][3] * len(s.sites) for key, s in references.items()],
-            labels=list(references)).store()
+            list(references.values()),
+            energies=[REFERENCES[key][3] * len(s.sites) for key, s in references.items()],
+            labels=list(references),
+        ).store()
         outputs = evaluate_candidates(orm.Dict(summary).store(), training, orm.Float(0.5).store(), **nodes)
         evaluation = outputs['evaluation']
         for key, values in evaluation.get_dict().items():
             predicted[key].base.extras.set_many({f'crystalgan_{name}': value for name, value in values.items()})
-        screening = orm.Dict({'counts': {'generated': 40, 'composition': 0, 'volume': 6, 'min_distance': 4,
-                                         'duplicate': 10, 'ranked': 20},
-                              'per_composition': {'NbO2': {'generated': 20, 'ranked': 12},
-                                                  'NbO': {'generated': 20, 'ranked': 8}}}).store()
+        screening = orm.Dict(
+            {
+                'counts': {
+                    'generated': 40,
+                    'composition': 0,
+                    'volume': 6,
+                    'min_distance': 4,
+                    'duplicate': 10,
+                    'ranked': 20,
+                },
+                'per_composition': {'NbO2': {'generated': 20, 'ranked': 12}, 'NbO': {'generated': 20, 'ranked': 8}},
+            }
+        ).store()
         selection = orm.Dict({'counts': {'examined': 5, 'selected': 3, 'in_training': 1, 'duplicate': 1}}).store()
         cheap_pass = orm.Dict({'e_above_hull': {'c3': 0.3, 'c7': 0.1, 'c9': 0.9}, 'known_phases': 1}).store()
-        metrics = funnel_metrics(screening_gan=screening, selection_gan=selection, cheap_pass_gan=cheap_pass,
-                                 evaluation_gan=evaluation)
+        metrics = funnel_metrics(
+            screening_gan=screening, selection_gan=selection, cheap_pass_gan=cheap_pass, evaluation_gan=evaluation
+        )
 
-        finished_process(PhononWorkChain, {'structure': predicted['c3']},
-                         {'force_constants': force_constants(predicted['c3'])})
+        finished_process(
+            PhononWorkChain, {'structure': predicted['c3']}, {'force_constants': force_constants(predicted['c3'])}
+        )
         campaign = finished_process(
-            CampaignWorkChain, {'system': orm.Str('Nb-O').store(), 'engine__name': orm.Str('mlip').store()},
-            {'dataset': training, 'evaluation': evaluation, 'metrics': metrics,
-             **{f'predicted__{key}': structure for key, structure in predicted.items()}})
+            CampaignWorkChain,
+            {'system': orm.Str('Nb-O').store(), 'engine__name': orm.Str('mlip').store()},
+            {
+                'dataset': training,
+                'evaluation': evaluation,
+                'metrics': metrics,
+                **{f'predicted__{key}': structure for key, structure in predicted.items()},
+            },
+        )
         campaign.base.extras.set('crystalgan_stage', 'finished')
         return campaign
 

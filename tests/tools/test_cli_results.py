@@ -22,8 +22,12 @@ def test_candidates_table_and_pks(finished_campaign):
     assert metrics['generated'] == '40' and metrics['structural validity'] == '0.750'
     assert metrics['cheap engine pass'] == '3' and metrics['relaxed and checked in full'] == '2'
     pks = invoke('candidates', '--pks-only').output.split()  # default: the latest campaign
-    assert pks == [str(node.pk) for node in sorted(campaign.outputs.predicted.values(),
-                                                   key=lambda node: node.base.extras.get('crystalgan_e_above_hull'))]
+    assert pks == [
+        str(node.pk)
+        for node in sorted(
+            campaign.outputs.predicted.values(), key=lambda node: node.base.extras.get('crystalgan_e_above_hull')
+        )
+    ]
 
 
 def test_candidates_export(finished_campaign, tmp_path):

@@ -7,9 +7,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-SACCT = ('JobID|JobName|AllocCPUS|AllocTRES|ElapsedRaw|State|\n'
-         '41|aiida-7|8|billing=8,cpu=8,gres/gpu=2,mem=16G,node=1|7200|COMPLETED|\n'
-         '41.batch|batch|8|cpu=8,gres/gpu=2,mem=16G,node=1|7200|COMPLETED|\n')
+SACCT = (
+    'JobID|JobName|AllocCPUS|AllocTRES|ElapsedRaw|State|\n'
+    '41|aiida-7|8|billing=8,cpu=8,gres/gpu=2,mem=16G,node=1|7200|COMPLETED|\n'
+    '41.batch|batch|8|cpu=8,gres/gpu=2,mem=16G,node=1|7200|COMPLETED|\n'
+)
 
 
 def test_parse_sacct_takes_the_allocation_line():
@@ -21,10 +23,17 @@ def test_parse_sacct_takes_the_allocation_line():
     assert parse_sacct('JobID|Elapsed|\n') == {}
 
 
-@pytest.mark.parametrize(('commands', 'gpus'), [
-    ('#SBATCH --gres=gpu:2', 2), ('#SBATCH --gres=gpu:a100:4', 4), ('#SBATCH --gpus=3', 3),
-    ('#SBATCH --gpus-per-node=1\n#SBATCH --exclusive', 1), ('#SBATCH --exclusive', 0), (None, 0),
-])
+@pytest.mark.parametrize(
+    ('commands', 'gpus'),
+    [
+        ('#SBATCH --gres=gpu:2', 2),
+        ('#SBATCH --gres=gpu:a100:4', 4),
+        ('#SBATCH --gpus=3', 3),
+        ('#SBATCH --gpus-per-node=1\n#SBATCH --exclusive', 1),
+        ('#SBATCH --exclusive', 0),
+        (None, 0),
+    ],
+)
 def test_requested_gpus(commands, gpus):
     from aiida_crystalgan.tools.cost import requested_gpus
 
@@ -49,8 +58,17 @@ def _workflow(label: str, caller=None, call_label: str = 'CALL', outputs: dict |
     return node
 
 
-def _calcjob(computer, caller, plugin: str, resources: dict, *, scheduler_commands: str = '',
-             sacct: str | None = None, status_wall: float | None = None, last_job_wall: int | None = None):
+def _calcjob(
+    computer,
+    caller,
+    plugin: str,
+    resources: dict,
+    *,
+    scheduler_commands: str = '',
+    sacct: str | None = None,
+    status_wall: float | None = None,
+    last_job_wall: int | None = None,
+):
     """A stored, finished CalcJob node of ``plugin`` under ``caller`` carrying the given sources of wall time."""
     import io
 
@@ -95,31 +113,59 @@ def costed_campaign(aiida_localhost, tiny_candidates):
     campaign = orm.WorkflowNode(process_type=CampaignWorkChain.build_process_type())
     campaign.set_process_label('CampaignWorkChain')
     campaign.base.links.add_incoming(orm.Str('Nb-O').store(), link_type=LinkType.INPUT_WORK, link_label='system')
-    campaign.base.links.add_incoming(orm.Str('mlip').store(), link_type=LinkType.INPUT_WORK,
-                                     link_label='engine__name')
+    campaign.base.links.add_incoming(orm.Str('mlip').store(), link_type=LinkType.INPUT_WORK, link_label='engine__name')
     campaign.store()
     references = _workflow('StabilityWorkChain', campaign)
     engine = _workflow('MlipEngineWorkChain', references)
     _calcjob(aiida_localhost, engine, 'crystalgan.mlip', {'num_machines': 1, 'num_mpiprocs_per_machine': 1})
     training = _workflow('TrainingWorkChain', campaign)
-    _calcjob(aiida_localhost, training, 'crystalgan.train', {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-             scheduler_commands='#SBATCH --gres=gpu:1', sacct=SACCT)
-    generation = _workflow('GenerationWorkChain', campaign, outputs={
-        'candidates': tiny_candidates(10), 'evaluation': orm.Dict({'c1': {}, 'c2': {}}),
-        'metrics': orm.Dict({'n_sun': 1, 'sun_rate': 0.1})})
-    _calcjob(aiida_localhost, generation, 'crystalgan.generate', {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
-             status_wall=36.0)
+    _calcjob(
+        aiida_localhost,
+        training,
+        'crystalgan.train',
+        {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+        scheduler_commands='#SBATCH --gres=gpu:1',
+        sacct=SACCT,
+    )
+    generation = _workflow(
+        'GenerationWorkChain',
+        campaign,
+        outputs={
+            'candidates': tiny_candidates(10),
+            'evaluation': orm.Dict({'c1': {}, 'c2': {}}),
+            'metrics': orm.Dict({'n_sun': 1, 'sun_rate': 0.1}),
+        },
+    )
+    _calcjob(
+        aiida_localhost,
+        generation,
+        'crystalgan.generate',
+        {'num_machines': 1, 'num_mpiprocs_per_machine': 1},
+        status_wall=36.0,
+    )
     screening = orm.CalcFunctionNode(process_type='aiida_crystalgan.workflows.generation.postprocess_candidates')
     screening.set_process_label('postprocess_candidates')
     screening.set_process_state(ProcessState.FINISHED)
     screening.base.links.add_incoming(generation, link_type=LinkType.CALL_CALC, link_label='CALL')
     screening.store()
     validation = _workflow('StabilityWorkChain', generation)
-    _calcjob(aiida_localhost, validation, 'crystalgan.mlip', {'num_machines': 2, 'num_mpiprocs_per_machine': 4},
-             last_job_wall=900)
-    control = _workflow('RandomSearchWorkChain', campaign, call_label='random_search', outputs={
-        'candidates': tiny_candidates(40), 'evaluation': orm.Dict({f'r{i}': {} for i in range(4)}),
-        'metrics': orm.Dict({'n_sun': 0})})
+    _calcjob(
+        aiida_localhost,
+        validation,
+        'crystalgan.mlip',
+        {'num_machines': 2, 'num_mpiprocs_per_machine': 4},
+        last_job_wall=900,
+    )
+    control = _workflow(
+        'RandomSearchWorkChain',
+        campaign,
+        call_label='random_search',
+        outputs={
+            'candidates': tiny_candidates(40),
+            'evaluation': orm.Dict({f'r{i}': {} for i in range(4)}),
+            'metrics': orm.Dict({'n_sun': 0}),
+        },
+    )
     _calcjob(aiida_localhost, control, 'crystalgan.mlip', {'tot_num_mpiprocs': 4}, status_wall=1800.0)
     return campaign
 
@@ -127,6 +173,7 @@ def costed_campaign(aiida_localhost, tiny_candidates):
 @pytest.fixture
 def tiny_candidates():
     """Factory of an unstored dataset of ``count`` one-atom structures (what a generation stage outputs)."""
+
     def factory(count: int):
         from pymatgen.core import Lattice, Structure
 
@@ -143,9 +190,14 @@ def test_ledger_takes_each_source_and_attributes_stages(costed_campaign):
 
     ledger = tools.campaign_cost(costed_campaign)
     rows = {(row.stage, row.arm, row.engine): row for row in ledger.itertuples()}
-    assert set(rows) == {('references', 'gan', 'mlip'), ('training', 'gan', 'gan'), ('generation', 'gan', 'gan'),
-                         ('generation', 'gan', 'daemon'), ('validation', 'gan', 'mlip'),
-                         ('validation', 'random', 'mlip')}
+    assert set(rows) == {
+        ('references', 'gan', 'mlip'),
+        ('training', 'gan', 'gan'),
+        ('generation', 'gan', 'gan'),
+        ('generation', 'gan', 'daemon'),
+        ('validation', 'gan', 'mlip'),
+        ('validation', 'random', 'mlip'),
+    }
     training = rows['training', 'gan', 'gan']
     assert (training.source, training.wall_s, training.cores, training.gpus) == ('scheduler', 7200, 8, 2)
     assert (training.core_hours, training.gpu_hours) == (16.0, 4.0)
@@ -184,8 +236,7 @@ def test_stage_progress_counts_and_cost(costed_campaign):
     from aiida_crystalgan import tools
 
     progress = {row['stage']: row for row in tools.stage_progress(costed_campaign)}
-    assert list(progress) == ['seeds', 'sampling', 'references', 'dataset', 'training', 'generation',
-                              'random_search']
+    assert list(progress) == ['seeds', 'sampling', 'references', 'dataset', 'training', 'generation', 'random_search']
     assert progress['seeds']['state'] == 'pending'
     assert (progress['references']['done'], progress['references']['total']) == (2, 2)
     assert (progress['generation']['done'], progress['generation']['total']) == (4, 4)

@@ -45,9 +45,14 @@ def test_plots_are_figures(finished_campaign):
     campaign = finished_campaign()
     frame = tools.candidates_frame(campaign)
     nbo2 = orm.load_node(int(frame.index[frame['formula'] == 'NbO2'][0]))
-    figures = [tools.plot_convex_hull(campaign), tools.plot_predicted_structures(campaign), tools.plot_structure(nbo2),
-               tools.plot_phonons(nbo2), tools.plot_e_above_hull(list(frame['e_above_hull'])),
-               tools.plot_dataset(campaign.outputs.dataset)]
+    figures = [
+        tools.plot_convex_hull(campaign),
+        tools.plot_predicted_structures(campaign),
+        tools.plot_structure(nbo2),
+        tools.plot_phonons(nbo2),
+        tools.plot_e_above_hull(list(frame['e_above_hull'])),
+        tools.plot_dataset(campaign.outputs.dataset),
+    ]
     for figure in figures:
         assert isinstance(figure, Figure)
         assert figure.axes and any(axis.has_data() or axis.images or axis.patches for axis in figure.axes)
@@ -70,8 +75,11 @@ def test_plot_losses():
 
 def test_plot_phonons_without_phonons(finished_campaign):
     campaign = finished_campaign()
-    nbo = next(node for node in tools.predicted_structures(campaign).values()
-               if node.base.extras.get('crystalgan_formula') == 'NbO')
+    nbo = next(
+        node
+        for node in tools.predicted_structures(campaign).values()
+        if node.base.extras.get('crystalgan_formula') == 'NbO'
+    )
     with pytest.raises(ValueError, match='has no successful phonon calculation'):
         tools.plot_phonons(nbo)
 
@@ -81,8 +89,10 @@ def test_no_backend_selected_at_import():
     import subprocess
     import sys
 
-    code = ('import matplotlib; matplotlib.use("svg"); import aiida_crystalgan.tools, aiida_crystalgan.reporting; '
-            'print(matplotlib.get_backend())')
+    code = (
+        'import matplotlib; matplotlib.use("svg"); import aiida_crystalgan.tools, aiida_crystalgan.reporting; '
+        'print(matplotlib.get_backend())'
+    )
     assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout == 'svg\n'
 
 

@@ -12,8 +12,9 @@ NOTEBOOK = Path(__file__).parents[2] / 'docs' / 'tutorial.ipynb'
 
 
 def outputs_of(cell) -> str:
-    return ''.join(output.get('text', '') + ''.join(map(str, output.get('data', {}).values()))
-                   for output in cell.outputs)
+    return ''.join(
+        output.get('text', '') + ''.join(map(str, output.get('data', {}).values())) for output in cell.outputs
+    )
 
 
 def test_tutorial_runs(finished_campaign, aiida_config, aiida_profile, tmp_path):
@@ -21,8 +22,13 @@ def test_tutorial_runs(finished_campaign, aiida_config, aiida_profile, tmp_path)
     aiida_config.set_default_profile(aiida_profile.name, overwrite=True)
     aiida_config.store()
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(notebook, timeout=300, kernel_name='python3', resources={'metadata': {'path': tmp_path}},
-                            env={key: value for key, value in os.environ.items() if key != 'MPLBACKEND'})
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name='python3',
+        resources={'metadata': {'path': tmp_path}},
+        env={key: value for key, value in os.environ.items() if key != 'MPLBACKEND'},
+    )
     client.execute()  # raises CellExecutionError, with the cell and its traceback, on the first failing cell
 
     code = [cell for cell in notebook.cells if cell.cell_type == 'code']

@@ -24,8 +24,9 @@ from aiida_crystalgan.workflows.training import TrainingWorkChain
 pytestmark = pytest.mark.slow
 
 #: Two of the shipped known phases: bcc Nb (also a seed: its two minima merge) and NbO.
-REFERENCES = [Path(__file__).parents[2] / 'examples' / 'references' / 'nb-o' / name
-              for name in ('Nb-bcc.cif', 'NbO-Pm-3m.cif')]
+REFERENCES = [
+    Path(__file__).parents[2] / 'examples' / 'references' / 'nb-o' / name for name in ('Nb-bcc.cif', 'NbO-Pm-3m.cif')
+]
 
 
 def invoke(*arguments: str):
@@ -33,13 +34,13 @@ def invoke(*arguments: str):
     return result
 
 
-def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_overrides,
-                                     tmp_path):
-    references = {path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path))
-                  for path in REFERENCES}
-    builder = CampaignWorkChain.get_builder_from_protocol('Nb-O', mlip_code, train_code, generate_code,
-                                                          protocol='fast', overrides=tiny_overrides(),
-                                                          references=references)
+def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, generate_code, tiny_overrides, tmp_path):
+    references = {
+        path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path)) for path in REFERENCES
+    }
+    builder = CampaignWorkChain.get_builder_from_protocol(
+        'Nb-O', mlip_code, train_code, generate_code, protocol='fast', overrides=tiny_overrides(), references=references
+    )
     builder.group_label = orm.Str('test/campaign')
     node = submit_and_await(builder, timeout=1800)
     assert node.is_finished_ok, node.exit_message
@@ -87,8 +88,15 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert set(metrics) == {'gan'} and metrics['gan']['n_relaxed'] == len(validated)
     for structure in validated:
         extras = structure.base.extras.all
-        for key in ('formula', 'spacegroup', 'e_above_hull', 'max_force', 'is_local_minimum', 'is_novel',
-                    'possible_new_ground_state'):
+        for key in (
+            'formula',
+            'spacegroup',
+            'e_above_hull',
+            'max_force',
+            'is_local_minimum',
+            'is_novel',
+            'possible_new_ground_state',
+        ):
             assert f'crystalgan_{key}' in extras
         assert isinstance(extras['crystalgan_e_above_hull'], float)
 

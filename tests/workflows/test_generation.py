@@ -18,8 +18,17 @@ REFERENCES = {
     'O2': (['O', 'O'], 6.0, [[0, 0, 0], [0.2, 0, 0]], -4.9),
     'NbO': (['Nb', 'O'], 2.6, [[0, 0, 0], [0.5, 0.5, 0.5]], -8.6),
 }
-TINY_GAN = {'steps': 3, 'batch_size': 4, 'n_max': 4, 'generator_width': 16, 'critic_width': 8, 'physics_width': 8,
-            'latent_dim': 8, 'log_every': 1, 'physics_warmup_steps': 1}
+TINY_GAN = {
+    'steps': 3,
+    'batch_size': 4,
+    'n_max': 4,
+    'generator_width': 16,
+    'critic_width': 8,
+    'physics_width': 8,
+    'latent_dim': 8,
+    'log_every': 1,
+    'physics_warmup_steps': 1,
+}
 LENIENT = {'min_distance': 0.3, 'min_volume_per_atom': 1.0, 'max_volume_per_atom': 200.0}
 
 
@@ -34,8 +43,14 @@ def results_of(structure: orm.StructureData, energy_per_atom: float) -> orm.Arra
     results = orm.ArrayData()
     results.set_array('forces', np.zeros((len(structure.sites), 3)))
     results.set_array('stress', np.zeros((3, 3)))
-    results.base.attributes.set_many({'energy': energy_per_atom * len(structure.sites),
-                                      'energy_per_atom': energy_per_atom, 'max_force': 0.0, 'converged': True})
+    results.base.attributes.set_many(
+        {
+            'energy': energy_per_atom * len(structure.sites),
+            'energy_per_atom': energy_per_atom,
+            'max_force': 0.0,
+            'converged': True,
+        }
+    )
     return results
 
 
@@ -49,8 +64,10 @@ def references():
 def training(references):
     structures, _ = references
     return CrystalDatasetData.from_structures(
-        list(structures.values()), energies=[REFERENCES[key][3] * len(s.sites) for key, s in structures.items()],
-        labels=list(structures)).store()
+        list(structures.values()),
+        energies=[REFERENCES[key][3] * len(s.sites) for key, s in structures.items()],
+        labels=list(structures),
+    ).store()
 
 
 @pytest.fixture
@@ -62,13 +79,24 @@ def model(train_code, training):
 
 def builder_for(generate_code, mlip_code, model, training, references, **overrides):
     structures, results = references
-    overrides = {'num_per_target': 6, 'screening': LENIENT, 'random_control': True, 'max_validations': 2,
-                 'postprocess': {'require_charge_balance': False, 'validity': {**LENIENT, 'min_distance': 0.3}},
-                 'cheap_pass': {'size': 3, 'parameters': {'max_steps': 3}},
-                 'stability': {'check_phonons': False, 'relax': {'max_steps': 5}}, **overrides}
+    overrides = {
+        'num_per_target': 6,
+        'screening': LENIENT,
+        'random_control': True,
+        'max_validations': 2,
+        'postprocess': {'require_charge_balance': False, 'validity': {**LENIENT, 'min_distance': 0.3}},
+        'cheap_pass': {'size': 3, 'parameters': {'max_steps': 3}},
+        'stability': {'check_phonons': False, 'relax': {'max_steps': 5}},
+        **overrides,
+    }
     builder = GenerationWorkChain.get_builder_from_protocol(
-        generate_code, {'code': mlip_code}, targets=[{'composition': 'NbO', 'formula_units': 2}], model=model,
-        protocol='fast', overrides=overrides)
+        generate_code,
+        {'code': mlip_code},
+        targets=[{'composition': 'NbO', 'formula_units': 2}],
+        model=model,
+        protocol='fast',
+        overrides=overrides,
+    )
     builder.training_dataset = training
     builder.reference_structures = structures
     builder.reference_results = results
@@ -106,8 +134,9 @@ def test_funnel_with_random_control(generate_code, mlip_code, model, training, r
 def test_cheap_pass_and_budget_are_validated(generate_code, mlip_code, model, training, references):
     """K above M, an unknown cheap-pass operation or bad engine parameters are refused before anything runs."""
     assert 'operation' in validate_cheap_pass(orm.Dict({'size': 3, 'operation': 'md', 'parameters': {}}), None)
-    assert 'max_steps' in validate_cheap_pass(orm.Dict({'size': 3, 'operation': 'relax',
-                                                        'parameters': {'fmax': 0.1}}), None)
+    assert 'max_steps' in validate_cheap_pass(
+        orm.Dict({'size': 3, 'operation': 'relax', 'parameters': {'fmax': 0.1}}), None
+    )
     assert validate_cheap_pass(orm.Dict({'size': 3, 'operation': 'forces', 'parameters': {}}), None) is None
     builder = builder_for(generate_code, mlip_code, model, training, references, max_validations=5)
     with pytest.raises(ValueError, match='at most cheap_pass.size'):
@@ -133,8 +162,11 @@ def test_evaluation_verdicts_and_rediscovery(references, training):
     for key, structure in structures.items():
         nodes[f'reference_structure_{key}'] = structure.store()
         nodes[f'reference_results_{key}'] = results[key].store()
-    candidates = {'known': (REFERENCES['NbO'][:3], -8.595), 'high': (REFERENCES['NbO'][:3], -8.0),
-                  'soft': ((['Nb', 'O'], 3.0, [[0, 0, 0], [0.5, 0.5, 0]]), -8.7)}
+    candidates = {
+        'known': (REFERENCES['NbO'][:3], -8.595),
+        'high': (REFERENCES['NbO'][:3], -8.0),
+        'soft': ((['Nb', 'O'], 3.0, [[0, 0, 0], [0.5, 0.5, 0]]), -8.7),
+    }
     summary = {}
     for key, (geometry, energy) in candidates.items():
         structure = nodes[f'structure_{key}'] = cubic(*geometry).store()

@@ -63,13 +63,16 @@ def test_supercell_matrix_for_length():
     assert widths_bcc == np.diag([2, 2, 2]).tolist(), 'perpendicular widths of the bcc primitive cell are 2.35 Å'
 
 
-@pytest.mark.parametrize(('parameters', 'message'), [
-    ({'mesh': [4, 4]}, '`mesh` must be 3'),
-    ({'displacement': 0}, '`displacement` must be positive'),
-    ({'supercell_matrix': [2, 2]}, '`supercell_matrix` must be'),
-    ({'supercell': 2}, 'unknown phonon parameters'),
-    ({'mesh': [4, 4, 4]}, 'missing phonon parameters'),
-])
+@pytest.mark.parametrize(
+    ('parameters', 'message'),
+    [
+        ({'mesh': [4, 4]}, '`mesh` must be 3'),
+        ({'displacement': 0}, '`displacement` must be positive'),
+        ({'supercell_matrix': [2, 2]}, '`supercell_matrix` must be'),
+        ({'supercell': 2}, 'unknown phonon parameters'),
+        ({'mesh': [4, 4, 4]}, 'missing phonon parameters'),
+    ],
+)
 def test_validate_parameters(parameters, message):
     assert message in validate_parameters(orm.Dict(parameters), None)
 
@@ -77,8 +80,9 @@ def test_validate_parameters(parameters, message):
 @pytest.mark.parametrize(('spring', 'stable'), [(2.0, True), (-2.0, False)])
 def test_analysis_of_synthetic_force_constants(spring, stable):
     """A restoring spring gives real frequencies; an anti-restoring one imaginary (negative) ones."""
-    parameters = PhononWorkChain.get_protocol_inputs('balanced', {'mesh': [4, 4, 4], 'dos': True,
-                                                                  'band_structure': True})
+    parameters = PhononWorkChain.get_protocol_inputs(
+        'balanced', {'mesh': [4, 4, 4], 'dos': True, 'band_structure': True}
+    )
     outputs = analyse_force_constants(synthetic_force_constants(spring), orm.Dict(parameters))
     assert outputs['is_stable'].value is stable
     assert (outputs['min_frequency'].value < -1.0) is not stable
@@ -89,8 +93,11 @@ def test_analysis_of_synthetic_force_constants(spring, stable):
 
 def run_phonons(mlip_code, cell: np.ndarray, **parameters):
     builder = PhononWorkChain.get_builder_from_protocol(
-        niobium(cell), {'name': orm.Str('mlip'), 'code': mlip_code}, protocol='balanced',
-        overrides={'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4], **parameters})
+        niobium(cell),
+        {'name': orm.Str('mlip'), 'code': mlip_code},
+        protocol='balanced',
+        overrides={'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4], **parameters},
+    )
     return run_get_node(builder)
 
 
@@ -117,7 +124,11 @@ def test_simple_cubic_niobium_is_unstable(mlip_code):
 
 def test_engine_failure_is_reported(aiida_localhost):
     """A code that cannot run the engine ends the workchain with ERROR_ENGINE_FAILED."""
-    code = orm.InstalledCode(label='false', computer=aiida_localhost, filepath_executable='/bin/false',
-                             default_calc_job_plugin='crystalgan.mlip').store()
+    code = orm.InstalledCode(
+        label='false',
+        computer=aiida_localhost,
+        filepath_executable='/bin/false',
+        default_calc_job_plugin='crystalgan.mlip',
+    ).store()
     _, node = run_phonons(code, bcc_primitive())
     assert node.exit_status == PhononWorkChain.exit_codes.ERROR_ENGINE_FAILED.status

@@ -46,8 +46,10 @@ def plain(value):
 @pytest.fixture
 def codes(aiida_localhost):
     """Unstored engine, training and generation codes."""
-    return [orm.InstalledCode(label=label, computer=aiida_localhost, filepath_executable=f'/bin/{label}')
-            for label in ('engine', 'train', 'generate')]
+    return [
+        orm.InstalledCode(label=label, computer=aiida_localhost, filepath_executable=f'/bin/{label}')
+        for label in ('engine', 'train', 'generate')
+    ]
 
 
 def expectation(name: str) -> dict:
@@ -64,8 +66,15 @@ def test_campaign_builder_matches_expectation(codes, protocol):
 def test_campaign_builder_with_overrides_and_engine_protocol(codes):
     """Overrides reach their stage; the engine protocol and settings are the caller's, not the campaign's."""
     builder = CampaignWorkChain.get_builder_from_protocol(
-        'Nb-O', *codes, protocol='fast', overrides=OVERRIDES, engine='vasp', engine_protocol='precise',
-        engine_settings={'potential_family': 'PBE.54'}, train_options={'queue_name': 'gpu'})
+        'Nb-O',
+        *codes,
+        protocol='fast',
+        overrides=OVERRIDES,
+        engine='vasp',
+        engine_protocol='precise',
+        engine_settings={'potential_family': 'PBE.54'},
+        train_options={'queue_name': 'gpu'},
+    )
     assert plain(builder._inputs(prune=True)) == expectation('campaign-overrides')
 
 
@@ -80,16 +89,19 @@ def test_default_protocol_is_one_for_the_plugin(codes):
         assert workchain.get_default_protocol() == DEFAULT_PROTOCOL
 
 
-@pytest.mark.parametrize(('overrides', 'key'), [
-    ({'samplng': {'steps': 10}}, 'samplng'),
-    ({'sampling': {'temperature': 300}}, 'sampling.temperature'),
-    ({'stability': {'relax': {'fmax': 0.1, 'steps': 10}}}, 'stability.relax.steps'),
-    ({'stability': {'phonons': {'qmesh': [2, 2, 2]}}}, 'stability.phonons.qmesh'),
-    ({'training': {'config': {'stepz': 10}}}, 'training.config.stepz'),
-    ({'generation': {'stability': {'force_tolerance': 0.1}}}, 'generation.stability'),
-    ({'quench': {'stability': {'force_tolerance': 0.1}}}, 'quench.stability'),
-    ({'quench': {'max_snapshot': 2}}, 'quench.max_snapshot'),
-])
+@pytest.mark.parametrize(
+    ('overrides', 'key'),
+    [
+        ({'samplng': {'steps': 10}}, 'samplng'),
+        ({'sampling': {'temperature': 300}}, 'sampling.temperature'),
+        ({'stability': {'relax': {'fmax': 0.1, 'steps': 10}}}, 'stability.relax.steps'),
+        ({'stability': {'phonons': {'qmesh': [2, 2, 2]}}}, 'stability.phonons.qmesh'),
+        ({'training': {'config': {'stepz': 10}}}, 'training.config.stepz'),
+        ({'generation': {'stability': {'force_tolerance': 0.1}}}, 'generation.stability'),
+        ({'quench': {'stability': {'force_tolerance': 0.1}}}, 'quench.stability'),
+        ({'quench': {'max_snapshot': 2}}, 'quench.max_snapshot'),
+    ],
+)
 def test_unknown_override_keys_are_refused(codes, overrides, key):
     with pytest.raises(ValueError, match=f'unknown override key `{key}`'):
         CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, overrides=overrides)
@@ -107,8 +119,9 @@ def test_cli_refuses_unknown_override_keys(aiida_localhost, tmp_path):
     overrides = tmp_path / 'overrides.yaml'
     overrides.write_text('sampling:\n  temperature: 300\n')
     before = orm.QueryBuilder().append(orm.ProcessNode).count()
-    result = CliRunner().invoke(cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--overrides', str(overrides),
-                                           '--no-daemon'])
+    result = CliRunner().invoke(
+        cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--overrides', str(overrides), '--no-daemon']
+    )
     assert result.exit_code != 0
     assert 'unknown override key `sampling.temperature`' in result.output
     assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
@@ -120,7 +133,9 @@ def test_stage_builders_take_the_stage_overrides(aiida_localhost):
     structure.append_atom(position=(0, 0, 0), symbols='Nb')
     engine = {'code': orm.InstalledCode(label='engine', computer=aiida_localhost, filepath_executable='/bin/true')}
     builder = PhononWorkChain.get_builder_from_protocol(structure, engine, 'precise', {'dos': True})
-    assert builder.parameters.get_dict() == {**expectation('campaign-precise')['stability']['parameters']['phonons'],
-                                             'dos': True}
+    assert builder.parameters.get_dict() == {
+        **expectation('campaign-precise')['stability']['parameters']['phonons'],
+        'dos': True,
+    }
     with pytest.raises(ValueError, match='unknown override key `phonons`'):
         PhononWorkChain.get_builder_from_protocol(structure, engine, overrides={'phonons': {}})

@@ -21,8 +21,11 @@ from aiida_crystalgan.workflows.quench import (
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
 
 #: Loose relaxation and coarse phonons: seconds for a 2-atom cell.
-STABILITY = {'relax': {'fmax': 0.05, 'max_steps': 100}, 'force_tolerance': 0.1,
-             'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5}}
+STABILITY = {
+    'relax': {'fmax': 0.05, 'max_steps': 100},
+    'force_tolerance': 0.1,
+    'phonons': {'supercell_min_length': 4.0, 'mesh': [2, 2, 2], 'frequency_tolerance': 0.5},
+}
 
 
 def bcc_niobium(a: float = 3.32) -> Structure:
@@ -33,9 +36,16 @@ def count_process_nodes() -> int:
     return orm.QueryBuilder().append(orm.ProcessNode).count()
 
 
-@pytest.mark.parametrize(('count', 'maximum', 'expected'), [
-    (1, 3, [0]), (2, 3, [1]), (11, 1, [10]), (11, 3, [1, 6, 10]), (4, 10, [1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    ('count', 'maximum', 'expected'),
+    [
+        (1, 3, [0]),
+        (2, 3, [1]),
+        (11, 1, [10]),
+        (11, 3, [1, 6, 10]),
+        (4, 10, [1, 2, 3]),
+    ],
+)
 def test_evenly_spaced_frames_skip_the_start_and_keep_the_last(count, maximum, expected):
     assert evenly_spaced(count, maximum) == expected
 
@@ -63,17 +73,26 @@ def test_equivalent_minima_keep_the_lowest_energy_and_the_others_stay_labelled()
 
 
 def test_relaxed_structures_inherit_the_verdict_of_an_equivalent_known_one_and_are_checked_once():
-    def record(structure: Structure, energy: float, label: str = '', role: str = LABELLED,
-               force: float = 0.0) -> StructureRecord:
+    def record(
+        structure: Structure, energy: float, label: str = '', role: str = LABELLED, force: float = 0.0
+    ) -> StructureRecord:
         forces = np.full((len(structure), 3), force)
         return StructureRecord.from_pymatgen(structure, energy=energy, forces=forces, label=label, role=role)
 
     fcc = Structure(Lattice.cubic(4.2), ['Nb'] * 4, [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     hcp = Structure(Lattice.hexagonal(2.9, 4.7), ['Nb', 'Nb'], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
-    known = [record(bcc_niobium(), -20.0, 'bcc', MINIMUM), record(fcc, -38.0, 'fcc'),
-             record(hcp, -19.0, 'hcp_unrelaxed', force=1.0)]
-    relaxed = {'bcc': record(bcc_niobium(3.321), -20.0), 'fcc': record(fcc, -38.0),
-               'hcp_a': record(hcp, -19.0), 'hcp_b': record(hcp, -19.1), 'hcp_far': record(hcp, -19.0, force=1.0)}
+    known = [
+        record(bcc_niobium(), -20.0, 'bcc', MINIMUM),
+        record(fcc, -38.0, 'fcc'),
+        record(hcp, -19.0, 'hcp_unrelaxed', force=1.0),
+    ]
+    relaxed = {
+        'bcc': record(bcc_niobium(3.321), -20.0),
+        'fcc': record(fcc, -38.0),
+        'hcp_a': record(hcp, -19.0),
+        'hcp_b': record(hcp, -19.1),
+        'hcp_far': record(hcp, -19.0, force=1.0),
+    }
     matches = match_relaxed(relaxed, known, force_tolerance=0.1)
     assert matches == {
         'bcc': {'is_local_minimum': True, 'known': 'bcc', 'checked_as': None},
@@ -90,8 +109,10 @@ def test_quench_needs_either_snapshots_or_trajectories(mlip_code, given):
     snapshots = CrystalDatasetData.from_structures([bcc_niobium()])
     trajectory = orm.TrajectoryData([orm.StructureData(pymatgen=bcc_niobium())])
     builder = QuenchWorkChain.get_builder_from_protocol(
-        {'code': mlip_code}, snapshots=snapshots if given == 'both' else None,
-        trajectories={'nb': trajectory} if given == 'both' else None)
+        {'code': mlip_code},
+        snapshots=snapshots if given == 'both' else None,
+        trajectories={'nb': trajectory} if given == 'both' else None,
+    )
     before = count_process_nodes()
     with pytest.raises(ValueError, match='either as `snapshots`'):
         run_get_node(builder)
@@ -102,13 +123,16 @@ def test_quench_of_md_trajectories(mlip_code):
     """MD of bcc Nb, two snapshots quenched: both relax back to bcc, which is one distinct minimum."""
     nb = orm.StructureData(pymatgen=bcc_niobium())
     sampling = {'temperatures': [300], 'steps': 8, 'timestep': 2.0, 'sample_interval': 4}
-    md, node = run_get_node(SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(sampling),
-                            engine={'code': mlip_code})
+    md, node = run_get_node(
+        SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(sampling), engine={'code': mlip_code}
+    )
     assert node.is_finished_ok, node.exit_message
 
     builder = QuenchWorkChain.get_builder_from_protocol(
-        {'code': mlip_code}, trajectories=dict(md['trajectories']),
-        overrides={'max_snapshots': 2, 'stability': STABILITY})
+        {'code': mlip_code},
+        trajectories=dict(md['trajectories']),
+        overrides={'max_snapshots': 2, 'stability': STABILITY},
+    )
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
 
@@ -129,10 +153,12 @@ def test_snapshot_equivalent_to_a_known_minimum_runs_no_phonons(mlip_code):
     """Distorted bcc Nb relaxes back to the known bcc minimum: labelled data, no stability check, no phonons."""
     structures = [bcc_niobium(), bcc_niobium(3.38), bcc_niobium(3.26)]  # the first frame is the start: not quenched
     snapshots = CrystalDatasetData.from_structures(structures, labels=['nb:0', 'nb:1', 'nb:2'], sources=['traj'] * 3)
-    known = CrystalDatasetData.from_structures([bcc_niobium()], energies=[-20.0], forces=[np.zeros((2, 3))],
-                                               labels=['nb'], roles=MINIMUM)
+    known = CrystalDatasetData.from_structures(
+        [bcc_niobium()], energies=[-20.0], forces=[np.zeros((2, 3))], labels=['nb'], roles=MINIMUM
+    )
     builder = QuenchWorkChain.get_builder_from_protocol(
-        {'code': mlip_code}, snapshots=snapshots, overrides={'max_snapshots': 2, 'stability': STABILITY})
+        {'code': mlip_code}, snapshots=snapshots, overrides={'max_snapshots': 2, 'stability': STABILITY}
+    )
     builder.known = known
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
@@ -155,4 +181,7 @@ def test_checked_structures_keep_their_verdict_as_role():
         summary[key] = {'is_local_minimum': is_minimum}
     known = checked_dataset(orm.Dict(summary), **nodes)
     assert sorted((record.label, record.role) for record in known) == [
-        ('checked:nb', MINIMUM), ('checked:nb_copy', MINIMUM), ('checked:nb_strained', LABELLED)]
+        ('checked:nb', MINIMUM),
+        ('checked:nb_copy', MINIMUM),
+        ('checked:nb_strained', LABELLED),
+    ]

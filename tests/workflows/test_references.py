@@ -33,9 +33,11 @@ def count_process_nodes() -> int:
 @pytest.fixture
 def campaign_builder(mlip_code, train_code, generate_code):
     """A campaign builder without prototypes, so that its pure phases are only the ones given."""
+
     def factory(**kwargs):
-        return CampaignWorkChain.get_builder_from_protocol('Nb-O', mlip_code, train_code, generate_code,
-                                                           overrides={'seeds': {'use_prototypes': False}}, **kwargs)
+        return CampaignWorkChain.get_builder_from_protocol(
+            'Nb-O', mlip_code, train_code, generate_code, overrides={'seeds': {'use_prototypes': False}}, **kwargs
+        )
 
     return factory
 
@@ -49,10 +51,13 @@ def test_shipped_reference_phases_have_their_published_space_group(name):
     assert name in (REFERENCES / 'README.md').read_text()
 
 
-@pytest.mark.parametrize(('references', 'message'), [
-    ({'nb': cubic(['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.3)}, 'no pure phase of O'),
-    ({'tio': cubic(['Ti', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])}, '`references.tio` contains Ti, outside'),
-])
+@pytest.mark.parametrize(
+    ('references', 'message'),
+    [
+        ({'nb': cubic(['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.3)}, 'no pure phase of O'),
+        ({'tio': cubic(['Ti', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])}, '`references.tio` contains Ti, outside'),
+    ],
+)
 def test_bad_references_are_refused_without_storing_a_node(campaign_builder, references, message):
     builder = campaign_builder(references={key: orm.StructureData(pymatgen=s) for key, s in references.items()})
     before = count_process_nodes()
@@ -69,8 +74,9 @@ def test_datasets_are_accepted_as_references_and_seeds(campaign_builder):
     for inputs in ({'references': {'imported': dataset}}, {'structures': {'imported': dataset}}):
         assert validate_inputs(campaign_builder(**inputs)._inputs(prune=True), None) is None
     only_nb = CrystalDatasetData.from_structures([nb])
-    assert 'no pure phase of O' in validate_inputs(campaign_builder(references={'nb': only_nb})._inputs(prune=True),
-                                                   None)
+    assert 'no pure phase of O' in validate_inputs(
+        campaign_builder(references={'nb': only_nb})._inputs(prune=True), None
+    )
 
 
 def test_a_reference_that_did_not_relax_is_left_out_of_the_hull():
@@ -83,8 +89,12 @@ def test_a_reference_that_did_not_relax_is_left_out_of_the_hull():
 
 
 def test_hull_phases_name_the_phases_on_the_hull():
-    entries = [named_entry('nb', 'Nb', -10.0), named_entry('o2', 'O2', -10.0), named_entry('nbo', 'NbO', -16.0),
-               named_entry('nbo-above', 'NbO', -9.0)]
+    entries = [
+        named_entry('nb', 'Nb', -10.0),
+        named_entry('o2', 'O2', -10.0),
+        named_entry('nbo', 'NbO', -16.0),
+        named_entry('nbo-above', 'NbO', -9.0),
+    ]
     phases = hull_phases(build_phase_diagram(entries))
     assert [phase['name'] for phase in phases] == ['nb', 'nbo', 'o2']
     assert phases[1]['formation_energy_per_atom'] == pytest.approx(-0.5)
@@ -95,7 +105,8 @@ def test_cli_reads_reference_files_folders_and_datasets(aiida_localhost):
     assert {node.get_pymatgen().composition.reduced_formula for node in references.values()} == {'Nb', 'NbO', 'NbO2'}
     dataset = CrystalDatasetData.from_structures([cubic(['Nb'], [[0, 0, 0]], 3.3)]).store()
     assert {key: node.uuid for key, node in reference_phases((str(dataset.pk),)).items()} == {
-        f'node_{dataset.pk}': dataset.uuid}
+        f'node_{dataset.pk}': dataset.uuid
+    }
     not_a_structure = orm.Int(1).store()
     with pytest.raises(click.BadParameter, match='not a structure or a dataset'):
         reference_phases((str(not_a_structure.pk),))
@@ -105,11 +116,13 @@ def test_cli_refuses_references_outside_the_system(aiida_localhost, tmp_path):
     CliRunner().invoke(cmd_root, ['setup', '--computer', aiida_localhost.label])
     cubic(['Ti', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(tmp_path / 'tio.cif'))
     before = count_process_nodes()
-    result = CliRunner().invoke(cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--references',
-                                           str(tmp_path / 'tio.cif'), '--no-daemon'])
+    result = CliRunner().invoke(
+        cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--references', str(tmp_path / 'tio.cif'), '--no-daemon']
+    )
     assert result.exit_code != 0
     assert 'contains Ti, outside the system Nb-O' in result.output
     assert count_process_nodes() == before
-    result = CliRunner().invoke(cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--references', 'nothing-here',
-                                           '--no-daemon'])
+    result = CliRunner().invoke(
+        cmd_root, ['campaign', 'submit', '--system', 'Nb-O', '--references', 'nothing-here', '--no-daemon']
+    )
     assert result.exit_code != 0 and 'neither a structure file' in result.output

@@ -39,9 +39,15 @@ def test_seeds_reject_foreign_elements():
     assert "['Ti']" in node.exit_message
 
 
-@pytest.mark.parametrize(('system', 'message'), [
-    ('Nb--O', 'empty element'), ('Xx-O', 'not an element'), ('', 'non-empty'), ('Nb-Nb', 'repeated'),
-])
+@pytest.mark.parametrize(
+    ('system', 'message'),
+    [
+        ('Nb--O', 'empty element'),
+        ('Xx-O', 'not an element'),
+        ('', 'non-empty'),
+        ('Nb-Nb', 'repeated'),
+    ],
+)
 def test_seeds_reject_malformed_systems_without_storing_a_node(system, message):
     before = count_process_nodes()
     with pytest.raises(ValueError, match=message):
@@ -52,8 +58,9 @@ def test_seeds_reject_malformed_systems_without_storing_a_node(system, message):
 def test_sampling_collects_snapshots_with_energies_and_forces(mlip_code):
     nb = orm.StructureData(pymatgen=Structure(Lattice.cubic(3.32), ['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]]))
     parameters = {'temperatures': [300, 1200], 'steps': 8, 'timestep': 2.0, 'sample_interval': 4}
-    results, node = run_get_node(SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(parameters),
-                                 engine=engine(mlip_code))
+    results, node = run_get_node(
+        SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(parameters), engine=engine(mlip_code)
+    )
     assert node.is_finished_ok, node.exit_message
     assert set(results['trajectories']) == {'nb_300K', 'nb_1200K'}
     snapshots = results['snapshots']
@@ -62,18 +69,22 @@ def test_sampling_collects_snapshots_with_energies_and_forces(mlip_code):
     assert snapshots[0].source in {t.uuid for t in results['trajectories'].values()}
 
 
-@pytest.mark.parametrize(('parameters', 'message'), [
-    ({'temperatures': [300, -10], 'steps': 5, 'timestep': 1}, 'must be positive'),
-    ({'temperatures': [], 'steps': 5, 'timestep': 1}, 'non-empty list'),
-    ({'temperatures': [300], 'steps': 0, 'timestep': 1}, '`steps` must be positive'),
-    ({'temperatures': [300], 'steps': 5, 'timestep': -1}, '`timestep` must be positive'),
-])
+@pytest.mark.parametrize(
+    ('parameters', 'message'),
+    [
+        ({'temperatures': [300, -10], 'steps': 5, 'timestep': 1}, 'must be positive'),
+        ({'temperatures': [], 'steps': 5, 'timestep': 1}, 'non-empty list'),
+        ({'temperatures': [300], 'steps': 0, 'timestep': 1}, '`steps` must be positive'),
+        ({'temperatures': [300], 'steps': 5, 'timestep': -1}, '`timestep` must be positive'),
+    ],
+)
 def test_sampling_rejects_bad_parameters_without_storing_a_node(mlip_code, parameters, message):
     nb = orm.StructureData(pymatgen=Structure(Lattice.cubic(3.32), ['Nb'], [[0, 0, 0]]))
     before = count_process_nodes()
     with pytest.raises(ValueError, match=message):
-        run_get_node(SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(parameters),
-                     engine=engine(mlip_code))
+        run_get_node(
+            SamplingWorkChain, structures={'nb': nb}, parameters=orm.Dict(parameters), engine=engine(mlip_code)
+        )
     assert count_process_nodes() == before
 
 

@@ -58,13 +58,15 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         options = dict(DEFAULT_OPTIONS)
         if 'options' in self.inputs:
             options.update(self.inputs.options.get_dict())
-        self.ctx.inputs = AttributeDict({
-            'code': self.inputs.code,
-            'operation': self.inputs.operation,
-            'structures': dict(self.inputs.structures),
-            'parameters': self.inputs.parameters,
-            'metadata': {'options': options},
-        })
+        self.ctx.inputs = AttributeDict(
+            {
+                'code': self.inputs.code,
+                'operation': self.inputs.operation,
+                'structures': dict(self.inputs.structures),
+                'parameters': self.inputs.parameters,
+                'metadata': {'options': options},
+            }
+        )
         if 'settings' in self.inputs:
             self.ctx.inputs.settings = self.inputs.settings
 
@@ -95,8 +97,10 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
                 self.ctx.failures[key] = failure('ERROR_STRUCTURE_NOT_RUN', f'{reason} at the last allowed restart')
             self.ctx.is_finished = True
         else:
-            self.report(f'{reason}: {len(self._finished())} structures done, {len(self.ctx.failures)} failed, '
-                        f'resubmitting the other {len(remaining)}')
+            self.report(
+                f'{reason}: {len(self._finished())} structures done, {len(self.ctx.failures)} failed, '
+                f'resubmitting the other {len(remaining)}'
+            )
             self.ctx.inputs.structures = remaining
         return ProcessHandlerReport(do_break=True)
 
@@ -106,11 +110,16 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         Cell relaxations of unphysical candidates can run away (vacuum opening up, a collapse); the positions alone
         usually relax.
         """
-        exploded = sorted(key for key, entry in self.ctx.failures.items()
-                          if entry['exit_label'] == 'ERROR_STRUCTURE_EXPLODED')
+        exploded = sorted(
+            key for key, entry in self.ctx.failures.items() if entry['exit_label'] == 'ERROR_STRUCTURE_EXPLODED'
+        )
         parameters = self.inputs.parameters.get_dict()
-        if (self.ctx.fixed_cell_retry or not exploded or not parameters.get('relax_cell', True)
-                or self.ctx.iteration >= self.inputs.max_iterations.value):
+        if (
+            self.ctx.fixed_cell_retry
+            or not exploded
+            or not parameters.get('relax_cell', True)
+            or self.ctx.iteration >= self.inputs.max_iterations.value
+        ):
             return False
         self.ctx.fixed_cell_retry = True
         for key in exploded:
@@ -156,6 +165,8 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         for namespace, outputs in self.ctx.done.items():
             for key, value in outputs.items():
                 self.out(f'{namespace}.{key}', value)
-        self.report(f'{self.inputs.operation.value} finished for {len(self._finished())} of '
-                    f'{len(self.inputs.structures)} structures')
+        self.report(
+            f'{self.inputs.operation.value} finished for {len(self._finished())} of '
+            f'{len(self.inputs.structures)} structures'
+        )
         return self.finish_batch(self.ctx.failures)

@@ -59,9 +59,14 @@ class VaspBaseWorkChain(VaspWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.output_namespace('md_segments', valid_type=orm.TrajectoryData, dynamic=True, required=False,
-                              help='Trajectories of MD runs interrupted and continued, in order; the last part is '
-                                   'the `trajectory` output.')
+        spec.output_namespace(
+            'md_segments',
+            valid_type=orm.TrajectoryData,
+            dynamic=True,
+            required=False,
+            help='Trajectories of MD runs interrupted and continued, in order; the last part is '
+            'the `trajectory` output.',
+        )
         define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')
 
     def setup(self) -> None:
@@ -69,11 +74,19 @@ class VaspBaseWorkChain(VaspWorkChain):
         self.ctx.md_segments = []
 
     @classmethod
-    def get_builder_from_protocol(cls, code: orm.AbstractCode, structure: orm.StructureData, operation: str = 'forces',
-                                  parameters: dict[str, Any] | None = None, protocol: str | None = None,
-                                  overrides: dict[str, Any] | None = None, potential_family: str | None = None,
-                                  potential_mapping: dict[str, str] | None = None,
-                                  options: dict[str, Any] | None = None, **_):
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structure: orm.StructureData,
+        operation: str = 'forces',
+        parameters: dict[str, Any] | None = None,
+        protocol: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        potential_family: str | None = None,
+        potential_mapping: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+        **_,
+    ):
         """Return a builder for ``operation`` on ``structure`` with the INCAR/KPOINTS of ``protocol``.
 
         :param parameters: the engine-independent operation parameters (``temperature``, ``fmax``...).
@@ -197,6 +210,8 @@ class VaspBaseWorkChain(VaspWorkChain):
         """Expose the last calculation's outputs and the trajectories of the interrupted MD parts."""
         exit_code = super().results()
         if self.ctx.md_segments:
-            self.out('md_segments', {f'part_{index:03d}': orm.load_node(uuid)
-                                     for index, uuid in enumerate(self.ctx.md_segments)})
+            self.out(
+                'md_segments',
+                {f'part_{index:03d}': orm.load_node(uuid) for index, uuid in enumerate(self.ctx.md_segments)},
+            )
         return exit_code

@@ -19,8 +19,12 @@ class VaspMdCalculation(VaspCalculation):
     @classmethod
     def define(cls, spec):
         super().define(spec)
-        spec.input('velocities', valid_type=orm.ArrayData, required=False,
-                   help='Array `velocities` (N, 3), Cartesian Å/fs, e.g. read from the CONTCAR of an interrupted MD.')
+        spec.input(
+            'velocities',
+            valid_type=orm.ArrayData,
+            required=False,
+            help='Array `velocities` (N, 3), Cartesian Å/fs, e.g. read from the CONTCAR of an interrupted MD.',
+        )
         spec.inputs['metadata']['options']['parser_name'].default = 'crystalgan.vasp'
         define_exit_codes(spec, *NAMED_EXIT_CODES)
 
@@ -46,9 +50,9 @@ def read_contcar_velocities(content: str, natoms: int) -> np.ndarray | None:
     index += 1 + natoms  # coordinate mode line, then positions
     while index < len(lines) and not lines[index].strip():
         index += 1
-    if lines[index:index + 1] and lines[index].strip()[:1].lower() in ('c', 'k'):
+    if lines[index : index + 1] and lines[index].strip()[:1].lower() in ('c', 'k'):
         index += 1  # optional `Cartesian` line of the velocity block
-    block = [line.split()[:3] for line in lines[index:index + natoms]]
+    block = [line.split()[:3] for line in lines[index : index + natoms]]
     if len(block) < natoms or any(len(row) < 3 for row in block):
         return None
     return np.array(block, dtype=float)

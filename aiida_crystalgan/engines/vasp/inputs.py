@@ -62,8 +62,13 @@ def operation_incar(operation: str, parameters: dict[str, Any], structure: orm.S
     raise ValueError(f'unknown operation `{operation}`')
 
 
-def get_incar(operation: str, parameters: dict[str, Any], structure: orm.StructureData,
-              protocol: str = DEFAULT_PROTOCOL, incar_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def get_incar(
+    operation: str,
+    parameters: dict[str, Any],
+    structure: orm.StructureData,
+    protocol: str = DEFAULT_PROTOCOL,
+    incar_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Return the INCAR (lower-case tags): defaults < protocol < operation < operation parameters < overrides."""
     protocols = load_protocols()
     check_protocol(protocol, protocols)

@@ -25,8 +25,9 @@ def get_forces_result(misc: orm.Dict) -> orm.ArrayData:
     misc = misc.get_dict()
     run_status = misc['run_status']
     converged = bool(run_status.get('electronic_converged')) and run_status.get('ionic_converged') is not False
-    return build_results(misc['total_energies']['energy_extrapolated'], misc['forces'],
-                         stress_from_vasp(misc['stress']), converged)
+    return build_results(
+        misc['total_energies']['energy_extrapolated'], misc['forces'], stress_from_vasp(misc['stress']), converged
+    )
 
 
 def _temperatures(outcar: str, frames: int) -> np.ndarray:
@@ -59,7 +60,14 @@ def get_md_trajectory(parameters: orm.Dict, **parts: orm.Data) -> orm.Trajectory
     cells = np.concatenate(cells)
     steps = np.arange(len(cells))[::every]
 
-    return build_trajectory(symbols, np.concatenate(positions)[steps], cells[steps],
-                            times=steps * float(parameters['timestep']), steps=steps,
-                            energies=np.concatenate(energies)[steps], forces=np.concatenate(forces)[steps],
-                            stress=np.concatenate(stress)[steps], temperatures=np.concatenate(temperatures)[steps])
+    return build_trajectory(
+        symbols,
+        np.concatenate(positions)[steps],
+        cells[steps],
+        times=steps * float(parameters['timestep']),
+        steps=steps,
+        energies=np.concatenate(energies)[steps],
+        forces=np.concatenate(forces)[steps],
+        stress=np.concatenate(stress)[steps],
+        temperatures=np.concatenate(temperatures)[steps],
+    )

@@ -77,7 +77,8 @@ class VaspEngineWorkChain(EngineWorkChain):
         """The ``VaspBaseWorkChain`` builder of one structure from the engine inputs."""
         settings: dict[str, Any] = self.inputs.settings.get_dict() if 'settings' in self.inputs else {}
         builder = VaspBaseWorkChain.get_builder_from_protocol(
-            self.inputs.code, structure,
+            self.inputs.code,
+            structure,
             operation=self.inputs.operation.value,
             parameters=self.inputs.parameters.get_dict(),
             protocol=self.inputs.protocol.value,
@@ -109,16 +110,20 @@ class VaspEngineWorkChain(EngineWorkChain):
             node = self.ctx[f'vasp_{key}']
             if not node.is_finished_ok:
                 label = 'ERROR_IONS_TOO_CLOSE' if node.exit_status == too_close else 'ERROR_STRUCTURE_FAILED'
-                failures[key] = failure(label, f'{node.process_label}<{node.pk}> exit status {node.exit_status}: '
-                                               f'{node.exit_message or node.process_state.value}')
+                failures[key] = failure(
+                    label,
+                    f'{node.process_label}<{node.pk}> exit status {node.exit_status}: '
+                    f'{node.exit_message or node.process_state.value}',
+                )
                 continue
             try:
                 if operation == 'md':
                     self.out(f'trajectories.{key}', self._trajectory(node))
                     continue
                 misc = node.outputs.misc.get_dict()
-                require_finite(energy=misc['total_energies']['energy_extrapolated'], forces=misc['forces'],
-                               stress=misc['stress'])
+                require_finite(
+                    energy=misc['total_energies']['energy_extrapolated'], forces=misc['forces'], stress=misc['stress']
+                )
             except NonFiniteError as exception:
                 failures[key] = failure('ERROR_STRUCTURE_NON_FINITE', f'{node.process_label}<{node.pk}>: {exception}')
                 continue

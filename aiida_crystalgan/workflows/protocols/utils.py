@@ -122,8 +122,9 @@ class ProtocolMixin:
         return load_protocol_file(cls.get_protocol_filepath())['default_inputs']
 
     @classmethod
-    def get_protocol_inputs(cls, protocol: str | None = None,
-                            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_protocol_inputs(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The inputs of ``protocol`` (default: :data:`DEFAULT_PROTOCOL`) with ``overrides`` merged on top.
 
         :raises ValueError: for an unknown protocol or an override key that the protocol does not have.

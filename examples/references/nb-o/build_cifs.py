@@ -19,8 +19,7 @@ PHASES = {
     'NbO-Pm-3m': ('Pm-3m', Lattice.cubic(4.211), ['Nb', 'O'], [[0.0, 0.5, 0.5], [0.5, 0.0, 0.0]]),
     # Bolzan, Fong, Kennedy, Howard, J. Solid State Chem. 113, 9 (1994), high-temperature (metallic) phase:
     # a = 4.846 Å, c = 3.032 Å; Nb on 2a, O on 4f (x, x, 0) with x = 0.292.
-    'NbO2-rutile': ('P4_2/mnm', Lattice.tetragonal(4.846, 3.032), ['Nb', 'O'],
-                    [[0.0, 0.0, 0.0], [0.292, 0.292, 0.0]]),
+    'NbO2-rutile': ('P4_2/mnm', Lattice.tetragonal(4.846, 3.032), ['Nb', 'O'], [[0.0, 0.0, 0.0], [0.292, 0.292, 0.0]]),
 }
 
 

@@ -34,8 +34,14 @@ def generate_workchain(vasp_code, potcar_family, vasp_options, bcc_niobium):
 
     def generate(operation: str = 'forces', parameters: dict | None = None, incar: dict | None = None):
         builder = VaspBaseWorkChain.get_builder_from_protocol(
-            vasp_code, bcc_niobium(), operation=operation, parameters=parameters or {}, potential_family=potcar_family,
-            overrides={'incar': incar or {}}, options=vasp_options)
+            vasp_code,
+            bcc_niobium(),
+            operation=operation,
+            parameters=parameters or {},
+            potential_family=potcar_family,
+            overrides={'incar': incar or {}},
+            options=vasp_options,
+        )
         process = instantiate_process(get_manager().get_runner(), builder)
         process.setup()
         process.init_inputs()
@@ -51,8 +57,9 @@ def failed_calculation(aiida_localhost, tmp_path, bcc_niobium):
     Its exit status is the parser's: the code of the VASP error in ``vasp_output``, else aiida-vasp's ``exit_status``.
     """
 
-    def generate(exit_status: int, registry_folder: str, incar: dict | None = None,
-                 **outputs: orm.Data) -> orm.CalcJobNode:
+    def generate(
+        exit_status: int, registry_folder: str, incar: dict | None = None, **outputs: orm.Data
+    ) -> orm.CalcJobNode:
         with (REGISTRY / registry_folder / 'out' / 'vasp_output').open() as stdout:
             named = named_vasp_error(stdout)
         if named is not None:
@@ -65,8 +72,11 @@ def failed_calculation(aiida_localhost, tmp_path, bcc_niobium):
         node.store()
         retrieved = orm.FolderData()
         retrieved.base.repository.put_object_from_tree(str(REGISTRY / registry_folder / 'out'))
-        outputs = {'retrieved': retrieved, 'remote_folder': orm.RemoteData(computer=aiida_localhost,
-                                                                           remote_path=str(tmp_path)), **outputs}
+        outputs = {
+            'retrieved': retrieved,
+            'remote_folder': orm.RemoteData(computer=aiida_localhost, remote_path=str(tmp_path)),
+            **outputs,
+        }
         for label, output in outputs.items():
             output.base.links.add_incoming(node, link_type=LinkType.CREATE, link_label=label)
             output.store()
@@ -82,20 +92,27 @@ def md_trajectory(frames: int) -> orm.TrajectoryData:
     return trajectory
 
 
-@pytest.mark.parametrize(('case', 'incar', 'changed'), [
-    ('zpotrf', {}, {'isym': 0}),
-    ('edddav', {}, {'algo': 'All'}),
-    ('subspace', {}, {'algo': 'Normal'}),
-    ('subspace', {'algo': 'Normal'}, {'algo': 'All'}),
-    ('wfinit', {}, {'encut': 440.0, 'algo': 'Normal'}),
-])
+@pytest.mark.parametrize(
+    ('case', 'incar', 'changed'),
+    [
+        ('zpotrf', {}, {'isym': 0}),
+        ('edddav', {}, {'algo': 'All'}),
+        ('subspace', {}, {'algo': 'Normal'}),
+        ('subspace', {'algo': 'Normal'}, {'algo': 'All'}),
+        ('wfinit', {}, {'encut': 440.0, 'algo': 'Normal'}),
+    ],
+)
 def test_error_handler_changes(generate_workchain, failed_calculation, case, incar, changed):
     """The handler of each VASP error changes exactly these INCAR tags and asks for a restart."""
     process = generate_workchain(incar=incar)
     before = dict(process.ctx.inputs.parameters)
     node = failed_calculation(DID_NOT_FINISH, f'errors/{case}/calc-000')
-    handler = {'zpotrf': process.handle_zpotrf, 'edddav': process.handle_edddav_zhegv,
-               'subspace': process.handle_subspace_rotation, 'wfinit': process.handle_wfinit_linear_dependence}[case]
+    handler = {
+        'zpotrf': process.handle_zpotrf,
+        'edddav': process.handle_edddav_zhegv,
+        'subspace': process.handle_subspace_rotation,
+        'wfinit': process.handle_wfinit_linear_dependence,
+    }[case]
     report = handler(node)
     assert report.do_break and report.exit_code.status == 0
     after = dict(process.ctx.inputs.parameters)
@@ -112,10 +129,13 @@ def test_zpotrf_in_relaxation_halves_potim_and_continues(generate_workchain, fai
     assert process.ctx.inputs.structure.uuid == last.uuid
 
 
-@pytest.mark.parametrize(('handler', 'incar'), [
-    ('handle_edddav_zhegv', {'algo': 'All'}),
-    ('handle_subspace_rotation', {'algo': 'All'}),
-])
+@pytest.mark.parametrize(
+    ('handler', 'incar'),
+    [
+        ('handle_edddav_zhegv', {'algo': 'All'}),
+        ('handle_subspace_rotation', {'algo': 'All'}),
+    ],
+)
 def test_error_handler_gives_up(generate_workchain, failed_calculation, handler, incar):
     """When the fix is already in place the handler aborts instead of looping."""
     process = generate_workchain(incar=incar)
@@ -129,8 +149,9 @@ def test_ions_too_close_aborts(generate_workchain, failed_calculation):
     node = failed_calculation(DID_NOT_FINISH, 'errors/too-close/calc-000')
     too_close = VaspBaseWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
     assert process.handle_ions_too_close(node).exit_code.status == too_close
-    assert node.exit_status == VaspMdCalculation.exit_codes.ERROR_VASP_IONS_TOO_CLOSE.status, \
+    assert node.exit_status == VaspMdCalculation.exit_codes.ERROR_VASP_IONS_TOO_CLOSE.status, (
         'the ZPOTRF that follows is found too, but ions too close takes precedence'
+    )
     assert process.handle_zpotrf(node) is None
 
 
@@ -138,16 +159,31 @@ def test_handlers_ignore_other_errors(generate_workchain, failed_calculation):
     """An unfinished run without these messages is left to aiida-vasp's handlers."""
     process = generate_workchain()
     node = failed_calculation(DID_NOT_FINISH, 'errors/nelm/calc-000')
-    for handler in ('handle_ions_too_close', 'handle_zpotrf', 'handle_edddav_zhegv', 'handle_subspace_rotation',
-                    'handle_wfinit_linear_dependence', 'handle_md_out_of_walltime'):
+    for handler in (
+        'handle_ions_too_close',
+        'handle_zpotrf',
+        'handle_edddav_zhegv',
+        'handle_subspace_rotation',
+        'handle_wfinit_linear_dependence',
+        'handle_md_out_of_walltime',
+    ):
         assert getattr(process, handler)(node) is None
 
 
 def test_electronic_non_convergence_uses_aiida_vasp_handler(generate_workchain, failed_calculation):
     """aiida-vasp's ``handler_electronic_conv`` is kept: ALGO=Fast becomes Normal."""
     process = generate_workchain()
-    misc = orm.Dict({'run_status': {'nelm': 8, 'electronic_converged': False, 'finished': True,
-                                    'consistent_nelm_breach': False, 'contains_nelm_breach': True}})
+    misc = orm.Dict(
+        {
+            'run_status': {
+                'nelm': 8,
+                'electronic_converged': False,
+                'finished': True,
+                'consistent_nelm_breach': False,
+                'contains_nelm_breach': True,
+            }
+        }
+    )
     node = failed_calculation(ELECTRONIC_NOT_CONVERGED, 'errors/nelm/calc-000', incar={'algo': 'Fast'}, misc=misc)
     report = process.handler_electronic_conv(node)
     assert report.do_break
@@ -173,8 +209,10 @@ def test_md_out_of_walltime_continues_with_velocities(generate_workchain, failed
 def test_md_out_of_walltime_needs_steps_left(generate_workchain, failed_calculation):
     process = generate_workchain('md', MD)
     node = failed_calculation(DID_NOT_FINISH, 'md-walltime/calc-000', trajectory=md_trajectory(4))
-    assert process.handle_md_out_of_walltime(node).exit_code.status == \
-        VaspBaseWorkChain.exit_codes.ERROR_OTHER_INTERVENTION_NEEDED.status
+    assert (
+        process.handle_md_out_of_walltime(node).exit_code.status
+        == VaspBaseWorkChain.exit_codes.ERROR_OTHER_INTERVENTION_NEEDED.status
+    )
 
 
 def test_relaxation_out_of_walltime_uses_aiida_vasp_handler(generate_workchain, failed_calculation, bcc_niobium):

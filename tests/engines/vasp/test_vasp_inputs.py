@@ -19,15 +19,23 @@ from aiida_crystalgan.engines.vasp.inputs import get_incar
 EXPECTATIONS = Path(__file__).parent / 'expectations'
 CASES = {
     'md-fast': ('md', 'fast', {'temperature': 1200, 'steps': 500, 'timestep': 2.0, 'sample_interval': 10}, {}),
-    'md-langevin-balanced': ('md', 'balanced', {'temperature': 600, 'steps': 100, 'timestep': 1.5,
-                                                'thermostat': 'langevin', 'seed': 7}, {}),
+    'md-langevin-balanced': (
+        'md',
+        'balanced',
+        {'temperature': 600, 'steps': 100, 'timestep': 1.5, 'thermostat': 'langevin', 'seed': 7},
+        {},
+    ),
     'relax-fast': ('relax', 'fast', {'fmax': 0.02, 'relax_cell': True, 'max_steps': 150}, {}),
     'relax-precise-fixed-cell': ('relax', 'precise', {'fmax': 0.01, 'relax_cell': False, 'max_steps': 200}, {}),
     'forces-fast': ('forces', 'fast', {}, {}),
     'forces-balanced': ('forces', 'balanced', {}, {}),
     'forces-precise': ('forces', 'precise', {}, {}),
-    'forces-overrides': ('forces', 'fast', {}, {'incar': {'ENCUT': 650, 'lreal': False}, 'kpoints_spacing': 0.15,
-                                                'max_iterations': 3}),
+    'forces-overrides': (
+        'forces',
+        'fast',
+        {},
+        {'incar': {'ENCUT': 650, 'lreal': False}, 'kpoints_spacing': 0.15, 'max_iterations': 3},
+    ),
 }
 
 
@@ -40,8 +48,10 @@ def builder_content(builder) -> dict:
     """The parts of a ``VaspBaseWorkChain`` builder that decide what VASP computes, as plain data."""
     return {
         'incar': builder.parameters.get_dict()['incar'],
-        'kpoints_mesh': [list(map(int, builder.kpoints.get_kpoints_mesh()[0])),
-                         list(map(float, builder.kpoints.get_kpoints_mesh()[1]))],
+        'kpoints_mesh': [
+            list(map(int, builder.kpoints.get_kpoints_mesh()[0])),
+            list(map(float, builder.kpoints.get_kpoints_mesh()[1])),
+        ],
         'potential_family': builder.potential_family.value,
         'potential_mapping': builder.potential_mapping.get_dict(),
         'settings': builder.settings.get_dict(),
@@ -56,9 +66,16 @@ def test_builder_matches_expectation(case, aiida_localhost, potcar_family, rocks
     operation, protocol, parameters, overrides = CASES[case]
     code = orm.InstalledCode(label='vasp', computer=aiida_localhost, filepath_executable='/bin/vasp_std')
     builder = VaspBaseWorkChain.get_builder_from_protocol(
-        code, rocksalt_nbo(), operation=operation, parameters=parameters, protocol=protocol, overrides=overrides,
-        potential_family=potcar_family, potential_mapping={'O': 'O_s'} if case == 'forces-overrides' else None,
-        options=vasp_options)
+        code,
+        rocksalt_nbo(),
+        operation=operation,
+        parameters=parameters,
+        protocol=protocol,
+        overrides=overrides,
+        potential_family=potcar_family,
+        potential_mapping={'O': 'O_s'} if case == 'forces-overrides' else None,
+        options=vasp_options,
+    )
     expected = yaml.safe_load((EXPECTATIONS / f'{case}.yaml').read_text(encoding='utf8'))
     assert builder_content(builder) == expected
 
@@ -71,25 +88,42 @@ def test_md_ionic_convergence_checks_off():
     assert 'trajectory' in settings['parser_settings']['include_node']
 
 
-@pytest.mark.parametrize(('operation', 'parameters', 'protocol', 'message'), [
-    ('md', {'temperature': 300, 'steps': 10, 'timestep': 1, 'thermostat': 'berendsen'}, 'fast', 'unknown thermostat'),
-    ('forces', {}, 'sloppy', 'unknown protocol'),
-])
+@pytest.mark.parametrize(
+    ('operation', 'parameters', 'protocol', 'message'),
+    [
+        (
+            'md',
+            {'temperature': 300, 'steps': 10, 'timestep': 1, 'thermostat': 'berendsen'},
+            'fast',
+            'unknown thermostat',
+        ),
+        ('forces', {}, 'sloppy', 'unknown protocol'),
+    ],
+)
 def test_invalid_incar_requests(rocksalt_nbo, operation, parameters, protocol, message):
     with pytest.raises(ValueError, match=message):
         get_incar(operation, parameters, rocksalt_nbo(), protocol)
 
 
-@pytest.mark.parametrize(('inputs', 'message'), [
-    ({'protocol': 'sloppy'}, 'unknown protocol'),
-    ({'settings': {'potcar_family': 'PBE'}}, 'unknown VASP engine settings'),
-])
+@pytest.mark.parametrize(
+    ('inputs', 'message'),
+    [
+        ({'protocol': 'sloppy'}, 'unknown protocol'),
+        ({'settings': {'potcar_family': 'PBE'}}, 'unknown VASP engine settings'),
+    ],
+)
 def test_engine_rejects_bad_inputs(aiida_localhost, bcc_niobium, inputs, message):
     code = orm.InstalledCode(label='vasp', computer=aiida_localhost, filepath_executable='/bin/vasp_std')
     inputs = {key: orm.to_aiida_type(value) for key, value in inputs.items()}
     with pytest.raises(ValueError, match=message):
-        run_get_node(VaspEngineWorkChain, code=code, operation=orm.Str('forces'), parameters=orm.Dict({}),
-                     structures={'nb': bcc_niobium()}, **inputs)
+        run_get_node(
+            VaspEngineWorkChain,
+            code=code,
+            operation=orm.Str('forces'),
+            parameters=orm.Dict({}),
+            structures={'nb': bcc_niobium()},
+            **inputs,
+        )
 
 
 def test_dry_run_writes_vasp_inputs(vasp_code, potcar_family, bcc_niobium, vasp_options, tmp_path, monkeypatch):
@@ -97,11 +131,19 @@ def test_dry_run_writes_vasp_inputs(vasp_code, potcar_family, bcc_niobium, vasp_
     monkeypatch.chdir(tmp_path)  # dry_run writes its `submit_test` folder into the working directory
     structure = bcc_niobium()
     builder = VaspBaseWorkChain.get_builder_from_protocol(
-        vasp_code, structure, operation='md', parameters={'temperature': 300, 'steps': 4, 'timestep': 2.0},
-        potential_family=potcar_family, options=vasp_options)
+        vasp_code,
+        structure,
+        operation='md',
+        parameters={'temperature': 300, 'steps': 4, 'timestep': 2.0},
+        potential_family=potcar_family,
+        options=vasp_options,
+    )
     velocities = np.array([[0.001, -0.002, 0.003], [-0.001, 0.002, -0.003]])
     inputs = {
-        'code': vasp_code, 'structure': structure, 'kpoints': builder.kpoints, 'settings': builder.settings,
+        'code': vasp_code,
+        'structure': structure,
+        'kpoints': builder.kpoints,
+        'settings': builder.settings,
         'parameters': orm.Dict(builder.parameters['incar']),
         'potential': PotcarData.get_potcars_from_structure(structure, potcar_family, {'Nb': 'Nb_pv'}),
         'velocities': orm.ArrayData({'velocities': velocities}),

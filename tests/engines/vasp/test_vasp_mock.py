@@ -20,9 +20,15 @@ def run_engine(vasp_code, potcar_family, vasp_options):
 
     def run(operation: str, parameters: dict, structures: dict, incar: dict | None = None):
         settings = {'potential_family': potcar_family, 'incar': incar or {}}
-        return run_get_node(VaspEngineWorkChain, code=vasp_code, operation=orm.Str(operation),
-                            parameters=orm.Dict(parameters), structures=structures, settings=orm.Dict(settings),
-                            options=orm.Dict(vasp_options))
+        return run_get_node(
+            VaspEngineWorkChain,
+            code=vasp_code,
+            operation=orm.Str(operation),
+            parameters=orm.Dict(parameters),
+            structures=structures,
+            settings=orm.Dict(settings),
+            options=orm.Dict(vasp_options),
+        )
 
     return run
 
@@ -53,8 +59,7 @@ def test_forces(run_engine, bcc_niobium):
 
 def test_relax(run_engine, bcc_niobium):
     """Relaxation: EDIFFG=-fmax, the relaxed structure and its forces below fmax."""
-    results, node = run_engine('relax', {'fmax': 0.05, 'relax_cell': False, 'max_steps': 20},
-                               {'nb': bcc_niobium(3.31)})
+    results, node = run_engine('relax', {'fmax': 0.05, 'relax_cell': False, 'max_steps': 20}, {'nb': bcc_niobium(3.31)})
     assert node.is_finished_ok, node.exit_message
     incar = calculations(node, 'nb')[0].inputs.parameters.get_dict()
     assert (incar['ediffg'], incar['isif'], incar['nsw'], incar['ibrion']) == (-0.05, 2, 20, 2)
@@ -70,7 +75,14 @@ def test_md(run_engine, bcc_niobium):
     calculation = calculations(node, 'nb')[0]
     incar = calculation.inputs.parameters.get_dict()
     assert {key: incar[key] for key in ('ibrion', 'isym', 'mdalgo', 'nsw', 'potim', 'tebeg', 'teend')} == {
-        'ibrion': 0, 'isym': 0, 'mdalgo': 2, 'nsw': 4, 'potim': 2.0, 'tebeg': 300.0, 'teend': 300.0}
+        'ibrion': 0,
+        'isym': 0,
+        'mdalgo': 2,
+        'nsw': 4,
+        'potim': 2.0,
+        'tebeg': 300.0,
+        'teend': 300.0,
+    }
     trajectory = results['trajectories']['nb']
     assert trajectory.numsteps == 2
     assert np.allclose(trajectory.get_array('times'), [0.0, 4.0])
@@ -134,10 +146,15 @@ def test_phonons_through_the_vasp_engine(vasp_code, potcar_family, vasp_options)
     """``PhononWorkChain`` is engine-agnostic: its displaced supercells go through VASP in one engine call."""
     structure = orm.StructureData(cell=[[-1.66, 1.66, 1.66], [1.66, -1.66, 1.66], [1.66, 1.66, -1.66]])
     structure.append_atom(position=(0, 0, 0), symbols='Nb')
-    engine = {'name': orm.Str('vasp'), 'code': vasp_code, 'settings': orm.Dict({'potential_family': potcar_family}),
-              'options': orm.Dict(vasp_options)}
-    builder = PhononWorkChain.get_builder_from_protocol(structure, engine, 'balanced',
-                                                        {'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4]})
+    engine = {
+        'name': orm.Str('vasp'),
+        'code': vasp_code,
+        'settings': orm.Dict({'potential_family': potcar_family}),
+        'options': orm.Dict(vasp_options),
+    }
+    builder = PhononWorkChain.get_builder_from_protocol(
+        structure, engine, 'balanced', {'supercell_matrix': [2, 2, 2], 'mesh': [4, 4, 4]}
+    )
     results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
     assert set(results['supercells_forces']) == {'forces_0', 'forces_1'}
