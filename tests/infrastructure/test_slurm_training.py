@@ -9,7 +9,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_crystalgan.gan import GanConfig, train
-from aiida_crystalgan.io import StructureRecord, read_datafile
+from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord, read_datafile
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ GAN = {
 
 
 def rattled_records(count: int = 12) -> list[StructureRecord]:
-    """Rattled NbO and Nb cells with Lennard-Jones energies and forces."""
+    """Rattled NbO and Nb cells with Lennard-Jones energies and forces; the first half are the critic's minima."""
     from ase.build import bulk
     from ase.calculators.lj import LennardJones
 
@@ -37,7 +37,8 @@ def rattled_records(count: int = 12) -> list[StructureRecord]:
         atoms = bulk('Nb', 'bcc', a=3.3, cubic=True) if index % 2 else bulk('NbO', 'rocksalt', a=4.3)
         atoms.rattle(0.05, seed=index)
         atoms.calc = LennardJones(sigma=2.3, epsilon=0.1, rc=6.0)
-        records.append(StructureRecord.from_ase(atoms, label=f'lj{index}'))
+        role = MINIMUM if index < count // 2 else LABELLED
+        records.append(StructureRecord.from_ase(atoms, label=f'lj{index}', role=role))
     return records
 
 

@@ -67,6 +67,7 @@ def training(references):
         list(structures.values()),
         energies=[REFERENCES[key][3] * len(s.sites) for key, s in structures.items()],
         labels=list(structures),
+        roles='minimum',
     ).store()
 
 
