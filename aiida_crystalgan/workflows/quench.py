@@ -282,18 +282,9 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(661, 'ERROR_RELAXATION_FAILED', message='The relaxation of the snapshots failed.')
 
     @classmethod
-    def get_override_keys(cls) -> dict[str, Any]:
-        """The protocol's keys, and those of the stability protocol under ``stability``."""
-        return {**super().get_override_keys(), 'stability': StabilityWorkChain.get_override_keys()}
-
-    @classmethod
-    def get_protocol_inputs(
-        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """``quench.yaml`` with the ``stability`` of ``StabilityWorkChain``'s own protocol of the same name."""
-        overrides = dict(overrides or {})
-        stability = StabilityWorkChain.get_protocol_inputs(protocol, overrides.pop('stability', None))
-        return {**super().get_protocol_inputs(protocol, overrides), 'stability': stability}
+    def get_child_protocols(cls) -> dict[str, type[ProtocolMixin]]:
+        """``stability`` is ``StabilityWorkChain``'s own protocol of the same name."""
+        return {'stability': StabilityWorkChain}
 
     @classmethod
     def get_builder_from_protocol(

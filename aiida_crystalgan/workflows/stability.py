@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from aiida import orm
@@ -129,18 +128,9 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(620, 'ERROR_RELAXATION_FAILED', message='The relaxation engine call failed: {message}')
 
     @classmethod
-    def get_override_keys(cls) -> dict[str, Any]:
-        """The protocol's keys, and those of the phonon protocol under ``phonons``."""
-        return {**super().get_override_keys(), 'phonons': PhononWorkChain.get_override_keys()}
-
-    @classmethod
-    def get_protocol_inputs(
-        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """``stability.yaml`` with the ``phonons`` of ``PhononWorkChain``'s own protocol of the same name."""
-        overrides = dict(overrides or {})
-        phonons = PhononWorkChain.get_protocol_inputs(protocol, overrides.pop('phonons', None))
-        return {**super().get_protocol_inputs(protocol, overrides), 'phonons': phonons}
+    def get_child_protocols(cls) -> dict[str, type[ProtocolMixin]]:
+        """``phonons`` is ``PhononWorkChain``'s own protocol of the same name."""
+        return {'phonons': PhononWorkChain}
 
     @classmethod
     def get_builder_from_protocol(

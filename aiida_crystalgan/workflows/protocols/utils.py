@@ -117,9 +117,17 @@ class ProtocolMixin:
         return {name: {'description': values['description']} for name, values in data['protocols'].items()}
 
     @classmethod
+    def get_child_protocols(cls) -> dict[str, type[ProtocolMixin]]:
+        """Input keys filled from another workchain's protocol of the same name, e.g. ``{'phonons': PhononWorkChain}``
+        (as aiida-quantumespresso's relax workchain builds its ``base`` from ``PwBaseWorkChain``); none by default."""
+        return {}
+
+    @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
-        """The keys ``overrides`` may have: those of the protocol inputs (subclasses add dynamic sub-dicts)."""
-        return load_protocol_file(cls.get_protocol_filepath())['default_inputs']
+        """The keys ``overrides`` may have: those of the protocol inputs and of the child protocols (subclasses add
+        dynamic sub-dicts)."""
+        keys = load_protocol_file(cls.get_protocol_filepath())['default_inputs']
+        return {**keys, **{key: child.get_override_keys() for key, child in cls.get_child_protocols().items()}}
 
     @classmethod
     def get_protocol_inputs(
@@ -127,8 +135,16 @@ class ProtocolMixin:
     ) -> dict[str, Any]:
         """The inputs of ``protocol`` (default: :data:`DEFAULT_PROTOCOL`) with ``overrides`` merged on top.
 
+        Each child protocol (:meth:`get_child_protocols`) is the child's own protocol of the same name, with the
+        overrides given under its key.
+
         :raises ValueError: for an unknown protocol or an override key that the protocol does not have.
         """
+        overrides = dict(overrides or {})
+        children = {
+            key: child.get_protocol_inputs(protocol, overrides.pop(key, None))
+            for key, child in cls.get_child_protocols().items()
+        }
         data = load_protocol_file(cls.get_protocol_filepath())
         protocol = check_protocol(protocol or cls.get_default_protocol(), data)
         chosen = {key: value for key, value in data['protocols'][protocol].items() if key != 'description'}
@@ -136,4 +152,4 @@ class ProtocolMixin:
         if overrides:
             validate_override_keys(overrides, cls.get_override_keys())
             inputs = recursive_merge(inputs, overrides)
-        return inputs
+        return {**inputs, **children}
