@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 
-def temporary_profile(dirpath: Path) -> None:
-    """Create and load a throw-away SQLite profile under ``dirpath``."""
+def temporary_profile(dirpath: Path, broker_backend: str | None = None) -> None:
+    """Create and load a throw-away SQLite profile under ``dirpath`` (with ``core.zeromq`` as broker for a daemon)."""
     os.environ['AIIDA_PATH'] = str(dirpath)
     from aiida import load_profile
     from aiida.manage.configuration import create_profile, get_config
@@ -17,6 +17,7 @@ def temporary_profile(dirpath: Path) -> None:
         config,
         storage_backend='core.sqlite_dos',
         storage_config={'filepath': str(dirpath / 's')},
+        broker_backend=broker_backend,
         name='benchmark',
         email='benchmark@localhost',
         is_test_profile=True,

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _profile import temporary_profile
 
 FAULTY_RUNNER = '''#!{python}
 """crystalgan-mlip that dies (exit 9, no status.json) when it reaches a structure listed in {crash_file}."""
@@ -49,27 +50,6 @@ def faulty(operation, atoms, calculator, config):
 runner.evaluate = faulty
 sys.exit(runner.main())
 '''
-
-
-def temporary_profile(dirpath: Path) -> None:
-    """Create and load a throw-away SQLite profile under ``dirpath``."""
-    os.environ['AIIDA_PATH'] = str(dirpath)
-    from aiida import load_profile
-    from aiida.manage.configuration import create_profile, get_config
-
-    config = get_config(create=True)
-    profile = create_profile(
-        config,
-        storage_backend='core.sqlite_dos',
-        storage_config={'filepath': str(dirpath / 's')},
-        broker_backend='core.zeromq',
-        name='benchmark',
-        email='benchmark@localhost',
-        is_test_profile=True,
-    )
-    config.set_default_profile(profile.name)
-    config.store()
-    load_profile(profile.name, allow_switch=True)
 
 
 def localhost(workdir: Path):
@@ -218,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix='crystalgan-faults-'))
     try:
-        temporary_profile(tmp / 'aiida')
+        temporary_profile(tmp / 'aiida', broker_backend='core.zeromq')
         computer = localhost(tmp / 'work')
         bindir = Path(sys.executable).parent
         clean = code(computer, 'mlip', str(bindir / 'crystalgan-mlip'))
