@@ -8,6 +8,7 @@ import torch
 from aiida import orm
 from aiida.engine import run_get_node
 
+from aiida_crystalgan.calculations.train import TrainCalculation
 from aiida_crystalgan.gan import GanConfig, train
 from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord, read_datafile
 from aiida_crystalgan.workflows.training import TrainingWorkChain
@@ -66,7 +67,8 @@ def test_training_stopped_by_the_slurm_time_limit_resumes_bit_exactly(slurm, tmp
     assert node.is_finished_ok, node.exit_message
 
     calculations = sorted(node.called, key=lambda n: n.ctime)
-    assert [c.exit_status for c in calculations] == [410, 0]
+    stopped = TrainCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
+    assert [c.exit_status for c in calculations] == [stopped, 0]
     for calculation in calculations:
         assert calculation.computer.scheduler_type == 'core.slurm'
         assert calculation.get_job_id().isdigit()
