@@ -9,5 +9,6 @@ bash scripts/setup-env.sh
 if [[ $(id -u) -eq 0 ]]; then bash scripts/services.sh install; export CRYSTALGAN_REQUIRE_SERVICES=1; fi
 # The daemon tests start `verdi` and the console scripts from PATH: put the environment's bin first.
 export PATH="$PWD/.venv/bin:$PATH"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec .venv/bin/python -m pytest -ra --durations=20 "$@"
+# Two xdist workers, one per core, each running its tests single-threaded; the slow tests start first.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec .venv/bin/python -m pytest -ra --durations=20 -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -105,3 +105,12 @@ def tiny_overrides():
         return recursive_merge(TINY, overrides)
 
     return factory
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the slow tests first, so that two xdist workers finish together, and keep the tests that share the
+    system services (Slurm, SSH, PostgreSQL, RabbitMQ) on one worker, one after the other."""
+    for item in items:
+        if 'infrastructure' in item.path.parts:
+            item.add_marker(pytest.mark.xdist_group('services'))
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
