@@ -203,7 +203,7 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         elements = parse_system(inputs['system'].value)
     except (KeyError, ValueError):
         return None  # the `system` port reports it
-    if 'previous' in inputs:
+    if inputs.get('previous'):
         if 'targets' not in inputs:
             return 'a campaign that continues an earlier one (`previous`) needs its generation `targets`'
         return None  # the seeds, the MD and the hull are the earlier campaign's
@@ -267,6 +267,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
     The training set holds the MD snapshots and every relaxed structure as ``labelled`` data, and the distinct local
     minima (relaxed seeds, references and quenched snapshots with forces below the tolerance and no imaginary phonon
     mode) as ``minimum``. The convex hull is built from the relaxed seeds and references.
+
+    Training, generation and validation run for ``rounds`` discovery rounds: each later round trains from the previous
+    round's model on the training set enlarged with the candidates that round validated (:func:`feed_back_candidates`),
+    on a hull that includes the earlier rounds' predicted structures; the campaign stops after a round without a new
+    S.U.N. structure (``stop_without_new_sun``). With ``previous``, it continues an earlier campaign's rounds instead of
+    starting from seeds (:meth:`get_builder_extension`).
     """
 
     _protocol_file = 'campaign.yaml'
@@ -705,7 +711,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         )
 
     def continues_a_campaign(self) -> bool:
-        return 'previous' in self.inputs
+        return bool(self.inputs.get('previous'))
 
     def continue_previous(self) -> None:
         """Continue an earlier campaign from its last training set, model and hull."""
