@@ -22,6 +22,7 @@ SUMMARY_METRICS = (
 # Table heading → column of :func:`aiida_crystalgan.tools.candidate_rows`.
 TABLE_COLUMNS = (
     ('pk', 'pk'),
+    ('round', 'round'),
     ('formula', 'formula'),
     ('spacegroup', 'spacegroup'),
     ('e_hull (eV/atom)', 'e_above_hull'),
@@ -152,12 +153,16 @@ def write_report(campaign: orm.WorkflowNode, directory: Path) -> Path:
     if 'candidates' in outputs:
         lines.append(f'- generated candidates: {outputs.candidates.size}')
     lines += sections
+    headers, rounds = tools.round_table(campaign)
+    if rounds:
+        lines += ['', '## Discovery rounds', '', '| ' + ' | '.join(headers) + ' |', '|' + '---|' * len(headers)]
+        lines += ['| ' + ' | '.join(format_value(value) for value in row) + ' |' for row in rounds]
     metrics = campaign_metrics(campaign)
     if metrics:
         headers, cells = metric_rows(metrics)
         lines += [
             '',
-            '## Screening funnel and metrics',
+            '## Screening funnel and metrics' + (' (last round)' if len(rounds) > 1 else ''),
             '',
             '| ' + ' | '.join(headers) + ' |',
             '|' + '---|' * len(headers),

@@ -271,20 +271,21 @@ def follow(node, interval: float = 5.0) -> None:
     """Print reports as the campaign runs, under a bar of its stages done; exit non-zero when it fails."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_crystalgan.tools import STAGE_ORDER, stage_progress
+    from aiida_crystalgan.tools import planned_stages, stage_progress
 
     if not get_daemon_client().is_daemon_running:
         echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
+    planned = set(planned_stages(node))
 
     def stages_done() -> int:
         return sum(
-            row['stage'] in STAGE_ORDER and row['state'] in ('finished', 'excepted', 'killed')
+            (row['round'], row['stage']) in planned and row['state'] in ('finished', 'excepted', 'killed')
             for row in stage_progress(node)
         )
 
     printed = 0
     with click.progressbar(
-        length=len(STAGE_ORDER),
+        length=len(planned),
         label=f'campaign <{node.pk}> stages',
         show_pos=True,
         file=click.get_text_stream('stderr'),
@@ -310,16 +311,19 @@ def campaign_status(process, tree) -> None:
     from tabulate import tabulate
 
     from aiida_crystalgan.calculations.monitors import LATEST_LOSSES_EXTRA
-    from aiida_crystalgan.reporting import format_cost
-    from aiida_crystalgan.tools import campaign_stage, stage_progress
+    from aiida_crystalgan.reporting import format_cost, format_value
+    from aiida_crystalgan.tools import campaign_stage, round_table, stage_progress
 
     node = campaign_or_latest(process)
+    current = node.base.extras.get('crystalgan_round', None)
     echo.echo(
-        f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`, '
+        f'campaign <{node.pk}> {node.inputs.system.value}: stage `{campaign_stage(node)}`'
+        f'{f" of round {current}" if current else ""}, '
         f'state {node.process_state.value if node.process_state else "unknown"}'
     )
     rows = [
         [
+            row['round'],
             row['stage'],
             row['pk'] or '-',
             row['state'],
@@ -329,7 +333,11 @@ def campaign_status(process, tree) -> None:
         ]
         for row in stage_progress(node)
     ]
-    echo.echo(tabulate(rows, headers=['stage', 'pk', 'state', 'done/submitted', 'core-hours', 'GPU-hours']))
+    echo.echo(tabulate(rows, headers=['round', 'stage', 'pk', 'state', 'done/submitted', 'core-hours', 'GPU-hours']))
+    headers, cells = round_table(node)
+    if cells:
+        echo.echo('')
+        echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
     for calculation in node.called_descendants:
         latest = calculation.base.extras.get(LATEST_LOSSES_EXTRA, None)
         if latest and not calculation.is_terminated:
@@ -345,3 +353,38 @@ def campaign_status(process, tree) -> None:
 def campaign_wait(process) -> None:
     """Follow a running campaign (default: the latest) until it ends."""
     follow(campaign_or_latest(process))
+
+
+@campaign.command('extend')
+@arguments.PROCESS()
+@click.option('--rounds', type=int, required=True, help='How many more discovery rounds to run.')
+@click.option('--wait/--no-wait', default=False, help='Follow the new campaign until it ends, printing its reports.')
+@click.option(
+    '--daemon/--no-daemon', default=True, show_default=True, help='Submit to the daemon, or run in this process.'
+)
+@decorators.with_dbenv()
+def campaign_extend(process, rounds, wait, daemon) -> None:
+    """Continue a finished campaign for more discovery rounds, as a new campaign.
+
+    It trains on the campaign's last training set (with the candidates its last round validated) from its last model,
+    and validates on its last convex hull: no seeds, MD or quench are run again. Its predicted structures go to the
+    same group.
+    """
+    from aiida.engine import run_get_node, submit
+
+    from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+    if rounds < 1:
+        raise click.BadParameter(f'must be at least 1, got {rounds}', param_hint='--rounds')
+    try:
+        builder = CampaignWorkChain.get_builder_extension(process, rounds)
+    except ValueError as exception:
+        raise click.BadParameter(str(exception), param_hint='PROCESS') from exception
+    if not daemon:
+        _, node = run_get_node(builder)
+        echo.echo_report(f'campaign {node.pk} finished with exit status {node.exit_status}')
+        return
+    node = submit(builder)
+    echo.echo_success(f'submitted campaign <{node.pk}>: {rounds} more rounds after campaign <{process.pk}>')
+    if wait:
+        follow(node)

@@ -69,6 +69,10 @@ def candidates(process, pks_only, export_dir, fmt, force) -> None:
         headers, cells = metric_rows(metrics)
         echo.echo('')
         echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
+    headers, cells = tools.round_table(campaign)
+    if cells:
+        echo.echo('')
+        echo.echo(tabulate([[format_value(value) for value in row] for row in cells], headers=headers))
     if not rows:
         return
     if export_dir:

@@ -24,16 +24,20 @@ from .campaigns import (
     phonon_calculation,
     predicted_structures,
     provenance_path_to_md,
+    round_rows,
+    round_table,
     training_calculation,
 )
 from .cost import (
     COST_COLUMNS,
+    ROUND_STAGES,
     STAGE_ORDER,
     CostRecord,
     calcjob_cost,
     campaign_cost,
     cost_by_stage,
     cost_summary,
+    planned_stages,
     stage_progress,
 )
 from .export import FORMATS, export_candidates
@@ -52,6 +56,7 @@ __all__ = (
     'CANDIDATE_COLUMNS',
     'COST_COLUMNS',
     'FORMATS',
+    'ROUND_STAGES',
     'STAGE_ORDER',
     'CostRecord',
     'calcjob_cost',
@@ -74,8 +79,11 @@ __all__ = (
     'plot_phonons',
     'plot_predicted_structures',
     'plot_structure',
+    'planned_stages',
     'predicted_structures',
     'provenance_path_to_md',
+    'round_rows',
+    'round_table',
     'stage_progress',
     'training_calculation',
 )

@@ -28,6 +28,19 @@ CANDIDATE_COLUMNS = (
     'is_local_minimum',
     'is_novel',
     'rediscovered',
+    'round',
+)
+#: Column of :func:`round_rows` → its name in tables, in order.
+ROUND_COLUMNS = (
+    ('round', 'round'),
+    ('training_set', 'training set'),
+    ('minima', 'minima'),
+    ('model_step', 'model step'),
+    ('generated', 'generated'),
+    ('relaxed', 'relaxed'),
+    ('predicted', 'predicted'),
+    ('new_sun', 'new S.U.N.'),
+    ('sun_rate_per_relaxation', 'S.U.N. per relaxation'),
 )
 #: Key of a funnel metric (:func:`aiida_crystalgan.analysis.metrics.funnel_metrics`) → its name in tables, in order.
 METRIC_NAMES = (
@@ -63,21 +76,71 @@ def campaign_stage(campaign: orm.WorkflowNode) -> str:
     return campaign.base.extras.get('crystalgan_stage', 'created')
 
 
+def _rounds(campaign: orm.WorkflowNode) -> dict[int, dict]:
+    """The outputs of each discovery round (``rounds.round_<number>``) by round number, in order."""
+    if 'rounds' not in campaign.outputs:
+        return {}
+    rounds = campaign.outputs.rounds
+    return {int(name.removeprefix('round_')): rounds[name] for name in sorted(rounds, key=lambda n: int(n[6:]))}
+
+
+def _structures_of_rounds(campaign: orm.WorkflowNode, namespace: str) -> dict[str, orm.StructureData]:
+    """The structures of output ``namespace`` of every round (``round_<number>_<key>``), else of the campaign."""
+    rounds = _rounds(campaign)
+    if rounds:
+        return {
+            f'round_{number}_{key}': structure
+            for number, outputs in rounds.items()
+            if namespace in outputs
+            for key, structure in outputs[namespace].items()
+        }
+    return dict(campaign.outputs[namespace]) if namespace in campaign.outputs else {}
+
+
 def predicted_structures(campaign: orm.WorkflowNode) -> dict[str, orm.StructureData]:
-    """The predicted structures of ``campaign`` by output key (empty until its generation stage has finished)."""
-    return dict(campaign.outputs.predicted) if 'predicted' in campaign.outputs else {}
+    """The predicted structures of every round of ``campaign`` (``round_<number>_<key>``; by output key for a campaign
+    from before discovery rounds); empty until its first generation stage has finished."""
+    return _structures_of_rounds(campaign, 'predicted')
 
 
 def rejected_structures(campaign: orm.WorkflowNode) -> dict[str, orm.StructureData]:
-    """The validated candidates that did not pass (extra ``crystalgan_rejection_reason``), by output key."""
-    return dict(campaign.outputs.rejected) if 'rejected' in campaign.outputs else {}
+    """The validated candidates of every round that did not pass (extra ``crystalgan_rejection_reason``)."""
+    return _structures_of_rounds(campaign, 'rejected')
 
 
 def campaign_metrics(campaign: orm.WorkflowNode) -> dict:
-    """The funnel metrics of ``campaign`` per arm (``gan``, and ``random`` with the control) and ``sun_rate_lift``;
-    empty until its generation stage has finished.
+    """The funnel metrics of the campaign's last round per arm (``gan``, and ``random`` with the control) and
+    ``sun_rate_lift``; empty until its generation stage has finished.
     """
     return campaign.outputs.metrics.get_dict() if 'metrics' in campaign.outputs else {}
+
+
+def round_rows(campaign: orm.WorkflowNode) -> list[dict]:
+    """One row per discovery round (:data:`ROUND_COLUMNS`): its training set, model, funnel counts and new S.U.N.
+    structures (``None`` where the round did not get that far)."""
+    rows = []
+    for number, outputs in _rounds(campaign).items():
+        metrics = outputs['metrics'].get_dict().get('gan', {}) if 'metrics' in outputs else {}
+        dataset = outputs.get('dataset')
+        rows.append(
+            {
+                'round': number,
+                'training_set': dataset.size if dataset is not None else None,
+                'minima': dataset.num_minima if dataset is not None else None,
+                'model_step': outputs['model'].step if 'model' in outputs else None,
+                'generated': metrics.get('n_generated'),
+                'relaxed': metrics.get('n_relaxed'),
+                'predicted': metrics.get('n_passed'),
+                'new_sun': outputs['summary']['n_new_sun'] if 'summary' in outputs else None,
+                'sun_rate_per_relaxation': metrics.get('sun_rate_per_relaxation'),
+            }
+        )
+    return rows
+
+
+def round_table(campaign: orm.WorkflowNode) -> tuple[list[str], list[list]]:
+    """Headers and rows of the table of discovery rounds (no rows for a campaign from before them)."""
+    return [name for _, name in ROUND_COLUMNS], [[row[key] for key, _ in ROUND_COLUMNS] for row in round_rows(campaign)]
 
 
 def metric_rows(metrics: dict) -> tuple[list[str], list[list]]:

@@ -18,7 +18,9 @@ Stages are named after the campaign's direct child that (indirectly) called the 
 calculations on generated candidates).
 The ``engine`` column is ``gan`` for the GAN's own calculations, ``daemon`` for calcfunctions, else the campaign's
 engine. The ``arm`` column is ``random`` for calculations under a child whose call link label or process label
-names random search (the control arm), else ``gan``. Campaigns have one round for now: ``round`` is always 1.
+names random search (the control arm), else ``gan``. The ``round`` column is the discovery round of the child, from
+its call link label ``round_<number>_<stage>`` (training, generation and the feedback of the validated candidates into
+the training set); the stages upstream of the first round (seeds to dataset) count in round 1.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ STAGE_OF_CHILD = {
     'merge_training_data': 'dataset',
     'TrainingWorkChain': 'training',
     'GenerationWorkChain': 'generation',
+    'feed_back_candidates': 'dataset',
 }
+#: Call link label of a campaign's child that belongs to a discovery round.
+_ROUND_LABEL = re.compile(r'^round_(\d+)_')
 _GPU_REQUEST = re.compile(r'--(?:gres=gpu(?::[\w.-]+)?:|gpus(?:-per-node)?=)(\d+)')
 _TRES_GPUS = re.compile(r'gres/gpu(?::[\w.-]+)?=(\d+)')
 
@@ -170,6 +175,12 @@ def _stage_child(node: orm.ProcessNode, campaign: orm.ProcessNode) -> orm.Proces
     return node if node.caller is not None else None
 
 
+def child_round(child: orm.ProcessNode) -> int:
+    """The discovery round of a campaign's direct child (1 for the stages upstream of the first round)."""
+    match = _ROUND_LABEL.match(_child_call_label(child))
+    return int(match.group(1)) if match else 1
+
+
 def _is_random_arm(child: orm.ProcessNode) -> bool:
     return 'random' in f'{_child_call_label(child)} {child.process_label}'.lower()
 
@@ -206,7 +217,7 @@ def cost_rows(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
                 'process_label': node.process_label,
                 'stage': stage,
                 'arm': arm,
-                'round': 1,
+                'round': child_round(child),
                 'engine': node_engine,
                 'state': node.process_state.value if node.process_state else 'unknown',
                 'wall_s': record.wall_s,
@@ -300,16 +311,31 @@ def cost_summary(campaign: orm.ProcessNode, ledger: pandas.DataFrame | None = No
 
 #: The campaign's stages in the order it runs them (the process labels of its direct children).
 STAGE_ORDER = ('seeds', 'sampling', 'references', 'dataset', 'training', 'generation')
+#: The stages that every discovery round runs.
+ROUND_STAGES = ('training', 'generation')
+
+
+def planned_stages(campaign: orm.ProcessNode) -> list[tuple[int, str]]:
+    """``(round, stage)`` of every stage that ``campaign`` runs unless it stops early: :data:`STAGE_ORDER` in round 1,
+    then :data:`ROUND_STAGES` in each later round; only the rounds' stages for a campaign that continues another."""
+    rounds = campaign.inputs.rounds.value if 'rounds' in campaign.inputs else 1
+    if 'previous' in campaign.inputs:
+        first = campaign.inputs.previous.last_round.value + 1
+        return [(number, stage) for number in range(first, first + rounds) for stage in ROUND_STAGES]
+    later = [(number, stage) for number in range(2, rounds + 1) for stage in ROUND_STAGES]
+    return [(1, stage) for stage in STAGE_ORDER] + later
 
 
 def stage_progress(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
-    """Per stage, in the order of :data:`STAGE_ORDER` (then any other child, e.g. a control arm): its process state,
-    its sub-processes terminated (``done``) out of those submitted so far (``total``), and its core-hours and
-    GPU-hours so far (running calculations count up to now). Stages not started yet have ``state`` ``pending``.
+    """Per stage and round, in the order of :func:`planned_stages` (then any other child, e.g. a control arm): its
+    process state, its sub-processes terminated (``done``) out of those submitted so far (``total``), and its
+    core-hours and GPU-hours so far (running calculations count up to now). Stages not started yet have ``state``
+    ``pending``.
     """
     progress = {
-        stage: {
+        (number, stage): {
             'stage': stage,
+            'round': number,
             'pk': None,
             'state': 'pending',
             'done': 0,
@@ -317,14 +343,17 @@ def stage_progress(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
             'core_hours': 0.0,
             'gpu_hours': 0.0,
         }
-        for stage in STAGE_ORDER
+        for number, stage in planned_stages(campaign)
     }
     for child in sorted(campaign.called, key=lambda node: node.ctime):
-        stage = STAGE_OF_CHILD.get(child.process_label, _child_call_label(child) or child.process_label)
+        label = _child_call_label(child)
+        stage = STAGE_OF_CHILD.get(child.process_label, label or child.process_label)
+        number = child_round(child)
         descendants = [child] if isinstance(child, orm.CalculationNode) else child.called_descendants
         records = [calculation_cost(node) for node in descendants if isinstance(node, orm.CalculationNode)]
-        progress[stage] = {
+        progress[number, stage] = {
             'stage': stage,
+            'round': number,
             'pk': child.pk,
             'state': child.process_state.value if child.process_state else 'unknown',
             'done': sum(node.is_terminated for node in descendants),

@@ -7,12 +7,14 @@ from typing import Any
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ExitCode, ToContext, WorkChain, calcfunction
+from aiida.common.links import LinkType
+from aiida.engine import ExitCode, ToContext, WorkChain, calcfunction, if_, while_
 from pymatgen.core import Composition
 
-from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData
+from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, to_record
 from aiida_crystalgan.data.model import GanModelData
 from aiida_crystalgan.engines.base import expose_engine_inputs, load_engine
+from aiida_crystalgan.engines.outputs import read_results
 from aiida_crystalgan.structures.prototypes import parse_system
 from aiida_crystalgan.workflows.generation import GenerationWorkChain
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
@@ -22,6 +24,7 @@ from aiida_crystalgan.workflows.quench import (
     checked_dataset,
     relaxation_nodes,
     relaxed_datasets,
+    relaxed_records,
     split_roles,
 )
 from aiida_crystalgan.workflows.sampling import SamplingWorkChain
@@ -58,6 +61,8 @@ RUNTIME_INPUTS = {
 SHARED_STABILITY = ('quench', 'generation')
 #: Key prefix of the reference phases among the structures that the campaign relaxes with the seeds.
 REFERENCE_PREFIX = 'reference_'
+#: Output namespace of the discovery rounds: ``rounds.round_<number>.<output>``.
+ROUNDS_NAMESPACE = 'rounds'
 
 
 @calcfunction
@@ -91,6 +96,72 @@ def merge_training_data(snapshots: CrystalDatasetData, **datasets: CrystalDatase
     return CrystalDatasetData([*snapshots.records(), *labelled, *unique], metadata=metadata)
 
 
+@calcfunction
+def feed_back_candidates(
+    dataset: CrystalDatasetData, evaluation: orm.Dict, round_number: orm.Int, **nodes: orm.Data
+) -> dict[str, orm.Data]:
+    """The next round's training set: ``dataset`` with the candidates that a round validated, and its new S.U.N.
+    structures.
+
+    ``nodes`` holds ``structure_<key>`` / ``results_<key>`` (each relaxed candidate and its engine results) and
+    ``evaluation`` their rows (:func:`~aiida_crystalgan.workflows.generation.evaluate_candidates`). Every relaxed
+    candidate joins as ``labelled`` data and every local minimum as a ``minimum``; equivalent minima (a candidate and a
+    minimum of the dataset, or two candidates) are merged, the lowest energy kept as the ``minimum``, the other kept as
+    ``labelled``. The engines return the final structure of a relaxation only, so no intermediate step joins.
+
+    Returns ``dataset`` and ``summary``: ``validated``, ``minima_added`` (distinct new minima), ``new_sun`` (keys of the
+    candidates that are stable within the E_hull window, novel with respect to ``dataset``, the training set that
+    already holds the earlier rounds' candidates, and distinct from each other) and ``n_new_sun``.
+    """
+    from aiida_crystalgan.importers.cleaning import deduplicate_minima
+
+    rows = evaluation.get_dict()
+    origin = f'round_{round_number.value}'
+    added = {'labelled': [], 'minima': []}
+    for record, is_minimum in relaxed_records(rows, nodes, origin):
+        added['minima' if is_minimum else 'labelled'].append(record)
+    labelled, minima = split_roles(
+        [*dataset.records(role=LABELLED), *added['labelled']], [*dataset.records(role=MINIMUM), *added['minima']]
+    )
+    sun_keys = sorted(key for key, row in rows.items() if row['passes'] and row['is_novel'])
+    sun_records = [to_record(nodes[f'structure_{key}'], **read_results(nodes[f'results_{key}'])) for key in sun_keys]
+    distinct, _ = deduplicate_minima(sun_records)
+    new_sun = [sun_keys[index] for index in distinct]
+    summary = {
+        'round': round_number.value,
+        'validated': len(rows),
+        'minima_added': len(minima) - dataset.num_minima,
+        'new_sun': new_sun,
+        'n_new_sun': len(new_sun),
+    }
+    metadata = {
+        'origin': f'training set of round {round_number.value} and the candidates it validated',
+        'previous': dataset.uuid,
+        'round': round_number.value,
+    }
+    return {'dataset': CrystalDatasetData([*labelled, *minima], metadata=metadata), 'summary': orm.Dict(summary)}
+
+
+def continued_training(parameters: Mapping[str, Any], parent: GanModelData | None) -> dict[str, Any]:
+    """The GAN configuration of a round: the first trains ``steps`` steps from scratch, each later one ``steps`` more
+    from the previous round's model (training stops at ``steps`` counted from the first step)."""
+    parameters = dict(parameters)
+    if parent is not None:
+        parameters['steps'] = parent.step + parameters['steps']
+    return parameters
+
+
+def evaluated_nodes(evaluation: orm.Dict) -> dict[str, orm.Data]:
+    """The relaxed candidates and their engine results (``structure_<key>``, ``results_<key>``) that ``evaluation``
+    was computed from: the inputs of the calcfunction that created it."""
+    creator = evaluation.base.links.get_incoming(link_type=LinkType.CREATE).one().node
+    return {
+        link.link_label: link.node
+        for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+        if link.link_label.startswith(('structure_', 'results_'))
+    }
+
+
 def split_relaxed(summary: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """``(relaxed, failed)`` keys of a ``crystalgan.stability`` summary: a structure whose relaxation neither
     converged nor brought its largest force below the tolerance failed, and stays out of the convex hull."""
@@ -114,11 +185,17 @@ def _elemental_phases(node: orm.Data) -> set[str]:
     return set(symbols) if len(symbols) == 1 else set()
 
 
+def validate_rounds(value: orm.Int, _) -> str | None:
+    """At least one round."""
+    return None if value.value >= 1 else f'`rounds` must be at least 1, got {value.value}'
+
+
 def validate_inputs(inputs: dict[str, Any], _) -> str | None:
     """Seeds and references hold only elements of the system, and every element has a pure phase for the hull.
 
     The pure phases are looked for among the ``references``, the user's ``structures`` and, when the seeds use them,
-    the built-in prototypes.
+    the built-in prototypes. A campaign that continues an earlier one (``previous``) has its hull already, and needs
+    ``targets``.
     """
     from aiida_crystalgan.structures.prototypes import seed_structures
 
@@ -126,6 +203,10 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         elements = parse_system(inputs['system'].value)
     except (KeyError, ValueError):
         return None  # the `system` port reports it
+    if inputs.get('previous'):
+        if 'targets' not in inputs:
+            return 'a campaign that continues an earlier one (`previous`) needs its generation `targets`'
+        return None  # the seeds, the MD and the hull are the earlier campaign's
     elemental = set()
     for namespace in ('structures', 'references'):
         for key, node in inputs.get(namespace, {}).items():
@@ -186,6 +267,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
     The training set holds the MD snapshots and every relaxed structure as ``labelled`` data, and the distinct local
     minima (relaxed seeds, references and quenched snapshots with forces below the tolerance and no imaginary phonon
     mode) as ``minimum``. The convex hull is built from the relaxed seeds and references.
+
+    Training, generation and validation run for ``rounds`` discovery rounds: each later round trains from the previous
+    round's model on the training set enlarged with the candidates that round validated (:func:`feed_back_candidates`),
+    on a hull that includes the earlier rounds' predicted structures; the campaign stops after a round without a new
+    S.U.N. structure (``stop_without_new_sun``). With ``previous``, it continues an earlier campaign's rounds instead of
+    starting from seeds (:meth:`get_builder_extension`).
     """
 
     _protocol_file = 'campaign.yaml'
@@ -226,6 +313,34 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             required=False,
             help='Group that receives the predicted structures (default `crystalgan/<system>/<pk>`).',
         )
+        spec.input(
+            'rounds',
+            valid_type=orm.Int,
+            validator=validate_rounds,
+            help='Discovery rounds: training, generation and validation, each round retraining from the previous '
+            "round's model on the training set enlarged with the candidates it validated.",
+        )
+        spec.input(
+            'stop_without_new_sun',
+            valid_type=orm.Bool,
+            help='Stop before `rounds` when a round finds no new S.U.N. structure (stable within the E_hull '
+            'window, unique, novel with respect to the training set and the earlier rounds).',
+        )
+        spec.input_namespace(
+            'previous',
+            required=False,
+            help='The last round of an earlier campaign to continue from (`campaign extend`): no seeds, MD or '
+            'quench are run.',
+        )
+        spec.input('previous.dataset', valid_type=CrystalDatasetData, help="The next round's training set.")
+        spec.input('previous.model', valid_type=GanModelData, help="The last round's model: training resumes from it.")
+        spec.input_namespace(
+            'previous.hull_structures', valid_type=orm.StructureData, dynamic=True, help='The phases of the hull.'
+        )
+        spec.input_namespace(
+            'previous.hull_results', valid_type=orm.ArrayData, dynamic=True, help='Their engine results, same keys.'
+        )
+        spec.input('previous.last_round', valid_type=orm.Int, help='The number of the last round run.')
         expose_engine_inputs(spec)
         for namespace, workchain in STAGE_WORKCHAINS.items():
             spec.expose_inputs(workchain, namespace=namespace, exclude=RUNTIME_INPUTS[namespace])
@@ -233,18 +348,51 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         spec.inputs['generation']['generate'].validator = None
         spec.inputs.validator = validate_inputs
         spec.outline(
-            cls.run_seeds,
-            cls.run_sampling_and_references,
-            cls.run_quench,
-            cls.build_dataset,
-            cls.run_training,
-            cls.run_generation,
+            if_(cls.continues_a_campaign)(
+                cls.continue_previous,
+            ).else_(
+                cls.run_seeds,
+                cls.run_sampling_and_references,
+                cls.run_quench,
+                cls.build_dataset,
+                cls.setup_rounds,
+            ),
+            while_(cls.should_run_round)(
+                cls.run_training,
+                cls.run_generation,
+                cls.inspect_round,
+            ),
             cls.results,
         )
-        spec.output_namespace('seeds', valid_type=orm.StructureData, dynamic=True)
-        spec.output('dataset', valid_type=CrystalDatasetData, help='The training set.')
-        spec.output('model', valid_type=GanModelData, help='The trained GAN.')
-        spec.output('candidates', valid_type=CrystalDatasetData, help='Every generated structure.')
+        spec.output_namespace('seeds', valid_type=orm.StructureData, dynamic=True, required=False)
+        spec.output('dataset', valid_type=CrystalDatasetData, help="The last round's training set.")
+        spec.output('model', valid_type=GanModelData, help="The last round's GAN.")
+        spec.output(
+            'next_dataset',
+            valid_type=CrystalDatasetData,
+            required=False,
+            help="The last round's training set with the candidates it validated: `campaign extend` trains on it.",
+        )
+        spec.output_namespace('hull_phases', required=False, help='The convex hull for the next round.')
+        spec.output_namespace(
+            'hull_phases.structures',
+            valid_type=orm.StructureData,
+            dynamic=True,
+            required=False,
+            help="The phases of the convex hull after the last round: relaxed seeds and references and every round's "
+            'predicted structures.',
+        )
+        spec.output_namespace('hull_phases.results', valid_type=orm.ArrayData, dynamic=True, required=False)
+        spec.output_namespace(
+            ROUNDS_NAMESPACE,
+            valid_type=orm.Data,
+            dynamic=True,
+            required=False,
+            help='Per round, `round_<number>`: `dataset`, `model`, `candidates`, `metrics`, `summary` (new S.U.N. '
+            'structures), `next_dataset` and, where candidates were validated, `evaluation`, `predicted` and '
+            '`rejected`.',
+        )
+        spec.output('candidates', valid_type=CrystalDatasetData, help='Every structure the last round generated.')
         spec.output_namespace('predicted', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output('evaluation', valid_type=orm.Dict, required=False)
         spec.output(
@@ -267,7 +415,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             712, 'ERROR_REFERENCES_FAILED', message='The relaxation of the seeds and reference phases failed.'
         )
         spec.exit_code(713, 'ERROR_TRAINING_FAILED', message='The GAN training failed.')
-        spec.exit_code(714, 'ERROR_GENERATION_FAILED', message='Generation or validation of candidates failed.')
+        spec.exit_code(
+            714,
+            'ERROR_GENERATION_FAILED',
+            message='Generation or validation of candidates failed; the outputs of the earlier rounds are kept.',
+        )
         spec.exit_code(715, 'ERROR_NO_TARGETS', message='No compound composition to generate: give `targets`.')
         spec.exit_code(
             716,
@@ -289,6 +441,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             message='No pure phase of {elements} relaxed: the convex hull needs every element.',
         )
         spec.exit_code(719, 'ERROR_QUENCH_FAILED', message='The quench of the MD snapshots failed.')
+        spec.exit_code(
+            720,
+            'ERROR_NO_VALID_CANDIDATES',
+            message='Round {round}: no generated candidate passed the screening to be validated; the outputs of the '
+            'earlier rounds are kept.',
+        )
 
     @classmethod
     def get_override_keys(cls) -> dict[str, Any]:
@@ -336,7 +494,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         """A ready builder for ``system``: every stage built from its own protocol named ``protocol``.
 
         :param protocol: `fast`, `balanced` or `precise` (default: the plugin's default protocol, `fast`).
-        :param overrides: the campaign's own keys (``max_formula_units``, ``targets``) and, under a stage's name
+        :param overrides: the campaign's own keys (``max_formula_units``, ``targets``, ``rounds``,
+            ``stop_without_new_sun``) and, under a stage's name
             (``seeds``, ``sampling``, ``quench``, ``stability``, ``training``, ``generation``), values over that
             stage's protocol.
         :param structures: extra seeds (structures or datasets of them).
@@ -383,6 +542,8 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         builder = cls.get_builder()
         builder.system = orm.Str(system)
         builder.max_formula_units = orm.Int(inputs['max_formula_units'])
+        builder.rounds = orm.Int(inputs['rounds'])
+        builder.stop_without_new_sun = orm.Bool(inputs['stop_without_new_sun'])
         if inputs['targets']:
             builder.targets = orm.List(inputs['targets'])
         builder.engine = engine_inputs
@@ -392,6 +553,48 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             builder.structures = structures
         if references:
             builder.references = references
+        return builder
+
+    @classmethod
+    def get_builder_extension(cls, campaign: orm.ProcessNode, rounds: int):
+        """A builder that continues the finished ``campaign`` for ``rounds`` more rounds from its last training set,
+        model and hull, with its inputs otherwise; its predicted structures go to the same group.
+
+        :raises ValueError: when ``campaign`` is not a campaign, did not finish successfully, or ``rounds`` < 1.
+        """
+        if campaign.process_type != cls.build_process_type():
+            raise ValueError(f'process <{campaign.pk}> is a {campaign.process_label}, not a campaign')
+        if not campaign.is_finished_ok:
+            state = f'exit status {campaign.exit_status}' if campaign.is_finished else campaign.process_state.value
+            raise ValueError(
+                f'campaign <{campaign.pk}> did not finish successfully ({state}): only a finished campaign is extended'
+            )
+        if rounds < 1:
+            raise ValueError(f'the number of rounds must be at least 1, got {rounds}')
+        outputs = campaign.outputs
+        if 'next_dataset' not in outputs:
+            raise ValueError(f'campaign <{campaign.pk}> predates discovery rounds: it has no `next_dataset` to extend')
+        inputs = campaign.base.links.get_incoming(link_type=LinkType.INPUT_WORK).nested()
+        for name in ('structures', 'references', 'previous'):
+            inputs.pop(name, None)
+        if 'targets' not in inputs:
+            targets = generation_targets(
+                list(outputs.seeds.values()),
+                inputs['max_formula_units'].value,
+                int(outputs.model.base.attributes.get('n_max')),
+            )
+            inputs['targets'] = orm.List(targets)
+        builder = cls.get_builder()
+        builder._update(inputs)
+        builder.rounds = orm.Int(rounds)
+        builder.group_label = orm.Str(campaign.base.extras.get('crystalgan_group'))
+        builder.previous = {
+            'dataset': outputs.next_dataset,
+            'model': outputs.model,
+            'hull_structures': dict(outputs.hull_phases.structures),
+            'hull_results': dict(outputs.hull_phases.results),
+            'last_round': orm.Int(max(int(name.removeprefix('round_')) for name in outputs[ROUNDS_NAMESPACE])),
+        }
         return builder
 
     def _stage(self, name: str) -> None:
@@ -486,53 +689,121 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         datasets.update({f'{role}_quench': quench[role] for role in ('labelled', 'minima') if role in quench})
         dataset = merge_training_data(self.ctx.sampling.outputs.snapshots, **datasets)
         self.ctx.dataset = dataset
-        self.out('dataset', dataset)
         self.report(
             f'training set of {dataset.size} structures: {dataset.num_minima} distinct local minima '
             f'(`{MINIMUM}`) and {dataset.num_labelled} MD snapshots and relaxed structures (`{LABELLED}`)'
         )
         if dataset.num_minima == 0:
+            self.out('dataset', dataset)
             return self.exit_codes.ERROR_NO_MINIMA
         return None
 
+    def setup_rounds(self) -> None:
+        """The first round trains from scratch on the training set; the hull is that of the relaxed seeds and
+        references."""
+        relaxation = self.ctx.references.outputs
+        self._start_rounds(
+            first=1,
+            model=None,
+            hull_structures={key: relaxation.relaxed_structures[key] for key in self.ctx.hull_phases},
+            hull_results={key: relaxation.results[key] for key in self.ctx.hull_phases},
+            targets=self.inputs.targets.get_list() if 'targets' in self.inputs else None,
+        )
+
+    def continues_a_campaign(self) -> bool:
+        return bool(self.inputs.get('previous'))
+
+    def continue_previous(self) -> None:
+        """Continue an earlier campaign from its last training set, model and hull."""
+        previous = self.inputs.previous
+        self.ctx.dataset = previous.dataset
+        self._start_rounds(
+            first=previous.last_round.value + 1,
+            model=previous.model,
+            hull_structures=dict(previous.hull_structures),
+            hull_results=dict(previous.hull_results),
+            targets=self.inputs.targets.get_list(),
+        )
+        self.report(
+            f'continuing after round {previous.last_round.value}: training set of {previous.dataset.size} '
+            f'structures, model at step {previous.model.step}, {len(previous.hull_structures)} phases on the hull'
+        )
+
+    def _start_rounds(
+        self,
+        first: int,
+        model: GanModelData | None,
+        hull_structures: dict[str, orm.StructureData],
+        hull_results: dict[str, orm.ArrayData],
+        targets: list[dict] | None,
+    ) -> None:
+        self.ctx.round = first
+        self.ctx.last_round = first + self.inputs.rounds.value - 1
+        self.ctx.model = model
+        self.ctx.hull_structures, self.ctx.hull_results = hull_structures, hull_results
+        self.ctx.targets = targets
+        self.ctx.stop = False
+        self.ctx.last = None  # the top-level outputs of the last round that validated candidates
+
+    def should_run_round(self) -> bool:
+        return not self.ctx.stop and self.ctx.round <= self.ctx.last_round
+
+    def _round_output(self, name: str, value: orm.Data | dict[str, orm.Data]) -> None:
+        """Output ``rounds.round_<number>.<name>`` of the current round (a node, or a namespace of them)."""
+        label = f'{ROUNDS_NAMESPACE}.round_{self.ctx.round}.{name}'
+        for key, node in value.items() if isinstance(value, dict) else [(None, value)]:
+            self.out(label if key is None else f'{label}.{key}', node)
+
+    def _submit_round_stage(self, process_class: type, name: str, inputs: AttributeDict):
+        """Submit a stage of the current round, its call link labelled ``round_<number>_<name>`` (the cost ledger
+        attributes its calculations to the round by it)."""
+        inputs['metadata'] = {**dict(inputs.get('metadata', {})), 'call_link_label': f'round_{self.ctx.round}_{name}'}
+        return self.submit(process_class, **inputs)
+
     def run_training(self):
-        """Train the GAN (resuming across wall-clock limits)."""
+        """Train the GAN (resuming across wall-clock limits); after the first round, from the previous round's model
+        on the enlarged training set."""
         self._stage('training')
+        self.node.base.extras.set('crystalgan_round', self.ctx.round)
+        self._round_output('dataset', self.ctx.dataset)
         inputs = self._stage_inputs('training')
-        inputs['train']['dataset'] = self.ctx.dataset
-        return ToContext(training=self.submit(TrainingWorkChain, **inputs))
+        train = inputs['train']
+        train['dataset'] = self.ctx.dataset
+        if self.ctx.model is not None:
+            train['parent_model'] = self.ctx.model
+            train['parameters'] = orm.Dict(continued_training(train['parameters'].get_dict(), self.ctx.model))
+        node = self._submit_round_stage(TrainingWorkChain, 'training', inputs)
+        self.report(f'round {self.ctx.round}: training <{node.pk}> on {self.ctx.dataset.size} structures')
+        return ToContext(training=node)
 
     def run_generation(self):
-        """Generate for every compound composition of the seeds, then validate the survivors."""
+        """Generate for every compound composition of the seeds, then validate the survivors on the current hull."""
         if not self.ctx.training.is_finished_ok:
+            self._expose_last_round()
             return self.exit_codes.ERROR_TRAINING_FAILED
         self._stage('generation')
-        model = self.ctx.training.outputs.model
-        self.out('model', model)
-        if 'targets' in self.inputs:
-            targets = self.inputs.targets.get_list()
-        else:
-            targets = generation_targets(
+        model = self.ctx.model = self.ctx.training.outputs.model
+        self._round_output('model', model)
+        if self.ctx.targets is None:
+            self.ctx.targets = generation_targets(
                 list(self.ctx.seeds.outputs.structures.values()),
                 self.inputs.max_formula_units.value,
                 int(model.base.attributes.get('n_max')),
             )
-        if not targets:
+        if not self.ctx.targets:
             return self.exit_codes.ERROR_NO_TARGETS
-        phases = self.ctx.hull_phases
-        relaxation = self.ctx.references.outputs
         inputs = self._stage_inputs(
             'generation',
             training_dataset=self.ctx.dataset,
             stability=self.inputs.stability.parameters,
-            reference_structures={key: relaxation.relaxed_structures[key] for key in phases},
-            reference_results={key: relaxation.results[key] for key in phases},
+            reference_structures=self.ctx.hull_structures,
+            reference_results=self.ctx.hull_results,
             engine=dict(self.inputs.engine),
         )
         generate = inputs['generate']
         generate['model'] = model
-        generate['parameters'] = orm.Dict({**generate['parameters'].get_dict(), 'targets': targets})
-        return ToContext(generation=self.submit(GenerationWorkChain, **inputs))
+        generate['parameters'] = orm.Dict({**generate['parameters'].get_dict(), 'targets': self.ctx.targets})
+        return ToContext(generation=self._submit_round_stage(GenerationWorkChain, 'generation', inputs))
 
     def hull_phases(self) -> list[str] | ExitCode:
         """Keys of the relaxed seeds and references that enter the hull; those that did not relax are reported."""
@@ -553,44 +824,107 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_HULL_INCOMPLETE.format(elements=', '.join(missing))
         return phases
 
-    def results(self):
-        """Expose the predictions and metrics; predicted structures go to the campaign's group, rejected ones to
-        ``<group>/rejected`` (their extra ``crystalgan_rejection_reason`` says why).
-        """
-        node = self.ctx.generation
-        if not node.is_finished_ok:
-            return self.exit_codes.ERROR_GENERATION_FAILED
-        self.out('candidates', node.outputs.candidates)
-        self.out('metrics', node.outputs.metrics)
-        label = (
-            self.inputs.group_label.value
-            if 'group_label' in self.inputs
-            else f'crystalgan/{self.inputs.system.value}/{self.node.pk}'
-        )
+    def _group_label(self) -> str:
+        if 'group_label' in self.inputs:
+            return self.inputs.group_label.value
+        return f'crystalgan/{self.inputs.system.value}/{self.node.pk}'
+
+    def _file_structures(self, generation: orm.WorkflowNode) -> dict[str, dict[str, orm.StructureData]]:
+        """Predicted structures into the campaign's group, rejected ones into ``<group>/rejected``, each with its
+        campaign, system and round as extras; returns them by namespace."""
+        label = self._group_label()
+        self.node.base.extras.set('crystalgan_group', label)
         grouped = {}
         for namespace, group_label in (('predicted', label), ('rejected', f'{label}/rejected')):
-            structures = dict(node.outputs[namespace]) if namespace in node.outputs else {}
+            structures = dict(generation.outputs[namespace]) if namespace in generation.outputs else {}
             group, _ = orm.Group.collection.get_or_create(group_label)
             group.add_nodes(list(structures.values()))
             for structure in structures.values():
                 structure.base.extras.set_many(
-                    {'crystalgan_campaign': self.node.uuid, 'crystalgan_system': self.inputs.system.value}
+                    {
+                        'crystalgan_campaign': self.node.uuid,
+                        'crystalgan_system': self.inputs.system.value,
+                        'crystalgan_round': self.ctx.round,
+                    }
                 )
             if structures:
-                self.out(namespace, structures)
+                self._round_output(namespace, structures)
             grouped[namespace] = structures
-        if 'evaluation' in node.outputs:
-            self.out('evaluation', node.outputs.evaluation)
-            self.out('hull', node.outputs.hull)
-            phases = ', '.join(
-                f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
-                for phase in node.outputs.hull['phases']
-            )
-            self.report(f'convex hull of the relaxed seeds and references: {phases}')
-        self.node.base.extras.set('crystalgan_group', label)
-        self._stage('finished')
+        return grouped
+
+    def inspect_round(self):
+        """Expose the round's results, feed its validated candidates back into the training set (a calcfunction) and
+        its predicted structures into the hull, and stop when it found no new S.U.N. structure."""
+        node, number = self.ctx.generation, self.ctx.round
+        if not node.is_finished_ok:
+            self._expose_last_round()
+            return self.exit_codes.ERROR_GENERATION_FAILED
+        for name in ('candidates', 'metrics'):
+            self._round_output(name, node.outputs[name])
+        if 'evaluation' not in node.outputs:
+            self._expose_last_round()
+            return self.exit_codes.ERROR_NO_VALID_CANDIDATES.format(round=number)
+        self._round_output('evaluation', node.outputs.evaluation)
+        grouped = self._file_structures(node)
+        nodes = evaluated_nodes(node.outputs.evaluation)
+        feedback = feed_back_candidates(
+            self.ctx.dataset,
+            node.outputs.evaluation,
+            orm.Int(number),
+            **nodes,
+            metadata={'call_link_label': f'round_{number}_feedback'},
+        )
+        summary = feedback['summary']
+        self._round_output('next_dataset', feedback['dataset'])
+        self._round_output('summary', summary)
+        for key in grouped['predicted']:
+            self.ctx.hull_structures[f'round{number}_{key}'] = nodes[f'structure_{key}']
+            self.ctx.hull_results[f'round{number}_{key}'] = nodes[f'results_{key}']
+        self.ctx.last = {
+            'dataset': self.ctx.dataset,
+            'model': self.ctx.model,
+            'next_dataset': feedback['dataset'],
+            'candidates': node.outputs.candidates,
+            'metrics': node.outputs.metrics,
+            'evaluation': node.outputs.evaluation,
+            'hull': node.outputs.hull,
+            'hull_phases': {'structures': dict(self.ctx.hull_structures), 'results': dict(self.ctx.hull_results)},
+            **{namespace: structures for namespace, structures in grouped.items() if structures},
+        }
+        self.ctx.dataset = feedback['dataset']
         self.report(
-            f'{len(grouped["predicted"])} predicted structures in group `{label}`, '
-            f'{len(grouped["rejected"])} rejected in `{label}/rejected`'
+            f'round {number}: {summary["validated"]} candidates validated, {len(grouped["predicted"])} predicted, '
+            f'{summary["n_new_sun"]} new S.U.N. structures; next training set {feedback["dataset"].size} structures '
+            f'({summary["minima_added"]} new minima)'
+        )
+        self.ctx.round += 1
+        if summary['n_new_sun'] == 0 and self.inputs.stop_without_new_sun.value and number < self.ctx.last_round:
+            self.ctx.stop = True
+            self.report(
+                f'stopping after round {number} of {self.ctx.last_round}: it found no new S.U.N. structure (stable '
+                'within the E_hull window, unique, novel with respect to the training set and the earlier rounds)'
+            )
+        return None
+
+    def _expose_last_round(self) -> None:
+        """The top-level outputs: those of the last round that validated candidates (none before one did)."""
+        for name, value in (self.ctx.get('last') or {}).items():
+            self.out(name, value)
+
+    def results(self):
+        """Expose the last round's results at the top level (every round's are under ``rounds``)."""
+        self._expose_last_round()
+        phases = ', '.join(
+            f'{phase["formula"]} ({phase["name"].removeprefix(REFERENCE_PREFIX)})'
+            for phase in self.ctx.last['hull']['phases']
+        )
+        self.report(f'convex hull of the last round: {phases}')
+        self._stage('finished')
+        label = self._group_label()
+        predicted = len(self.ctx.last.get('predicted', {}))
+        rejected = len(self.ctx.last.get('rejected', {}))
+        self.report(
+            f'last round {self.ctx.round - 1}: {predicted} predicted structures in group `{label}`, '
+            f'{rejected} rejected in `{label}/rejected`'
         )
         return None

@@ -302,3 +302,39 @@ def test_campaign_wait_shows_the_stages_done(costed_campaign):
     assert result.exit_code == 0, result.output
     assert f'campaign <{costed_campaign.pk}> stages' in result.output
     assert f'campaign <{costed_campaign.pk}> finished' in result.output
+
+
+def test_costs_and_progress_by_round(aiida_localhost):
+    """Each round's children (call links ``round_<number>_<stage>``) are its own: in the ledger and the progress."""
+    from aiida import orm
+    from aiida.common.links import LinkType
+
+    from aiida_crystalgan import tools
+    from aiida_crystalgan.workflows.campaign import CampaignWorkChain
+
+    campaign = orm.WorkflowNode(process_type=CampaignWorkChain.build_process_type())
+    campaign.set_process_label('CampaignWorkChain')
+    for label, value in (('system', orm.Str('Nb-O')), ('engine__name', orm.Str('mlip')), ('rounds', orm.Int(2))):
+        campaign.base.links.add_incoming(value.store(), link_type=LinkType.INPUT_WORK, link_label=label)
+    campaign.store()
+    for number in (1, 2):
+        training = _workflow('TrainingWorkChain', campaign, call_label=f'round_{number}_training')
+        resources = {'num_machines': 1, 'num_mpiprocs_per_machine': 1}
+        _calcjob(aiida_localhost, training, 'crystalgan.train', resources, sacct=SACCT)
+    _workflow('GenerationWorkChain', campaign, call_label='round_2_generation')
+
+    ledger = tools.campaign_cost(campaign)
+    assert ledger['round'].tolist() == [1, 2]
+    by_stage = tools.cost_by_stage(ledger)
+    assert by_stage[by_stage['round'] == 2]['core_hours'].tolist() == [16.0]
+
+    assert tools.planned_stages(campaign) == [(1, stage) for stage in tools.STAGE_ORDER] + [
+        (2, 'training'),
+        (2, 'generation'),
+    ]
+    progress = {(row['round'], row['stage']): row for row in tools.stage_progress(campaign)}
+    assert list(progress) == tools.planned_stages(campaign)
+    assert progress[1, 'seeds']['state'] == 'pending'
+    assert progress[2, 'training']['core_hours'] == 16.0
+    assert progress[2, 'generation']['state'] == 'finished'
+    assert progress[1, 'training']['pk'] != progress[2, 'training']['pk']

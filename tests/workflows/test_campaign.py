@@ -1,4 +1,5 @@
-"""The whole campaign at the smallest settings, through the daemon on the ZeroMQ profile, then the CLI on it."""
+"""The whole campaign at the smallest settings and two discovery rounds, through the daemon on the ZeroMQ profile, then
+the CLI on it and one more round with `campaign extend`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiida.common.links import LinkType
 from click.testing import CliRunner
 from pymatgen.core import Structure
 
+from aiida_crystalgan import tools
 from aiida_crystalgan.cli import cmd_root
 from aiida_crystalgan.importers.cleaning import deduplicate_minima
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
@@ -38,8 +40,9 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     references = {
         path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path)) for path in REFERENCES
     }
+    overrides = tiny_overrides(rounds=2, stop_without_new_sun=False)  # the second round runs whatever the first found
     builder = CampaignWorkChain.get_builder_from_protocol(
-        'Nb-O', mlip_code, train_code, generate_code, protocol='fast', overrides=tiny_overrides(), references=references
+        'Nb-O', mlip_code, train_code, generate_code, protocol='fast', overrides=overrides, references=references
     )
     builder.group_label = orm.Str('test/campaign')
     node = submit_and_await(builder, timeout=1800)
@@ -81,8 +84,11 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     rejected = list(node.outputs.rejected.values()) if 'rejected' in node.outputs else []
     validated = predicted + rejected
     assert validated
-    assert {n.uuid for n in orm.load_group('test/campaign').nodes} == {n.uuid for n in predicted}
-    assert {n.uuid for n in orm.load_group('test/campaign/rejected').nodes} == {n.uuid for n in rejected}
+    every_predicted = tools.predicted_structures(node).values()
+    assert {n.uuid for n in orm.load_group('test/campaign').nodes} == {n.uuid for n in every_predicted}
+    every_rejected = tools.rejected_structures(node).values()
+    assert {n.uuid for n in orm.load_group('test/campaign/rejected').nodes} == {n.uuid for n in every_rejected}
+    assert {n.base.extras.get('crystalgan_round') for n in [*every_predicted, *every_rejected]} == {1, 2}
     assert all(n.base.extras.get('crystalgan_rejection_reason') for n in rejected)
     metrics = node.outputs.metrics.get_dict()
     assert set(metrics) == {'gan'} and metrics['gan']['n_relaxed'] == len(validated)
@@ -104,10 +110,28 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     creator = validated[0].base.links.get_incoming(link_type=LinkType.CREATE).one().node
     assert creator.process_type == 'aiida.calculations:crystalgan.mlip'
 
+    # two rounds: the second trained from the first's model on its training set with its validated candidates
+    rounds = node.outputs.rounds
+    assert set(rounds) == {'round_1', 'round_2'}
+    first, second = rounds['round_1'], rounds['round_2']
+    assert second['dataset'].uuid == first['next_dataset'].uuid == dataset.uuid
+    assert first['next_dataset'].size == first['dataset'].size + len(first['evaluation'].get_dict())
+    assert node.outputs.model.uuid == second['model'].uuid
+    assert second['model'].step == first['model'].step + tiny_overrides()['training']['config']['steps']
+    second_training = next(
+        n
+        for n in node.called
+        if n.process_class is TrainingWorkChain
+        and n.base.links.get_incoming(link_type=LinkType.CALL_WORK).one().link_label == 'round_2_training'
+    )
+    assert second_training.inputs.train.parent_model.uuid == first['model'].uuid
+    assert [row['round'] for row in tools.round_rows(node)] == [1, 2]
+    assert set(tools.campaign_cost(node)['round']) == {1, 2}
+
     # the CLI on the finished campaign
     result = invoke('candidates', str(node.pk))
     assert result.exit_code == 0, result.output
-    assert 'S.U.N. per relaxation' in result.output
+    assert 'S.U.N. per relaxation' in result.output and 'new S.U.N.' in result.output
 
     result = invoke('trace', str(validated[0].pk))
     assert result.exit_code == 0, result.output
@@ -123,3 +147,16 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
 
     result = invoke('campaign', 'status', str(node.pk))
     assert result.exit_code == 0 and 'finished' in result.output
+
+    # one more round: a new campaign from the last training set, model and hull, without seeds, MD or quench
+    result = invoke('campaign', 'extend', str(node.pk), '--rounds', '1')
+    assert result.exit_code == 0, result.output
+    extension = submit_and_await(tools.latest_campaign(), timeout=900)
+    assert extension.pk != node.pk
+    assert extension.is_finished_ok, extension.exit_message
+    assert extension.inputs.previous.dataset.uuid == node.outputs.next_dataset.uuid
+    assert extension.inputs.previous.model.uuid == node.outputs.model.uuid
+    assert set(extension.inputs.previous.hull_structures) == set(node.outputs.hull_phases.structures)
+    assert {n.process_class for n in extension.called} & {SamplingWorkChain, QuenchWorkChain} == set()
+    assert set(extension.outputs.rounds) == {'round_3'}
+    assert extension.outputs.model.step == second['model'].step + tiny_overrides()['training']['config']['steps']

@@ -1,0 +1,180 @@
+"""The bookkeeping of a campaign's discovery rounds, without running one: the feedback of validated candidates into the
+training set, the stop criterion, the training of later rounds and the checks of ``campaign extend``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiida import orm
+from click.testing import CliRunner
+
+from aiida_crystalgan.cli import cmd_root
+from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData
+from aiida_crystalgan.workflows.campaign import (
+    CampaignWorkChain,
+    continued_training,
+    evaluated_nodes,
+    feed_back_candidates,
+    validate_rounds,
+)
+from aiida_crystalgan.workflows.generation import evaluate_candidates
+
+REFERENCES = {  # key: (symbols, cubic lattice constant in Å, fractional positions, energy per atom in eV)
+    'Nb': (['Nb'], 3.3, [[0, 0, 0]], -10.1),
+    'O2': (['O', 'O'], 4.0, [[0, 0, 0], [0.3, 0, 0]], -4.9),
+    'NbO': (['Nb', 'O'], 4.2, [[0, 0, 0], [0.5, 0.5, 0.5]], -8.6),
+}
+NBO2 = (['Nb', 'O', 'O'], [[0, 0, 0], [0.25, 0.25, 0.25], [0.75, 0.75, 0.75]])
+CANDIDATES = {  # key: (symbols, cubic lattice constant, fractional positions, energy per atom, local minimum)
+    'c3': (NBO2[0], 4.80, NBO2[1], -8.2, True),  # below the hull: stable, and new
+    'c4': (NBO2[0], 4.81, NBO2[1], -8.19, True),  # the same structure as c3: counted once
+    'c7': (['Nb', 'O'], 4.3, [[0, 0, 0], [0.5, 0.5, 0.5]], -8.45, True),  # the known NbO: not novel
+    'c9': (NBO2[0], 5.6, NBO2[1], -6.0, False),  # forces above the tolerance: labelled data only
+}
+
+
+def cubic_structure(symbols, constant, positions) -> orm.StructureData:
+    structure = orm.StructureData(cell=np.eye(3) * constant)
+    for symbol, position in zip(symbols, positions):
+        structure.append_atom(symbols=symbol, position=np.dot(position, structure.cell))
+    return structure.store()
+
+
+def relaxation_results(structure: orm.StructureData, energy_per_atom: float, max_force: float) -> orm.ArrayData:
+    results = orm.ArrayData()
+    forces = np.zeros((len(structure.sites), 3))
+    forces[0, 0] = max_force
+    results.set_array('forces', forces)
+    results.set_array('stress', np.zeros((3, 3)))
+    results.base.attributes.set_many(
+        {
+            'energy': energy_per_atom * len(structure.sites),
+            'energy_per_atom': energy_per_atom,
+            'max_force': max_force,
+            'converged': True,
+        }
+    )
+    return results.store()
+
+
+@pytest.fixture
+def round_of_candidates(aiida_profile_clean):
+    """The training set of the reference phases (all minima), and a round's evaluation of ``CANDIDATES`` against it."""
+    nodes, summary = {}, {}
+    references = {key: cubic_structure(*values[:3]) for key, values in REFERENCES.items()}
+    for key, structure in references.items():
+        nodes[f'reference_structure_{key}'] = structure
+        nodes[f'reference_results_{key}'] = relaxation_results(structure, REFERENCES[key][3], 0.01)
+    for key, (*geometry, energy, is_minimum) in CANDIDATES.items():
+        structure = cubic_structure(*geometry)
+        nodes[f'structure_{key}'] = structure
+        nodes[f'results_{key}'] = relaxation_results(structure, energy, 0.01 if is_minimum else 1.0)
+        summary[key] = {
+            'energy_per_atom': energy,
+            'max_force': 0.01 if is_minimum else 1.0,
+            'converged': True,
+            'forces_below_tolerance': is_minimum,
+            'min_frequency': None,
+            'dynamically_stable': None,
+            'is_local_minimum': is_minimum,
+        }
+    training = CrystalDatasetData.from_structures(
+        list(references.values()),
+        energies=[REFERENCES[key][3] * len(s.sites) for key, s in references.items()],
+        labels=list(references),
+        roles=[MINIMUM] * len(references),
+    ).store()
+    summary = orm.Dict(summary).store()
+
+    def evaluate(dataset: CrystalDatasetData) -> orm.Dict:
+        return evaluate_candidates(summary, dataset, orm.Float(0.1), **nodes)['evaluation']
+
+    return training, evaluate
+
+
+def test_feedback_enlarges_the_training_set_and_counts_new_sun_structures(round_of_candidates):
+    training, evaluate = round_of_candidates
+    evaluation = evaluate(training)
+    nodes = evaluated_nodes(evaluation)
+    assert set(nodes) == {f'{kind}_{key}' for kind in ('structure', 'results') for key in CANDIDATES}
+
+    outputs = feed_back_candidates(training, evaluation, orm.Int(1), **nodes)
+    enlarged, summary = outputs['dataset'], outputs['summary'].get_dict()
+    assert summary['new_sun'] in (['c3'], ['c4'])  # c4 is c3 again; c7 is the known NbO; c9 is no minimum
+    assert summary['n_new_sun'] == 1 and summary['validated'] == 4
+    assert summary['minima_added'] == 1  # the NbO2 of c3 and c4
+    assert enlarged.size == training.size + len(CANDIDATES)
+    roles = {record.label: record.role for record in enlarged}
+    assert roles['round_1:c9'] == LABELLED
+    assert roles['round_1:c7'] == LABELLED  # equivalent to the reference NbO, which is lower in energy
+    assert {roles['round_1:c3'], roles['round_1:c4']} == {MINIMUM, LABELLED}
+    assert all(np.isfinite(record.energy) for record in enlarged)
+    assert enlarged.metadata['previous'] == training.uuid
+
+    # the next round: its candidates, evaluated against the enlarged training set, are no longer novel: it stops
+    again = feed_back_candidates(enlarged, evaluate(enlarged), orm.Int(2), **nodes)
+    assert again['summary']['n_new_sun'] == 0
+    assert again['summary']['minima_added'] == 0
+
+
+def test_later_rounds_train_more_steps_from_the_previous_model():
+    class Model:
+        step = 120
+
+    assert continued_training({'steps': 50, 'batch_size': 8}, None) == {'steps': 50, 'batch_size': 8}
+    assert continued_training({'steps': 50, 'batch_size': 8}, Model()) == {'steps': 170, 'batch_size': 8}
+
+
+def test_rounds_come_from_the_protocol_and_are_positive():
+    assert [CampaignWorkChain.get_protocol_inputs(name)['rounds'] for name in ('fast', 'balanced', 'precise')] == [
+        1,
+        2,
+        3,
+    ]
+    assert CampaignWorkChain.get_protocol_inputs()['stop_without_new_sun'] is True
+    assert validate_rounds(orm.Int(2), None) is None
+    assert 'at least 1' in validate_rounds(orm.Int(0), None)
+    with pytest.raises(ValueError, match='`rounds` must be a number'):
+        CampaignWorkChain.get_protocol_inputs('fast', {'rounds': 'two'})
+
+
+def _process_node(process_type: str, exit_status: int | None) -> orm.WorkflowNode:
+    from plumpy import ProcessState
+
+    node = orm.WorkflowNode(process_type=process_type)
+    node.set_process_label(process_type.rpartition(':')[2])
+    node.set_process_state(ProcessState.FINISHED if exit_status is not None else ProcessState.WAITING)
+    if exit_status is not None:
+        node.set_exit_status(exit_status)
+    return node.store()
+
+
+@pytest.mark.parametrize(
+    ('process_type', 'exit_status', 'rounds', 'message'),
+    [
+        ('aiida.workflows:crystalgan.training', 0, 1, 'not a campaign'),
+        (CampaignWorkChain.build_process_type(), 714, 1, 'did not finish successfully (exit status 714)'),
+        (CampaignWorkChain.build_process_type(), None, 1, 'did not finish successfully (waiting)'),
+        (CampaignWorkChain.build_process_type(), 0, 0, 'at least 1'),
+        (CampaignWorkChain.build_process_type(), 0, 1, 'no `next_dataset`'),
+    ],
+)
+def test_extension_refuses_what_cannot_be_extended(aiida_profile_clean, process_type, exit_status, rounds, message):
+    node = _process_node(process_type, exit_status)
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+        CampaignWorkChain.get_builder_extension(node, rounds)
+
+
+def test_cli_extend_refuses_clearly(aiida_profile_clean):
+    failed = _process_node(CampaignWorkChain.build_process_type(), 713)
+    other = _process_node('aiida.workflows:crystalgan.training', 0)
+    before = orm.QueryBuilder().append(orm.ProcessNode).count()
+    for arguments, message in (
+        ([str(failed.pk), '--rounds', '1'], 'did not finish successfully (exit status 713)'),
+        ([str(other.pk), '--rounds', '1'], 'not a campaign'),
+        ([str(failed.pk), '--rounds', '0'], 'must be at least 1, got 0'),
+    ):
+        result = CliRunner().invoke(cmd_root, ['campaign', 'extend', *arguments])
+        assert result.exit_code == 2, result.output
+        assert message in ' '.join(result.output.split())
+    assert orm.QueryBuilder().append(orm.ProcessNode).count() == before
