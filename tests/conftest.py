@@ -38,6 +38,26 @@ TINY = {
     'generation': {'num_per_target': 8, 'max_validations': 2},
 }
 
+#: The smallest GAN that trains (fields of ``GanConfig``): three steps of one-layer networks on cells of up to 8 atoms.
+TINY_GAN = {
+    'steps': 3,
+    'batch_size': 4,
+    'n_max': 8,
+    'cutoff': 4.0,
+    'num_rbf': 6,
+    'latent_dim': 8,
+    'generator_width': 16,
+    'generator_depth': 1,
+    'critic_width': 16,
+    'critic_depth': 1,
+    'physics_width': 16,
+    'physics_depth': 1,
+    'critic_steps': 1,
+    'physics_pretrain_steps': 2,
+    'physics_warmup_steps': 1,
+    'log_every': 1,
+}
+
 
 @pytest.fixture(scope='session')
 def aiida_profile(aiida_config, aiida_profile_factory):
@@ -105,6 +125,22 @@ def tiny_overrides():
         return recursive_merge(TINY, overrides)
 
     return factory
+
+
+@pytest.fixture(scope='session')
+def tiny_gan():
+    """Return a factory of the smallest GAN configurations (``TINY_GAN``, updated by keywords), as fresh dicts."""
+
+    def factory(**values):
+        return {**TINY_GAN, **values}
+
+    return factory
+
+
+@pytest.fixture
+def tiny_gan_config(tiny_gan):
+    """The smallest GAN configuration, ``TINY_GAN``, as a fresh dict."""
+    return tiny_gan()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,8 +1,14 @@
-"""``crystalgan.mlip``: one engine operation on a batch of structures with a universal MLIP (CHGNet by default)."""
+"""``crystalgan.mlip``: one engine operation on a batch of structures with a universal MLIP (CHGNet by default).
+
+The executable has no defaults: :meth:`MlipCalculation.get_builder_from_protocol` completes the operation parameters,
+the MLIP settings and the scheduler options with the values of the ``mlip`` protocol (``mlip.yaml``).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from aiida import orm
 from aiida.common import CalcInfo
@@ -12,6 +18,7 @@ from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_se
 from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
 from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
+from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 INPUT_FILE = 'input.json'
 STRUCTURES_FILE = 'structures.h5'
@@ -20,8 +27,10 @@ STDOUT_FILE = 'mlip.out'
 STDERR_FILE = 'mlip.err'
 
 
-class MlipCalculation(CalcJob):
+class MlipCalculation(ProtocolMixin, CalcJob):
     """Run ``crystalgan-mlip`` on a batch: the model is loaded once for every structure of the batch."""
+
+    _protocol_file = 'mlip.yaml'
 
     @classmethod
     def define(cls, spec):
@@ -42,7 +51,8 @@ class MlipCalculation(CalcJob):
             valid_type=orm.Dict,
             required=False,
             help='MLIP settings: `model` (chgnet, mace, sevennet), `model_path`, `model_version`, `device`, '
-            '`num_threads` (CPU threads per calculation, default 1: several run side by side).',
+            '`num_threads` (CPU threads per calculation). The executable needs every setting of its model: '
+            '`get_builder_from_protocol` takes those not given from the `mlip` protocol.',
         )
         spec.inputs.validator = validate_engine_inputs
         set_serial_defaults(spec, 'crystalgan.mlip')
@@ -56,6 +66,59 @@ class MlipCalculation(CalcJob):
             help='The structures that failed on their own: `{key: {exit_status, exit_label, message}}`.',
         )
         define_exit_codes(spec, *EXECUTABLE_EXIT_CODES)
+
+    @classmethod
+    def get_protocol_values(
+        cls,
+        operation: str,
+        parameters: Mapping[str, Any] | None = None,
+        protocol: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """The ``parameters``, ``settings`` and scheduler ``options`` of a calculation, each completed with the values
+        of ``protocol`` (``mlip.yaml``) that it leaves out.
+
+        Settings and options replace the protocol's key by key; the settings of the chosen model (``model_settings``)
+        are added. Without ``sample_interval``, MD stores ``md_frames`` frames (every ``steps // md_frames`` steps).
+
+        :raises ValueError: for an unknown protocol.
+        """
+        inputs = cls.get_protocol_inputs(protocol)
+        parameters = {**inputs['parameters'].get(operation, {}), **(parameters or {})}
+        if operation == 'md' and 'sample_interval' not in parameters and isinstance(parameters.get('steps'), int):
+            parameters['sample_interval'] = max(1, parameters['steps'] // inputs['md_frames'])
+        settings = dict(settings or {})
+        model = settings.get('model', inputs['settings']['model'])
+        settings = {**inputs['settings'], **inputs['model_settings'].get(model, {}), **settings}
+        return {'parameters': parameters, 'settings': settings, 'options': {**inputs['options'], **(options or {})}}
+
+    @classmethod
+    def get_builder_from_protocol(
+        cls,
+        code: orm.AbstractCode,
+        structures: Mapping[str, orm.StructureData],
+        operation: str,
+        parameters: Mapping[str, Any] | None = None,
+        protocol: str | None = None,
+        settings: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ):
+        """A builder for ``operation`` on ``structures`` with the values of :meth:`get_protocol_values`.
+
+        :param parameters: the engine-independent operation parameters (``temperature``, ``fmax``...).
+        :param settings: MLIP settings over the protocol's.
+        :param options: scheduler options over the protocol's.
+        """
+        values = cls.get_protocol_values(operation, parameters, protocol, settings, options)
+        builder = cls.get_builder()
+        builder.code = code
+        builder.operation = orm.Str(operation)
+        builder.structures = dict(structures)
+        builder.parameters = orm.Dict(values['parameters'])
+        builder.settings = orm.Dict(values['settings'])
+        builder.metadata.options = values['options']
+        return builder
 
     def prepare_for_submission(self, folder) -> CalcInfo:
         """Write the structures as one dataset file and the run description as JSON."""

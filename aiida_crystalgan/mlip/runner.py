@@ -1,7 +1,10 @@
 """``crystalgan-mlip``: run one engine operation on a batch of structures with an MLIP, from files alone.
 
 Usage: ``crystalgan-mlip input.json``. The input names the operation, its parameters, the MLIP settings, the dataset
-file with the structures (labels are the keys) and an optional soft wall-clock limit. Each finished structure is
+file with the structures (labels are the keys) and an optional soft wall-clock limit. The runner has no defaults: an
+input without one of the :data:`REQUIRED_PARAMETERS` of its operation or of the settings (:data:`RUNNER_SETTINGS`,
+``calculators.required_settings``) is refused; the ``crystalgan.mlip`` CalcJob's builder fills them from the ``mlip``
+protocol. Each finished structure is
 written at once to ``results/<key>.json`` (relax, forces) or ``results/<key>.npz`` (md), so a job that is stopped
 keeps the work it did. A structure that fails (an element the model does not know, NaN or infinite results, an
 exploding relaxation, an error of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
@@ -35,11 +38,19 @@ from aiida_crystalgan.io.status import (
     write_status,
 )
 
-from .calculators import load_calculator, unsupported_elements
+from .calculators import load_calculator, required_settings, unsupported_elements
 
 RESULTS = Path('results')
 #: A relaxation that changes the volume by more than this factor, either way, has exploded (or collapsed).
 MAX_VOLUME_RATIO = 3.0
+#: The parameters of each operation, all required.
+REQUIRED_PARAMETERS = {
+    'forces': (),
+    'relax': ('fmax', 'max_steps', 'relax_cell'),
+    'md': ('temperature', 'steps', 'timestep', 'sample_interval', 'thermostat', 'seed'),
+}
+#: The settings of the runner itself, besides those of the model (``calculators.required_settings``).
+RUNNER_SETTINGS = ('num_threads',)
 
 
 class InputError(ValueError):
@@ -93,7 +104,7 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
 
     atoms.calc = calculator
     initial_volume = atoms.get_volume()
-    target = FrechetCellFilter(atoms) if parameters.get('relax_cell', True) else atoms
+    target = FrechetCellFilter(atoms) if parameters['relax_cell'] else atoms
     optimizer = FIRE(target, logfile=None)
     converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters['max_steps'])))
     result = run_forces(atoms, calculator, parameters)
@@ -114,12 +125,12 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
     temperature = float(parameters['temperature'])
     timestep = float(parameters['timestep']) * units.fs
     steps = int(parameters['steps'])
-    interval = int(parameters.get('sample_interval', max(1, steps // 10)))
-    rng = np.random.default_rng(int(parameters.get('seed', 0)))
+    interval = int(parameters['sample_interval'])
+    rng = np.random.default_rng(int(parameters['seed']))
     atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
-    thermostat = parameters.get('thermostat', 'nose-hoover')
+    thermostat = parameters['thermostat']
     if thermostat == 'langevin':
         dynamics = Langevin(atoms, timestep, temperature_K=temperature, friction=0.01 / units.fs, rng=rng)
     elif thermostat == 'nose-hoover':
@@ -156,7 +167,7 @@ NON_FINITE_CHECKED = ('energy', 'forces', 'stress', 'positions', 'cell', 'energi
 
 def evaluate(operation: str, atoms, calculator, config: dict[str, Any]) -> dict[str, Any]:
     """Run ``operation`` on one structure; :class:`StructureFailed` when the structure, not the run, is at fault."""
-    unknown = unsupported_elements(config.get('settings', {}), atoms.get_atomic_numbers())
+    unknown = unsupported_elements(config['settings'], atoms.get_atomic_numbers())
     if unknown:
         raise StructureFailed('unsupported_element', f'the model cannot evaluate {", ".join(unknown)}')
     try:
@@ -181,7 +192,23 @@ def _read_input(path: Path) -> dict[str, Any]:
         raise InputError(f'unknown operation `{config.get("operation")}`: choose one of {", ".join(OPERATIONS)}')
     if not Path(config.get('structures', '')).is_file():
         raise InputError(f'structures file `{config.get("structures")}` not found')
+    _check_complete(config)
     return config
+
+
+def _check_complete(config: dict[str, Any]) -> None:
+    """Raise :class:`InputError` naming every parameter and setting that ``config`` lacks."""
+    for name in ('parameters', 'settings'):
+        if not isinstance(config.get(name), dict):
+            raise InputError(f'`{name}` must be a mapping, got {config.get(name)!r}')
+    parameters, settings = config['parameters'], config['settings']
+    missing = [f'parameters.{key}' for key in REQUIRED_PARAMETERS[config['operation']] if key not in parameters]
+    missing += [f'settings.{key}' for key in (*required_settings(settings), *RUNNER_SETTINGS) if key not in settings]
+    if missing:
+        raise InputError(
+            f'the input has no {", ".join(f"`{key}`" for key in missing)}: the runner has no defaults '
+            '(the `crystalgan.mlip` builder fills them from the `mlip` protocol)'
+        )
 
 
 def run(input_path: Path) -> int:
@@ -190,8 +217,8 @@ def run(input_path: Path) -> int:
     RESULTS.mkdir(exist_ok=True)
     config = _read_input(input_path)
     soft_limit = config.get('max_wallclock_seconds')
-    settings = config.get('settings', {})
-    torch.set_num_threads(int(settings.get('num_threads', 1)))
+    settings = config['settings']
+    torch.set_num_threads(int(settings['num_threads']))
     calculator = load_calculator(settings)
     durations: list[float] = []
     failed = 0

@@ -207,11 +207,7 @@ class PhononWorkChain(ProtocolMixin, PhonopyWorkChain):
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
         """
-        builder = cls.get_builder()
-        builder.structure = structure
-        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
-        builder.engine = engine
-        return builder
+        return cls.get_builder_with_parameters(protocol, overrides, structure=structure, engine=engine)
 
     def _parameters(self) -> dict[str, Any]:
         return self.inputs.parameters.get_dict()

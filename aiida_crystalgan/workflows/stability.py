@@ -144,11 +144,7 @@ class StabilityWorkChain(ProtocolMixin, WorkChain):
 
         :param engine: the ``engine`` inputs (``code``, and optionally ``name``, ``protocol``, ``settings``...).
         """
-        builder = cls.get_builder()
-        builder.structures = structures
-        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
-        builder.engine = engine
-        return builder
+        return cls.get_builder_with_parameters(protocol, overrides, structures=structures, engine=engine)
 
     def relax(self):
         """Relax the whole batch in one engine call."""

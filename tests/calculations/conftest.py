@@ -35,21 +35,3 @@ def tiny_dataset():
     from aiida_crystalgan.data.dataset import CrystalDatasetData
 
     return CrystalDatasetData(lennard_jones_records()).store()
-
-
-TINY_GAN = {
-    'steps': 3,
-    'batch_size': 4,
-    'n_max': 4,
-    'generator_width': 16,
-    'critic_width': 8,
-    'physics_width': 8,
-    'latent_dim': 8,
-    'log_every': 1,
-    'physics_warmup_steps': 1,
-}
-
-
-@pytest.fixture
-def tiny_gan_config():
-    return dict(TINY_GAN)

@@ -34,6 +34,11 @@ def bcc_niobium(perturb: float = 0.0, seed: int = 0) -> Structure:
     return structure
 
 
+def protocol_settings() -> dict:
+    """The MLIP settings of the default protocol: the runner needs every one of them."""
+    return MlipCalculation.get_protocol_values('forces')['settings']
+
+
 def engine_inputs(code, operation: str, parameters: dict, structures: dict, **extra) -> dict:
     return {
         'code': code,
@@ -93,6 +98,36 @@ def test_md_trajectory(mlip_code):
     assert trajectory.get_array('forces').shape == (3, 2, 3)
     assert trajectory.get_array('stress').shape == (3, 3, 3)
     assert np.allclose(trajectory.get_array('times'), [0, 10, 20])
+    calculation = calculations_of(node)[0]
+    assert calculation.inputs.parameters.get_dict() == {**parameters, 'thermostat': 'nose-hoover'}
+    assert calculation.inputs.settings.get_dict() == protocol_settings()
+
+
+def test_protocol_completes_what_the_caller_leaves_out():
+    """Parameters, settings and options the caller leaves out are the protocol's; the caller's win key by key."""
+    values = MlipCalculation.get_protocol_values(
+        'md', {'temperature': 300, 'steps': 60, 'timestep': 2.0}, 'precise', {'num_threads': 4}, {'queue_name': 'q'}
+    )
+    protocol = MlipCalculation.get_protocol_inputs('precise')
+    assert values['parameters'] == {
+        'temperature': 300,
+        'steps': 60,
+        'timestep': 2.0,
+        **protocol['parameters']['md'],
+        'sample_interval': 60 // protocol['md_frames'],
+    }
+    assert values['settings'] == {**protocol['settings'], **protocol['model_settings']['chgnet'], 'num_threads': 4}
+    assert values['options'] == {**protocol['options'], 'queue_name': 'q'}
+    mace = MlipCalculation.get_protocol_values('forces', settings={'model': 'mace', 'model_path': 'mace.model'})
+    assert 'model_version' not in mace['settings'], 'the settings of another model are not added'
+    with pytest.raises(ValueError, match='unknown protocol `sloppy`'):
+        MlipCalculation.get_protocol_values('forces', protocol='sloppy')
+
+
+def test_engine_refuses_an_unknown_protocol(mlip_code):
+    inputs = engine_inputs(mlip_code, 'forces', {}, {'nb': bcc_niobium()}, protocol=orm.Str('sloppy'))
+    with pytest.raises(ValueError, match='unknown protocol `sloppy`'):
+        run_get_node(MlipEngineWorkChain, **inputs)
 
 
 def test_walltime_restart_keeps_finished_work(mlip_code):
@@ -137,12 +172,35 @@ def test_runner_bad_input(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_datafile('s.h5', [StructureRecord.from_pymatgen(bcc_niobium(), label='nb')])
     (tmp_path / 'input.json').write_text(
-        json.dumps({'operation': 'forces', 'parameters': {}, 'structures': 's.h5', 'settings': {'model': 'nonsense'}})
+        json.dumps(
+            {
+                'operation': 'forces',
+                'parameters': {},
+                'structures': 's.h5',
+                'settings': {**protocol_settings(), 'model': 'nonsense'},
+            }
+        )
     )
     assert runner.main(['input.json']) == EXIT_INVALID_INPUT
     status = json.loads((tmp_path / 'results' / 'status.json').read_text())
     assert status['status'] == 'invalid_input'
     assert 'unknown MLIP model `nonsense`' in status['message']
+
+
+def test_runner_refuses_an_incomplete_input(tmp_path, monkeypatch):
+    """The runner has no defaults: an input without a parameter or setting names it, and nothing is run."""
+    monkeypatch.chdir(tmp_path)
+    write_datafile('s.h5', [StructureRecord.from_pymatgen(bcc_niobium(), label='nb')])
+    settings = {key: value for key, value in protocol_settings().items() if key != 'num_threads'}
+    parameters = {'temperature': 300, 'steps': 4, 'timestep': 1.0, 'thermostat': 'langevin', 'seed': 0}
+    (tmp_path / 'input.json').write_text(
+        json.dumps({'operation': 'md', 'parameters': parameters, 'structures': 's.h5', 'settings': settings})
+    )
+    assert runner.main(['input.json']) == EXIT_INVALID_INPUT
+    status = json.loads((tmp_path / 'results' / 'status.json').read_text())
+    assert status['status'] == 'invalid_input'
+    assert '`parameters.sample_interval`, `settings.num_threads`' in status['message']
+    assert not (tmp_path / 'results' / 'nb.npz').exists()
 
 
 def test_runner_help():
@@ -279,7 +337,9 @@ def test_runner_isolates_failing_structures(tmp_path, monkeypatch, operation, pa
     )  # 46.7 Å^3: NaN energy
     write_datafile('s.h5', [large, small] if reason == 'non_finite' else [small])
     (tmp_path / 'input.json').write_text(
-        json.dumps({'operation': operation, 'parameters': parameters, 'structures': 's.h5', 'settings': {}})
+        json.dumps(
+            {'operation': operation, 'parameters': parameters, 'structures': 's.h5', 'settings': protocol_settings()}
+        )
     )
     assert runner.main(['input.json']) == 0
     failed = 'large' if reason == 'non_finite' else 'small'

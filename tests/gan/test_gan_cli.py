@@ -18,26 +18,6 @@ import torch
 
 from aiida_crystalgan.io import LABELLED, DataFile, write_datafile
 
-CONFIG = {
-    'n_max': 8,
-    'cutoff': 4.0,
-    'num_rbf': 6,
-    'latent_dim': 8,
-    'generator_width': 16,
-    'generator_depth': 1,
-    'critic_width': 16,
-    'critic_depth': 1,
-    'physics_width': 16,
-    'physics_depth': 1,
-    'batch_size': 4,
-    'critic_steps': 1,
-    'physics_pretrain_steps': 2,
-    'physics_warmup_steps': 1,
-    'log_every': 1,
-    'steps': 3,
-    'validation_fraction': 0.25,
-}
-
 
 def executable(name: str) -> str:
     candidate = Path(sys.executable).parent / name
@@ -59,12 +39,18 @@ def write_json(path: Path, values) -> Path:
     return path
 
 
+@pytest.fixture(scope='session')
+def gan_config(tiny_gan) -> dict:
+    """The smallest GAN, with a quarter of the data for validation."""
+    return tiny_gan(validation_fraction=0.25)
+
+
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, make_records):
+def trained(tmp_path_factory, make_records, gan_config):
     """Run ``crystalgan-train`` once on a tiny dataset file; returns its output directory."""
     directory = tmp_path_factory.mktemp('train')
     write_datafile(directory / 'dataset.h5', make_records())
-    write_json(directory / 'config.json', CONFIG)
+    write_json(directory / 'config.json', gan_config)
     result = run(
         'crystalgan-train',
         '--dataset',
@@ -121,8 +107,8 @@ def test_generate_writes_readable_candidates(trained, tmp_path):
         assert candidates[0].num_atoms == 6 and candidates[13].num_atoms == 2
 
 
-def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
-    config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000})
+def test_soft_walltime_exits_3_and_resumes(trained, tmp_path, gan_config):
+    config = write_json(tmp_path / 'config.json', {**gan_config, 'steps': 100000})
     result = run(
         'crystalgan-train',
         '--dataset',
@@ -141,7 +127,7 @@ def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
     assert 0 < checkpoint['step'] < 100000
     assert not (tmp_path / 'out' / 'model.pt').exists()
     assert (tmp_path / 'out' / 'losses.csv').exists()
-    config = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': checkpoint['step'] + 1})
+    config = write_json(tmp_path / 'more.json', {**gan_config, 'steps': checkpoint['step'] + 1})
     result = run(
         'crystalgan-train',
         '--dataset',
@@ -157,11 +143,11 @@ def test_soft_walltime_exits_3_and_resumes(trained, tmp_path):
     assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == checkpoint['step'] + 1
 
 
-def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
+def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path, gan_config):
     """A training killed with SIGKILL leaves a loadable checkpoint of a step that is a multiple of the interval;
     resuming from it finishes the run.
     """
-    config = write_json(tmp_path / 'config.json', {**CONFIG, 'steps': 100000, 'checkpoint_every_steps': 3})
+    config = write_json(tmp_path / 'config.json', {**gan_config, 'steps': 100000, 'checkpoint_every_steps': 3})
     checkpoint = tmp_path / 'out' / 'checkpoint.pt'
     process = subprocess.Popen(
         [
@@ -191,7 +177,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
     step = torch.load(checkpoint, weights_only=True)['step']
     assert step > 0 and step % 3 == 0
     assert not (tmp_path / 'out' / 'model.pt').exists()
-    more = write_json(tmp_path / 'more.json', {**CONFIG, 'steps': step + 1})
+    more = write_json(tmp_path / 'more.json', {**gan_config, 'steps': step + 1})
     result = run(
         'crystalgan-train',
         '--dataset',
@@ -209,7 +195,7 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(trained, tmp_path):
     assert torch.load(tmp_path / 'resumed' / 'model.pt', weights_only=True)['step'] == step + 1
 
 
-def test_bad_input_exits_2(trained, tmp_path, capsys):
+def test_bad_input_exits_2(trained, tmp_path, gan_config, capsys):
     """Bad input: message on stderr, exit code 2 (run in-process: the argument handling is the same)."""
     from aiida_crystalgan.gan.cli import generate_main, train_main
 
@@ -219,7 +205,7 @@ def test_bad_input_exits_2(trained, tmp_path, capsys):
         == 2
     )
     assert 'does not exist' in capsys.readouterr().err
-    invalid = write_json(tmp_path / 'bad.json', {**CONFIG, 'steps': -1})
+    invalid = write_json(tmp_path / 'bad.json', {**gan_config, 'steps': -1})
     assert train_main(['--dataset', str(dataset), '--config', str(invalid), '--output-dir', str(tmp_path)]) == 2
     assert '`steps` must be positive' in capsys.readouterr().err
     empty = tmp_path / 'empty.h5'

@@ -34,31 +34,19 @@ from aiida_crystalgan.gan.trainer import LOSS_COLUMNS, Trainer
 from aiida_crystalgan.gan.training import featurize
 from aiida_crystalgan.io import LABELLED, MINIMUM
 
-TINY = {
-    'n_max': 8,
-    'cutoff': 4.0,
-    'num_rbf': 6,
-    'latent_dim': 8,
-    'generator_width': 16,
-    'generator_depth': 1,
-    'critic_width': 16,
-    'critic_depth': 1,
-    'physics_width': 16,
-    'physics_depth': 1,
-    'batch_size': 4,
-    'critic_steps': 1,
-    'physics_pretrain_steps': 2,
-    'physics_warmup_steps': 1,
-    'log_every': 1,
-}
 
+@pytest.fixture(scope='session')
+def tiny_config(tiny_gan):
+    """Return a factory of the smallest ``GanConfig`` (``TINY_GAN`` of the shared fixtures), updated by keywords."""
 
-def tiny_config(**values) -> GanConfig:
-    return GanConfig.from_dict({**TINY, **values})
+    def factory(**values) -> GanConfig:
+        return GanConfig.from_dict(tiny_gan(**values))
+
+    return factory
 
 
 @pytest.fixture(scope='module')
-def tiny_model(tmp_path_factory, make_records):
+def tiny_model(tmp_path_factory, make_records, tiny_config):
     """A checkpoint after one training step on the tiny dataset."""
     directory = tmp_path_factory.mktemp('model')
     return train(make_records(), tiny_config(steps=1), directory, device='cpu').checkpoint_path
@@ -77,7 +65,7 @@ def assert_same_state(first: dict, second: dict) -> None:
         assert first['history'][column] == second['history'][column]
 
 
-def test_resume_is_bit_exact(tmp_path, records):
+def test_resume_is_bit_exact(tmp_path, records, tiny_config):
     straight = train(records, tiny_config(steps=4), tmp_path / 'straight', device='cpu')
     train(records, tiny_config(steps=2), tmp_path / 'first', device='cpu')
     resumed = train(
@@ -97,7 +85,9 @@ class Killed(BaseException):
 @pytest.mark.parametrize(
     'interval', [{'checkpoint_every_steps': 2}, {'checkpoint_every_steps': 0, 'checkpoint_every_minutes': 1e-6}]
 )
-def test_resume_from_a_periodic_checkpoint_after_a_kill_is_bit_exact(tmp_path, records, monkeypatch, interval):
+def test_resume_from_a_periodic_checkpoint_after_a_kill_is_bit_exact(
+    tmp_path, records, monkeypatch, interval, tiny_config
+):
     """A run killed during step 3 left the checkpoint of step 2 (by steps, or by minutes: then after every step);
     resuming from it ends in exactly the state of an uninterrupted run.
     """
@@ -135,7 +125,7 @@ def test_atomic_replacement_keeps_the_old_file_on_failure(tmp_path):
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, records, monkeypatch):
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, records, monkeypatch, tiny_config):
     """A NaN loss at step 4 stops training with ``TrainingDiverged``; the checkpoint of step 2 stays as it was."""
     from aiida_crystalgan.gan import trainer as trainer_module
 
@@ -158,7 +148,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, records, 
     assert not (tmp_path / 'model.pt').exists()
 
 
-def test_a_huge_learning_rate_diverges_before_any_checkpoint(tmp_path, records):
+def test_a_huge_learning_rate_diverges_before_any_checkpoint(tmp_path, records, tiny_config):
     with pytest.raises(TrainingDiverged, match='no checkpoint to resume from') as diverged:
         train(records, tiny_config(steps=50, critic_lr=1e30, generator_lr=1e30), tmp_path, device='cpu')
     assert diverged.value.checkpoint_path is None
@@ -180,7 +170,7 @@ def test_model_rebuilds_itself_from_its_checkpoint(tiny_model):
     )
 
 
-def test_checkpoint_is_plain_data_and_summarised(tmp_path, records):
+def test_checkpoint_is_plain_data_and_summarised(tmp_path, records, tiny_config):
     result = train(records, tiny_config(steps=2), tmp_path, device='cpu')
     state = torch.load(result.checkpoint_path, weights_only=True)
     assert set(state) >= {'models', 'optimisers', 'rng', 'step', 'config', 'normalisation', 'elements', 'history'}
@@ -194,7 +184,7 @@ def test_checkpoint_is_plain_data_and_summarised(tmp_path, records):
     assert (tmp_path / 'losses.csv').read_text().splitlines()[0] == ','.join(LOSS_COLUMNS)
 
 
-def test_resume_rejects_architecture_change_and_unknown_elements(tmp_path, records):
+def test_resume_rejects_architecture_change_and_unknown_elements(tmp_path, records, tiny_config):
     train(records, tiny_config(steps=1), tmp_path, device='cpu')
     with pytest.raises(ValueError, match='architecture'):
         train(records, tiny_config(steps=2, critic_width=8), tmp_path / 'b', resume=tmp_path / 'model.pt')
@@ -203,7 +193,7 @@ def test_resume_rejects_architecture_change_and_unknown_elements(tmp_path, recor
         train(records, tiny_config(steps=2), tmp_path / 'c', resume=tmp_path / 'model.pt')
 
 
-def test_physics_head_learns_energies_and_forces(records):
+def test_physics_head_learns_energies_and_forces(records, tiny_config):
     config = tiny_config(cutoff=5.0, num_rbf=16, physics_width=32, batch_size=24, physics_lr=3e-3)
     elements = element_vocabulary(records)
     normalisation = fit_normalisation(records, elements, config.min_distance, config.cutoff, config.max_images)
@@ -266,7 +256,7 @@ def sorted_distances(record) -> np.ndarray:
     return np.sort(distances[np.triu_indices(len(atoms), 1)])
 
 
-def test_generated_structures_depend_on_the_noise(tmp_path, make_records):
+def test_generated_structures_depend_on_the_noise(tmp_path, make_records, tiny_config):
     """A collapsed generator maps every noise sample of one target to (nearly) the same structure.
 
     After a short training, the sorted interatomic distances of 16 raw samples of the EMA generator for one target
@@ -291,7 +281,7 @@ def test_generated_structures_depend_on_the_noise(tmp_path, make_records):
     assert differences.min() > 0.01, differences.min()
 
 
-def test_training_without_minima_is_refused(tmp_path, records):
+def test_training_without_minima_is_refused(tmp_path, records, tiny_config):
     """Data written before roles existed reads as ``labelled`` throughout: refused before anything is written."""
     for record in records:
         record.role = LABELLED
@@ -301,7 +291,7 @@ def test_training_without_minima_is_refused(tmp_path, records):
     assert not (tmp_path / 'out' / 'model.pt').exists()
 
 
-def test_critic_data_are_the_minima_and_the_head_learns_from_all_labelled(tmp_path, records):
+def test_critic_data_are_the_minima_and_the_head_learns_from_all_labelled(tmp_path, records, tiny_config):
     """Minima set the volume prior and the critic's pool; labelled records (here also 20 % larger) only the head's."""
     for record in records:
         if record.role == LABELLED:
@@ -343,7 +333,7 @@ def head_view_of_generated(trainer: Trainer, data, pool: torch.Tensor) -> tuple[
     return excess, float(norms[batch.mask].mean())
 
 
-def test_guidance_pulls_generated_structures_to_low_energy_and_small_forces(make_records):
+def test_guidance_pulls_generated_structures_to_low_energy_and_small_forces(make_records, tiny_config):
     """With the critic's score and the priors switched off, 30 generator updates driven by guidance alone lower the
     pre-trained head's energy above the floor and forces of the generated structures (fixed noise). Minima: the tiny
     cells without rattling; labelled: rattled ones.

@@ -18,17 +18,6 @@ REFERENCES = {
     'O2': (['O', 'O'], 6.0, [[0, 0, 0], [0.2, 0, 0]], -4.9),
     'NbO': (['Nb', 'O'], 2.6, [[0, 0, 0], [0.5, 0.5, 0.5]], -8.6),
 }
-TINY_GAN = {
-    'steps': 3,
-    'batch_size': 4,
-    'n_max': 4,
-    'generator_width': 16,
-    'critic_width': 8,
-    'physics_width': 8,
-    'latent_dim': 8,
-    'log_every': 1,
-    'physics_warmup_steps': 1,
-}
 LENIENT = {'min_distance': 0.3, 'min_volume_per_atom': 1.0, 'max_volume_per_atom': 200.0}
 
 
@@ -72,8 +61,10 @@ def training(references):
 
 
 @pytest.fixture
-def model(train_code, training):
-    results, node = run_get_node(TrainCalculation, code=train_code, dataset=training, parameters=orm.Dict(TINY_GAN))
+def model(train_code, training, tiny_gan_config):
+    results, node = run_get_node(
+        TrainCalculation, code=train_code, dataset=training, parameters=orm.Dict(tiny_gan_config)
+    )
     assert node.is_finished_ok, node.exit_message
     return results['model']
 

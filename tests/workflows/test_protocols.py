@@ -107,7 +107,10 @@ def test_unknown_override_keys_are_refused(codes, overrides, key):
         CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, overrides=overrides)
 
 
-@pytest.mark.parametrize('arguments', [{'protocol': 'sloppy'}, {'engine': 'vasp', 'engine_protocol': 'sloppy'}])
+@pytest.mark.parametrize(
+    'arguments',
+    [{'protocol': 'sloppy'}, {'engine': 'vasp', 'engine_protocol': 'sloppy'}, {'engine_protocol': 'sloppy'}],
+)
 def test_unknown_protocol_is_refused(codes, arguments):
     with pytest.raises(ValueError, match='unknown protocol `sloppy`'):
         CampaignWorkChain.get_builder_from_protocol('Nb-O', *codes, **arguments)

@@ -15,12 +15,15 @@ unknown element, NaN     fail that structure (``ERROR_STRUCTURE_UNSUPPORTED_ELEM
                          the model's answer would be the same on a rerun
 =======================  ==============================================================================================
 
-The batch succeeds when enough structures do (see ``EngineWorkChain.finish_batch``); a restart budget that runs out
-(``max_iterations``) fails the structures still pending with ``ERROR_STRUCTURE_NOT_RUN`` instead of the batch.
+The engine's ``protocol`` (``mlip.yaml``) gives the calculations every parameter, setting and scheduler option that
+the engine's inputs leave out. The batch succeeds when enough structures do (see ``EngineWorkChain.finish_batch``); a
+restart budget that runs out (``max_iterations``) fails the structures still pending with ``ERROR_STRUCTURE_NOT_RUN``
+instead of the batch.
 """
 
 from __future__ import annotations
 
+from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_handler, while_
 
@@ -29,7 +32,14 @@ from aiida_crystalgan.engines.base import EngineWorkChain
 from aiida_crystalgan.engines.outputs import failure, read_failures
 
 OUTPUT_NAMESPACES = ('trajectories', 'relaxed_structures', 'results')
-DEFAULT_OPTIONS = {'resources': {'num_machines': 1, 'num_mpiprocs_per_machine': 1}, 'max_wallclock_seconds': 3600}
+
+
+def validate_protocol(protocol: orm.Str, _) -> str | None:
+    """The protocol is one of ``mlip.yaml``."""
+    available = MlipCalculation.get_available_protocols()
+    if protocol.value not in available:
+        return f'unknown protocol `{protocol.value}`: choose one of {", ".join(available)}'
+    return None
 
 
 class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
@@ -40,6 +50,7 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
     @classmethod
     def define(cls, spec):
         super().define(spec)
+        spec.inputs['protocol'].validator = validate_protocol
         spec.outline(
             cls.setup,
             while_(cls.should_run_process)(
@@ -50,25 +61,28 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         )
 
     def setup(self) -> None:
-        """Prepare the inputs of the first calculation."""
+        """Prepare the inputs of the first calculation: the engine's inputs completed by its protocol."""
         super().setup()
         self.ctx.done = {namespace: {} for namespace in OUTPUT_NAMESPACES}
         self.ctx.failures = {}
         self.ctx.fixed_cell_retry = False
-        options = dict(DEFAULT_OPTIONS)
-        if 'options' in self.inputs:
-            options.update(self.inputs.options.get_dict())
+        values = MlipCalculation.get_protocol_values(
+            self.inputs.operation.value,
+            self.inputs.parameters.get_dict(),
+            self.inputs.protocol.value,
+            self.inputs.settings.get_dict() if 'settings' in self.inputs else None,
+            self.inputs.options.get_dict() if 'options' in self.inputs else None,
+        )
         self.ctx.inputs = AttributeDict(
             {
                 'code': self.inputs.code,
                 'operation': self.inputs.operation,
                 'structures': dict(self.inputs.structures),
-                'parameters': self.inputs.parameters,
-                'metadata': {'options': options},
+                'parameters': values['parameters'],
+                'settings': values['settings'],
+                'metadata': {'options': values['options']},
             }
         )
-        if 'settings' in self.inputs:
-            self.ctx.inputs.settings = self.inputs.settings
 
     def _collect(self, node) -> None:
         """Keep the outputs of ``node``'s finished structures and the failures it reports."""
@@ -113,11 +127,11 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         exploded = sorted(
             key for key, entry in self.ctx.failures.items() if entry['exit_label'] == 'ERROR_STRUCTURE_EXPLODED'
         )
-        parameters = self.inputs.parameters.get_dict()
+        parameters = self.ctx.inputs.parameters
         if (
             self.ctx.fixed_cell_retry
             or not exploded
-            or not parameters.get('relax_cell', True)
+            or not parameters['relax_cell']
             or self.ctx.iteration >= self.inputs.max_iterations.value
         ):
             return False

@@ -153,3 +153,18 @@ class ProtocolMixin:
             validate_override_keys(overrides, cls.get_override_keys())
             inputs = recursive_merge(inputs, overrides)
         return {**inputs, **children}
+
+    @classmethod
+    def get_builder_with_parameters(
+        cls, protocol: str | None = None, overrides: Mapping[str, Any] | None = None, **inputs: Any
+    ):
+        """A builder with ``inputs`` whose ``parameters`` input is :meth:`get_protocol_inputs` of ``protocol`` and
+        ``overrides``: the builder of every stage whose protocol is its ``parameters`` (sampling, stability, phonons).
+        """
+        from aiida import orm
+
+        builder = cls.get_builder()
+        for key, value in inputs.items():
+            builder[key] = value
+        builder.parameters = orm.Dict(cls.get_protocol_inputs(protocol, overrides))
+        return builder
