@@ -167,9 +167,8 @@ def run_md(
         raise InputError(f'unknown thermostat `{thermostat}`: choose `nose-hoover` or `langevin`')
     # The Nose-Hoover chain's own variables (ASE keeps them private); the Langevin thermostat has none but the rng.
     chain = getattr(dynamics, '_thermostat', None)
-    frames: dict[str, list] = {name: [] for name in FRAME_ARRAYS}
+    frames: dict[str, list] = {name: list(restart.frames[name]) if restart else [] for name in FRAME_ARRAYS}
     if restart is not None:
-        frames = {name: list(restart.frames[name]) for name in FRAME_ARRAYS}
         dynamics.nsteps = restart.step  # ASE records no frame at the start of a run that is not at step 0
         if chain is not None:
             chain._eta, chain._p_eta = (np.array(restart.thermostat[name]) for name in ('eta', 'p_eta'))
