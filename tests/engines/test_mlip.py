@@ -434,6 +434,7 @@ def run_runner(directory: Path, parameters: dict, limit: float | None = None, re
         'operation': 'md',
         'parameters': parameters,
         'structures': 's.h5',
+        'settings': protocol_settings(),
         'max_wallclock_seconds': limit,
         'restarts': {'nb': restart} if restart else {},
     }
@@ -480,6 +481,7 @@ def test_restart_of_another_md_is_refused(tmp_path, monkeypatch):
     """A restart file that does not belong to the MD (another seed, temperature...) is an input error, not a guess."""
     monkeypatch.setattr(runner, 'load_calculator', lambda settings: LennardJones(sigma=2.6, epsilon=0.3, rc=5.5))
     parameters = {'temperature': 300, 'steps': 4, 'timestep': 1.0, 'sample_interval': 1, 'seed': 1}
+    parameters['thermostat'] = 'nose-hoover'
     assert run_runner(tmp_path, parameters, NO_TIME) == EXIT_SOFT_WALLCLOCK
     restart = str(tmp_path / 'results' / f'nb{RESTART_SUFFIX}')
     assert run_runner(tmp_path, {**parameters, 'seed': 2}, NO_TIME, restart) == EXIT_INVALID_INPUT
