@@ -351,7 +351,6 @@ def run_seed(
     """Train, run both arms through the funnel and relax their selections; the result is cached per seed."""
 
     def compute() -> dict[str, Any]:
-        started = time.perf_counter()
         model, training = train_model(data['records'], sizes, seed, cache_dir)
         labels.log(f'seed {seed}: model {model} ({training.get("seconds", 0):.0f} s of training)')
         result: dict[str, Any] = {'seed': seed, 'command': command, 'training': training}
@@ -369,7 +368,6 @@ def run_seed(
                 'seconds': {**run['seconds'], 'relaxations': time.perf_counter() - tick},
             }
             labels.log(f'seed {seed} {arm}: {json.dumps(scored["metrics"])}; rediscovered {scored["rediscovered"]}')
-        result['seconds'] = time.perf_counter() - started
         return result
 
     return cache.get(labels.Cache.key('leave_phases_out_seed', seed, asdict(sizes)), compute)
@@ -504,8 +502,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '',
     ]
     for run in runs:
-        seconds = f', {run["seconds"] / 60:.0f} min' if 'seconds' in run else ''
-        lines.append(f'- seed {run["seed"]}: `{run.get("command", report["command"])}`{seconds}')
+        lines.append(f'- seed {run["seed"]}: `{run.get("command", report["command"])}`')
     lines += [
         '',
         'where `$OQMD_NB_O` is the folder of the OQMD Nb-O entries (`entries.csv` and `cif/`).',
@@ -747,9 +744,11 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
 
 def public_command(argv: list[str]) -> str:
     """The shell-quoted arguments with the data folder written as ``$OQMD_NB_O`` (a report names the data, not a
-    local path)."""
+    local path) and without ``--discussion`` (text added to the report, not a setting of the run)."""
     public = []
     for position, argument in enumerate(argv):
+        if argument == '--discussion' or position and argv[position - 1] == '--discussion':
+            continue
         if position and argv[position - 1] == '--data-dir':
             public.append('"$OQMD_NB_O"')
         elif argument.startswith('--data-dir='):
