@@ -75,9 +75,10 @@ def to_atoms(structure):
 
 def chgnet():
     """The CHGNet calculator of the product's MLIP engine (its weights ship in the wheel; nothing is downloaded)."""
+    from aiida_crystalgan.calculations.mlip import MlipCalculation
     from aiida_crystalgan.mlip.calculators import load_calculator
 
-    return load_calculator({'model': 'chgnet'})
+    return load_calculator(MlipCalculation.get_protocol_values('forces', settings={'model': 'chgnet'})['settings'])
 
 
 def read_oqmd(folder: Path) -> list[dict[str, Any]]:
