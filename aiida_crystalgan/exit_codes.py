@@ -78,6 +78,10 @@ EXIT_CODES: dict[str, tuple[int, str]] = {
     'ERROR_STRUCTURE_FAILED': (524, 'The calculation of the structure raised an error.'),
     'ERROR_STRUCTURE_CRASHED': (525, 'The engine died while working on the structure.'),
     'ERROR_STRUCTURE_NOT_RUN': (526, 'The structure was not run to the end within the allowed restarts.'),
+    'ERROR_RELAX_NOT_CONVERGED': (
+        527,
+        'The relaxation did not converge within `max_relax_continuations` continuations from its last geometry.',
+    ),
 }
 
 #: The per-structure code of each ``reason`` that ``crystalgan-mlip`` writes in ``<key>.failed.json``.

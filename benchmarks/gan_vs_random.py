@@ -1,13 +1,13 @@
 """Benchmark: the GAN against a random symmetric-structure baseline (PyXtal) on Nb-O, at equal relaxation budgets.
 
-Data: the OQMD Nb-O CIFs of ``../shared/data/nb-o_oqmd`` (entries above 25 Å^3/atom dropped), labelled with CHGNet
-(single point at the OQMD geometry and CHGNet-relaxed geometry), plus CHGNet MD snapshots of a few of them at two
-temperatures. The GAN is trained on that set; both methods then generate the same compositions and formula units,
-go through the same post-processing, the same number N of CHGNet relaxations and the same metrics
-(:func:`aiida_crystalgan.analysis.metrics.compute_metrics`). The convex hull is built from the CHGNet-relaxed OQMD
-structures plus CHGNet-relaxed elemental references (bcc Nb, an alpha-O2-type molecular crystal).
+Data: the OQMD Nb-O CIFs of ``<data-dir>/nb-o_oqmd`` (entries above 25 Å^3/atom dropped), labelled with CHGNet by
+the shared ``_oqmd_chgnet`` module (single point at the OQMD geometry and CHGNet-relaxed geometry), plus CHGNet MD
+snapshots of a few of them at two temperatures. The GAN is trained on that set; both methods then generate the same
+compositions and formula units, go through the same post-processing, the same number N of CHGNet relaxations and the
+same metrics (:func:`aiida_crystalgan.analysis.metrics.compute_metrics`). The convex hull is built from the
+CHGNet-relaxed OQMD structures plus CHGNet-relaxed elemental references (bcc Nb, an alpha-O2-type molecular crystal).
 
-    python benchmarks/gan_vs_random.py [--data-dir ../shared/data] [--output-dir docs/benchmarks] \
+    python benchmarks/gan_vs_random.py [--data-dir DATA] [--output-dir docs/benchmarks] \
         [--relaxations 20] [--train-steps 600] [--seed 0] [--quick]
 
 ``--quick`` is a smoke run of a few minutes (tiny training, few samples, 2 relaxations per method) that writes
@@ -21,9 +21,7 @@ On a GPU machine, ``--throughput-only CHECKPOINT`` measures only the generation 
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -33,17 +31,29 @@ import tempfile
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _oqmd_chgnet import (
+    MAX_VOLUME_PER_ATOM,
+    Cache,
+    chgnet,
+    elemental_references,
+    label_oqmd,
+    log,
+    read_oqmd,
+    relax_cached,
+    structure_fingerprint_key,
+    to_atoms,
+    to_structure,
+    training_records,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / 'shared' / 'data'
-SYSTEM = 'Nb-O'
-MAX_VOLUME_PER_ATOM = 25.0  # Å^3/atom: OQMD entries above this are implausible (see the data README)
 MD_ENTRIES = (2921, 10057, 31135, 3586)  # NbO Pm-3m, rutile NbO2, R-Nb2O5, B-Nb2O5
 TARGETS_IN_ISSUE = {
     'structural_validity': 0.99,
@@ -90,150 +100,7 @@ class Target:
         return f'{self.formula}x{self.formula_units}'
 
 
-def log(message: str) -> None:
-    """Print a time-stamped progress line."""
-    print(f'[{time.strftime("%H:%M:%S")}] {message}', flush=True)
-
-
-class Cache:
-    """JSON files keyed by a hash of their inputs, so an interrupted run resumes where it stopped."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    @staticmethod
-    def key(*parts: Any) -> str:
-        return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-    def get(self, key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        path = self.folder / f'{key}.json'
-        if path.exists():
-            return json.loads(path.read_text())
-        value = compute()
-        path.with_suffix('.part').write_text(json.dumps(value))
-        os.replace(path.with_suffix('.part'), path)
-        return value
-
-
-def structure_fingerprint_key(structure) -> list:
-    """A JSON-able, rounded description of a structure for cache keys."""
-    return [
-        np.round(structure.lattice.matrix, 6).tolist(),
-        [site.specie.Z for site in structure],
-        np.round(structure.frac_coords, 6).tolist(),
-    ]
-
-
-def to_structure(result: dict[str, Any]):
-    """pymatgen Structure from a runner result (numbers, positions, cell)."""
-    from pymatgen.core import Lattice, Structure
-
-    return Structure(Lattice(result['cell']), result['numbers'], result['positions'], coords_are_cartesian=True)
-
-
-def to_atoms(structure):
-    from pymatgen.io.ase import AseAtomsAdaptor
-
-    return AseAtomsAdaptor.get_atoms(structure)
-
-
 # ----------------------------------------------------------------------------------------------- data and labels
-
-
-def read_oqmd(data_dir: Path) -> list[dict[str, Any]]:
-    """OQMD entries (id, formula, structure) with at most ``MAX_VOLUME_PER_ATOM``."""
-    from pymatgen.core import Structure
-
-    folder = data_dir / 'nb-o_oqmd'
-    entries = []
-    with (folder / 'entries.csv').open() as handle:
-        for row in csv.DictReader(handle):
-            if float(row['volume_per_atom']) > MAX_VOLUME_PER_ATOM:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                structure = Structure.from_file(folder / row['cif'])
-            entries.append(
-                {
-                    'id': int(row['oqmd_entry_id']),
-                    'formula': structure.composition.reduced_formula,
-                    'spacegroup': row['spacegroup_symbol'],
-                    'structure': structure,
-                }
-            )
-    return entries
-
-
-def relax(structure, calculator, fmax: float, max_steps: int, relax_cell: bool = True) -> dict[str, Any]:
-    """CHGNet relaxation with the MLIP runner; adds wall time and never raises."""
-    from aiida_crystalgan.mlip.runner import run_relax
-
-    start = time.perf_counter()
-    try:
-        result = run_relax(
-            to_atoms(structure), calculator, {'fmax': fmax, 'max_steps': max_steps, 'relax_cell': relax_cell}
-        )
-    except Exception as exception:  # noqa: BLE001 - one failed relaxation must not stop the benchmark
-        return {'error': f'{type(exception).__name__}: {exception}', 'seconds': time.perf_counter() - start}
-    result['seconds'] = time.perf_counter() - start
-    return result
-
-
-def single_point(structure, calculator) -> dict[str, Any]:
-    from aiida_crystalgan.mlip.runner import run_forces
-
-    return run_forces(to_atoms(structure), calculator, {})
-
-
-def label_oqmd(entries: list[dict[str, Any]], calculator, cache: Cache, settings: Settings) -> None:
-    """Add CHGNet single-point and relaxed results to every entry (in place)."""
-    for entry in entries:
-        structure = entry['structure']
-        key = structure_fingerprint_key(structure)
-        entry['single_point'] = cache.get(Cache.key('sp', key), lambda s=structure: single_point(s, calculator))
-        if len(structure) <= settings.max_reference_atoms:
-            params = (settings.relax_fmax, settings.reference_relax_steps)
-            entry['relaxed'] = cache.get(
-                Cache.key('relax', key, params), lambda s=structure, p=params: relax(s, calculator, *p)
-            )
-            if 'error' in entry['relaxed']:
-                entry['relaxed'] = None
-        else:
-            entry['relaxed'] = None
-        final = entry['relaxed'] or entry['single_point']
-        entry['energy'] = float(final['energy'])
-        entry['final_structure'] = to_structure(final)
-        log(
-            f'  OQMD {entry["id"]} {entry["formula"]} ({len(structure)} atoms): '
-            f'{entry["energy"] / len(structure):.3f} eV/atom'
-            + (f', relaxed in {entry["relaxed"]["steps"]} steps' if entry['relaxed'] else ', single point')
-        )
-
-
-def elemental_references(calculator, cache: Cache, settings: Settings) -> list[tuple[Any, float, str]]:
-    """CHGNet-relaxed elemental seeds of the system: (structure, total energy, label)."""
-    from aiida_crystalgan.structures.prototypes import seed_structures
-
-    references = []
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        seeds = seed_structures(SYSTEM)
-    for seed in seeds:
-        if not seed.structure.composition.is_element:
-            continue
-        molecular = 'molecular' in seed.label
-        params = (settings.relax_fmax, settings.reference_relax_steps, not molecular)
-        result = cache.get(
-            Cache.key('element', structure_fingerprint_key(seed.structure), params),
-            lambda s=seed.structure, p=params: relax(s, calculator, *p[:2], relax_cell=p[2]),
-        )
-        references.append((to_structure(result), float(result['energy']), seed.label))
-        log(
-            f'  element {seed.label}: {result["energy"] / len(seed.structure):.3f} eV/atom '
-            f'(cell {"fixed" if molecular else "relaxed"})'
-        )
-    return references
 
 
 def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settings: Settings) -> list:
@@ -279,33 +146,6 @@ def md_snapshots(entries: list[dict[str, Any]], calculator, cache: Cache, settin
                 f'in {frames["seconds"]:.0f} s'
             )
     return records
-
-
-def training_records(entries: list[dict[str, Any]], snapshots: list) -> list:
-    """StructureRecords of the GAN training set: OQMD geometry and relaxed geometry of each entry, plus MD frames; the
-    relaxed geometry (the OQMD one when not relaxed) is a ``minimum``, the others ``labelled``."""
-    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
-
-    records = []
-    for entry in entries:
-        for kind in ('single_point', 'relaxed'):
-            result = entry[kind]
-            if result is None:
-                continue
-            role = MINIMUM if kind == 'relaxed' or entry['relaxed'] is None else LABELLED
-            records.append(
-                StructureRecord(
-                    numbers=result['numbers'],
-                    positions=result['positions'],
-                    cell=result['cell'],
-                    energy=result['energy'],
-                    forces=result['forces'],
-                    source=f'oqmd-{entry["id"]}:{kind}',
-                    label=entry['formula'],
-                    role=role,
-                )
-            )
-    return records + list(snapshots)
 
 
 def generation_targets(entries: list[dict[str, Any]], n_max: int, balanced_only: bool = True) -> list[Target]:
@@ -522,11 +362,7 @@ def evaluate_method(
     relaxed, e_hull, rows = [], [], []
     for number, index in enumerate(chosen):
         candidate = processed.structures[index]
-        params = (settings.relax_fmax, settings.relax_steps)
-        result = cache.get(
-            Cache.key('candidate', structure_fingerprint_key(candidate), params),
-            lambda s=candidate, p=params: relax(s, calculator, *p),
-        )
+        result = relax_cached(candidate, calculator, cache, settings.relax_fmax, settings.relax_steps)
         row = {
             'target': kept_keys[index],
             'formula': candidate.composition.reduced_formula,
@@ -953,7 +789,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings('ignore', category=UserWarning)
     from aiida_crystalgan.analysis.hull import build_phase_diagram
-    from aiida_crystalgan.mlip.calculators import load_calculator
 
     settings = make_settings(args)
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='gan_vs_random_'))
@@ -963,11 +798,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f'work folder {work}; settings {settings}')
 
     tick = time.perf_counter()
-    calculator = load_calculator({'model': 'chgnet'})
-    entries = read_oqmd(data_dir)
+    calculator = chgnet()
+    entries = read_oqmd(data_dir / 'nb-o_oqmd')
     log(f'{len(entries)} OQMD entries after the volume filter; labelling with CHGNet')
-    label_oqmd(entries, calculator, cache, settings)
-    elements = elemental_references(calculator, cache, settings)
+    label_oqmd(
+        entries,
+        calculator,
+        cache,
+        settings.relax_fmax,
+        settings.reference_relax_steps,
+        settings.max_reference_atoms,
+    )
+    elements = elemental_references(calculator, cache, settings.relax_fmax, settings.reference_relax_steps)
     timings['CHGNet labels and relaxations of OQMD + elements'] = time.perf_counter() - tick
     tick = time.perf_counter()
     snapshots = md_snapshots(entries, calculator, cache, settings)
@@ -979,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stable_phases = sorted({entry.composition.reduced_formula for entry in diagram.stable_entries})
 
     n_max = 24
-    records = training_records(entries, snapshots)
+    records = training_records(entries) + snapshots
     training = [record.to_pymatgen() for record in records]
     references = [entry['structure'] for entry in entries]
     targets = generation_targets(entries, n_max, balanced_only=not args.all_compositions)

@@ -8,7 +8,7 @@ physics head. For each seed, two models are trained with identical settings exce
 scored by CHGNet before relaxation (energy above the hull of the CHGNet-relaxed phases, largest force) and a subset is
 relaxed with FIRE (fmax 0.05 eV/Å, cell relaxed) to count the steps needed.
 
-CHGNet results of the OQMD phases are cached in ``--work-dir`` (shared with ``gan_vs_random.py``'s cache format), so
+CHGNet results of the OQMD phases are cached in ``--work-dir`` (the shared ``_oqmd_chgnet`` module's format), so
 a rerun only retrains and rescores. Skips cleanly when the data folder is absent.
 
     python benchmarks/guidance_ablation.py --work-dir /tmp/guidance
@@ -32,42 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import _oqmd_chgnet as labels
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gan_vs_random as gvr  # noqa: E402 - the shared CHGNet labelling, relaxation and caching of the Nb-O data
+from gan_vs_random import DEFAULT_DATA, generation_targets
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {'guided': None, 'unguided': {'energy_weight': 0.0, 'force_weight': 0.0}}
-
-
-def training_records(entries: list[dict[str, Any]]) -> list:
-    """The relaxed phase of each entry as a ``minimum`` (the OQMD geometry when it was not relaxed) and, when
-    relaxed, the OQMD geometry as ``labelled``: all with CHGNet energies and forces."""
-    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
-
-    records = []
-    for entry in entries:
-        relaxed = entry['relaxed']
-        for kind, result, role in (
-            ('relaxed', relaxed, MINIMUM),
-            ('single_point', entry['single_point'], LABELLED if relaxed else MINIMUM),
-        ):
-            if result is None:
-                continue
-            records.append(
-                StructureRecord(
-                    numbers=result['numbers'],
-                    positions=result['positions'],
-                    cell=result['cell'],
-                    energy=result['energy'],
-                    forces=result['forces'],
-                    source=f'oqmd-{entry["id"]}:{kind}',
-                    label=entry['formula'],
-                    role=role,
-                )
-            )
-    return records
 
 
 def train_model(records: list, config_values: dict[str, Any], work: Path) -> tuple[Path, dict[str, Any]]:
@@ -106,7 +76,7 @@ def score(
     seed: int,
     diagram,
     calculator,
-    cache: gvr.Cache,
+    cache: labels.Cache,
     relaxations: int,
     relax_steps: int,
 ) -> dict[str, Any]:
@@ -127,7 +97,7 @@ def score(
             'shortest_distance': shortest_distance(structure),
         }
         try:
-            result = gvr.single_point(structure, calculator)
+            result = labels.single_point(structure, calculator)
         except Exception as exception:  # noqa: BLE001 - one failed evaluation must not stop the benchmark
             row['error'] = f'{type(exception).__name__}: {exception}'
         else:
@@ -137,15 +107,11 @@ def score(
     valid = [i for i, row in enumerate(rows) if row['shortest_distance'] >= 0.5 and 'error' not in row]
     relaxed = []
     for index in valid[:relaxations]:
-        params = (0.05, relax_steps)
-        result = cache.get(
-            gvr.Cache.key('candidate', gvr.structure_fingerprint_key(structures[index]), params),
-            lambda s=structures[index], p=params: gvr.relax(s, calculator, *p),
-        )
+        result = labels.relax_cached(structures[index], calculator, cache, 0.05, relax_steps)
         if 'error' in result:
             relaxed.append({'error': result['error']})
             continue
-        final = gvr.to_structure(result)
+        final = labels.to_structure(result)
         relaxed.append(
             {
                 'steps': result['steps'],
@@ -271,7 +237,7 @@ def verdict(runs: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data-dir', type=Path, default=gvr.DEFAULT_DATA, help='folder holding nb-o_oqmd')
+    parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA, help='folder holding nb-o_oqmd')
     parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
     parser.add_argument('--work-dir', type=Path, default=None, help='cache of CHGNet results and the models')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
@@ -341,41 +307,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
-    from aiida_crystalgan.engines.mlip.calculators import load_calculator
-
     from aiida_crystalgan.analysis.hull import build_phase_diagram
     from aiida_crystalgan.gan import GanConfig
 
     started = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='guidance_ablation_'))
-    cache = gvr.Cache(work / 'cache')
-    settings = gvr.Settings(
-        train_steps=args.steps,
-        train_seconds=math.inf,
-        samples_per_target=0,
-        throughput_per_target=0,
-        relaxations=args.relaxations,
-        relax_steps=args.relax_steps,
-        relax_fmax=0.05,
-        max_relax_atoms=args.n_max,
-        reference_relax_steps=150,
-        max_reference_atoms=args.reference_atoms,
-        md_steps=0,
-        md_temperatures=(),
-        md_entries=(),
-        phonons=0,
-        seed=0,
-    )
-    calculator = load_calculator({'model': 'chgnet'})
-    entries = gvr.read_oqmd(data_dir)
-    gvr.log(f'{len(entries)} OQMD entries; labelling with CHGNet (work folder {work})')
-    gvr.label_oqmd(entries, calculator, cache, settings)
-    elements = gvr.elemental_references(calculator, cache, settings)
+    cache = labels.Cache(work / 'cache')
+    calculator = labels.chgnet()
+    entries = labels.read_oqmd(data_dir / 'nb-o_oqmd')
+    labels.log(f'{len(entries)} OQMD entries; labelling with CHGNet (work folder {work})')
+    labels.label_oqmd(entries, calculator, cache, 0.05, 150, args.reference_atoms)
+    elements = labels.elemental_references(calculator, cache, 0.05, 150)
     hull = [(entry['final_structure'], entry['energy']) for entry in entries]
     diagram = build_phase_diagram(hull + [(structure, energy) for structure, energy, _ in elements])
-    records = training_records(entries)
-    targets = gvr.generation_targets(entries, args.n_max)
-    gvr.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
+    records = labels.training_records(entries)
+    targets = generation_targets(entries, args.n_max)
+    labels.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
 
     base = {
         'n_max': args.n_max,
@@ -406,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
             )
             checkpoint, training = train_model(records, values, folder)
-            gvr.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
+            labels.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
             scored = score(
                 checkpoint,
                 targets,
@@ -419,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.relax_steps,
             )
             run[method] = {'training': training, 'summary': summarise(scored), 'scored': scored}
-            gvr.log(f'seed {seed} {method}: {json.dumps(run[method]["summary"])}')
+            labels.log(f'seed {seed} {method}: {json.dumps(run[method]["summary"])}')
         runs.append(run)
 
     command = 'python benchmarks/guidance_ablation.py' + (
@@ -446,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
     write_markdown(report, args.output_dir / 'guidance_ablation.md')
-    gvr.log(report['verdict'])
+    labels.log(report['verdict'])
     return 0
 
 

@@ -18,6 +18,7 @@ from aiida_crystalgan.calculations._common import SOFT_WALLTIME_FRACTION, set_se
 from aiida_crystalgan.engines.base import OPERATIONS, validate_engine_inputs
 from aiida_crystalgan.exit_codes import EXECUTABLE_EXIT_CODES, define_exit_codes
 from aiida_crystalgan.io import DataFileWriter, StructureRecord
+from aiida_crystalgan.mlip.restart import RESTART_SUFFIX
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 
 INPUT_FILE = 'input.json'
@@ -25,6 +26,20 @@ STRUCTURES_FILE = 'structures.h5'
 RESULTS_FOLDER = 'results'
 STDOUT_FILE = 'mlip.out'
 STDERR_FILE = 'mlip.err'
+
+
+def validate_inputs(inputs: dict[str, Any], context) -> str | None:
+    """The engine inputs, and restart files only for MD and for structures of the batch."""
+    message = validate_engine_inputs(inputs, context)
+    restarts = inputs.get('restarts') or {}
+    if message or not restarts:
+        return message
+    if inputs['operation'].value != 'md':
+        return '`restarts` continue MD trajectories: give them only with the `md` operation'
+    unknown = sorted(set(restarts) - set(inputs['structures']))
+    if unknown:
+        return f'`restarts` for structures not in the batch: {", ".join(unknown)}'
+    return None
 
 
 class MlipCalculation(ProtocolMixin, CalcJob):
@@ -54,11 +69,26 @@ class MlipCalculation(ProtocolMixin, CalcJob):
             '`num_threads` (CPU threads per calculation). The executable needs every setting of its model: '
             '`get_builder_from_protocol` takes those not given from the `mlip` protocol.',
         )
-        spec.inputs.validator = validate_engine_inputs
+        spec.input_namespace(
+            'restarts',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            required=False,
+            help='MD restart files by structure key (the `restarts` output of a run stopped by the soft wall-clock '
+            'limit): those trajectories continue from their last step instead of starting again.',
+        )
+        spec.inputs.validator = validate_inputs
         set_serial_defaults(spec, 'crystalgan.mlip')
         spec.output_namespace('trajectories', valid_type=orm.TrajectoryData, dynamic=True, required=False)
         spec.output_namespace('relaxed_structures', valid_type=orm.StructureData, dynamic=True, required=False)
         spec.output_namespace('results', valid_type=orm.ArrayData, dynamic=True, required=False)
+        spec.output_namespace(
+            'restarts',
+            valid_type=orm.SinglefileData,
+            dynamic=True,
+            required=False,
+            help='Restart files of the MD trajectories that the soft wall-clock limit stopped, by structure key.',
+        )
         spec.output(
             'failures',
             valid_type=orm.Dict,
@@ -125,6 +155,8 @@ class MlipCalculation(ProtocolMixin, CalcJob):
         with DataFileWriter(folder.get_abs_path(STRUCTURES_FILE)) as writer:
             for key, structure in self.inputs.structures.items():
                 writer.append(StructureRecord.from_ase(structure.get_ase(), source=structure.uuid, label=key))
+        restarts = self.inputs.get('restarts', {})
+        local_copy_list = [(node.uuid, node.filename, f'{key}{RESTART_SUFFIX}') for key, node in restarts.items()]
         options = self.inputs.metadata.options
         walltime = options.get('max_wallclock_seconds')
         config = {
@@ -133,8 +165,11 @@ class MlipCalculation(ProtocolMixin, CalcJob):
             'settings': self.inputs.settings.get_dict() if 'settings' in self.inputs else {},
             'structures': STRUCTURES_FILE,
             'max_wallclock_seconds': walltime * SOFT_WALLTIME_FRACTION if walltime else None,
+            'restarts': {key: f'{key}{RESTART_SUFFIX}' for key in restarts},
         }
         with folder.open(INPUT_FILE, 'w') as handle:
             json.dump(config, handle, indent=2)
 
-        return single_code_calcinfo(self.inputs.code, [INPUT_FILE], STDOUT_FILE, STDERR_FILE, [RESULTS_FOLDER])
+        calcinfo = single_code_calcinfo(self.inputs.code, [INPUT_FILE], STDOUT_FILE, STDERR_FILE, [RESULTS_FOLDER])
+        calcinfo.local_copy_list = local_copy_list
+        return calcinfo

@@ -36,6 +36,7 @@ Numerical settings of the engine itself (cut-offs, k-points, MLIP model) come fr
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from aiida import orm
@@ -123,6 +124,10 @@ def validate_engine_inputs(inputs: dict[str, Any], _) -> str | None:
 
 class EngineWorkChain(WorkChain):
     """Base class of every engine: the shared input/output spec and exit codes."""
+
+    #: The ``settings`` key that limits how many jobs one engine call runs at a time; ``None`` for an engine that
+    #: runs a whole batch as one job (``mlip``).
+    concurrency_setting: str | None = None
 
     @classmethod
     def define(cls, spec):
@@ -225,15 +230,34 @@ def expose_engine_inputs(spec, namespace: str = 'engine') -> None:
     )
 
 
+def limit_engine_jobs(engine_inputs: Mapping[str, Any], max_jobs: int | None) -> dict[str, Any]:
+    """The ``engine`` inputs with at most ``max_jobs`` jobs in flight per engine call (``None``: as they are).
+
+    The engine's ``concurrency_setting`` gets the smaller of ``max_jobs`` and its value in ``settings``; an engine
+    that runs a batch as one job has no such setting and is returned as it is.
+    """
+    inputs = dict(engine_inputs)
+    setting = load_engine(inputs['name'].value).concurrency_setting
+    if max_jobs is None or setting is None:
+        return inputs
+    settings = inputs['settings'].get_dict() if 'settings' in inputs else {}
+    inputs['settings'] = orm.Dict({**settings, setting: min(settings.get(setting) or max_jobs, max_jobs)})
+    return inputs
+
+
 def submit_engine(
     workchain: WorkChain,
     operation: str,
     structures: dict[str, orm.StructureData],
     parameters: dict[str, Any],
     namespace: str = 'engine',
+    max_jobs: int | None = None,
 ):
-    """Submit the engine of ``workchain``'s ``engine`` inputs for ``operation`` on ``structures``."""
-    engine_inputs = workchain.inputs[namespace]
+    """Submit the engine of ``workchain``'s ``engine`` inputs for ``operation`` on ``structures``.
+
+    ``max_jobs``: at most that many engine jobs in flight (see :func:`limit_engine_jobs`).
+    """
+    engine_inputs = limit_engine_jobs(workchain.inputs[namespace], max_jobs)
     engine = load_engine(engine_inputs['name'].value)
     inputs = {
         'operation': orm.Str(operation),

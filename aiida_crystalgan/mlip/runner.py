@@ -10,6 +10,10 @@ keeps the work it did. A structure that fails (an element the model does not kno
 exploding relaxation, an error of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
 ``results/running.json`` names the structure being worked on, so that a hard crash names its culprit.
 ``results/status.json`` and the exit code say how the run ended (see ``io.status``).
+
+The soft wall-clock limit is checked between structures and, in MD, between steps: an MD that would not finish in
+time stops after its last step that fits and writes ``results/<key>.restart.npz`` (``mlip.restart``); the input's
+``restarts`` (``{key: file}``) name the restart files that the next run continues from, appending the frames left.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,7 @@ from aiida_crystalgan.io.status import (
 )
 
 from .calculators import load_calculator, required_settings, unsupported_elements
+from .restart import FRAME_ARRAYS, RESTART_SUFFIX, MdRestart
 
 RESULTS = Path('results')
 #: A relaxation that changes the volume by more than this factor, either way, has exploded (or collapsed).
@@ -115,8 +121,32 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarray]:
-    """NVT molecular dynamics; frames every ``sample_interval`` steps with energies, forces, stress, temperature."""
+class TrajectoryCut(Exception):
+    """The soft wall-clock limit stopped an MD between two steps; ``restart`` continues it."""
+
+    def __init__(self, restart: MdRestart) -> None:
+        super().__init__(f'MD stopped after step {restart.step}')
+        self.restart = restart
+
+
+def _always_fits(duration: float) -> bool:
+    return True
+
+
+def run_md(
+    atoms,
+    calculator,
+    parameters: dict[str, Any],
+    restart: MdRestart | None = None,
+    fits: Callable[[float], bool] = _always_fits,
+) -> dict[str, np.ndarray]:
+    """NVT molecular dynamics; frames every ``sample_interval`` steps with energies, forces, stress, temperature.
+
+    After each step (at least one per call), ``fits(longest step so far)`` says whether another step fits in the
+    time left; when it does not, :class:`TrajectoryCut` carries the state to continue from (``restart``): the frames
+    so far, positions and momenta, the random generator and the thermostat's variables. A continued run appends the
+    frames of the steps left, so that it ends with the frames of an uninterrupted run.
+    """
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.nose_hoover_chain import NoseHooverChainNVT
@@ -128,20 +158,31 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
     interval = int(parameters['sample_interval'])
     rng = np.random.default_rng(int(parameters['seed']))
     atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
     thermostat = parameters['thermostat']
+    continued = {**parameters, 'sample_interval': interval, 'thermostat': thermostat}
+    if restart is None:
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        Stationary(atoms)
+    else:
+        mismatch = restart.mismatch(continued, len(atoms))
+        if mismatch:
+            raise InputError(f'cannot continue the MD from its restart file: {mismatch}')
+        atoms.set_positions(restart.positions)
+        atoms.set_momenta(restart.momenta)
+        rng.bit_generator.state = restart.rng_state
     if thermostat == 'langevin':
         dynamics = Langevin(atoms, timestep, temperature_K=temperature, friction=0.01 / units.fs, rng=rng)
     elif thermostat == 'nose-hoover':
         dynamics = NoseHooverChainNVT(atoms, timestep, temperature_K=temperature, tdamp=100 * timestep)
     else:
         raise InputError(f'unknown thermostat `{thermostat}`: choose `nose-hoover` or `langevin`')
-
-    frames: dict[str, list] = {
-        k: []
-        for k in ('positions', 'cells', 'energies', 'forces', 'stress', 'temperatures', 'times', 'steps', 'velocities')
-    }
+    # The Nose-Hoover chain's own variables (ASE keeps them private); the Langevin thermostat has none but the rng.
+    chain = getattr(dynamics, '_thermostat', None)
+    frames: dict[str, list] = {name: list(restart.frames[name]) if restart else [] for name in FRAME_ARRAYS}
+    if restart is not None:
+        dynamics.nsteps = restart.step  # ASE records no frame at the start of a run that is not at step 0
+        if chain is not None:
+            chain._eta, chain._p_eta = (np.array(restart.thermostat[name]) for name in ('eta', 'p_eta'))
 
     def record() -> None:
         frames['positions'].append(atoms.get_positions())
@@ -154,8 +195,27 @@ def run_md(atoms, calculator, parameters: dict[str, Any]) -> dict[str, np.ndarra
         frames['steps'].append(dynamics.nsteps)
         frames['velocities'].append(atoms.get_velocities())
 
+    def state() -> MdRestart:
+        return MdRestart(
+            frames={name: np.asarray(values, dtype=float) for name, values in frames.items()},
+            step=dynamics.nsteps,
+            positions=atoms.get_positions(),
+            momenta=atoms.get_momenta(),
+            rng_state=rng.bit_generator.state,
+            thermostat={} if chain is None else {'eta': chain._eta.copy(), 'p_eta': chain._p_eta.copy()},
+            parameters=continued,
+        )
+
     dynamics.attach(record, interval=interval)
-    dynamics.run(steps)
+    first_step, longest, tick = dynamics.nsteps, 0.0, time.monotonic()
+    for _ in dynamics.irun(steps - dynamics.nsteps):
+        now = time.monotonic()
+        longest, tick = max(longest, now - tick), now
+        if first_step < dynamics.nsteps < steps and not fits(longest):
+            cut = state()
+            if not cut.is_finite():
+                raise StructureFailed('non_finite', f'non-finite MD state at step {cut.step}')
+            raise TrajectoryCut(cut)
     result = {key: np.asarray(value, dtype=float) for key, value in frames.items()}
     result['numbers'] = atoms.get_atomic_numbers()
     return result
@@ -165,14 +225,17 @@ OPERATIONS = {'forces': run_forces, 'relax': run_relax, 'md': run_md}
 NON_FINITE_CHECKED = ('energy', 'forces', 'stress', 'positions', 'cell', 'energies', 'cells', 'velocities')
 
 
-def evaluate(operation: str, atoms, calculator, config: dict[str, Any]) -> dict[str, Any]:
-    """Run ``operation`` on one structure; :class:`StructureFailed` when the structure, not the run, is at fault."""
+def evaluate(operation: str, atoms, calculator, config: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """Run ``operation`` on one structure; :class:`StructureFailed` when the structure, not the run, is at fault.
+
+    ``options`` go to the operation (``md``: ``restart`` and ``fits``, see :func:`run_md`).
+    """
     unknown = unsupported_elements(config['settings'], atoms.get_atomic_numbers())
     if unknown:
         raise StructureFailed('unsupported_element', f'the model cannot evaluate {", ".join(unknown)}')
     try:
-        result = OPERATIONS[operation](atoms, calculator, config['parameters'])
-    except (StructureFailed, InputError):
+        result = OPERATIONS[operation](atoms, calculator, config['parameters'], **options)
+    except (StructureFailed, InputError, TrajectoryCut):
         raise
     except Exception as exception:  # noqa: BLE001 - the calculator's failure on this structure, whatever it is
         traceback.print_exc()
@@ -211,6 +274,14 @@ def _check_complete(config: dict[str, Any]) -> None:
         )
 
 
+def _md_options(config: dict[str, Any], key: str, fits: Callable[[float], bool]) -> dict[str, Any]:
+    """The options of :func:`run_md` for structure ``key``: the restart file that the input names, if any."""
+    if config['operation'] != 'md':
+        return {}
+    path = (config.get('restarts') or {}).get(key)
+    return {'restart': MdRestart.load(Path(path)) if path else None, 'fits': fits}
+
+
 def run(input_path: Path) -> int:
     """Run the operation described by ``input_path``; return the process exit code."""
     start = time.monotonic()
@@ -222,33 +293,42 @@ def run(input_path: Path) -> int:
     calculator = load_calculator(settings)
     durations: list[float] = []
     failed = 0
+
+    def fits(duration: float) -> bool:
+        """Whether work of ``duration`` seconds still ends before the soft wall-clock limit."""
+        return not soft_limit or time.monotonic() - start + duration <= soft_limit
+
+    def stop(message: str) -> int:
+        return write_status(RESULTS, EXIT_SOFT_WALLCLOCK, message, finished=len(durations) - failed, failed=failed)
+
     with DataFile(config['structures']) as structures:
         for record in structures:
             key = record.label
             if any((RESULTS / f'{key}{suffix}').exists() for suffix in ('.json', '.npz', FAILED_SUFFIX)):
                 continue
-            elapsed = time.monotonic() - start
-            if soft_limit and durations and elapsed + max(durations) > soft_limit:
-                return write_status(
-                    RESULTS,
-                    EXIT_SOFT_WALLCLOCK,
-                    f'soft wall-clock limit of {soft_limit} s reached',
-                    finished=len(durations) - failed,
-                    failed=failed,
-                )
+            if durations and not fits(max(durations)):
+                return stop(f'soft wall-clock limit of {soft_limit} s reached')
             tick = time.monotonic()
             _write_atomic(RESULTS / RUNNING_FILE, lambda p, k=key: p.write_text(json.dumps({'key': k})))
+            restart_file = RESULTS / f'{key}{RESTART_SUFFIX}'
             try:
-                result = evaluate(config['operation'], record.to_ase(), calculator, config)
+                options = _md_options(config, key, fits)
+                result = evaluate(config['operation'], record.to_ase(), calculator, config, **options)
             except StructureFailed as failure:
                 print(f'crystalgan-mlip: `{key}` failed ({failure.reason}): {failure}', file=sys.stderr)
                 write_failure(RESULTS, key, failure.reason, str(failure))
                 failed += 1
+            except TrajectoryCut as cut:
+                _write_atomic(restart_file, cut.restart.save)
+                (RESULTS / RUNNING_FILE).unlink()
+                step = cut.restart.step
+                return stop(f'soft wall-clock limit of {soft_limit} s reached after MD step {step} of `{key}`')
             else:
                 if config['operation'] == 'md':
                     _write_atomic(RESULTS / f'{key}.npz', lambda p, r=result: _save_npz(p, r))
                 else:
                     _write_atomic(RESULTS / f'{key}.json', lambda p, r=result: p.write_text(json.dumps(r)))
+            restart_file.unlink(missing_ok=True)
             (RESULTS / RUNNING_FILE).unlink()
             durations.append(time.monotonic() - tick)
     finished = len(durations) - failed

@@ -15,6 +15,7 @@ from aiida_crystalgan.calculations.mlip import RESULTS_FOLDER, STDERR_FILE
 from aiida_crystalgan.engines.outputs import NonFiniteError, build_results, build_structure, build_trajectory, failure
 from aiida_crystalgan.exit_codes import FAILURE_EXIT_CODES
 from aiida_crystalgan.io.status import FAILED_SUFFIX, RUNNING_FILE, STATUS_FILE
+from aiida_crystalgan.mlip.restart import RESTART_SUFFIX
 from aiida_crystalgan.parsers._files import executable_exit_code
 
 
@@ -23,7 +24,8 @@ class MlipParser(Parser):
 
     The finished structures are output whatever the status (but ``invalid_input``), so that a run stopped by the soft
     wall-clock limit or a crash keeps its work. The structures that failed on their own (``<key>.failed.json``, NaN or
-    infinite results, the structure that a crashed runner was working on) are the ``failures`` output.
+    infinite results, the structure that a crashed runner was working on) are the ``failures`` output. The MD
+    trajectories that the soft wall-clock limit cut leave ``<key>.restart.npz``: the ``restarts`` output.
     """
 
     def parse(self, **kwargs) -> ExitCode | None:
@@ -46,6 +48,8 @@ class MlipParser(Parser):
                 continue
             if name not in names:
                 missing.append(key)
+                if md and f'{key}{RESTART_SUFFIX}' in names:
+                    self.out(f'restarts.{key}', self._restart_file(key))
                 continue
             try:
                 symbols = structure.get_ase().get_chemical_symbols()
@@ -82,6 +86,12 @@ class MlipParser(Parser):
                 return failures
             failures[key] = failure('ERROR_STRUCTURE_CRASHED', 'the runner died while working on this structure')
         return failures
+
+    def _restart_file(self, key: str) -> orm.SinglefileData:
+        """The restart file of the cut MD trajectory of ``key``, as retrieved."""
+        filename = f'{key}{RESTART_SUFFIX}'
+        content = self.retrieved.base.repository.get_object_content(f'{RESULTS_FOLDER}/{filename}', mode='rb')
+        return orm.SinglefileData(io.BytesIO(content), filename=filename)
 
     def _structure_outputs(self, key: str, path: str, symbols: list[str]) -> dict[str, orm.Data]:
         """The standard outputs of structure ``key`` from its result file ``path``, by link label."""

@@ -18,7 +18,12 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 from aiida_crystalgan.calculations.generate import GenerateCalculation
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
-from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine, validate_operation_parameters
+from aiida_crystalgan.engines.base import (
+    expose_engine_inputs,
+    limit_engine_jobs,
+    submit_engine,
+    validate_operation_parameters,
+)
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
 
@@ -242,6 +247,25 @@ def validate_cheap_pass(value: orm.Dict, _) -> str | None:
     return validate_operation_parameters(cheap['operation'], cheap.get('parameters', {}))
 
 
+def arm_share(max_jobs: int | None, arms: int) -> int | None:
+    """The engine jobs that each of ``arms`` arms run side by side may keep in flight: at least one."""
+    return None if max_jobs is None else max(1, max_jobs // arms)
+
+
+def validation_budget(max_jobs: int | None, arms: int, phonons: int | None) -> tuple[int | None, int | None]:
+    """Share ``max_jobs`` engine jobs among the validations of ``arms`` arms run side by side.
+
+    Returns ``(phonon workchains at a time, jobs in flight per engine call)`` for each arm's stability run: its
+    phonon workchains each make one engine call, so their number times the jobs per call stays within the arm's
+    share (``phonons``: the stability protocol's own limit).
+    """
+    share = arm_share(max_jobs, arms)
+    if share is None:
+        return phonons, None
+    phonons = min(phonons or share, share)
+    return phonons, max(1, share // phonons)
+
+
 class GenerationWorkChain(ProtocolMixin, WorkChain):
     """Generate and screen candidates, rank them, a cheap engine pass, then relax, forces and phonons on the best."""
 
@@ -284,6 +308,14 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
             default=lambda: orm.Bool(False),
             help='Also send PyXtal random structures of the same compositions through the same funnel and '
             "engine budget, and report the GAN's lift over random search.",
+        )
+        spec.input(
+            'max_concurrent_jobs',
+            valid_type=orm.Int,
+            required=False,
+            help='Engine jobs in flight at a time in the cheap pass and the validation, all arms together (at least '
+            'one per arm): the VASP engine runs that many VASP jobs, the MLIP engine one job per call. No limit '
+            'when absent.',
         )
         spec.input('stability', valid_type=orm.Dict, help='Parameters of `crystalgan.stability`.')
         spec.input_namespace(
@@ -397,6 +429,8 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         builder.e_hull_window = orm.Float(inputs['e_hull_window'])
         builder.random_control = orm.Bool(inputs['random_control'])
         builder.stability = orm.Dict(inputs['stability'])
+        if inputs['max_concurrent_jobs'] is not None:
+            builder.max_concurrent_jobs = orm.Int(inputs['max_concurrent_jobs'])
         builder.engine = engine
         return builder
 
@@ -411,6 +445,9 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         validations = inputs['max_validations'].value
         if not 0 < validations <= inputs['cheap_pass'].get_dict().get('size', 0):
             return f'max_validations ({validations}) must be positive and at most cheap_pass.size'
+        arms = 2 if inputs['random_control'].value else 1
+        if 'max_concurrent_jobs' in inputs and inputs['max_concurrent_jobs'].value < arms:
+            return f'max_concurrent_jobs ({inputs["max_concurrent_jobs"].value}) must be at least one per arm ({arms})'
         return None
 
     def _references(self) -> dict[str, orm.Data]:
@@ -467,12 +504,19 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
     def _arms_with_candidates(self) -> list[str]:
         return [arm for arm in self.ctx.arms if self.ctx.selected[arm]]
 
+    def _max_jobs(self) -> int | None:
+        return self.inputs.max_concurrent_jobs.value if 'max_concurrent_jobs' in self.inputs else None
+
     def run_cheap_pass(self):
         """One engine call per arm on its selected candidates: a short relaxation or a single point."""
         cheap = self.inputs.cheap_pass
+        arms = self._arms_with_candidates()
+        per_call = arm_share(self._max_jobs(), len(arms))
         calls = {
-            f'cheap_{arm}': submit_engine(self, cheap['operation'], self.ctx.selected[arm], cheap['parameters'])
-            for arm in self._arms_with_candidates()
+            f'cheap_{arm}': submit_engine(
+                self, cheap['operation'], self.ctx.selected[arm], cheap['parameters'], max_jobs=per_call
+            )
+            for arm in arms
         }
         return ToContext(**calls)
 
@@ -499,10 +543,18 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def validate_candidates(self):
-        """Relax and check each arm's K candidates with the engine."""
+        """Relax and check each arm's K candidates with the engine, within ``max_concurrent_jobs`` jobs in flight."""
+        stability = self.inputs.stability.get_dict()
+        phonons, per_call = validation_budget(
+            self._max_jobs(), len(self.ctx.to_validate), stability['max_concurrent_phonons']
+        )
+        parameters = self.inputs.stability
+        if phonons != stability['max_concurrent_phonons']:
+            parameters = orm.Dict({**stability, 'max_concurrent_phonons': phonons})
         calls = {}
         for arm, structures in self.ctx.to_validate.items():
-            inputs = {'structures': structures, 'parameters': self.inputs.stability, 'engine': dict(self.inputs.engine)}
+            engine = limit_engine_jobs(self.inputs.engine, per_call)
+            inputs = {'structures': structures, 'parameters': parameters, 'engine': engine}
             calls[f'validation_{arm}'] = self.submit(StabilityWorkChain, **inputs)
         return ToContext(**calls)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -11,14 +13,16 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from ase.calculators.lj import LennardJones
 from pymatgen.core import Lattice, Structure
 
 from aiida_crystalgan.calculations.mlip import MlipCalculation
 from aiida_crystalgan.engines.base import load_engine
 from aiida_crystalgan.engines.mlip.workchain import MlipEngineWorkChain
 from aiida_crystalgan.io import StructureRecord, write_datafile
-from aiida_crystalgan.io.status import EXIT_INVALID_INPUT
+from aiida_crystalgan.io.status import EXIT_INVALID_INPUT, EXIT_OK, EXIT_SOFT_WALLCLOCK
 from aiida_crystalgan.mlip import runner
+from aiida_crystalgan.mlip.restart import FRAME_ARRAYS, RESTART_SUFFIX, MdRestart
 
 
 def bcc_niobium(perturb: float = 0.0, seed: int = 0) -> Structure:
@@ -401,3 +405,118 @@ def test_crash_and_explosion_are_isolated(aiida_localhost, tmp_path):
     assert list(calculations[-1].inputs.structures) == ['boom']
     assert calculations[-1].inputs.parameters['relax_cell'] is False
     assert len(calculations) <= 3
+
+
+# --- an MD that the soft wall-clock limit cuts continues from its last step ------------------------------------------
+# What is bit for bit: on one machine and thread count, CHGNet gives the same forces for the same positions, so a
+# continued trajectory equals the uninterrupted one exactly, with the Nose-Hoover chain (its `eta`/`p_eta` are
+# restored) and with Langevin (the random generator's state is restored). Across machines or thread counts the
+# floating-point sums may differ in the last bits, as between any two runs of the same MD.
+
+#: A limit that every step overshoots: each run of the runner makes exactly one MD step (it always makes one).
+NO_TIME = 1e-9
+
+
+@pytest.fixture(scope='module')
+def chgnet_model():
+    """CHGNet loaded once for the runner tests (the runner itself loads it once per run)."""
+    from chgnet.model import CHGNet
+
+    return CHGNet.load(model_name='0.3.0', use_device='cpu', verbose=False)
+
+
+def run_runner(directory: Path, parameters: dict, limit: float | None = None, restart: str | None = None) -> int:
+    """Run ``crystalgan-mlip`` in ``directory`` on one perturbed bcc Nb cell `nb`; return its exit code."""
+    directory.mkdir(exist_ok=True)
+    if not (directory / 's.h5').exists():
+        write_datafile(str(directory / 's.h5'), [StructureRecord.from_pymatgen(bcc_niobium(0.05, seed=1), label='nb')])
+    config = {
+        'operation': 'md',
+        'parameters': parameters,
+        'structures': 's.h5',
+        'settings': protocol_settings(),
+        'max_wallclock_seconds': limit,
+        'restarts': {'nb': restart} if restart else {},
+    }
+    (directory / 'input.json').write_text(json.dumps(config))
+    with contextlib.chdir(directory):
+        return runner.main(['input.json'])
+
+
+def read_frames(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as npz:
+        return dict(npz)
+
+
+@pytest.mark.parametrize('thermostat', ['nose-hoover', 'langevin'])
+def test_runner_continues_a_cut_md_bit_for_bit(tmp_path, monkeypatch, chgnet_model, thermostat):
+    """Cut after every step, continued four times: the frames of the uncut run, none repeated, bit for bit."""
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    monkeypatch.setattr(runner, 'load_calculator', lambda settings: CHGNetCalculator(model=chgnet_model))
+    parameters = {'temperature': 900, 'steps': 5, 'timestep': 2.0, 'sample_interval': 2, 'seed': 3}
+    parameters['thermostat'] = thermostat
+
+    assert run_runner(tmp_path / 'uncut', parameters) == EXIT_OK
+    uncut = read_frames(tmp_path / 'uncut' / 'results' / 'nb.npz')
+
+    cut = tmp_path / 'cut'
+    restart_file = cut / 'results' / f'nb{RESTART_SUFFIX}'
+    codes, cut_steps = [], []
+    while not codes or codes[-1] == EXIT_SOFT_WALLCLOCK:
+        codes.append(run_runner(cut, parameters, NO_TIME, str(restart_file) if codes else None))
+        if restart_file.exists():
+            cut_steps.append(MdRestart.load(restart_file).step)
+    assert codes == [EXIT_SOFT_WALLCLOCK] * 4 + [EXIT_OK]
+    assert cut_steps == [1, 2, 3, 4], 'one step per run: cuts on frame steps (2, 4) and between them (1, 3)'
+    assert not restart_file.exists(), 'the finished run removes the restart file it continued from'
+    continued = read_frames(cut / 'results' / 'nb.npz')
+
+    assert list(continued['steps']) == [0, 2, 4], 'steps // sample_interval + 1 frames, none repeated'
+    for name in FRAME_ARRAYS:
+        assert np.array_equal(continued[name], uncut[name]), name
+
+
+def test_restart_of_another_md_is_refused(tmp_path, monkeypatch):
+    """A restart file that does not belong to the MD (another seed, temperature...) is an input error, not a guess."""
+    monkeypatch.setattr(runner, 'load_calculator', lambda settings: LennardJones(sigma=2.6, epsilon=0.3, rc=5.5))
+    parameters = {'temperature': 300, 'steps': 4, 'timestep': 1.0, 'sample_interval': 1, 'seed': 1}
+    parameters['thermostat'] = 'nose-hoover'
+    assert run_runner(tmp_path, parameters, NO_TIME) == EXIT_SOFT_WALLCLOCK
+    restart = str(tmp_path / 'results' / f'nb{RESTART_SUFFIX}')
+    assert run_runner(tmp_path, {**parameters, 'seed': 2}, NO_TIME, restart) == EXIT_INVALID_INPUT
+    status = json.loads((tmp_path / 'results' / 'status.json').read_text())
+    assert "MD parameters ['seed'] differ" in status['message']
+
+
+def test_md_cut_by_the_wall_clock_continues_in_the_next_calculation(mlip_code):
+    """A real run whose 1 s wall clock cuts a Langevin MD after its first step; the handler continues it.
+
+    The restart file goes from the first calculation's ``restarts`` output to the second one's input; the final
+    trajectory has the requested frames, its first frames are those of the cut run, and it equals an uncut run.
+    """
+    parameters = {'temperature': 900, 'steps': 2, 'timestep': 2.0, 'sample_interval': 1, 'seed': 5}
+    parameters['thermostat'] = 'langevin'
+    structures = {'nb': bcc_niobium(0.05, seed=1)}
+    inputs = engine_inputs(mlip_code, 'md', parameters, structures, options=orm.Dict({'max_wallclock_seconds': 1}))
+    results, node = run_get_node(MlipEngineWorkChain, **inputs)
+    assert node.is_finished_ok, node.exit_message
+    first, second = calculations_of(node)
+    assert first.exit_status == MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT.status
+    assert second.inputs.restarts['nb'].uuid == first.outputs.restarts['nb'].uuid
+    assert 'restarts' not in second.outputs
+
+    trajectory = results['trajectories']['nb']
+    assert list(trajectory.get_array('steps')) == [0, 1, 2]
+    restart = MdRestart.load(io.BytesIO(first.outputs.restarts['nb'].get_content(mode='rb')))
+    assert restart.step == 1
+    written = restart.frames
+    assert list(written['steps']) == [0, 1], 'the cut run wrote frames 0 and 1; the continuation starts at 2'
+    assert np.array_equal(trajectory.get_array('positions')[:2], written['positions'])
+    assert np.array_equal(trajectory.get_array('velocities')[:2], written['velocities'])
+
+    uncut_results, uncut = run_get_node(MlipEngineWorkChain, **engine_inputs(mlip_code, 'md', parameters, structures))
+    assert uncut.is_finished_ok and len(calculations_of(uncut)) == 1
+    reference = uncut_results['trajectories']['nb']
+    for name in ('positions', 'velocities', 'energies', 'forces', 'stress', 'temperatures'):
+        assert np.array_equal(trajectory.get_array(name), reference.get_array(name)), name

@@ -6,7 +6,8 @@ handled one by one:
 =======================  ==============================================================================================
 failure                  what the engine does
 =======================  ==============================================================================================
-soft wall-clock stop     keep the finished structures, resubmit the others
+soft wall-clock stop     keep the finished structures, resubmit the others; an MD that the limit cut continues
+                         from its restart file (last step, velocities, thermostat, random generator)
 runner died (hard kill)  keep the finished structures; the one it was working on (``running.json``) fails with
                          ``ERROR_STRUCTURE_CRASHED``; resubmit the others
 exploding relaxation     once every other structure is done, relax the exploded ones again with a fixed cell;
@@ -65,6 +66,7 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         super().setup()
         self.ctx.done = {namespace: {} for namespace in OUTPUT_NAMESPACES}
         self.ctx.failures = {}
+        self.ctx.restarts = {}
         self.ctx.fixed_cell_retry = False
         values = MlipCalculation.get_protocol_values(
             self.inputs.operation.value,
@@ -85,11 +87,13 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
         )
 
     def _collect(self, node) -> None:
-        """Keep the outputs of ``node``'s finished structures and the failures it reports."""
+        """Keep the outputs of ``node``'s finished structures, the failures it reports and its MD restart files."""
         for namespace in OUTPUT_NAMESPACES:
             if namespace in node.outputs:
                 self.ctx.done[namespace].update(dict(node.outputs[namespace]))
         self.ctx.failures.update(read_failures(node))
+        if 'restarts' in node.outputs:
+            self.ctx.restarts.update({key: restart.uuid for key, restart in node.outputs.restarts.items()})
 
     def _finished(self) -> set[str]:
         return set(self.ctx.done['results']) | set(self.ctx.done['trajectories'])
@@ -116,6 +120,11 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
                 f'resubmitting the other {len(remaining)}'
             )
             self.ctx.inputs.structures = remaining
+            restarts = {key: orm.load_node(uuid) for key, uuid in self.ctx.restarts.items() if key in remaining}
+            self.ctx.inputs.pop('restarts', None)
+            if restarts:
+                self.ctx.inputs.restarts = restarts
+                self.report(f'continuing the MD of {", ".join(sorted(restarts))} from the restart files')
         return ProcessHandlerReport(do_break=True)
 
     def _retry_exploded(self) -> bool:
@@ -145,7 +154,7 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
 
     @process_handler(priority=600, exit_codes=[MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
     def handle_soft_walltime(self, node) -> ProcessHandlerReport:
-        """Keep the finished structures and resubmit the rest; MD restarts from the unfinished input structure."""
+        """Keep the finished structures and resubmit the rest; a cut MD continues from its restart file."""
         self._collect(node)
         return self._resubmit_unfinished('soft wall-clock limit')
 

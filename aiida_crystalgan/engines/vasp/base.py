@@ -1,8 +1,9 @@
 """aiida-vasp's ``VaspWorkChain`` with MD-aware restarts and handlers for the VASP failures of structure searches.
 
 aiida-vasp's own handlers stay active and are reused: electronic non-convergence (``handler_electronic_conv``: ALGO
-Fast->Normal, NELM->150, smaller AMIX, then ALGO=All), unfinished relaxations (``handler_unfinished_calc_ionic``:
-continue from the last structure), unconverged relaxations (``handler_ionic_conv``) and VASP that did not start.
+Fast->Normal, NELM->150, smaller AMIX, then ALGO=All) and VASP that did not start. Relaxations stopped by NSW or the
+wall clock are continued here rather than by aiida-vasp's ``handler_unfinished_calc_ionic`` / ``handler_ionic_conv``,
+so that they start from the CONTCAR and stop after ``max_relax_continuations``.
 The handlers added here select on the exit codes by which the parser (``parsers/vasp.py``) names VASP's errors, and
 run before aiida-vasp's:
 
@@ -16,6 +17,9 @@ PSSYEVX/subspace rotation   ALGO=Normal (from Fast/VeryFast), else ALGO=All
 linearly dependent WFINIT   ENCUT x 1.1 (more plane waves per band), ALGO=Normal, fresh wavefunctions
 MD out of walltime          continue from the CONTCAR positions and velocities with NSW = the steps still to run; the
                             interrupted trajectory becomes an ``md_segments`` output
+relaxation at NSW/walltime  continue from the CONTCAR geometry (cell and positions), at most
+                            ``max_relax_continuations`` times (protocol ``defaults``), then fail with
+                            ``ERROR_RELAX_NOT_CONVERGED``
 ==========================  ===========================================================================================
 """
 
@@ -39,9 +43,17 @@ from .protocols import load_protocols
 _CODES = VaspMdCalculation.exit_codes
 
 
+def read_contcar_atoms(retrieved: orm.FolderData):
+    """The ASE atoms of the CONTCAR in ``retrieved``; ``None`` when there is none or it cannot be read."""
+    try:
+        return ase.io.read(io.StringIO(retrieved.get_object_content('CONTCAR')), format='vasp')
+    except (FileNotFoundError, OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 @calcfunction
-def get_md_restart(retrieved: orm.FolderData) -> dict[str, orm.Data]:
-    """Positions and velocities (Cartesian Å/fs) of an interrupted MD, from its CONTCAR."""
+def get_contcar_restart(retrieved: orm.FolderData) -> dict[str, orm.Data]:
+    """The last ionic geometry of an interrupted run and, after MD, its velocities (Cartesian Å/fs): its CONTCAR."""
     content = retrieved.get_object_content('CONTCAR')
     atoms = ase.io.read(io.StringIO(content), format='vasp')
     outputs = {'structure': orm.StructureData(ase=atoms)}
@@ -67,11 +79,17 @@ class VaspBaseWorkChain(VaspWorkChain):
             help='Trajectories of MD runs interrupted and continued, in order; the last part is '
             'the `trajectory` output.',
         )
-        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')
+        spec.input(
+            'max_relax_continuations',
+            valid_type=orm.Int,
+            help='How many times a relaxation stopped by NSW or the wall clock continues from its CONTCAR.',
+        )
+        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE', 'ERROR_RELAX_NOT_CONVERGED')
 
     def setup(self) -> None:
         super().setup()
         self.ctx.md_segments = []
+        self.ctx.relax_continuations = 0
 
     @classmethod
     def get_builder_from_protocol(
@@ -90,7 +108,8 @@ class VaspBaseWorkChain(VaspWorkChain):
         """Return a builder for ``operation`` on ``structure`` with the INCAR/KPOINTS of ``protocol``.
 
         :param parameters: the engine-independent operation parameters (``temperature``, ``fmax``...).
-        :param overrides: ``incar`` (tags that win over everything), ``kpoints_spacing`` (1/Å), ``max_iterations``.
+        :param overrides: ``incar`` (tags that win over everything), ``kpoints_spacing`` (1/Å), ``max_iterations``,
+            ``max_relax_continuations``.
         :param potential_family: POTCAR family uploaded with ``aiida-vasp potcar uploadfamily``.
         :param potential_mapping: POTCAR symbol per element or kind, over aiida-vasp's recommended ones.
         :param options: scheduler options of the ``VaspCalculation`` (``resources``, ``max_wallclock_seconds``...),
@@ -113,6 +132,9 @@ class VaspBaseWorkChain(VaspWorkChain):
         builder.calc.metadata.options = {**protocols['default_options'], **(options or {})}
         if 'max_iterations' in overrides:
             builder.max_iterations = orm.Int(overrides['max_iterations'])
+        builder.max_relax_continuations = orm.Int(
+            overrides.get('max_relax_continuations', protocols['defaults']['max_relax_continuations'])
+        )
         return builder
 
     def _is_md(self) -> bool:
@@ -130,7 +152,7 @@ class VaspBaseWorkChain(VaspWorkChain):
         remaining = int(self.ctx.inputs.parameters['nsw']) - done
         if remaining < 1:
             return self._abort(f'the interrupted MD already ran {done} steps: nothing to continue')
-        restart = get_md_restart(node.outputs.retrieved)
+        restart = get_contcar_restart(node.outputs.retrieved)
         self.ctx.md_segments.append(node.outputs.trajectory.uuid)
         self.ctx.inputs.structure = restart['structure']
         if 'velocities' in restart:
@@ -195,12 +217,35 @@ class VaspBaseWorkChain(VaspWorkChain):
         self.report(f'orbitals linearly dependent at WFINIT: ENCUT={parameters["encut"]}, ALGO=Normal')
         return ProcessHandlerReport(True)
 
+    @process_handler(priority=915, exit_codes=[_CODES.ERROR_DID_NOT_FINISH, _CODES.ERROR_IONIC_NOT_CONVERGED])
+    def handle_unfinished_relaxation(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
+        """A relaxation stopped by NSW or the wall clock: continue from its CONTCAR, ``max_relax_continuations`` times.
+
+        Without a readable CONTCAR (VASP stopped before its first ionic step ended) the run starts again from the
+        geometry it started from; that counts as a continuation too.
+        """
+        parameters = self.ctx.inputs.parameters
+        if self._is_md() or parameters.get('nsw', 0) < 1 or parameters.get('ibrion', -1) not in (1, 2, 3):
+            return None
+        done, limit = self.ctx.relax_continuations, self.inputs.max_relax_continuations.value
+        if done >= limit:
+            self.report(f'the relaxation is not converged after {done} continuations (max_relax_continuations)')
+            return ProcessHandlerReport(True, self.exit_codes.ERROR_RELAX_NOT_CONVERGED)
+        self.ctx.relax_continuations += 1
+        if read_contcar_atoms(node.outputs.retrieved) is None:
+            self.report('the relaxation stopped without a readable CONTCAR: starting it again from its last input')
+        else:
+            self.ctx.inputs.structure = get_contcar_restart(node.outputs.retrieved)['structure']
+            self.report(f'continuing the relaxation from its CONTCAR ({done + 1} of {limit} continuations)')
+        self._setup_restart(node)
+        self.update_magmom(node)
+        return ProcessHandlerReport(True)
+
     @process_handler(priority=920, exit_codes=[_CODES.ERROR_DID_NOT_FINISH])
     def handle_md_out_of_walltime(self, node: orm.CalcJobNode) -> ProcessHandlerReport | None:
         """An MD stopped before NSW (walltime): continue from its last positions and velocities.
 
-        Relaxations that ran out of walltime are continued from their last structure by aiida-vasp's
-        ``handler_unfinished_calc_ionic``.
+        Relaxations that ran out of walltime are continued by ``handle_unfinished_relaxation``.
         """
         if not self._is_md():
             return None

@@ -20,10 +20,17 @@ from .base import VaspBaseWorkChain
 from .inputs import PROTOCOLS
 from .results import get_forces_result, get_md_trajectory
 
-OVERRIDE_KEYS = {'incar', 'kpoints_spacing', 'max_iterations'}
+OVERRIDE_KEYS = {'incar', 'kpoints_spacing', 'max_iterations', 'max_relax_continuations'}
 SETTINGS_KEYS = {'potential_family', 'potential_mapping', 'max_concurrent', *OVERRIDE_KEYS}
 #: Upper bounds of the numerical settings: ``name: (type, lower (exclusive), upper (inclusive))``.
-SETTINGS_BOUNDS = {'kpoints_spacing': (float, 0, 2), 'max_iterations': (int, 0, 50), 'max_concurrent': (int, 0, 10_000)}
+SETTINGS_BOUNDS = {
+    'kpoints_spacing': (float, 0, 2),
+    'max_iterations': (int, 0, 50),
+    'max_relax_continuations': (int, -1, 50),
+    'max_concurrent': (int, 0, 10_000),
+}
+#: The codes of ``VaspBaseWorkChain`` that are also the structure's code in the ``failures`` output.
+STRUCTURE_EXIT_CODES = ('ERROR_IONS_TOO_CLOSE', 'ERROR_RELAX_NOT_CONVERGED')
 
 
 def _validate_settings(settings: orm.Dict | None, _) -> str | None:
@@ -55,15 +62,18 @@ class VaspEngineWorkChain(EngineWorkChain):
 
     ``settings``: ``potential_family`` (default ``PBE.54``), ``potential_mapping`` (POTCAR per element, e.g.
     ``{'Nb': 'Nb_pv'}``), ``incar`` (tags over the protocol), ``kpoints_spacing`` (1/Å), ``max_iterations``,
-    ``max_concurrent`` (VASP runs in flight at a time; default: the whole batch).
+    ``max_relax_continuations`` (over the protocol's), ``max_concurrent`` (VASP runs in flight at a time; default:
+    the whole batch).
     """
+
+    concurrency_setting = 'max_concurrent'
 
     @classmethod
     def define(cls, spec):
         super().define(spec)
         spec.inputs['settings'].validator = _validate_settings
         spec.inputs['protocol'].validator = _validate_protocol
-        define_exit_codes(spec, 'ERROR_IONS_TOO_CLOSE')  # the code of such a structure in the `failures` output
+        define_exit_codes(spec, *STRUCTURE_EXIT_CODES)  # the codes of such structures in the `failures` output
         spec.outline(cls.setup, while_(cls.runs_pending)(cls.run_vasp), cls.inspect_vasp)
 
     def setup(self) -> None:
@@ -104,12 +114,12 @@ class VaspEngineWorkChain(EngineWorkChain):
     def inspect_vasp(self) -> ExitCode | None:
         """Map every successful run to the standard outputs, every failed one to an entry of ``failures``."""
         operation = self.inputs.operation.value
-        too_close = VaspBaseWorkChain.exit_codes.ERROR_IONS_TOO_CLOSE.status
+        labels = {VaspBaseWorkChain.exit_codes[label].status: label for label in STRUCTURE_EXIT_CODES}
         failures = {}
         for key in self.inputs.structures:
             node = self.ctx[f'vasp_{key}']
             if not node.is_finished_ok:
-                label = 'ERROR_IONS_TOO_CLOSE' if node.exit_status == too_close else 'ERROR_STRUCTURE_FAILED'
+                label = labels.get(node.exit_status, 'ERROR_STRUCTURE_FAILED')
                 failures[key] = failure(
                     label,
                     f'{node.process_label}<{node.pk}> exit status {node.exit_status}: '

@@ -6,8 +6,10 @@ exit status that the engine's parser gives them: the code of the VASP error name
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 from aiida import orm
@@ -24,6 +26,7 @@ from aiida_crystalgan.parsers.vasp import named_vasp_error
 REGISTRY = Path(__file__).parent / 'registry'
 DID_NOT_FINISH = VaspCalculation.exit_codes.ERROR_DID_NOT_FINISH.status
 ELECTRONIC_NOT_CONVERGED = VaspCalculation.exit_codes.ERROR_ELECTRONIC_NOT_CONVERGED.status
+IONIC_NOT_CONVERGED = VaspCalculation.exit_codes.ERROR_IONIC_NOT_CONVERGED.status
 MD = {'temperature': 300, 'steps': 4, 'timestep': 2.0}
 RELAX = {'fmax': 0.05, 'max_steps': 20}
 
@@ -215,11 +218,32 @@ def test_md_out_of_walltime_needs_steps_left(generate_workchain, failed_calculat
     )
 
 
-def test_relaxation_out_of_walltime_uses_aiida_vasp_handler(generate_workchain, failed_calculation, bcc_niobium):
-    """A relaxation is left to aiida-vasp's ``handler_unfinished_calc_ionic``: continue from the last structure."""
+@pytest.mark.parametrize('exit_status', [DID_NOT_FINISH, IONIC_NOT_CONVERGED])
+def test_unfinished_relaxation_continues_from_contcar(generate_workchain, failed_calculation, exit_status):
+    """A relaxation stopped by the wall clock or NSW continues from its CONTCAR, not from its input or from the
+    vasprun.xml structure (aiida-vasp's handlers), and only ``max_relax_continuations`` times."""
     process = generate_workchain('relax', RELAX)
-    last = bcc_niobium(3.36)
-    node = failed_calculation(DID_NOT_FINISH, 'md-walltime/calc-000', structure=last)
+    folder = 'relax-continuation/walltime/calc-000'
+    node = failed_calculation(exit_status, folder)
     assert process.handle_md_out_of_walltime(node) is None
-    assert process.handler_unfinished_calc_ionic(node).do_break
-    assert process.ctx.inputs.structure.uuid == last.uuid
+    report = process.handle_unfinished_relaxation(node)
+    assert report.do_break and report.exit_code.status == 0
+    contcar = ase.io.read(REGISTRY / folder / 'out' / 'CONTCAR', format='vasp')
+    assert np.allclose(process.ctx.inputs.structure.get_ase().get_positions(), contcar.get_positions())
+    assert np.allclose(process.ctx.inputs.structure.get_ase().cell, contcar.cell)
+
+    process.ctx.relax_continuations = process.inputs.max_relax_continuations.value
+    report = process.handle_unfinished_relaxation(failed_calculation(exit_status, folder))
+    assert report.exit_code.status == VaspBaseWorkChain.exit_codes.ERROR_RELAX_NOT_CONVERGED.status
+
+
+def test_unfinished_relaxation_without_contcar_starts_again(generate_workchain, failed_calculation, tmp_path):
+    """Stopped before its first ionic step ended (no CONTCAR): the same input again, counted as a continuation."""
+    shutil.copytree(REGISTRY / 'relax-continuation/walltime/calc-000', tmp_path / 'run')
+    (tmp_path / 'run' / 'out' / 'CONTCAR').unlink()
+    process = generate_workchain('relax', RELAX)
+    start = process.ctx.inputs.structure
+    report = process.handle_unfinished_relaxation(failed_calculation(DID_NOT_FINISH, str(tmp_path / 'run')))
+    assert report.do_break and report.exit_code.status == 0
+    assert process.ctx.inputs.structure is start
+    assert process.ctx.relax_continuations == 1

@@ -34,7 +34,12 @@ CASES = {
         'forces',
         'fast',
         {},
-        {'incar': {'ENCUT': 650, 'lreal': False}, 'kpoints_spacing': 0.15, 'max_iterations': 3},
+        {
+            'incar': {'ENCUT': 650, 'lreal': False},
+            'kpoints_spacing': 0.15,
+            'max_iterations': 3,
+            'max_relax_continuations': 1,
+        },
     ),
 }
 
@@ -57,6 +62,7 @@ def builder_content(builder) -> dict:
         'settings': builder.settings.get_dict(),
         'options': plain(builder.calc.metadata.options),
         'max_iterations': builder.max_iterations.value if isinstance(builder.max_iterations, orm.Int) else None,
+        'max_relax_continuations': builder.max_relax_continuations.value,
     }
 
 

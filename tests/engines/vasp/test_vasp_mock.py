@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
+import ase.io
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from aiida_vasp.calcs.vasp import VaspCalculation
 
-from aiida_crystalgan.engines.base import load_engine
+from aiida_crystalgan.engines.base import limit_engine_jobs, load_engine
 from aiida_crystalgan.engines.vasp import VaspBaseWorkChain, VaspEngineWorkChain
 from aiida_crystalgan.engines.vasp.calculation import VaspMdCalculation, read_contcar_velocities
 from aiida_crystalgan.engines.vasp.results import EV_PER_A3_PER_GPA
+from aiida_crystalgan.workflows.generation import GenerationWorkChain, arm_share, validation_budget
 from aiida_crystalgan.workflows.phonons import PhononWorkChain
 
 
@@ -18,8 +23,8 @@ from aiida_crystalgan.workflows.phonons import PhononWorkChain
 def run_engine(vasp_code, potcar_family, vasp_options):
     """Run the VASP engine on a batch with the fake POTCAR family and return ``(results, node)``."""
 
-    def run(operation: str, parameters: dict, structures: dict, incar: dict | None = None):
-        settings = {'potential_family': potcar_family, 'incar': incar or {}}
+    def run(operation: str, parameters: dict, structures: dict, incar: dict | None = None, **settings):
+        settings = {'potential_family': potcar_family, 'incar': incar or {}, **settings}
         return run_get_node(
             VaspEngineWorkChain,
             code=vasp_code,
@@ -65,6 +70,42 @@ def test_relax(run_engine, bcc_niobium):
     assert (incar['ediffg'], incar['isif'], incar['nsw'], incar['ibrion']) == (-0.05, 2, 20, 2)
     assert results['results']['nb'].base.attributes.get('max_force') < 0.05
     assert isinstance(results['relaxed_structures']['nb'], orm.StructureData)
+
+
+def contcar_positions(calculation: orm.CalcJobNode) -> np.ndarray:
+    """The Cartesian positions of the CONTCAR that ``calculation`` retrieved."""
+    content = calculation.outputs.retrieved.base.repository.get_object_content('CONTCAR')
+    return ase.io.read(io.StringIO(content), format='vasp').get_positions()
+
+
+def test_relaxation_continues_from_its_contcar(run_engine, bcc_niobium):
+    """Stopped by NSW (3 steps, 7 needed) or by the wall clock (after 2 steps), a relaxation continues from the
+    geometry of its CONTCAR, not from the start, until it converges within ``max_relax_continuations``.
+    """
+    relax = {'fmax': 0.05, 'relax_cell': False, 'max_steps': 3}
+    structures = {'nsw': bcc_niobium(3.31), 'walltime': bcc_niobium(3.32, label='walltime')}
+    results, node = run_engine('relax', relax, structures, max_relax_continuations=2)
+    assert node.is_finished_ok, node.exit_message
+    ionic_not_converged = VaspCalculation.exit_codes.ERROR_IONIC_NOT_CONVERGED.status
+    did_not_finish = VaspCalculation.exit_codes.ERROR_DID_NOT_FINISH.status
+    expected = {
+        'nsw': [ionic_not_converged, ionic_not_converged, 0],
+        'walltime': [did_not_finish, ionic_not_converged, 0],
+    }
+    for key, statuses in expected.items():
+        runs = calculations(node, key)
+        assert [run.exit_status for run in runs] == statuses, key
+        for previous, continued in zip(runs, runs[1:]):
+            start = continued.inputs.structure.get_ase().get_positions()
+            assert np.allclose(start, contcar_positions(previous), atol=1e-8), f'{key}: not from the CONTCAR'
+            assert not np.allclose(start, previous.inputs.structure.get_ase().get_positions(), atol=1e-4)
+        assert results['results'][key].base.attributes.get('max_force') < 0.05
+
+    _, capped = run_engine('relax', relax, {'nsw': bcc_niobium(3.31)}, max_relax_continuations=1)
+    assert len(calculations(capped, 'nsw')) == 2, "the cap, not aiida-vasp's max_iterations (5), stops it"
+    assert capped.exit_status == VaspEngineWorkChain.exit_codes.ERROR_TOO_FEW_SUCCEEDED.status
+    failure = capped.outputs.failures.get_dict()['nsw']
+    assert failure['exit_status'] == VaspEngineWorkChain.exit_codes.ERROR_RELAX_NOT_CONVERGED.status
 
 
 def test_md(run_engine, bcc_niobium):
@@ -161,3 +202,41 @@ def test_phonons_through_the_vasp_engine(vasp_code, potcar_family, vasp_options)
     # The registry's forces come from a Lennard-Jones model, under which this bcc Nb cell has an imaginary mode.
     assert results['min_frequency'].value == pytest.approx(-1.564, abs=0.01)
     assert results['is_stable'].value is False
+
+
+@pytest.mark.parametrize(
+    ('max_jobs', 'arms', 'phonons', 'expected'),
+    [
+        (None, 2, 2, (2, None)),  # no limit: the stability protocol's own
+        (8, 1, 2, (2, 4)),  # two phonon workchains of four VASP jobs each
+        (8, 2, None, (4, 1)),  # per arm 4: four phonon workchains of one job (the MLIP engine's case)
+        (3, 2, 4, (1, 1)),  # per arm 1
+    ],
+)
+def test_validation_budget(max_jobs, arms, phonons, expected):
+    """The generation's ``max_concurrent_jobs`` split into phonon workchains and jobs per engine call, per arm."""
+    assert validation_budget(max_jobs, arms, phonons) == expected
+    if max_jobs is not None:
+        phonon_workchains, per_call = expected
+        assert arms * phonon_workchains * per_call <= max_jobs
+
+
+def test_generation_limit_caps_vasp_jobs_in_flight(run_engine, vasp_code, bcc_niobium):
+    """``max_concurrent_jobs`` of the generation protocol reaches the VASP engine (``max_concurrent``, the smaller
+    of the two): count the VASP jobs in flight."""
+    builder = GenerationWorkChain.get_builder_from_protocol(
+        vasp_code, {'name': orm.Str('vasp'), 'code': vasp_code}, overrides={'max_concurrent_jobs': 2}
+    )
+    per_call = arm_share(builder.max_concurrent_jobs.value, 1)  # the cheap pass of the GAN arm alone
+    engine = limit_engine_jobs({'name': orm.Str('vasp'), 'settings': orm.Dict({'max_concurrent': 5})}, per_call)
+    assert engine['settings']['max_concurrent'] == 2
+    assert limit_engine_jobs({'name': orm.Str('mlip')}, per_call) == {'name': orm.Str('mlip')}
+
+    structures = {f's{index}': bcc_niobium() for index in range(5)}
+    results, node = run_engine('forces', {}, structures, max_concurrent=engine['settings']['max_concurrent'])
+    assert node.is_finished_ok, node.exit_message
+    jobs = [job for key in structures for job in calculations(node, key)]
+    assert len(jobs) == 5 and set(results['results']) == set(structures)
+    events = sorted([(job.ctime, 1) for job in jobs] + [(job.mtime, -1) for job in jobs])
+    in_flight = np.cumsum([change for _, change in events])
+    assert in_flight.max() == 2, 'two at a time: never more, and the limit is used'
