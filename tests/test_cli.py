@@ -56,3 +56,35 @@ def test_commands_without_a_campaign_fail_clearly(aiida_profile_clean):
         result = invoke(command)
         assert result.exit_code != 0
         assert 'no campaign in this profile' in result.output
+
+
+def test_progress_prints_the_new_reports_of_the_whole_call_tree(aiida_localhost, capsys):
+    """`campaign submit --wait` prints each report once, from the campaign and from every process it called."""
+    from aiida.common.links import LinkType
+
+    from aiida_crystalgan.cli.campaign import print_progress
+
+    campaign = orm.WorkflowNode().store()
+    stage = orm.WorkflowNode()
+    stage.base.links.add_incoming(campaign, LinkType.CALL_WORK, 'stage')
+    stage.store()
+    calculation = orm.CalcJobNode(computer=aiida_localhost)
+    calculation.base.links.add_incoming(stage, LinkType.CALL_CALC, 'calculation')
+    calculation.store()
+    unrelated = orm.WorkflowNode().store()
+    for node, message in ((campaign, 'campaign started'), (calculation, 'job done'), (unrelated, 'not ours')):
+        node.logger.report(message)
+
+    capsys.readouterr()  # the logger may echo reports itself
+    last = print_progress(campaign, 0)
+    assert printed(capsys) == ['campaign started', 'job done']
+    assert print_progress(campaign, last) == last and printed(capsys) == []
+    stage.logger.report('stage finished')
+    capsys.readouterr()
+    print_progress(campaign, last)
+    assert printed(capsys) == ['stage finished']
+
+
+def printed(capsys) -> list[str]:
+    """The messages of the lines that :func:`print_progress` wrote (``HH:MM:SS [pk] message``)."""
+    return [line.split('] ', 1)[1] for line in capsys.readouterr().out.splitlines() if line[:2].isdigit()]

@@ -119,15 +119,32 @@ def read_yaml(path: str | None) -> dict | None:
     return content
 
 
-def print_progress(node, last_reports: int) -> int:
-    """Print the new report lines of a campaign and its descendants; return how many were printed so far."""
-    from aiida.orm import Log
+def print_progress(node, last_log: int) -> int:
+    """Print the report lines of a campaign and its descendants newer than log ``last_log``; return the newest log's
+    id. A few queries (one per level of the call tree), so that following a large campaign stays cheap."""
+    from aiida import orm
+    from aiida.common.links import LinkType
 
-    nodes = [node, *node.called_descendants]
-    logs = sorted((log for n in nodes for log in Log.collection.get_logs_for(n)), key=lambda log: log.time)
-    for log in logs[last_reports:]:
-        echo.echo(f'{log.time:%H:%M:%S} [{log.dbnode_id}] {log.message}')
-    return len(logs)
+    processes, callers = {node.pk}, {node.pk}
+    while callers:  # one query per level of the call tree
+        query = orm.QueryBuilder().append(orm.ProcessNode, filters={'id': {'in': list(callers)}}, tag='caller')
+        query.append(
+            orm.ProcessNode,
+            with_incoming='caller',
+            edge_filters={'type': {'in': [LinkType.CALL_CALC.value, LinkType.CALL_WORK.value]}},
+            project='id',
+        )
+        callers = set(query.all(flat=True)) - processes
+        processes |= callers
+    logs = orm.QueryBuilder().append(
+        orm.Log,
+        filters={'id': {'>': last_log}, 'dbnode_id': {'in': sorted(processes)}},
+        project=['id', 'time', 'dbnode_id', 'message'],
+    )
+    for log_id, logged, node_pk, message in sorted(logs.all()):
+        echo.echo(f'{logged:%H:%M:%S} [{node_pk}] {message}')
+        last_log = log_id
+    return last_log
 
 
 @click.group('campaign')
@@ -271,19 +288,16 @@ def follow(node, interval: float = 5.0) -> None:
     """Print reports as the campaign runs, under a bar of its stages done; exit non-zero when it fails."""
     from aiida.engine.daemon.client import get_daemon_client
 
-    from aiida_crystalgan.tools import planned_stages, stage_progress
+    from aiida_crystalgan.tools import child_stage, planned_stages
 
     if not get_daemon_client().is_daemon_running:
         echo.echo_warning('the daemon is not running: start it with `verdi daemon start`')
     planned = set(planned_stages(node))
 
     def stages_done() -> int:
-        return sum(
-            (row['round'], row['stage']) in planned and row['state'] in ('finished', 'excepted', 'killed')
-            for row in stage_progress(node)
-        )
+        return sum(child.is_terminated and child_stage(child) in planned for child in node.called)
 
-    printed = 0
+    last_log = 0
     with click.progressbar(
         length=len(planned),
         label=f'campaign <{node.pk}> stages',
@@ -291,10 +305,10 @@ def follow(node, interval: float = 5.0) -> None:
         file=click.get_text_stream('stderr'),
     ) as bar:
         while not node.is_terminated:
-            printed = print_progress(node, printed)
+            last_log = print_progress(node, last_log)
             bar.update(stages_done() - bar.pos)
             time.sleep(interval)
-        print_progress(node, printed)
+        print_progress(node, last_log)
         bar.update(stages_done() - bar.pos)
     if not node.is_finished_ok:
         echo.echo_critical(f'campaign <{node.pk}> ended with exit status {node.exit_status}: {node.exit_message}')

@@ -326,6 +326,12 @@ def planned_stages(campaign: orm.ProcessNode) -> list[tuple[int, str]]:
     return [(1, stage) for stage in STAGE_ORDER] + later
 
 
+def child_stage(child: orm.ProcessNode) -> tuple[int, str]:
+    """``(round, stage)`` of a campaign's child process."""
+    label = _child_call_label(child)
+    return child_round(child), STAGE_OF_CHILD.get(child.process_label, label or child.process_label)
+
+
 def stage_progress(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
     """Per stage and round, in the order of :func:`planned_stages` (then any other child, e.g. a control arm): its
     process state, its sub-processes terminated (``done``) out of those submitted so far (``total``), and its
@@ -346,9 +352,7 @@ def stage_progress(campaign: orm.ProcessNode) -> list[dict[str, Any]]:
         for number, stage in planned_stages(campaign)
     }
     for child in sorted(campaign.called, key=lambda node: node.ctime):
-        label = _child_call_label(child)
-        stage = STAGE_OF_CHILD.get(child.process_label, label or child.process_label)
-        number = child_round(child)
+        number, stage = child_stage(child)
         descendants = [child] if isinstance(child, orm.CalculationNode) else child.called_descendants
         records = [calculation_cost(node) for node in descendants if isinstance(node, orm.CalculationNode)]
         progress[number, stage] = {
