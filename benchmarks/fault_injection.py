@@ -135,15 +135,23 @@ def alive_processes() -> int:
     return query.count()
 
 
-def kill_daemon_workers(client) -> list[int]:
-    """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
+def daemon_workers(client) -> list:
+    """The daemon's live worker processes (``psutil``); a killed worker that circus has not reaped is left out."""
     import psutil
 
-    workers = [
-        child
-        for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
-        if 'worker' in ' '.join(child.cmdline())
-    ]
+    workers = []
+    for child in psutil.Process(client.get_daemon_pid()).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and 'worker' in ' '.join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:  # it ended while we looked
+            continue
+    return workers
+
+
+def kill_daemon_workers(client) -> list[int]:
+    """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
+    workers = daemon_workers(client)
     for worker in workers:
         worker.kill()
     return [worker.pid for worker in workers]

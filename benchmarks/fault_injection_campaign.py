@@ -37,7 +37,15 @@ from pathlib import Path
 
 import numpy as np
 from _profile import temporary_profile
-from fault_injection import FAULT_LEDGER, code, fault_ledger, faulty_runner, kill_daemon_workers, localhost
+from fault_injection import (
+    FAULT_LEDGER,
+    code,
+    daemon_workers,
+    fault_ledger,
+    faulty_runner,
+    kill_daemon_workers,
+    localhost,
+)
 
 #: The smallest campaign settings (the ``TINY`` overrides of the test suite): every stage takes seconds.
 TINY = {
@@ -136,27 +144,20 @@ def build_campaign(mlip, train, generate, overrides: dict):
     )
 
 
-def worker_pids(client) -> list[int]:
-    """Pids of the daemon's worker processes."""
-    import psutil
-
-    return [
-        child.pid
-        for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
-        if 'worker' in ' '.join(child.cmdline())
-    ]
-
-
 def kill_workers_once(client, killed: list[int], timeout: float = 60) -> dict:
     """After ``killed`` workers were SIGKILLed: wait for circus to start another one, else restart the daemon."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        fresh = [pid for pid in worker_pids(client) if pid not in killed]
+        fresh = [worker.pid for worker in daemon_workers(client) if worker.pid not in killed]
         if fresh:
             return {'new_workers': fresh, 'restarted_by': 'circus', 'after_seconds': time.monotonic() - start}
         time.sleep(1)
     client.restart_daemon(wait=True)
-    return {'new_workers': worker_pids(client), 'restarted_by': 'restart_daemon', 'after_seconds': timeout}
+    return {
+        'new_workers': [worker.pid for worker in daemon_workers(client)],
+        'restarted_by': 'restart_daemon',
+        'after_seconds': timeout,
+    }
 
 
 def running_calcjobs(campaign, process_label: str) -> list:
@@ -390,6 +391,7 @@ def summarise(node, waited: dict, jobs: list[dict]) -> dict:
         'exit_status': node.exit_status,
         'exit_message': node.exit_message,
         'finished_ok': node.is_finished_ok,
+        'created_to_last_change_seconds': (node.mtime - node.ctime).total_seconds(),
         **waited,
         'stages': per_stage(jobs),
         'failures': failures(node, jobs),
@@ -423,6 +425,90 @@ def recomputed(clean_jobs: list[dict], faulty_jobs: list[dict]) -> dict:
     }
 
 
+def report(directory: Path, clean, faulty, poisoned: list[str], waits: dict[str, dict]) -> dict:
+    """Compare the finished ``clean`` and ``faulty`` campaigns of the profile in ``directory``."""
+    ledger = fault_ledger(directory)
+    clean_jobs, faulty_jobs = calcjob_ledger(clean, []), calcjob_ledger(faulty, ledger)
+    clean_model, faulty_model = model_state(clean, directory), model_state(faulty, directory)
+    differences = (
+        tensor_differences(clean_model, faulty_model) if clean_model is not None and faulty_model is not None else None
+    )
+    validation = validation_node(clean)
+    return {
+        'validated_candidates': sorted(validation.inputs.structures) if validation else [],
+        'poisoned_candidates': poisoned,
+        'fault_records': ledger,
+        'predictions': compare_verdicts(verdicts(clean), verdicts(faulty), poisoned),
+        'model': {
+            'identical_weights': differences == [] if differences is not None else None,
+            'differing_entries': differences,
+            'steps': [state['step'] if state else None for state in (clean_model, faulty_model)],
+        },
+        'recomputed': recomputed(clean_jobs, faulty_jobs),
+        'runs': {
+            name: summarise(node, waits.get(name, {}), jobs)
+            for name, node, jobs in (('clean', clean, clean_jobs), ('faulty', faulty, faulty_jobs))
+        },
+    }
+
+
+def poison(clean, fraction: float, seed: int) -> list[str]:
+    """``fraction`` (at least one) of the candidates that ``clean`` validated, drawn with ``seed``."""
+    validation = validation_node(clean)
+    validated = sorted(validation.inputs.structures) if validation else []
+    candidates = [key for key in validated if key.startswith(CANDIDATE_PREFIX) and key[1:].isdigit()]
+    count = max(1, round(fraction * len(candidates))) if candidates else 0
+    return sorted(np.random.default_rng(seed).choice(candidates, size=count, replace=False).tolist()) if count else []
+
+
+def run_campaigns(directory: Path, args: argparse.Namespace, overrides: dict) -> dict:
+    """Run the clean then the faulty campaign in a daemon of a new profile in ``directory``; report them."""
+    from aiida.engine import submit
+    from aiida.engine.daemon.client import get_daemon_client
+
+    temporary_profile(directory / 'aiida', broker_backend='core.zeromq')
+    computer = localhost(directory / 'work')
+    bindir = Path(sys.executable).parent
+    mlip = code(computer, 'mlip', str(bindir / 'crystalgan-mlip'))
+    train = code(computer, 'train', str(bindir / 'crystalgan-train'), 'crystalgan.train')
+    generate = code(computer, 'generate', str(bindir / 'crystalgan-generate'), 'crystalgan.generate')
+    client = get_daemon_client()
+    client.start_daemon(number_workers=1)
+    try:
+        clean = submit(build_campaign(mlip, train, generate, overrides))
+        waits = {'clean': await_campaign(client, clean, args.timeout, None, 0)}
+        poisoned = poison(clean, args.fraction, args.seed + 1)
+        faulty_mlip = code(
+            computer, 'faulty-mlip', str(faulty_runner(directory, poisoned, overrides['stability']['relax']))
+        )
+        faulty_train = code(computer, 'faulty-train', str(faulty_trainer(directory)), 'crystalgan.train')
+        faulty = submit(build_campaign(faulty_mlip, faulty_train, generate, overrides))
+        print(f'clean campaign <{clean.pk}>, faulty campaign <{faulty.pk}>', file=sys.stderr)
+        waits['faulty'] = await_campaign(client, faulty, args.timeout, args.kill_stage, args.kill_after)
+    finally:
+        client.stop_daemon(wait=True)
+    return report(directory, clean, faulty, poisoned, waits)
+
+
+def resume_report(directory: Path, clean_pk: int, faulty_pk: int, timeout: float) -> dict:
+    """Restart the daemon of a kept profile (``directory``), wait for the faulty campaign to end and report both."""
+    from aiida import load_profile, orm
+    from aiida.engine.daemon.client import get_daemon_client
+
+    os.environ['AIIDA_PATH'] = str(directory / 'aiida')
+    load_profile('benchmark', allow_switch=True)
+    clean, faulty = orm.load_node(clean_pk), orm.load_node(faulty_pk)
+    client = get_daemon_client()
+    if not client.is_daemon_running:
+        client.start_daemon(number_workers=1)
+    try:
+        waits = {'faulty': await_campaign(client, faulty, timeout, None, 0)}
+    finally:
+        client.stop_daemon(wait=True)
+    poisoned = json.loads((directory / 'crash.json').read_text())['keys']
+    return report(directory, clean, faulty, poisoned, waits)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--fraction', type=float, default=0.1, help='fraction of the validated candidates that crash')
@@ -433,75 +519,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--kill-stage', default='QuenchWorkChain', help='stage during which the worker is killed')
     parser.add_argument('--kill-after', type=float, default=5, help="seconds into the stage's first running CalcJob")
     parser.add_argument('--timeout', type=float, default=3600, help='seconds per campaign')
+    parser.add_argument(
+        '--resume',
+        nargs=3,
+        metavar=('DIRECTORY', 'CLEAN_PK', 'FAULTY_PK'),
+        help='the kept profile of an interrupted benchmark: restart its daemon, await the faulty campaign, report',
+    )
+    parser.add_argument('--note', help='free text stored in the report (what happened to the run)')
     parser.add_argument('--output', type=Path, help='JSON report')
     args = parser.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix='crystalgan-campaign-faults-'))
+    overrides = campaign_overrides(args.validations, args.num_per_target, args.checkpoint_every)
+    directory = Path(args.resume[0]) if args.resume else Path(tempfile.mkdtemp(prefix='crystalgan-campaign-faults-'))
     try:
-        temporary_profile(tmp / 'aiida', broker_backend='core.zeromq')
-        from aiida.engine import submit
-        from aiida.engine.daemon.client import get_daemon_client
-
-        computer = localhost(tmp / 'work')
-        bindir = Path(sys.executable).parent
-        mlip = code(computer, 'mlip', str(bindir / 'crystalgan-mlip'))
-        train = code(computer, 'train', str(bindir / 'crystalgan-train'), 'crystalgan.train')
-        generate = code(computer, 'generate', str(bindir / 'crystalgan-generate'), 'crystalgan.generate')
-        overrides = campaign_overrides(args.validations, args.num_per_target, args.checkpoint_every)
-        client = get_daemon_client()
-        client.start_daemon(number_workers=1)
-        try:
-            clean = submit(build_campaign(mlip, train, generate, overrides))
-            clean_wait = await_campaign(client, clean, args.timeout, None, 0)
-            validated = sorted(validation_node(clean).inputs.structures) if validation_node(clean) else []
-            candidates = [key for key in validated if key.startswith(CANDIDATE_PREFIX) and key[1:].isdigit()]
-            rng = np.random.default_rng(args.seed + 1)
-            count = max(1, round(args.fraction * len(candidates))) if candidates else 0
-            poisoned = sorted(rng.choice(candidates, size=count, replace=False).tolist()) if count else []
-            relax = overrides['stability']['relax']
-            faulty_mlip = code(computer, 'faulty-mlip', str(faulty_runner(tmp, poisoned, relax)))
-            faulty_train = code(computer, 'faulty-train', str(faulty_trainer(tmp)), 'crystalgan.train')
-            faulty = submit(build_campaign(faulty_mlip, faulty_train, generate, overrides))
-            faulty_wait = await_campaign(client, faulty, args.timeout, args.kill_stage, args.kill_after)
-        finally:
-            client.stop_daemon(wait=True)
-
-        ledger = fault_ledger(tmp)
-        clean_jobs, faulty_jobs = calcjob_ledger(clean, []), calcjob_ledger(faulty, ledger)
-        clean_model, faulty_model = model_state(clean, tmp), model_state(faulty, tmp)
-        differences = (
-            tensor_differences(clean_model, faulty_model)
-            if clean_model is not None and faulty_model is not None
-            else None
-        )
-        summary = {
-            'command': 'OMP_NUM_THREADS=1 python benchmarks/fault_injection_campaign.py '
-            + ' '.join(argv or sys.argv[1:]),
-            'settings': vars(args) | {'output': str(args.output) if args.output else None},
-            'overrides': overrides,
-            'cpu_count': os.cpu_count(),
-            'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'validated_candidates': validated,
-            'poisoned_candidates': poisoned,
-            'crash_parameters': relax,
-            'fault_records': ledger,
-            'predictions': compare_verdicts(verdicts(clean), verdicts(faulty), poisoned),
-            'model': {
-                'identical_weights': differences == [] if differences is not None else None,
-                'differing_entries': differences,
-                'steps': [state['step'] if state else None for state in (clean_model, faulty_model)],
-            },
-            'recomputed': recomputed(clean_jobs, faulty_jobs),
-            'runs': {
-                'clean': summarise(clean, clean_wait, clean_jobs),
-                'faulty': summarise(faulty, faulty_wait, faulty_jobs),
-            },
-        }
+        if args.resume:
+            results = resume_report(directory, int(args.resume[1]), int(args.resume[2]), args.timeout)
+        else:
+            results = run_campaigns(directory, args, overrides)
     except BaseException:
-        print(f'kept the profile and the jobs in {tmp} for inspection', file=sys.stderr)
+        print(f'kept the profile and the jobs in {directory} for inspection (and --resume)', file=sys.stderr)
         raise
-    shutil.rmtree(tmp, ignore_errors=True)
-
+    shutil.rmtree(directory, ignore_errors=True)
+    summary = {
+        'command': 'OMP_NUM_THREADS=1 python benchmarks/fault_injection_campaign.py ' + ' '.join(argv or sys.argv[1:]),
+        'note': args.note,
+        'overrides': overrides,
+        'crash_parameters': overrides['stability']['relax'],
+        'cpu_count': os.cpu_count(),
+        'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+        **results,
+    }
     text = json.dumps(summary, indent=2, default=str)
     print(text)
     if args.output:
