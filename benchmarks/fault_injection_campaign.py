@@ -244,6 +244,7 @@ def calcjob_ledger(campaign, ledger: list[dict]) -> list[dict]:
             {
                 'pk': node.pk,
                 'process_label': node.process_label,
+                'caller': node.caller.pk,
                 'stage': step_of(node, row['stage']),
                 'exit_status': node.exit_status,
                 'exit_message': node.exit_message,
@@ -407,7 +408,7 @@ def recomputed(clean_jobs: list[dict], faulty_jobs: list[dict]) -> dict:
         for stage in sorted(set(clean) | set(faulty))
         if stage in faulty
     }
-    submitted = Counter((job['stage'], key) for job in faulty_jobs for key in job['structures'])
+    submitted = Counter((job['stage'], job['caller'], key) for job in faulty_jobs for key in job['structures'])
     return {
         'cpu_seconds_faulty_minus_clean': extra,
         'total_cpu_seconds': {
@@ -419,8 +420,8 @@ def recomputed(clean_jobs: list[dict], faulty_jobs: list[dict]) -> dict:
             for job in faulty_jobs
             if job['exit_status'] != 0
         ],
-        'structures_submitted_more_than_once': {
-            f'{stage}:{key}': count for (stage, key), count in sorted(submitted.items()) if count > 1
+        'structures_submitted_more_than_once': {  # by the same engine workchain (keys repeat across batches)
+            f'{stage}:{caller}:{key}': count for (stage, caller, key), count in sorted(submitted.items()) if count > 1
         },
     }
 
@@ -492,19 +493,21 @@ def run_campaigns(directory: Path, args: argparse.Namespace, overrides: dict) ->
 
 def resume_report(directory: Path, clean_pk: int, faulty_pk: int, timeout: float) -> dict:
     """Restart the daemon of a kept profile (``directory``), wait for the faulty campaign to end and report both."""
+    os.environ['AIIDA_PATH'] = str(directory / 'aiida')  # before AiiDA reads its configuration
     from aiida import load_profile, orm
     from aiida.engine.daemon.client import get_daemon_client
 
-    os.environ['AIIDA_PATH'] = str(directory / 'aiida')
     load_profile('benchmark', allow_switch=True)
     clean, faulty = orm.load_node(clean_pk), orm.load_node(faulty_pk)
-    client = get_daemon_client()
-    if not client.is_daemon_running:
-        client.start_daemon(number_workers=1)
-    try:
-        waits = {'faulty': await_campaign(client, faulty, timeout, None, 0)}
-    finally:
-        client.stop_daemon(wait=True)
+    waits = {}
+    if not faulty.is_terminated:
+        client = get_daemon_client()
+        if not client.is_daemon_running:
+            client.start_daemon(number_workers=1)
+        try:
+            waits['faulty'] = await_campaign(client, faulty, timeout, None, 0)
+        finally:
+            client.stop_daemon(wait=True)
     poisoned = json.loads((directory / 'crash.json').read_text())['keys']
     return report(directory, clean, faulty, poisoned, waits)
 
