@@ -31,18 +31,29 @@ from pathlib import Path
 import numpy as np
 from _profile import temporary_profile
 
+#: File, in the benchmark's temporary directory, where the faulty executables record what they were doing.
+FAULT_LEDGER = 'faults.jsonl'
+
 FAULTY_RUNNER = '''#!{python}
-"""crystalgan-mlip that dies (exit 9, no status.json) when it reaches a structure listed in {crash_file}."""
+"""crystalgan-mlip that dies (exit 9, no status.json) when it reaches a structure of {crash_file}.
+
+The crash file holds the ``keys`` to crash on and the ``parameters`` (a subset of the operation's parameters) of the
+calculations in which they crash. Before dying, the runner appends its directory and timing to {ledger!r}.
+"""
 import json, os, sys
+from aiida_crystalgan.io.status import process_timing
 from aiida_crystalgan.mlip import runner
 
-crash = set(json.load(open({crash_file!r})))
+crash = json.load(open({crash_file!r}))
 evaluate = runner.evaluate
 
 
 def faulty(operation, atoms, calculator, config):
     key = json.load(open('results/running.json'))['key']
-    if key in crash:
+    parameters = config.get('parameters', {{}})
+    if key in crash['keys'] and all(parameters.get(name) == value for name, value in crash['parameters'].items()):
+        with open({ledger!r}, 'a') as ledger:
+            ledger.write(json.dumps({{'job': 'mlip', 'key': key, 'cwd': os.getcwd(), **process_timing()}}) + '\\n')
         os._exit(9)
     return evaluate(operation, atoms, calculator, config)
 
@@ -50,6 +61,28 @@ def faulty(operation, atoms, calculator, config):
 runner.evaluate = faulty
 sys.exit(runner.main())
 '''
+
+
+def faulty_runner(directory: Path, keys: list[str], parameters: dict | None = None) -> Path:
+    """Write a ``crystalgan-mlip`` that crashes on ``keys`` in calculations with ``parameters`` into ``directory``.
+
+    Each crash appends the job's directory and CPU and wall seconds to ``directory / 'faults.jsonl'`` (the killed
+    runner writes no ``status.json``).
+    """
+    crash_file = directory / 'crash.json'
+    crash_file.write_text(json.dumps({'keys': sorted(keys), 'parameters': parameters or {}}))
+    script = directory / 'faulty-mlip'
+    script.write_text(
+        FAULTY_RUNNER.format(python=sys.executable, crash_file=str(crash_file), ledger=str(directory / FAULT_LEDGER))
+    )
+    script.chmod(0o755)
+    return script
+
+
+def fault_ledger(directory: Path) -> list[dict]:
+    """The records that the faulty executables appended to ``directory / 'faults.jsonl'`` before dying."""
+    path = directory / FAULT_LEDGER
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def localhost(workdir: Path):
@@ -68,11 +101,12 @@ def localhost(workdir: Path):
     return computer
 
 
-def code(computer, label: str, executable: str):
+def code(computer, label: str, executable: str, plugin: str = 'crystalgan.mlip'):
+    """An ``InstalledCode`` ``label`` on ``computer`` running ``executable`` for the CalcJob ``plugin``."""
     from aiida import orm
 
     return orm.InstalledCode(
-        label=label, computer=computer, filepath_executable=executable, default_calc_job_plugin='crystalgan.mlip'
+        label=label, computer=computer, filepath_executable=executable, default_calc_job_plugin=plugin, with_mpi=False
     ).store()
 
 
@@ -101,15 +135,23 @@ def alive_processes() -> int:
     return query.count()
 
 
-def kill_daemon_workers(client) -> list[int]:
-    """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
+def daemon_workers(client) -> list:
+    """The daemon's live worker processes (``psutil``); a killed worker that circus has not reaped is left out."""
     import psutil
 
-    workers = [
-        child
-        for child in psutil.Process(client.get_daemon_pid()).children(recursive=True)
-        if 'worker' in ' '.join(child.cmdline())
-    ]
+    workers = []
+    for child in psutil.Process(client.get_daemon_pid()).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and 'worker' in ' '.join(child.cmdline()):
+                workers.append(child)
+        except psutil.Error:  # it ended while we looked
+            continue
+    return workers
+
+
+def kill_daemon_workers(client) -> list[int]:
+    """SIGKILL the daemon's workers (circus starts new ones); return their pids."""
+    workers = daemon_workers(client)
     for worker in workers:
         worker.kill()
     return [worker.pid for worker in workers]
@@ -207,12 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         crash = sorted(
             rng.choice(sorted(structures), size=max(1, round(args.fraction * len(structures))), replace=False).tolist()
         )
-        crash_file = tmp / 'crash.json'
-        crash_file.write_text(json.dumps(crash))
-        script = tmp / 'faulty-mlip'
-        script.write_text(FAULTY_RUNNER.format(python=sys.executable, crash_file=str(crash_file)))
-        script.chmod(0o755)
-        faulty = code(computer, 'faulty-mlip', str(script))
+        faulty = code(computer, 'faulty-mlip', str(faulty_runner(tmp, crash)))
         parameters = {'fmax': 0.05, 'max_steps': 100, 'relax_cell': True}
 
         runs = {'clean': run_batch(clean, structures, parameters)}
