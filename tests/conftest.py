@@ -143,6 +143,7 @@ def tiny_gan_config(tiny_gan):
     return tiny_gan()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the group marks into `--dist loadgroup` scopes
 def pytest_collection_modifyitems(config, items):
     """Start the slow tests first, so that two xdist workers finish together, and keep the tests that share the
     system services (Slurm, SSH, PostgreSQL, RabbitMQ) on one worker, one after the other."""

@@ -162,6 +162,24 @@ def evaluated_nodes(evaluation: orm.Dict) -> dict[str, orm.Data]:
     }
 
 
+#: The campaign's own calculations, whose scheduler options (not stored as input nodes) an extension reuses.
+SCHEDULED_CALCULATIONS = {
+    'aiida.calculations:crystalgan.train': ('training', 'train'),
+    'aiida.calculations:crystalgan.generate': ('generation', 'generate'),
+}
+
+
+def earlier_scheduler_options(campaign: orm.ProcessNode) -> dict[tuple[str, str], dict[str, Any]]:
+    """The scheduler options (resources, wall clock, GPU requests...) of the first training and generation
+    calculations of ``campaign``, by ``(stage, calculation)`` input namespace."""
+    options = {}
+    for node in sorted(campaign.called_descendants, key=lambda node: node.pk):
+        namespace = SCHEDULED_CALCULATIONS.get(node.process_type)
+        if namespace and namespace not in options:
+            options[namespace] = node.get_options()
+    return options
+
+
 def split_relaxed(summary: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[str]]:
     """``(relaxed, failed)`` keys of a ``crystalgan.stability`` summary: a structure whose relaxation neither
     converged nor brought its largest force below the tolerance failed, and stays out of the convex hull."""
@@ -585,7 +603,9 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             )
             inputs['targets'] = orm.List(targets)
         builder = cls.get_builder()
-        builder._update(inputs)
+        builder._merge(inputs)  # leaf by leaf: `_update` would check each stage's sub-dictionary as a whole
+        for (stage, calculation), options in earlier_scheduler_options(campaign).items():
+            builder[stage][calculation].metadata.options = options
         builder.rounds = orm.Int(rounds)
         builder.group_label = orm.Str(campaign.base.extras.get('crystalgan_group'))
         builder.previous = {
