@@ -143,11 +143,7 @@ def tiny_gan_config(tiny_gan):
     return tiny_gan()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the group marks into `--dist loadgroup` scopes
 def pytest_collection_modifyitems(config, items):
-    """Start the slow tests first, so that two xdist workers finish together, and keep the tests that share the
-    system services (Slurm, SSH, PostgreSQL, RabbitMQ) on one worker, one after the other."""
-    for item in items:
-        if 'infrastructure' in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group('services'))
+    """Start the slow tests first, so that two xdist workers finish together (the tests that share the system
+    services are one `xdist_group`, on one worker)."""
     items.sort(key=lambda item: item.get_closest_marker('slow') is None)

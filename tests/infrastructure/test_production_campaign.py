@@ -20,7 +20,7 @@ from aiida.manage import get_manager
 
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('services')]  # one worker starts and stops the services
 
 TIMEOUT = 1800
 

@@ -13,7 +13,7 @@ from aiida_crystalgan.gan import GanConfig, train
 from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord, read_datafile
 from aiida_crystalgan.workflows.training import TrainingWorkChain
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('services')]  # one worker starts and stops the services
 
 GAN = {
     'steps': 2,
