@@ -67,7 +67,7 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
         slurm['crystalgan-train'],
         slurm['crystalgan-generate'],
         protocol='fast',
-        overrides=tiny_overrides(rounds=2, stop_without_new_sun=False),  # round 2 runs whatever round 1 found
+        overrides=tiny_overrides(),
     )
     builder.group_label = orm.Str('test/production')
 
@@ -101,14 +101,6 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
         for structure in campaign.outputs[namespace].values()
     ]
     assert validated
-    # two discovery rounds in one process: the second trained from the first's model on its enlarged training set
-    rounds = campaign.outputs.rounds
-    assert set(rounds) == {'round_1', 'round_2'}
-    assert rounds['round_2']['dataset'].uuid == rounds['round_1']['next_dataset'].uuid
-    assert (
-        rounds['round_2']['model'].step
-        == rounds['round_1']['model'].step + tiny_overrides()['training']['config']['steps']
-    )
 
     # No process left behind or excepted in the whole profile.
     states = Counter(orm.QueryBuilder().append(orm.ProcessNode, project='attributes.process_state').all(flat=True))
