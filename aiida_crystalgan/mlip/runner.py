@@ -159,7 +159,7 @@ def run_md(
     rng = np.random.default_rng(int(parameters['seed']))
     atoms.calc = calculator
     thermostat = parameters['thermostat']
-    continued = {**parameters, 'sample_interval': interval, 'thermostat': thermostat}
+    continued = {**parameters, 'sample_interval': interval}
     if restart is None:
         MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
         Stationary(atoms)
