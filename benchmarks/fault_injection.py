@@ -278,11 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         },
         'runs': runs,
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + '\n')
+    write_summary(summary, args.output)
     return 0
+
+
+def write_summary(summary: dict, output: Path | None) -> None:
+    """Print ``summary`` as JSON and write it to ``output`` when given."""
+    text = json.dumps(summary, indent=2, default=str)
+    print(text)
+    if output:
+        output.write_text(text + '\n')
 
 
 if __name__ == '__main__':

@@ -45,6 +45,7 @@ from fault_injection import (
     faulty_runner,
     kill_daemon_workers,
     localhost,
+    write_summary,
 )
 
 #: The smallest campaign settings (the ``TINY`` overrides of the test suite): every stage takes seconds.
@@ -552,10 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
         **results,
     }
-    text = json.dumps(summary, indent=2, default=str)
-    print(text)
-    if args.output:
-        args.output.write_text(text + '\n')
+    write_summary(summary, args.output)
     return 0
 
 
