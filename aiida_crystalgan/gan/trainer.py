@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -282,8 +280,6 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """A checkpoint: plain dict of tensors and Python primitives (loads with ``weights_only=True``)."""
-        numpy_state = np.random.get_state()
-        python_state = random.getstate()
         return {
             'format': FORMAT,
             'format_version': FORMAT_VERSION,
@@ -294,13 +290,6 @@ class Trainer:
                 'trainer': self.rng.get_state(),
                 'torch': torch.get_rng_state(),
                 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                'numpy': {
-                    'key': torch.from_numpy(numpy_state[1].astype(np.int64)),
-                    'pos': int(numpy_state[2]),
-                    'has_gauss': int(numpy_state[3]),
-                    'cached_gaussian': float(numpy_state[4]),
-                },
-                'python': {'version': python_state[0], 'state': list(python_state[1]), 'gauss': python_state[2]},
             },
             'history': {name: list(values) for name, values in self.history.items()},
             'metrics': dict(self.metrics),
@@ -327,16 +316,4 @@ class Trainer:
         torch.set_rng_state(rng['torch'])
         if rng['cuda'] and torch.cuda.is_available() and len(rng['cuda']) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng['cuda'])
-        numpy_state = rng['numpy']
-        np.random.set_state(
-            (
-                'MT19937',
-                numpy_state['key'].numpy().astype(np.uint32),
-                numpy_state['pos'],
-                numpy_state['has_gauss'],
-                numpy_state['cached_gaussian'],
-            )
-        )
-        python_state = rng['python']
-        random.setstate((python_state['version'], tuple(python_state['state']), python_state['gauss']))
         return trainer

@@ -60,7 +60,9 @@ def assert_same_state(first: dict, second: dict) -> None:
         for index, state in optimiser['state'].items():
             for key, value in state.items():
                 assert torch.equal(value, second['optimisers'][name]['state'][index][key]), f'{name} optimiser'
+    assert set(first['rng']) == set(second['rng']) == {'trainer', 'torch', 'cuda'}, 'only the training RNGs are saved'
     assert torch.equal(first['rng']['trainer'], second['rng']['trainer'])
+    assert torch.equal(first['rng']['torch'], second['rng']['torch'])
     for column in LOSS_COLUMNS[:-1]:
         assert first['history'][column] == second['history'][column]
 
