@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import psutil
 import pytest
@@ -85,6 +86,7 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
 
     await_condition(finished_and_in_slurm, 'a calculation in Slurm after a finished one', campaign)
     finished_before = {c.pk for c in calculations_of(campaign) if c.is_finished_ok}
+    killed_at = (datetime.now(UTC) - campaign.ctime).total_seconds()
     killed = kill_daemon(client)
 
     client.start_daemon(number_workers=2)
@@ -103,8 +105,13 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
     assert validated
 
     # No process left behind or excepted in the whole profile.
-    states = Counter(orm.QueryBuilder().append(orm.ProcessNode, project='attributes.process_state').all(flat=True))
-    assert set(states) == {'finished'}, states
+    unfinished = [
+        f'{node.process_label}<{node.pk}> state {node.process_state} called by {node.caller} created '
+        f'{(node.ctime - campaign.ctime).total_seconds():.0f} s after the campaign'
+        for node in orm.QueryBuilder().append(orm.ProcessNode).all(flat=True)
+        if node.process_state is None or node.process_state.value != 'finished'
+    ]
+    assert not unfinished, f'daemon killed {killed_at:.0f} s after the campaign started; ' + '; '.join(unfinished)
 
     # No calculation ran twice: each caller launched each set of inputs once, and each Slurm job belongs to one node.
     calculations = calculations_of(campaign)
