@@ -1,5 +1,8 @@
 """``crystalgan.training``: train the GAN, resuming from its checkpoint after every wall-clock stop.
 
+A stop (the soft wall-clock limit, or a kill by the scheduler after a periodic checkpoint) that advanced the training
+does not count toward ``max_iterations``: a long training may span any number of jobs.
+
 A run that diverges (NaN or infinite loss) is not restarted: the same data, configuration and checkpoint would diverge
 again. The workchain stops with ``ERROR_TRAINING_DIVERGED`` and outputs the last good ``checkpoint``, to resume from
 with another configuration (a smaller learning rate, say).
@@ -18,6 +21,7 @@ from aiida_crystalgan.calculations.train import TrainCalculation
 from aiida_crystalgan.data.dataset import CrystalDatasetData
 from aiida_crystalgan.gan.config import GanConfig
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
+from aiida_crystalgan.workflows.restarts import WallclockRestartsMixin
 
 
 def progress_monitor(poll_interval: int) -> dict[str, Any]:
@@ -25,7 +29,7 @@ def progress_monitor(poll_interval: int) -> dict[str, Any]:
     return {'entry_point': 'crystalgan.training_progress', 'minimum_poll_interval': int(poll_interval)}
 
 
-class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
+class TrainingWorkChain(ProtocolMixin, WallclockRestartsMixin, BaseRestartWorkChain):
     """Run ``crystalgan.train`` until the configured number of steps is reached, across wall-clock limits."""
 
     _process_class = TrainCalculation
@@ -88,13 +92,19 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         super().setup()
         self.ctx.inputs = AttributeDict(self.exposed_inputs(TrainCalculation, 'train'))
 
+    def _resume_from(self, checkpoint, reason: str) -> ProcessHandlerReport:
+        """Resume from ``checkpoint``; the restart is free when the stopped job advanced the training."""
+        started_at = self.ctx.inputs.parent_model.step if 'parent_model' in self.ctx.inputs else 0
+        self.ctx.inputs.parent_model = checkpoint
+        self.report(f'{reason} at step {checkpoint.step}: resuming from its checkpoint')
+        if checkpoint.step > started_at:
+            self.free_restart(f'the job advanced the training from step {started_at}')
+        return ProcessHandlerReport(do_break=True)
+
     @process_handler(priority=500, exit_codes=[TrainCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
     def handle_soft_walltime(self, node) -> ProcessHandlerReport:
         """Resume from the checkpoint that the stopped run wrote: no training step is lost."""
-        checkpoint = node.outputs.checkpoint
-        self.ctx.inputs.parent_model = checkpoint
-        self.report(f'{node.process_label}<{node.pk}> stopped at step {checkpoint.step}: resuming from its checkpoint')
-        return ProcessHandlerReport(do_break=True)
+        return self._resume_from(node.outputs.checkpoint, f'{node.process_label}<{node.pk}> stopped')
 
     @process_handler(priority=550, exit_codes=[TrainCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])
     def handle_killed(self, node) -> ProcessHandlerReport | None:
@@ -102,13 +112,9 @@ class TrainingWorkChain(ProtocolMixin, BaseRestartWorkChain):
         checkpoint interval; without a checkpoint, leave it to the restart of an unhandled failure."""
         if 'checkpoint' not in node.outputs:
             return None
-        checkpoint = node.outputs.checkpoint
-        self.ctx.inputs.parent_model = checkpoint
-        self.report(
-            f'{node.process_label}<{node.pk}> was killed after step {checkpoint.step}: resuming from its '
-            'last periodic checkpoint'
+        return self._resume_from(
+            node.outputs.checkpoint, f'{node.process_label}<{node.pk}> was killed after its periodic checkpoint'
         )
-        return ProcessHandlerReport(do_break=True)
 
     @process_handler(priority=600, exit_codes=[TrainCalculation.exit_codes.ERROR_TRAINING_DIVERGED])
     def handle_diverged(self, node) -> ProcessHandlerReport:

@@ -135,7 +135,8 @@ def test_engine_refuses_an_unknown_protocol(mlip_code):
 
 
 def test_walltime_restart_keeps_finished_work(mlip_code):
-    """A soft wall-clock stop after each structure is resumed by the handler until every structure is done."""
+    """A soft wall-clock stop after each structure is resumed by the handler until every structure is done; a stop
+    that finished a structure does not use up ``max_iterations`` (1 here)."""
     inputs = engine_inputs(
         mlip_code,
         'forces',
@@ -143,6 +144,7 @@ def test_walltime_restart_keeps_finished_work(mlip_code):
         {'a': bcc_niobium(), 'b': bcc_niobium(0.05, seed=2)},
         options=orm.Dict({'max_wallclock_seconds': 1}),
     )
+    inputs['max_iterations'] = orm.Int(1)
     results, node = run_get_node(MlipEngineWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     calculations = node.called
@@ -499,6 +501,7 @@ def test_md_cut_by_the_wall_clock_continues_in_the_next_calculation(mlip_code):
     parameters['thermostat'] = 'langevin'
     structures = {'nb': bcc_niobium(0.05, seed=1)}
     inputs = engine_inputs(mlip_code, 'md', parameters, structures, options=orm.Dict({'max_wallclock_seconds': 1}))
+    inputs['max_iterations'] = orm.Int(1)  # a cut that advanced the MD is a free restart
     results, node = run_get_node(MlipEngineWorkChain, **inputs)
     assert node.is_finished_ok, node.exit_message
     first, second = calculations_of(node)

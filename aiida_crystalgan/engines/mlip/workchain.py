@@ -7,7 +7,8 @@ handled one by one:
 failure                  what the engine does
 =======================  ==============================================================================================
 soft wall-clock stop     keep the finished structures, resubmit the others; an MD that the limit cut continues
-                         from its restart file (last step, velocities, thermostat, random generator)
+                         from its restart file (last step, velocities, thermostat, random generator); a stop that
+                         advanced does not count toward ``max_iterations``
 runner died (hard kill)  keep the finished structures; the one it was working on (``running.json``) fails with
                          ``ERROR_STRUCTURE_CRASHED``; resubmit the others
 exploding relaxation     once every other structure is done, relax the exploded ones again with a fixed cell;
@@ -31,6 +32,7 @@ from aiida.engine import BaseRestartWorkChain, ProcessHandlerReport, process_han
 from aiida_crystalgan.calculations.mlip import MlipCalculation
 from aiida_crystalgan.engines.base import EngineWorkChain
 from aiida_crystalgan.engines.outputs import failure, read_failures
+from aiida_crystalgan.workflows.restarts import WallclockRestartsMixin
 
 OUTPUT_NAMESPACES = ('trajectories', 'relaxed_structures', 'results')
 
@@ -43,7 +45,7 @@ def validate_protocol(protocol: orm.Str, _) -> str | None:
     return None
 
 
-class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
+class MlipEngineWorkChain(EngineWorkChain, WallclockRestartsMixin, BaseRestartWorkChain):
     """Run a batch through ``MlipCalculation``; resubmit only what is unfinished; fail structures, not batches."""
 
     _process_class = MlipCalculation
@@ -154,8 +156,15 @@ class MlipEngineWorkChain(EngineWorkChain, BaseRestartWorkChain):
 
     @process_handler(priority=600, exit_codes=[MlipCalculation.exit_codes.ERROR_SOFT_WALLTIME_CHECKPOINT])
     def handle_soft_walltime(self, node) -> ProcessHandlerReport:
-        """Keep the finished structures and resubmit the rest; a cut MD continues from its restart file."""
+        """Keep the finished structures and resubmit the rest; a cut MD continues from its restart file.
+
+        The restart is free (not counted toward ``max_iterations``) when the stopped run settled a structure or cut an
+        MD after at least one step (it then leaves a restart file).
+        """
+        before = len(self._finished()) + len(self.ctx.failures)
         self._collect(node)
+        if len(self._finished()) + len(self.ctx.failures) > before or 'restarts' in node.outputs:
+            self.free_restart('the run advanced before its soft wall-clock limit')
         return self._resubmit_unfinished('soft wall-clock limit')
 
     @process_handler(priority=500, exit_codes=[MlipCalculation.exit_codes.ERROR_EXECUTABLE_CRASHED])

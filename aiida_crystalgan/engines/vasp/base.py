@@ -3,7 +3,10 @@
 aiida-vasp's own handlers stay active and are reused: electronic non-convergence (``handler_electronic_conv``: ALGO
 Fast->Normal, NELM->150, smaller AMIX, then ALGO=All) and VASP that did not start. Relaxations stopped by NSW or the
 wall clock are continued here rather than by aiida-vasp's ``handler_unfinished_calc_ionic`` / ``handler_ionic_conv``,
-so that they start from the CONTCAR and stop after ``max_relax_continuations``.
+so that they start from the CONTCAR and stop after ``max_relax_continuations``. Continuations that advanced (an MD
+that ran steps, a relaxation that left a CONTCAR) do not count toward ``max_iterations``, which stays the budget of
+the error handlers: an MD of any length runs across any number of wall-clock stops, and a relaxation is bounded by
+``max_relax_continuations`` alone.
 The handlers added here select on the exit codes by which the parser (``parsers/vasp.py``) names VASP's errors, and
 run before aiida-vasp's:
 
@@ -35,6 +38,7 @@ from aiida_vasp.workchains.v2.vasp import VaspWorkChain
 
 from aiida_crystalgan.exit_codes import define_exit_codes
 from aiida_crystalgan.workflows.protocols.utils import DEFAULT_PROTOCOL
+from aiida_crystalgan.workflows.restarts import WallclockRestartsMixin
 
 from .calculation import VaspMdCalculation, read_contcar_velocities
 from .inputs import get_incar, get_kpoints, get_potential_mapping, get_settings
@@ -63,7 +67,7 @@ def get_contcar_restart(retrieved: orm.FolderData) -> dict[str, orm.Data]:
     return outputs
 
 
-class VaspBaseWorkChain(VaspWorkChain):
+class VaspBaseWorkChain(WallclockRestartsMixin, VaspWorkChain):
     """``vasp.vasp`` with restarts for MD and the errors of random / generated structures (see module docstring)."""
 
     _process_class = VaspMdCalculation
@@ -162,6 +166,7 @@ class VaspBaseWorkChain(VaspWorkChain):
             self.report('the CONTCAR has no velocities: VASP draws new ones at TEBEG')
         self.ctx.inputs.parameters['nsw'] = remaining
         self.report(f'continuing the MD after {done} steps from the last positions and velocities, NSW={remaining}')
+        self.free_restart(f'the interrupted MD ran {done} steps')
         return ProcessHandlerReport(True)
 
     @process_handler(priority=1050, exit_codes=[_CODES.ERROR_VASP_IONS_TOO_CLOSE])
@@ -237,6 +242,7 @@ class VaspBaseWorkChain(VaspWorkChain):
         else:
             self.ctx.inputs.structure = get_contcar_restart(node.outputs.retrieved)['structure']
             self.report(f'continuing the relaxation from its CONTCAR ({done + 1} of {limit} continuations)')
+            self.free_restart('the relaxation advanced to a new geometry')
         self._setup_restart(node)
         self.update_magmom(node)
         return ProcessHandlerReport(True)

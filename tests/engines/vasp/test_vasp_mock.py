@@ -80,11 +80,12 @@ def contcar_positions(calculation: orm.CalcJobNode) -> np.ndarray:
 
 def test_relaxation_continues_from_its_contcar(run_engine, bcc_niobium):
     """Stopped by NSW (3 steps, 7 needed) or by the wall clock (after 2 steps), a relaxation continues from the
-    geometry of its CONTCAR, not from the start, until it converges within ``max_relax_continuations``.
+    geometry of its CONTCAR, not from the start, until it converges within ``max_relax_continuations``; these
+    continuations do not use up ``max_iterations`` (1 here), the budget of the error handlers.
     """
     relax = {'fmax': 0.05, 'relax_cell': False, 'max_steps': 3}
     structures = {'nsw': bcc_niobium(3.31), 'walltime': bcc_niobium(3.32, label='walltime')}
-    results, node = run_engine('relax', relax, structures, max_relax_continuations=2)
+    results, node = run_engine('relax', relax, structures, max_relax_continuations=2, max_iterations=1)
     assert node.is_finished_ok, node.exit_message
     ionic_not_converged = VaspCalculation.exit_codes.ERROR_IONIC_NOT_CONVERGED.status
     did_not_finish = VaspCalculation.exit_codes.ERROR_DID_NOT_FINISH.status
@@ -137,9 +138,10 @@ def test_md(run_engine, bcc_niobium):
 
 
 def test_md_walltime_continues_with_velocities(run_engine, bcc_niobium):
-    """An MD cut after 2 of 4 steps continues from the CONTCAR positions and velocities for the 2 steps left."""
+    """An MD cut after 2 of 4 steps continues from the CONTCAR positions and velocities for the 2 steps left, and
+    the continuation does not use up ``max_iterations`` (1 here)."""
     parameters = {'temperature': 300, 'steps': 4, 'timestep': 2.0}
-    results, node = run_engine('md', parameters, {'nb': bcc_niobium(3.33, label='walltime')})
+    results, node = run_engine('md', parameters, {'nb': bcc_niobium(3.33, label='walltime')}, max_iterations=1)
     assert node.is_finished_ok, node.exit_message
     first, second = calculations(node, 'nb')
     assert first.exit_status == 700
