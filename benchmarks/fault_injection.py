@@ -48,14 +48,14 @@ crash = json.load(open({crash_file!r}))
 evaluate = runner.evaluate
 
 
-def faulty(operation, atoms, calculator, config):
+def faulty(operation, atoms, calculator, config, **options):
     key = json.load(open('results/running.json'))['key']
     parameters = config.get('parameters', {{}})
     if key in crash['keys'] and all(parameters.get(name) == value for name, value in crash['parameters'].items()):
         with open({ledger!r}, 'a') as ledger:
             ledger.write(json.dumps({{'job': 'mlip', 'key': key, 'cwd': os.getcwd(), **process_timing()}}) + '\\n')
         os._exit(9)
-    return evaluate(operation, atoms, calculator, config)
+    return evaluate(operation, atoms, calculator, config, **options)
 
 
 runner.evaluate = faulty

@@ -18,7 +18,8 @@ exit codes, the CalcJobs per stage, and the engine CPU seconds (``status.json`` 
 jobs' from what they recorded before dying) of each run, faulty minus clean, with the repeated jobs.
 
     OMP_NUM_THREADS=1 python benchmarks/fault_injection_campaign.py [--fraction 0.1] [--validations 10] [--seed 0] \
-        [--kill-stage QuenchWorkChain] [--kill-after 5] [--output docs/benchmarks/fault_injection_campaign.json]
+        [--num-per-target 24] [--cheap-pass 40] [--kill-stage QuenchWorkChain] [--kill-after 5] \
+        [--output docs/benchmarks/fault_injection_campaign.json]
 
 Runs in a temporary AiiDA profile (SQLite; ZeroMQ broker) that is deleted afterwards; CHGNet and the GAN on the CPU.
 """
@@ -36,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _profile import temporary_profile
+from _profile import temporary_profile, use_configuration_directory
 from fault_injection import (
     FAULT_LEDGER,
     code,
@@ -120,11 +121,13 @@ def faulty_trainer(directory: Path) -> Path:
     return script
 
 
-def campaign_overrides(validations: int, num_per_target: int, checkpoint_every: int) -> dict:
-    """:data:`TINY` with ``validations`` candidates validated (and a cheap pass that large) and periodic checkpoints."""
+def campaign_overrides(validations: int, num_per_target: int, cheap_pass: int | None, checkpoint_every: int) -> dict:
+    """:data:`TINY` with ``validations`` candidates validated after a cheap pass of ``cheap_pass`` (default: at least
+    12 and ``validations``), and periodic checkpoints."""
     overrides = json.loads(json.dumps(TINY))
+    size = cheap_pass if cheap_pass is not None else max(12, validations)
     overrides['generation'].update(
-        {'num_per_target': num_per_target, 'max_validations': validations, 'cheap_pass': {'size': max(12, validations)}}
+        {'num_per_target': num_per_target, 'max_validations': validations, 'cheap_pass': {'size': size}}
     )
     overrides['training']['config']['checkpoint_every_steps'] = checkpoint_every
     return overrides
@@ -494,7 +497,7 @@ def run_campaigns(directory: Path, args: argparse.Namespace, overrides: dict) ->
 
 def resume_report(directory: Path, clean_pk: int, faulty_pk: int, timeout: float) -> dict:
     """Restart the daemon of a kept profile (``directory``), wait for the faulty campaign to end and report both."""
-    os.environ['AIIDA_PATH'] = str(directory / 'aiida')  # before AiiDA reads its configuration
+    use_configuration_directory(directory / 'aiida')
     from aiida import load_profile, orm
     from aiida.engine.daemon.client import get_daemon_client
 
@@ -518,6 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--fraction', type=float, default=0.1, help='fraction of the validated candidates that crash')
     parser.add_argument('--validations', type=int, default=10, help="the generation's max_validations")
     parser.add_argument('--num-per-target', type=int, default=24, help='candidates generated per target')
+    parser.add_argument(
+        '--cheap-pass',
+        type=int,
+        help='size of the cheap engine pass (up to 4 times as many candidates are post-processed for it); '
+        'default: the larger of 12 and --validations',
+    )
     parser.add_argument('--checkpoint-every', type=int, default=4, help="the training's checkpoint_every_steps")
     parser.add_argument('--seed', type=int, default=0, help='draws the crashing candidates (with seed + 1)')
     parser.add_argument('--kill-stage', default='QuenchWorkChain', help='stage during which the worker is killed')
@@ -533,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output', type=Path, help='JSON report')
     args = parser.parse_args(argv)
 
-    overrides = campaign_overrides(args.validations, args.num_per_target, args.checkpoint_every)
+    overrides = campaign_overrides(args.validations, args.num_per_target, args.cheap_pass, args.checkpoint_every)
     directory = Path(args.resume[0]) if args.resume else Path(tempfile.mkdtemp(prefix='crystalgan-campaign-faults-'))
     try:
         if args.resume:
@@ -543,7 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         print(f'kept the profile and the jobs in {directory} for inspection (and --resume)', file=sys.stderr)
         raise
-    shutil.rmtree(directory, ignore_errors=True)
+    if all(run.get('finished_ok') for run in results.get('runs', {}).values()):
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        print(f'a campaign failed: kept the profile and the jobs in {directory} for inspection', file=sys.stderr)
     summary = {
         'command': 'OMP_NUM_THREADS=1 python benchmarks/fault_injection_campaign.py ' + ' '.join(argv or sys.argv[1:]),
         'note': args.note,
