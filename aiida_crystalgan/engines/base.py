@@ -9,7 +9,10 @@ operation     outputs (one per key of the ``structures`` input namespace)
 ``md``        ``trajectories.<key>``: ``TrajectoryData`` with ``positions``/``cells``/``symbols`` and the arrays
               ``energies`` (eV), ``forces`` (eV/Å), ``stress`` (eV/Å^3), ``temperatures`` (K), ``times`` (fs),
               ``steps`` (MD step of each frame) and, where the engine has them, ``velocities`` (Å/fs)
-``relax``     ``relaxed_structures.<key>``: ``StructureData``; ``results.<key>``: ``ArrayData`` (see below)
+``relax``     ``relaxed_structures.<key>``: ``StructureData``; ``results.<key>``: ``ArrayData`` (see below);
+              with ``trajectory_frames`` > 0, ``trajectories.<key>``: steps of the relaxation before the last (the
+              relaxed structure), evenly spaced from the start, with ``energies``, ``forces``, ``stress`` and
+              ``steps`` (optimiser step of each frame), no ``times``
 ``forces``    ``results.<key>``: ``ArrayData`` with arrays ``forces`` (N, 3) eV/Å, ``stress`` (3, 3) eV/Å^3 and
               attributes ``energy`` (eV), ``energy_per_atom`` (eV/atom), ``max_force`` (eV/Å), ``converged`` and,
               where the engine counts them, ``steps`` (optimiser steps)
@@ -21,7 +24,8 @@ Operation parameters (the ``parameters`` input, engine independent):
 
 * ``md``: ``temperature`` (K, > 0), ``steps`` (> 0), ``timestep`` (fs, > 0), ``sample_interval`` (steps between
   stored frames), ``thermostat`` (``nose-hoover`` | ``langevin``), ``seed``
-* ``relax``: ``fmax`` (eV/Å), ``relax_cell`` (bool), ``max_steps`` (ionic steps)
+* ``relax``: ``fmax`` (eV/Å), ``relax_cell`` (bool), ``max_steps`` (ionic steps), ``trajectory_frames`` (relaxation
+  steps returned as a trajectory, at most; 0 for none)
 * ``forces``: none
 
 A structure that fails on its own (an element the engine cannot evaluate, NaN or infinite results, an exploding
@@ -64,6 +68,7 @@ PARAMETER_BOUNDS: dict[str, tuple[type, float, float]] = {
     'sample_interval': (int, 0, 10_000_000),
     'fmax': (float, 0, 100),  # eV/Å
     'max_steps': (int, 0, 100_000),
+    'trajectory_frames': (int, -1, 10_000),
 }
 THERMOSTATS = ('nose-hoover', 'langevin')
 
@@ -75,7 +80,7 @@ def check_number(name: str, value: Any, kind: type, lower: float, upper: float) 
         what = 'an integer' if kind is int else 'a number'
         return f'`{name}` must be {what}, got {value!r} ({type(value).__name__})'
     if not lower < value <= upper:
-        bounds = f'positive and at most {upper}' if lower == 0 else f'in ({lower}, {upper}]'
+        bounds = {0: f'positive and at most {upper}', -1: f'between 0 and {upper}'}.get(lower, f'in ({lower}, {upper}]')
         return f'`{name}` must be {bounds}, got {value}'
     return None
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import calcfunction
 
 from aiida_crystalgan.exit_codes import EXIT_CODES
@@ -85,11 +86,12 @@ def build_structure(cell: Any, symbols: Sequence[str], positions: Any) -> orm.St
 
 
 def build_trajectory(
-    symbols: Sequence[str], positions: Any, cells: Any, times: Any, steps: Any | None = None, **arrays: Any
+    symbols: Sequence[str], positions: Any, cells: Any, times: Any | None, steps: Any | None = None, **arrays: Any
 ) -> orm.TrajectoryData:
-    """The ``trajectories`` output: frames of Cartesian positions and cells, their MD step indices and times (fs).
+    """The ``trajectories`` output: frames of Cartesian positions and cells, their step indices and times (fs).
 
-    :param steps: MD step index of each frame (default: 0, 1, 2...).
+    :param times: time of each MD frame (fs); ``None`` for the steps of a relaxation.
+    :param steps: MD or optimiser step index of each frame (default: 0, 1, 2...).
     :param arrays: any of :data:`TRAJECTORY_ARRAYS` (``energies`` is required); ``None`` values are left out.
     """
     unknown = set(arrays) - set(TRAJECTORY_ARRAYS)
@@ -106,7 +108,7 @@ def build_trajectory(
         positions=positions,
         cells=np.asarray(cells, dtype=float),
         stepids=steps,
-        times=np.asarray(times, dtype=float),
+        times=None if times is None else np.asarray(times, dtype=float),
         pbc=[True] * 3,
     )
     for name in TRAJECTORY_ARRAYS:
@@ -165,3 +167,14 @@ def read_trajectory(trajectory: orm.TrajectoryData, label: str | None = None) ->
             source=trajectory.uuid,
             label=f'{label}:{frame}',
         )
+
+
+def relaxation_trajectory(results: orm.ArrayData) -> orm.TrajectoryData | None:
+    """The steps of the relaxation whose ``results`` output this is: the ``trajectories`` output of the same key of the
+    process that created or returned it (``trajectory_frames``); ``None`` when the engine returned none."""
+    for link in results.base.links.get_incoming(link_type=(LinkType.CREATE, LinkType.RETURN)).all():
+        namespace, _, key = link.link_label.partition('__')
+        outputs = link.node.outputs
+        if namespace == 'results' and 'trajectories' in outputs and key in outputs.trajectories:
+            return outputs.trajectories[key]
+    return None

@@ -4,10 +4,10 @@ Usage: ``crystalgan-mlip input.json``. The input names the operation, its parame
 file with the structures (labels are the keys) and an optional soft wall-clock limit. The runner has no defaults: an
 input without one of the :data:`REQUIRED_PARAMETERS` of its operation or of the settings (:data:`RUNNER_SETTINGS`,
 ``calculators.required_settings``) is refused; the ``crystalgan.mlip`` CalcJob's builder fills them from the ``mlip``
-protocol. Each finished structure is
-written at once to ``results/<key>.json`` (relax, forces) or ``results/<key>.npz`` (md), so a job that is stopped
-keeps the work it did. A structure that fails (an element the model does not know, NaN or infinite results, an
-exploding relaxation, an error of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
+protocol. Each finished structure is written at once to ``results/<key>.json`` (relax, with ``trajectory_frames`` of
+the relaxation's steps, and forces) or ``results/<key>.npz`` (md), so a job that is stopped keeps the work it did. A
+structure that fails (an element the model does not know, NaN or infinite results, an exploding relaxation, an error
+of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
 ``results/running.json`` names the structure being worked on, so that a hard crash names its culprit.
 ``results/status.json`` and the exit code say how the run ended (see ``io.status``).
 
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from aiida_crystalgan.io import DataFile
+from aiida_crystalgan.io.frames import relaxation_picks
 from aiida_crystalgan.io.status import (
     EXIT_FAILED,
     EXIT_INVALID_INPUT,
@@ -47,6 +48,8 @@ from .calculators import load_calculator, required_settings, unsupported_element
 from .restart import FRAME_ARRAYS, RESTART_SUFFIX, MdRestart
 
 RESULTS = Path('results')
+#: Per-step arrays of a relaxation's ``trajectory`` in its result.
+RELAX_FRAME_ARRAYS = ('positions', 'cells', 'energies', 'forces', 'stress', 'steps')
 #: A relaxation that changes the volume by more than this factor, either way, has exploded (or collapsed).
 MAX_VOLUME_RATIO = 3.0
 #: The parameters of each operation, all required.
@@ -104,7 +107,12 @@ def run_forces(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Relax positions (and the cell when ``relax_cell``) with FIRE until the largest force is below ``fmax``."""
+    """Relax positions (and the cell when ``relax_cell``) with FIRE until the largest force is below ``fmax``.
+
+    The result's ``trajectory`` holds at most ``trajectory_frames`` of the relaxation's steps, evenly spaced from the
+    starting structure on, with their energies, forces and stress; the final step is the result itself. Without
+    ``trajectory_frames`` (an input written before it existed), no steps are kept.
+    """
     from ase.filters import FrechetCellFilter
     from ase.optimize import FIRE
 
@@ -112,13 +120,40 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     initial_volume = atoms.get_volume()
     target = FrechetCellFilter(atoms) if parameters['relax_cell'] else atoms
     optimizer = FIRE(target, logfile=None)
+    frames: dict[str, list] = {name: [] for name in RELAX_FRAME_ARRAYS}
+    keep = int(parameters.get('trajectory_frames', 0))
+
+    def record() -> None:
+        frames['positions'].append(atoms.get_positions())
+        frames['cells'].append(np.asarray(atoms.cell[:]))
+        frames['energies'].append(atoms.get_potential_energy())
+        frames['forces'].append(atoms.get_forces())
+        frames['stress'].append(_full_stress(atoms))
+        frames['steps'].append(optimizer.nsteps)
+
+    if keep:
+        optimizer.attach(record, interval=1)
     converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters['max_steps'])))
     result = run_forces(atoms, calculator, parameters)
     result.update({'converged': converged, 'steps': int(optimizer.nsteps)})
     ratio = atoms.get_volume() / initial_volume
     if not 1 / MAX_VOLUME_RATIO < ratio < MAX_VOLUME_RATIO:
         raise StructureFailed('exploded', f'the volume changed by a factor {ratio:.3g} during the relaxation')
+    if keep:
+        result['trajectory'] = relaxation_frames(frames, keep)
     return result
+
+
+def relaxation_frames(frames: dict[str, list], maximum: int) -> dict[str, list]:
+    """At most ``maximum`` of the recorded steps before the last (the relaxed structure), evenly spaced from the first
+    on (``io.frames.relaxation_picks``); steps with a non-finite value are left out."""
+    finite = [
+        index
+        for index in range(len(frames['steps']) - 1)
+        if all(np.isfinite(frames[name][index]).all() for name in RELAX_FRAME_ARRAYS)
+    ]
+    picks = [finite[index] for index in relaxation_picks(len(finite), maximum)]
+    return {name: [np.asarray(frames[name][index]).tolist() for index in picks] for name in RELAX_FRAME_ARRAYS}
 
 
 class TrajectoryCut(Exception):

@@ -25,7 +25,8 @@ class MlipParser(Parser):
     The finished structures are output whatever the status (but ``invalid_input``), so that a run stopped by the soft
     wall-clock limit or a crash keeps its work. The structures that failed on their own (``<key>.failed.json``, NaN or
     infinite results, the structure that a crashed runner was working on) are the ``failures`` output. The MD
-    trajectories that the soft wall-clock limit cut leave ``<key>.restart.npz``: the ``restarts`` output.
+    trajectories that the soft wall-clock limit cut leave ``<key>.restart.npz``: the ``restarts`` output. The steps of a
+    relaxation that its result holds (``trajectory_frames``) are its ``trajectories`` output.
     """
 
     def parse(self, **kwargs) -> ExitCode | None:
@@ -120,4 +121,14 @@ class MlipParser(Parser):
         }
         if self.node.inputs.operation.value == 'relax':
             outputs[f'relaxed_structures.{key}'] = build_structure(result['cell'], symbols, result['positions'])
+            steps = result.get('trajectory')
+            if steps and steps['steps']:
+                outputs[f'trajectories.{key}'] = build_trajectory(
+                    symbols,
+                    steps['positions'],
+                    steps['cells'],
+                    times=None,
+                    steps=steps['steps'],
+                    **{name: steps[name] for name in ('energies', 'forces', 'stress')},
+                )
         return outputs

@@ -23,6 +23,7 @@ from aiida_crystalgan.workflows.quench import (
     QuenchWorkChain,
     checked_dataset,
     relaxation_nodes,
+    relaxation_steps,
     relaxed_datasets,
     relaxed_records,
     split_roles,
@@ -107,11 +108,13 @@ def feed_back_candidates(
     ``evaluation`` their rows (:func:`~aiida_crystalgan.workflows.generation.evaluate_candidates`). Every relaxed
     candidate joins as ``labelled`` data and every local minimum as a ``minimum``; equivalent minima (a candidate and a
     minimum of the dataset, or two candidates) are merged, the lowest energy kept as the ``minimum``, the other kept as
-    ``labelled``. The engines return the final structure of a relaxation only, so no intermediate step joins.
+    ``labelled``. The steps of each candidate's relaxation (``trajectory_<key>``, from the candidate as generated on)
+    join as ``labelled`` data.
 
-    Returns ``dataset`` and ``summary``: ``validated``, ``minima_added`` (distinct new minima), ``new_sun`` (keys of the
-    candidates that are stable within the E_hull window, novel with respect to ``dataset``, the training set that
-    already holds the earlier rounds' candidates, and distinct from each other) and ``n_new_sun``.
+    Returns ``dataset`` and ``summary``: ``validated``, ``minima_added`` (distinct new minima),
+    ``relaxation_steps_added``, ``new_sun`` (keys of the candidates that are stable within the E_hull window, novel
+    with respect to ``dataset``, the training set that already holds the earlier rounds' candidates, and distinct
+    from each other) and ``n_new_sun``.
     """
     from aiida_crystalgan.importers.cleaning import deduplicate_minima
 
@@ -120,8 +123,10 @@ def feed_back_candidates(
     added = {'labelled': [], 'minima': []}
     for record, is_minimum in relaxed_records(rows, nodes, origin):
         added['minima' if is_minimum else 'labelled'].append(record)
+    steps = relaxation_steps(nodes, origin)
     labelled, minima = split_roles(
-        [*dataset.records(role=LABELLED), *added['labelled']], [*dataset.records(role=MINIMUM), *added['minima']]
+        [*dataset.records(role=LABELLED), *added['labelled'], *steps],
+        [*dataset.records(role=MINIMUM), *added['minima']],
     )
     sun_keys = sorted(key for key, row in rows.items() if row['passes'] and row['is_novel'])
     sun_records = [to_record(nodes[f'structure_{key}'], **read_results(nodes[f'results_{key}'])) for key in sun_keys]
@@ -131,6 +136,7 @@ def feed_back_candidates(
         'round': round_number.value,
         'validated': len(rows),
         'minima_added': len(minima) - dataset.num_minima,
+        'relaxation_steps_added': len(steps),
         'new_sun': new_sun,
         'n_new_sun': len(new_sun),
     }
@@ -153,13 +159,16 @@ def continued_training(parameters: Mapping[str, Any], parent: GanModelData | Non
 
 def evaluated_nodes(evaluation: orm.Dict) -> dict[str, orm.Data]:
     """The relaxed candidates and their engine results (``structure_<key>``, ``results_<key>``) that ``evaluation``
-    was computed from: the inputs of the calcfunction that created it."""
+    was computed from (the inputs of the calcfunction that created it), with their relaxations' steps
+    (``trajectory_<key>``) where the engine returned them."""
     creator = evaluation.base.links.get_incoming(link_type=LinkType.CREATE).one().node
-    return {
-        link.link_label: link.node
-        for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
-        if link.link_label.startswith(('structure_', 'results_'))
+    inputs = {
+        link.link_label: link.node for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
     }
+    keys = [name.removeprefix('structure_') for name in inputs if name.startswith('structure_')]
+    return relaxation_nodes(
+        {key: inputs[f'structure_{key}'] for key in keys}, {key: inputs[f'results_{key}'] for key in keys}
+    )
 
 
 #: The campaign's own calculations, whose scheduler options (not stored as input nodes) an extension reuses.
@@ -699,10 +708,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_QUENCH_FAILED
         self._stage('dataset')
         relaxation = self.ctx.references.outputs
-        nodes = {}
-        for key, structure in relaxation.relaxed_structures.items():
-            nodes[f'structure_{key}'] = structure
-            nodes[f'results_{key}'] = relaxation.results[key]
+        nodes = relaxation_nodes(relaxation.relaxed_structures, relaxation.results)
         relaxed = relaxed_datasets(relaxation.summary, orm.Str('relaxed seeds and references'), **nodes)
         datasets = {f'{role}_relaxed': dataset for role, dataset in relaxed.items()}
         quench = self.ctx.quench.outputs

@@ -4,8 +4,8 @@ Every relaxed snapshot is ``labelled`` data (energy and forces of a configuratio
 below the tolerance and which has no imaginary phonon mode is a ``minimum``; equivalent minima are merged, the lowest
 energy kept. Most snapshots relax back to their seed: a relaxed snapshot equivalent to an already checked structure
 (``known``) inherits its verdict, and of equivalent relaxed snapshots only one is checked; the others go through the
-force check and phonons of ``crystalgan.stability``. The engines return the final structure of a relaxation, not its
-intermediate steps: only final structures become data.
+force check and phonons of ``crystalgan.stability``. The steps of each relaxation that the engine returns
+(``trajectory_frames``) are ``labelled`` data too, but the first: it is the MD snapshot, already in the data.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, StructureRecord, to_record
 from aiida_crystalgan.engines.base import expose_engine_inputs, submit_engine
-from aiida_crystalgan.engines.outputs import read_results
+from aiida_crystalgan.engines.outputs import read_results, read_trajectory, relaxation_trajectory
 from aiida_crystalgan.workflows.protocols import ProtocolMixin
 from aiida_crystalgan.workflows.seeds import link_label
 from aiida_crystalgan.workflows.stability import StabilityWorkChain
@@ -65,12 +65,31 @@ def select_snapshots(snapshots: CrystalDatasetData, max_snapshots: orm.Int) -> d
 def relaxation_nodes(
     relaxed_structures: Mapping[str, orm.StructureData], results: Mapping[str, orm.ArrayData]
 ) -> dict[str, orm.Data]:
-    """The outputs of a relaxation (engine or ``crystalgan.stability``) as ``structure_<key>`` and ``results_<key>``."""
+    """The outputs of a relaxation (engine or ``crystalgan.stability``) as ``structure_<key>``, ``results_<key>`` and,
+    where the engine returned the relaxation's steps, ``trajectory_<key>``."""
     nodes = {}
     for key, structure in relaxed_structures.items():
         nodes[f'structure_{key}'] = structure
         nodes[f'results_{key}'] = results[key]
+        trajectory = relaxation_trajectory(results[key])
+        if trajectory is not None:
+            nodes[f'trajectory_{key}'] = trajectory
     return nodes
+
+
+def relaxation_steps(nodes: Mapping[str, orm.Data], origin: str, first: bool = True) -> list[StructureRecord]:
+    """The steps of each relaxation (``trajectory_<key>`` of :func:`relaxation_nodes`) as ``labelled`` records
+    ``<origin>:<key>:step<step>``; without the starting structure (step 0) when ``first`` is false."""
+    records = []
+    for name, trajectory in nodes.items():
+        if not name.startswith('trajectory_'):
+            continue
+        key = name.removeprefix('trajectory_')
+        steps = trajectory.get_stepids()
+        for step, record in zip(steps, read_trajectory(trajectory)):
+            if first or step > 0:
+                records.append(to_record(record, role=LABELLED, label=f'{origin}:{key}:step{step}'))
+    return records
 
 
 def relaxed_records(
@@ -101,17 +120,20 @@ def split_roles(
 
 
 def role_datasets(
-    verdicts: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str, **metadata: Any
+    verdicts: Mapping[str, Any], nodes: Mapping[str, orm.Data], origin: str, first_steps: bool = True, **metadata: Any
 ) -> dict[str, CrystalDatasetData]:
-    """``labelled`` and (deduplicated) ``minima`` datasets of relaxed structures; an empty one is left out."""
+    """``labelled`` and (deduplicated) ``minima`` datasets of relaxed structures, the relaxations' steps
+    (:func:`relaxation_steps`) labelled; an empty one is left out."""
     labelled, minima = [], []
     for record, is_minimum in relaxed_records(verdicts, nodes, origin):
         (minima if is_minimum else labelled).append(record)
-    labelled, unique = split_roles(labelled, minima)
+    steps = relaxation_steps(nodes, origin, first_steps)
+    labelled, unique = split_roles([*labelled, *steps], minima)
     metadata = {
         'origin': f'relaxed structures ({origin})',
         'minima_found': len(minima),
         'minima_unique': len(unique),
+        'relaxation_steps': len(steps),
         **metadata,
     }
     outputs = {}
@@ -126,8 +148,9 @@ def role_datasets(
 def relaxed_datasets(summary: orm.Dict, origin: orm.Str, **nodes: orm.Data) -> dict[str, CrystalDatasetData]:
     """The relaxed structures of a ``crystalgan.stability`` run as ``labelled`` and (deduplicated) ``minima`` datasets.
 
-    ``nodes`` holds ``structure_<key>`` (relaxed structure) and ``results_<key>`` (its energy, forces and stress);
-    ``summary`` is the stability summary. A dataset without any structure is not returned.
+    ``nodes`` holds ``structure_<key>`` (relaxed structure), ``results_<key>`` (its energy, forces and stress) and
+    optionally ``trajectory_<key>`` (the relaxation's steps, labelled data); ``summary`` is the stability summary. A
+    dataset without any structure is not returned.
     """
     return role_datasets(summary.get_dict(), nodes, origin.value)
 
@@ -212,7 +235,8 @@ def quenched_datasets(
 
     The verdict of a snapshot is that of ``matches`` (:func:`match_snapshots`), else that of the structure checked in
     its place in the stability ``summary``. A snapshot equivalent to a known minimum is ``labelled``: the known one is
-    the minimum. ``nodes`` as for :func:`relaxed_datasets`.
+    the minimum. ``nodes`` as for :func:`relaxed_datasets`; the first step of each relaxation, the MD snapshot, is
+    left out.
     """
     verdicts = {}
     for key, match in matches.get_dict().items():
@@ -221,7 +245,7 @@ def quenched_datasets(
             verdict = summary[match['checked_as']]['is_local_minimum']
         verdicts[key] = {'is_local_minimum': bool(verdict) and match['known'] is None}
     matched = sum(match['known'] is not None for match in matches.get_dict().values())
-    return role_datasets(verdicts, nodes, 'quench', matched_known=matched)
+    return role_datasets(verdicts, nodes, 'quench', first_steps=False, matched_known=matched)
 
 
 def validate_inputs(inputs: dict[str, Any], _) -> str | None:
@@ -331,7 +355,8 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
         self.ctx.nodes = relaxation_nodes(node.outputs.relaxed_structures, node.outputs.results)
         known = {'known': self.inputs.known} if 'known' in self.inputs else {}
         tolerance = orm.Float(self.inputs.stability['force_tolerance'])
-        self.ctx.matches = match_snapshots(tolerance, **known, **self.ctx.nodes)
+        relaxed = {name: node for name, node in self.ctx.nodes.items() if not name.startswith('trajectory_')}
+        self.ctx.matches = match_snapshots(tolerance, **known, **relaxed)
         matches = self.ctx.matches.get_dict()
         self.ctx.to_check = sorted({match['checked_as'] for match in matches.values() if match['checked_as']})
         matched = sum(match['known'] is not None for match in matches.values())
@@ -368,8 +393,8 @@ class QuenchWorkChain(ProtocolMixin, WorkChain):
             self.out(name, dataset)
         metadata = next(iter(datasets.values())).metadata
         self.report(
-            f'{len(nodes) // 2} snapshots quenched: {metadata["matched_known"]} equivalent to a known '
-            f'structure, {len(self.ctx.to_check)} checked, {metadata["minima_found"]} new local minima, '
-            f'{metadata["minima_unique"]} distinct'
+            f'{len(self.ctx.matches.get_dict())} snapshots quenched: {metadata["matched_known"]} equivalent to a '
+            f'known structure, {len(self.ctx.to_check)} checked, {metadata["minima_found"]} new local minima, '
+            f'{metadata["minima_unique"]} distinct; {metadata["relaxation_steps"]} relaxation steps as labelled data'
         )
         return None

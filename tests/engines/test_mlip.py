@@ -209,6 +209,31 @@ def test_runner_refuses_an_incomplete_input(tmp_path, monkeypatch):
     assert not (tmp_path / 'results' / 'nb.npz').exists()
 
 
+def test_runner_keeps_the_steps_of_a_relaxation():
+    """``trajectory_frames`` steps, evenly spaced from the start, before the relaxed structure; none without it."""
+    from ase.build import bulk
+
+    def rattled():
+        atoms = bulk('Ar', 'fcc', a=5.4, cubic=True)
+        atoms.rattle(0.2, seed=3)
+        return atoms
+
+    calculator = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0, smooth=True)
+    parameters = {'fmax': 0.001, 'max_steps': 200, 'relax_cell': False}
+    result = runner.run_relax(rattled(), calculator, {**parameters, 'trajectory_frames': 4})
+    steps = result['trajectory']
+    assert len(steps['steps']) == 4 and steps['steps'][0] == 0 and steps['steps'][-1] < result['steps']
+    assert np.allclose(steps['positions'][0], rattled().get_positions())
+    assert steps['energies'][0] > steps['energies'][-1] > result['energy']
+    assert np.asarray(steps['forces']).shape == (4, 4, 3) and np.asarray(steps['stress']).shape == (4, 3, 3)
+    assert 'trajectory' not in runner.run_relax(rattled(), calculator, parameters), 'inputs without the parameter'
+
+    recorded = {name: [np.zeros(1)] * 5 for name in runner.RELAX_FRAME_ARRAYS}
+    recorded['steps'] = [0, 1, 2, 3, 4]
+    recorded['energies'] = [0.0, np.nan, 0.0, 0.0, 0.0]
+    assert runner.relaxation_frames(recorded, 10)['steps'] == [0, 2, 3], 'non-finite and last steps left out'
+
+
 def test_runner_help():
     """``crystalgan-mlip --help`` prints the usage instead of reading `--help` as an input file."""
     result = subprocess.run(

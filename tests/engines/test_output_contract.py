@@ -16,7 +16,7 @@ from aiida_crystalgan.engines.outputs import read_results, read_trajectory
 from aiida_crystalgan.engines.vasp import VaspEngineWorkChain
 
 FORCES = {}
-RELAX = {'fmax': 0.05, 'relax_cell': False, 'max_steps': 20}
+RELAX = {'fmax': 0.05, 'relax_cell': False, 'max_steps': 20, 'trajectory_frames': 3}
 MD = {'temperature': 300, 'steps': 4, 'timestep': 2.0, 'sample_interval': 2}
 LATTICE = {'forces': 3.30, 'relax': 3.31, 'md': 3.32}  # the lattice constants of the mock-vasp registry entries
 
@@ -73,7 +73,7 @@ def test_forces(run_engine):
 
 def test_relax(run_engine):
     outputs, structure = run_engine('relax', RELAX)
-    assert set(outputs) == {'results', 'relaxed_structures'}
+    assert set(outputs) == {'results', 'relaxed_structures', 'trajectories'}
     assert_results(outputs['results']['nb'], len(structure.sites))
     relaxed = outputs['relaxed_structures']['nb']
     assert relaxed.get_ase().get_chemical_symbols() == structure.get_ase().get_chemical_symbols()
@@ -104,3 +104,24 @@ def test_md(run_engine):
     assert [record.label for record in records] == [f'nb:{frame}' for frame in range(frames)]
     assert all(record.energy is not None and record.forces.shape == (natoms, 3) for record in records)
     assert np.allclose([record.energy for record in records], trajectory.get_array('energies'))
+
+
+def test_relaxation_steps(run_engine):
+    """``trajectory_frames`` steps of the relaxation before the relaxed structure, from the starting structure on,
+    with energies, forces and stress; none with 0."""
+    outputs, structure = run_engine('relax', RELAX)
+    trajectory = outputs['trajectories']['nb']
+    frames, natoms = trajectory.numsteps, len(structure.sites)
+    assert 2 <= frames <= RELAX['trajectory_frames']
+    shapes = {'energies': (frames,), 'forces': (frames, natoms, 3), 'stress': (frames, 3, 3), 'steps': (frames,)}
+    assert {name: trajectory.get_array(name).shape for name in shapes} == shapes
+    steps = trajectory.get_array('steps')
+    assert steps[0] == 0 and np.all(np.diff(steps) > 0)
+    assert np.allclose(trajectory.get_positions()[0], structure.get_ase().get_positions(), atol=1e-6)
+    assert trajectory.get_array('energies')[0] > outputs['results']['nb'].base.attributes.get('energy')
+    relaxed = outputs['relaxed_structures']['nb'].get_ase().get_positions()
+    assert not np.allclose(trajectory.get_positions()[-1], relaxed, atol=1e-6), 'the relaxed structure is not a step'
+    assert all(record.forces.shape == (natoms, 3) for record in read_trajectory(trajectory, label='nb'))
+
+    outputs, _ = run_engine('relax', {**RELAX, 'trajectory_frames': 0})
+    assert set(outputs) == {'results', 'relaxed_structures'}

@@ -29,6 +29,8 @@ MD = {'temperature': 300, 'steps': 100, 'timestep': 2.0}
         ('md', {**MD, 'seed': 'a'}, '`seed` must be an integer'),
         ('relax', {'fmax': None, 'max_steps': 10}, '`fmax` must be a number'),
         ('relax', {'fmax': 0.05, 'max_steps': 10, 'relax_cell': 'yes'}, '`relax_cell` must be true or false'),
+        ('relax', {'fmax': 0.05, 'max_steps': 10, 'trajectory_frames': -1}, '`trajectory_frames` must be between 0'),
+        ('relax', {'fmax': 0.05, 'max_steps': 10, 'trajectory_frames': 2.0}, '`trajectory_frames` must be an integer'),
     ],
 )
 def test_operation_parameters_return_messages(operation, parameters, message):
@@ -40,6 +42,7 @@ def test_operation_parameters_return_messages(operation, parameters, message):
 def test_valid_operation_parameters():
     assert validate_operation_parameters('md', {**MD, 'sample_interval': 10, 'thermostat': 'langevin'}) is None
     assert validate_operation_parameters('relax', {'fmax': 0.05, 'max_steps': 100, 'relax_cell': False}) is None
+    assert validate_operation_parameters('relax', {'fmax': 0.05, 'max_steps': 100, 'trajectory_frames': 0}) is None
 
 
 @pytest.mark.parametrize(

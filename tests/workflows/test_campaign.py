@@ -66,6 +66,7 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert dataset.num_minima >= 1 and dataset.num_labelled > dataset.num_minima
     assert all(np.isfinite(record.energy) and np.isfinite(record.forces).all() for record in dataset)
     assert any(record.label.startswith('quench:') for record in dataset)
+    assert any(':step' in record.label for record in dataset), 'the steps of the relaxations are labelled data'
     kept, merged = deduplicate_minima(dataset.records(role='minimum'))
     assert len(kept) == dataset.num_minima and not merged  # no two minima are the same structure
 
@@ -115,7 +116,10 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert set(rounds) == {'round_1'}
     first = rounds['round_1']
     assert first['dataset'].uuid == dataset.uuid and node.outputs.next_dataset.uuid == first['next_dataset'].uuid
-    assert first['next_dataset'].size == first['dataset'].size + len(first['evaluation'].get_dict())
+    # every validated candidate and the steps of its relaxation (the candidate as generated first) join the data
+    steps = first['summary']['relaxation_steps_added']
+    assert first['next_dataset'].size == first['dataset'].size + len(first['evaluation'].get_dict()) + steps
+    assert steps > 0 and any(record.label.endswith(':step0') for record in first['next_dataset'])
     assert [row['round'] for row in tools.round_rows(node)] == [1]
     assert set(tools.campaign_cost(node)['round']) == {1}
 

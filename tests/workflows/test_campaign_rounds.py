@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from click.testing import CliRunner
 
 from aiida_crystalgan.cli import cmd_root
 from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData
+from aiida_crystalgan.engines.outputs import build_trajectory
 from aiida_crystalgan.workflows.campaign import (
     CampaignWorkChain,
     continued_training,
@@ -40,7 +42,15 @@ def cubic_structure(symbols, constant, positions) -> orm.StructureData:
     return structure.store()
 
 
-def relaxation_results(structure: orm.StructureData, energy_per_atom: float, max_force: float) -> orm.ArrayData:
+#: Candidates whose relaxation returned its steps (``trajectory_frames``): key: the steps.
+RELAXATION_STEPS = {'c9': [0, 4]}
+
+
+def relaxation_results(
+    structure: orm.StructureData, energy_per_atom: float, max_force: float, key: str = ''
+) -> orm.ArrayData:
+    """The engine results of a relaxed structure; for a key of ``RELAXATION_STEPS``, created by a process that also
+    returned the relaxation's steps, as an engine does."""
     results = orm.ArrayData()
     forces = np.zeros((len(structure.sites), 3))
     forces[0, 0] = max_force
@@ -54,6 +64,23 @@ def relaxation_results(structure: orm.StructureData, energy_per_atom: float, max
             'converged': True,
         }
     )
+    if key in RELAXATION_STEPS:
+        steps = RELAXATION_STEPS[key]
+        positions = np.stack([structure.get_ase().get_positions()] * len(steps))
+        trajectory = build_trajectory(
+            structure.get_ase().get_chemical_symbols(),
+            positions,
+            np.stack([structure.cell] * len(steps)),
+            times=None,
+            steps=steps,
+            energies=[energy_per_atom * len(structure.sites) + 1.0] * len(steps),
+            forces=np.ones_like(positions),
+            stress=np.zeros((len(steps), 3, 3)),
+        )
+        engine = orm.CalcFunctionNode().store()
+        results.base.links.add_incoming(engine, LinkType.CREATE, f'results__{key}')
+        trajectory.base.links.add_incoming(engine, LinkType.CREATE, f'trajectories__{key}')
+        trajectory.store()
     return results.store()
 
 
@@ -68,7 +95,7 @@ def round_of_candidates(aiida_profile_clean):
     for key, (*geometry, energy, is_minimum) in CANDIDATES.items():
         structure = cubic_structure(*geometry)
         nodes[f'structure_{key}'] = structure
-        nodes[f'results_{key}'] = relaxation_results(structure, energy, 0.01 if is_minimum else 1.0)
+        nodes[f'results_{key}'] = relaxation_results(structure, energy, 0.01 if is_minimum else 1.0, key)
         summary[key] = {
             'energy_per_atom': energy,
             'max_force': 0.01 if is_minimum else 1.0,
@@ -96,16 +123,20 @@ def test_feedback_enlarges_the_training_set_and_counts_new_sun_structures(round_
     training, evaluate = round_of_candidates
     evaluation = evaluate(training)
     nodes = evaluated_nodes(evaluation)
-    assert set(nodes) == {f'{kind}_{key}' for kind in ('structure', 'results') for key in CANDIDATES}
+    relaxed = {f'{kind}_{key}' for kind in ('structure', 'results') for key in CANDIDATES}
+    assert set(nodes) == relaxed | {f'trajectory_{key}' for key in RELAXATION_STEPS}
 
     outputs = feed_back_candidates(training, evaluation, orm.Int(1), **nodes)
     enlarged, summary = outputs['dataset'], outputs['summary'].get_dict()
     assert summary['new_sun'] in (['c3'], ['c4'])  # c4 is c3 again; c7 is the known NbO; c9 is no minimum
     assert summary['n_new_sun'] == 1 and summary['validated'] == 4
     assert summary['minima_added'] == 1  # the NbO2 of c3 and c4
-    assert enlarged.size == training.size + len(CANDIDATES)
+    steps = sum(len(value) for value in RELAXATION_STEPS.values())
+    assert summary['relaxation_steps_added'] == steps
+    assert enlarged.size == training.size + len(CANDIDATES) + steps
     roles = {record.label: record.role for record in enlarged}
     assert roles['round_1:c9'] == LABELLED
+    assert roles['round_1:c9:step0'] == roles['round_1:c9:step4'] == LABELLED  # the candidate as generated, a step
     assert roles['round_1:c7'] == LABELLED  # equivalent to the reference NbO, which is lower in energy
     assert {roles['round_1:c3'], roles['round_1:c4']} == {MINIMUM, LABELLED}
     assert all(np.isfinite(record.energy) for record in enlarged)

@@ -32,6 +32,12 @@ def bcc_niobium(a: float = 3.32) -> Structure:
     return Structure(Lattice.cubic(a), ['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]])
 
 
+def split_steps(dataset: CrystalDatasetData) -> tuple[list[StructureRecord], list[StructureRecord]]:
+    """The relaxed structures and the relaxation steps (labels ``...:step<n>``) of a quench dataset."""
+    records = list(dataset.records())
+    return [r for r in records if ':step' not in r.label], [r for r in records if ':step' in r.label]
+
+
 def count_process_nodes() -> int:
     return orm.QueryBuilder().append(orm.ProcessNode).count()
 
@@ -142,8 +148,13 @@ def test_quench_of_md_trajectories(mlip_code):
     assert minimum.label.startswith('quench:nb_300K_f')
     assert np.linalg.norm(minimum.forces, axis=1).max() < STABILITY['force_tolerance']
     labelled = results['labelled']
-    assert labelled.size == 1 and labelled.num_labelled == 1
-    assert np.isfinite(labelled[0].energy) and labelled[0].energy >= minimum.energy
+    relaxed, steps = split_steps(labelled)
+    assert len(relaxed) == 1 and labelled.num_labelled == labelled.size
+    assert np.isfinite(relaxed[0].energy) and relaxed[0].energy >= minimum.energy
+    # the relaxations' steps, but not their starts (the MD snapshots, already data), are labelled data
+    assert steps and len(steps) == labelled.metadata['relaxation_steps']
+    assert all(int(record.label.rpartition(':step')[2]) > 0 for record in steps)
+    assert all(record.forces.shape == (2, 3) and record.energy >= minimum.energy for record in steps)
     # the quenched snapshots went through the relaxation, force check and phonons of the stability stage
     [stability] = [child for child in node.called if child.process_label == 'StabilityWorkChain']
     assert all(verdict['dynamically_stable'] for verdict in stability.outputs.summary.get_dict().values())
@@ -165,8 +176,10 @@ def test_snapshot_equivalent_to_a_known_minimum_runs_no_phonons(mlip_code):
 
     assert 'minima' not in results
     labelled = results['labelled']
-    assert labelled.size == 2 and labelled.num_labelled == 2
+    relaxed, steps = split_steps(labelled)
+    assert len(relaxed) == 2 and labelled.num_labelled == labelled.size
     assert labelled.metadata['matched_known'] == 2
+    assert len(steps) == labelled.metadata['relaxation_steps'] > 0
     called = {child.process_label for child in node.called_descendants}
     assert 'MlipEngineWorkChain' in called  # the snapshots were relaxed
     assert 'StabilityWorkChain' not in called and 'PhononWorkChain' not in called

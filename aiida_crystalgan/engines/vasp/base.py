@@ -132,7 +132,7 @@ class VaspBaseWorkChain(WallclockRestartsMixin, VaspWorkChain):
         builder.kpoints = get_kpoints(structure, spacing)
         builder.potential_family = orm.Str(potential_family or protocols['default_potential_family'])
         builder.potential_mapping = orm.Dict(get_potential_mapping(structure, potential_mapping))
-        builder.settings = orm.Dict(get_settings(operation))
+        builder.settings = orm.Dict(get_settings(operation, parameters))
         builder.calc.metadata.options = {**protocols['default_options'], **(options or {})}
         if 'max_iterations' in overrides:
             builder.max_iterations = orm.Int(overrides['max_iterations'])

@@ -104,11 +104,19 @@ def get_potential_mapping(structure: orm.StructureData, mapping: dict[str, str] 
     return result
 
 
-def get_settings(operation: str) -> dict[str, Any]:
-    """``settings`` of the ``VaspCalculation``: MD keeps its trajectory and is never an unconverged relaxation."""
+def trajectory_frames(parameters: dict[str, Any]) -> int:
+    """The relaxation steps to return as a trajectory: the parameter ``trajectory_frames``, else the protocol's."""
+    return int(parameters.get('trajectory_frames', load_protocols()['defaults']['trajectory_frames']))
+
+
+def get_settings(operation: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``settings`` of the ``VaspCalculation``: MD keeps its trajectory and is never an unconverged relaxation; a
+    relaxation keeps its steps when it returns some (:func:`trajectory_frames`)."""
     if operation == 'md':
         return {
             'parser_settings': {'include_node': ['trajectory'], 'check_ionic_convergence': False},
             'CHECK_IONIC_CONVERGENCE': False,
         }
+    if operation == 'relax' and trajectory_frames(parameters or {}) > 0:
+        return {'parser_settings': {'include_node': ['trajectory']}}
     return {'parser_settings': {}}

@@ -8,6 +8,8 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_crystalgan.io.frames import relaxation_picks
+
 from ..outputs import build_results, build_trajectory
 
 EV_PER_A3_PER_GPA = 1 / 160.21766208
@@ -70,4 +72,29 @@ def get_md_trajectory(parameters: orm.Dict, **parts: orm.Data) -> orm.Trajectory
         forces=np.concatenate(forces)[steps],
         stress=np.concatenate(stress)[steps],
         temperatures=np.concatenate(temperatures)[steps],
+    )
+
+
+@calcfunction
+def get_relax_trajectory(frames: orm.Int, **parts: orm.TrajectoryData) -> orm.TrajectoryData:
+    """The steps of a relaxation (``trajectory_NNN`` of each ``vasp.vasp`` run, continuations included, in order)
+    before its last, at most ``frames`` of them evenly spaced from the first (``io.frames.relaxation_picks``)."""
+    keys = sorted(parts)
+    cells = np.concatenate([parts[key].get_array('cells') for key in keys])
+    positions = np.concatenate(
+        [np.einsum('fij,fjk->fik', parts[key].get_array('positions'), parts[key].get_array('cells')) for key in keys]
+    )
+    energies = np.concatenate([parts[key].get_array('energy_extrapolated') for key in keys])
+    forces = np.concatenate([parts[key].get_array('forces') for key in keys])
+    stress = np.concatenate([stress_from_vasp(parts[key].get_array('stress')) for key in keys])
+    picks = relaxation_picks(len(cells) - 1, frames.value)
+    return build_trajectory(
+        list(parts[keys[0]].base.attributes.get('symbols')),
+        positions[picks],
+        cells[picks],
+        times=None,
+        steps=picks,
+        energies=energies[picks],
+        forces=forces[picks],
+        stress=stress[picks],
     )

@@ -17,8 +17,8 @@ from aiida_crystalgan.exit_codes import define_exit_codes
 from ..base import EngineWorkChain, check_number
 from ..outputs import NonFiniteError, failure, require_finite
 from .base import VaspBaseWorkChain
-from .inputs import PROTOCOLS
-from .results import get_forces_result, get_md_trajectory
+from .inputs import PROTOCOLS, trajectory_frames
+from .results import get_forces_result, get_md_trajectory, get_relax_trajectory
 
 OVERRIDE_KEYS = {'incar', 'kpoints_spacing', 'max_iterations', 'max_relax_continuations'}
 SETTINGS_KEYS = {'potential_family', 'potential_mapping', 'max_concurrent', *OVERRIDE_KEYS}
@@ -140,7 +140,22 @@ class VaspEngineWorkChain(EngineWorkChain):
             self.out(f'results.{key}', get_forces_result(node.outputs.misc))
             if operation == 'relax':
                 self.out(f'relaxed_structures.{key}', node.outputs.structure)
+                steps = self._relaxation_steps(node)
+                if steps is not None:
+                    self.out(f'trajectories.{key}', steps)
         return self.finish_batch(failures)
+
+    def _relaxation_steps(self, node: orm.WorkChainNode) -> orm.TrajectoryData | None:
+        """The steps of the relaxation ``node`` over all its runs (``trajectory_frames`` of them), if it has any."""
+        frames = trajectory_frames(self.inputs.parameters.get_dict())
+        runs = sorted(
+            (run for run in node.called if isinstance(run, orm.CalcJobNode) and 'trajectory' in run.outputs),
+            key=lambda run: run.ctime,
+        )
+        if not frames or not runs or sum(run.outputs.trajectory.numsteps for run in runs) < 2:
+            return None
+        parts = {f'trajectory_{index:03d}': run.outputs.trajectory for index, run in enumerate(runs)}
+        return get_relax_trajectory(orm.Int(frames), **parts)
 
     def _trajectory(self, node: orm.WorkChainNode) -> orm.TrajectoryData:
         segments = node.outputs.md_segments if 'md_segments' in node.outputs else {}

@@ -26,7 +26,12 @@ CASES = {
         {},
     ),
     'relax-fast': ('relax', 'fast', {'fmax': 0.02, 'relax_cell': True, 'max_steps': 150}, {}),
-    'relax-precise-fixed-cell': ('relax', 'precise', {'fmax': 0.01, 'relax_cell': False, 'max_steps': 200}, {}),
+    'relax-precise-fixed-cell': (
+        'relax',
+        'precise',
+        {'fmax': 0.01, 'relax_cell': False, 'max_steps': 200, 'trajectory_frames': 0},
+        {},
+    ),
     'forces-fast': ('forces', 'fast', {}, {}),
     'forces-balanced': ('forces', 'balanced', {}, {}),
     'forces-precise': ('forces', 'precise', {}, {}),
