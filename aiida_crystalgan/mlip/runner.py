@@ -106,6 +106,16 @@ def run_forces(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _record_state(frames: dict[str, list], atoms, step: int) -> None:
+    """Append the positions, cell, energy, forces and stress of ``atoms`` at ``step`` to ``frames``."""
+    frames['positions'].append(atoms.get_positions())
+    frames['cells'].append(np.asarray(atoms.cell[:]))
+    frames['energies'].append(atoms.get_potential_energy())
+    frames['forces'].append(atoms.get_forces())
+    frames['stress'].append(_full_stress(atoms))
+    frames['steps'].append(step)
+
+
 def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     """Relax positions (and the cell when ``relax_cell``) with FIRE until the largest force is below ``fmax``.
 
@@ -123,16 +133,8 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
     frames: dict[str, list] = {name: [] for name in RELAX_FRAME_ARRAYS}
     keep = int(parameters.get('trajectory_frames', 0))
 
-    def record() -> None:
-        frames['positions'].append(atoms.get_positions())
-        frames['cells'].append(np.asarray(atoms.cell[:]))
-        frames['energies'].append(atoms.get_potential_energy())
-        frames['forces'].append(atoms.get_forces())
-        frames['stress'].append(_full_stress(atoms))
-        frames['steps'].append(optimizer.nsteps)
-
     if keep:
-        optimizer.attach(record, interval=1)
+        optimizer.attach(lambda: _record_state(frames, atoms, optimizer.nsteps), interval=1)
     converged = bool(optimizer.run(fmax=float(parameters['fmax']), steps=int(parameters['max_steps'])))
     result = run_forces(atoms, calculator, parameters)
     result.update({'converged': converged, 'steps': int(optimizer.nsteps)})
@@ -220,14 +222,9 @@ def run_md(
             chain._eta, chain._p_eta = (np.array(restart.thermostat[name]) for name in ('eta', 'p_eta'))
 
     def record() -> None:
-        frames['positions'].append(atoms.get_positions())
-        frames['cells'].append(np.asarray(atoms.cell[:]))
-        frames['energies'].append(atoms.get_potential_energy())
-        frames['forces'].append(atoms.get_forces())
-        frames['stress'].append(_full_stress(atoms))
+        _record_state(frames, atoms, dynamics.nsteps)
         frames['temperatures'].append(atoms.get_temperature())
         frames['times'].append(dynamics.nsteps * float(parameters['timestep']))
-        frames['steps'].append(dynamics.nsteps)
         frames['velocities'].append(atoms.get_velocities())
 
     def state() -> MdRestart:
