@@ -1,6 +1,7 @@
 """Executables run by the CalcJobs on compute nodes: ``crystalgan-train`` and ``crystalgan-generate``.
 
-Both write ``status.json`` next to their outputs and exit with the shared exit codes of ``aiida_crystalgan.io.status``:
+Both write ``status.json`` next to their outputs and exit with the shared exit codes of ``aiida_crystalgan.io.status``
+(a second start of the same job waits for the first and exits with its code, see ``io.status.sole_instance``):
 ``EXIT_OK`` (0), ``EXIT_FAILED`` (1), ``EXIT_INVALID_INPUT`` (2, message also on stderr) and, for training,
 ``EXIT_SOFT_WALLCLOCK`` (3, ``checkpoint.pt`` written) and ``EXIT_DIVERGED`` (4, a NaN or infinite loss:
 ``checkpoint.pt`` is the last good checkpoint, when there is one).
@@ -22,6 +23,7 @@ from aiida_crystalgan.io.status import (
     EXIT_INVALID_INPUT,
     EXIT_OK,
     EXIT_SOFT_WALLCLOCK,
+    sole_instance,
     write_status,
 )
 
@@ -72,7 +74,12 @@ def train_main(argv: list[str] | None = None) -> int:
         '--validation', type=Path, help='JSON: train / held-out indices and scoring (aiida_crystalgan.gan.evaluation)'
     )
     args = parser.parse_args(argv)
+    with sole_instance(args.output_dir) as earlier:
+        return int(earlier['exit_code']) if earlier is not None else _train(args)
 
+
+def _train(args: argparse.Namespace) -> int:
+    """Train as ``args`` say; the exit code."""
     from aiida_crystalgan.io import read_datafile
 
     from .config import GanConfig
@@ -137,7 +144,12 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument('--screening', type=Path, help='screening summary file (JSON) to write')
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     args = parser.parse_args(argv)
+    with sole_instance(args.output.parent) as earlier:
+        return int(earlier['exit_code']) if earlier is not None else _generate(args)
 
+
+def _generate(args: argparse.Namespace) -> int:
+    """Generate and screen as ``args`` say; the exit code."""
     from aiida_crystalgan.io import write_datafile
 
     from .checkpoint import load_checkpoint

@@ -16,6 +16,11 @@ ledger's ``measured`` source).
 
 No ``status.json`` at all means that the process died before it could write one (crash, out of memory, killed).
 
+A scheduler can start the same job twice: when the AiiDA daemon dies while it submits a job, after the scheduler
+started it and before its job id was stored, the daemon that takes over submits it again (aiida-core #3183). Each
+executable therefore runs inside :func:`sole_instance`: the second instance waits for the first to end and then
+exits with the first one's status instead of racing it in the same directory.
+
 Executables that work through a batch of structures (``crystalgan-mlip``) report the structures that fail one by one:
 ``<key>.failed.json`` (see :func:`write_failure`) with one of :data:`FAILURE_REASONS`, and ``running.json`` names the
 structure being worked on, so that a process that dies leaves the name of the structure it died on.
@@ -23,14 +28,20 @@ structure being worked on, so that a process that dies leaves the name of the st
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 STATUS_FILE = 'status.json'
+#: The lock that one instance of an executable holds on its working directory while it runs.
+LOCK_FILE = '.crystalgan.lock'
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -122,3 +133,34 @@ def parse_status(text: str) -> dict[str, Any]:
     if not isinstance(status, dict) or status.get('status') not in STATUS_NAMES.values():
         raise ValueError(f'not a status file: {text[:200]!r}')
     return status
+
+
+@contextmanager
+def sole_instance(status_directory: str | Path, lock_directory: str | Path | None = None) -> Iterator[dict | None]:
+    """Run as the only instance of an executable in a job's directory.
+
+    The lock (``LOCK_FILE`` in ``lock_directory``, default ``status_directory``) is held until the block ends. An
+    instance that finds it held is a second start of a running job: it waits for the first to end and gets the
+    ``status.json`` content that the first left in ``status_directory``, to exit with its code and leave everything as
+    it is; ``None`` when the first died without one (the second then does the work) or when the lock was free (a
+    first start, or a later run in the same directory). A file system without locks runs unlocked, with a warning.
+    """
+    lock_directory = Path(lock_directory if lock_directory is not None else status_directory)
+    lock_directory.mkdir(parents=True, exist_ok=True)
+    with open(lock_directory / LOCK_FILE, 'a') as handle:
+        earlier = None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f'another instance runs in `{lock_directory}`: waiting for it to end', file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                earlier = parse_status((Path(status_directory) / STATUS_FILE).read_text())
+                print(f'the first start ended `{earlier["status"]}`: its outputs stand', file=sys.stderr)
+            except (OSError, ValueError):
+                print('the first start died without a status: doing the work', file=sys.stderr)
+        except OSError as exception:
+            print(
+                f'warning: cannot lock `{handle.name}` ({exception}): unguarded against a second start', file=sys.stderr
+            )
+        yield earlier

@@ -9,7 +9,8 @@ the relaxation's steps, and forces) or ``results/<key>.npz`` (md), so a job that
 structure that fails (an element the model does not know, NaN or infinite results, an exploding relaxation, an error
 of the calculator) is written to ``results/<key>.failed.json`` and the batch goes on;
 ``results/running.json`` names the structure being worked on, so that a hard crash names its culprit.
-``results/status.json`` and the exit code say how the run ended (see ``io.status``).
+``results/status.json`` and the exit code say how the run ended (see ``io.status``); a second start of the same job
+waits for the first and exits with its code (``io.status.sole_instance``).
 
 The soft wall-clock limit is checked between structures and, in MD, between steps: an MD that would not finish in
 time stops after its last step that fits and writes ``results/<key>.restart.npz`` (``mlip.restart``); the input's
@@ -40,6 +41,7 @@ from aiida_crystalgan.io.status import (
     EXIT_SOFT_WALLCLOCK,
     FAILED_SUFFIX,
     RUNNING_FILE,
+    sole_instance,
     write_failure,
     write_status,
 )
@@ -378,14 +380,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='crystalgan-mlip', description=__doc__.split('\n\n')[0])
     parser.add_argument('input', type=Path, help='JSON input written by the `crystalgan.mlip` CalcJob')
     args = parser.parse_args(argv)
-    try:
-        return run(args.input)
-    except (InputError, ValueError) as exception:
-        print(f'crystalgan-mlip: error: {exception}', file=sys.stderr)
-        return write_status(RESULTS, EXIT_INVALID_INPUT, str(exception))
-    except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
-        traceback.print_exc()
-        return write_status(RESULTS, EXIT_FAILED, f'{type(exception).__name__}: {exception}')
+    with sole_instance(RESULTS, lock_directory='.') as earlier:
+        if earlier is not None:
+            return int(earlier['exit_code'])
+        try:
+            return run(args.input)
+        except (InputError, ValueError) as exception:
+            print(f'crystalgan-mlip: error: {exception}', file=sys.stderr)
+            return write_status(RESULTS, EXIT_INVALID_INPUT, str(exception))
+        except Exception as exception:  # noqa: BLE001 - report every failure in the status file for the parser
+            traceback.print_exc()
+            return write_status(RESULTS, EXIT_FAILED, f'{type(exception).__name__}: {exception}')
 
 
 if __name__ == '__main__':
