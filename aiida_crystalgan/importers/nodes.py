@@ -88,8 +88,9 @@ def _inputs(process: orm.ProcessNode, namespace: str) -> dict[str, orm.Node]:
 def collect_group_nodes(group: orm.Group) -> tuple[dict[str, orm.Data], dict[str, orm.ArrayData], list[dict]]:
     """The ``structures``/``results`` inputs of :func:`build_dataset_from_nodes` for the nodes of ``group``.
 
-    Structures and trajectories are taken as they are; of finished engine processes, the ``trajectories``, the
-    ``relaxed_structures`` (or the input ``structures``) with their ``results``. Other nodes are skipped and listed.
+    Structures and trajectories are taken as they are; of finished engine processes, the ``trajectories`` (MD, or the
+    steps of a relaxation), the ``relaxed_structures`` (or the input ``structures``) with their ``results``. Other
+    nodes are skipped and listed.
     """
     structures: dict[str, orm.Data] = {}
     results: dict[str, orm.ArrayData] = {}
@@ -107,9 +108,10 @@ def collect_group_nodes(group: orm.Group) -> tuple[dict[str, orm.Data], dict[str
                 )
                 continue
             found = _outputs(node, 'trajectories')
-            structures.update({f'n{node.pk}_{key}_md': traj for key, traj in found.items()})
-            node_results = _outputs(node, 'results')
             relaxed = _outputs(node, 'relaxed_structures')
+            kind = 'steps' if relaxed else 'md'  # the steps of a relaxation, or an MD trajectory
+            structures.update({f'n{node.pk}_{key}_{kind}': traj for key, traj in found.items()})
+            node_results = _outputs(node, 'results')
             initial = _inputs(node, 'structures')
             for key, result in node_results.items():
                 structure = relaxed.get(key, initial.get(key))

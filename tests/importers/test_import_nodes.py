@@ -50,7 +50,7 @@ def engine_process(operation: str, exit_status: int = 0) -> orm.WorkflowNode:
     if operation == 'md':
         outputs = {'trajectories__s0': trajectory(3)}
     elif operation == 'relax':
-        outputs['relaxed_structures__s0'] = structure(4.25)
+        outputs.update({'relaxed_structures__s0': structure(4.25), 'trajectories__s0': trajectory(2)})  # its steps
     for label, node in outputs.items():
         node.store()
         node.base.links.add_incoming(process, link_type=LinkType.RETURN, link_label=label)
@@ -114,12 +114,12 @@ def test_group_of_engine_processes():
     group = orm.Group(label='engine-runs').store()
     group.add_nodes([relax, forces, md, failed])
     structures, results, skipped = collect_group_nodes(group)
-    assert set(structures) == {f'n{relax.pk}_s0', f'n{forces.pk}_s0', f'n{md.pk}_s0_md'}
+    assert set(structures) == {f'n{relax.pk}_s0', f'n{relax.pk}_s0_steps', f'n{forces.pk}_s0', f'n{md.pk}_s0_md'}
     assert structures[f'n{relax.pk}_s0'].uuid == relax.outputs.relaxed_structures.s0.uuid
     assert structures[f'n{forces.pk}_s0'].uuid == forces.inputs.structures.s0.uuid
     assert [item['pk'] for item in skipped] == [failed.pk]
     dataset = import_group(group, parameters={'folds': 2})
-    assert dataset.size == 5 and dataset.base.attributes.get('has_energies')
+    assert dataset.size == 7 and dataset.base.attributes.get('has_energies')
     assert dataset.num_folds == 2
     assert dataset.base.attributes.get('energy_per_atom')['min'] == pytest.approx(-10.5)
 
