@@ -229,7 +229,7 @@ def step_of(node, stage: str) -> str:
 
 def calcjob_ledger(campaign, ledger: list[dict]) -> list[dict]:
     """Every CalcJob of ``campaign``: stage, exit status, structures, CPU and wall seconds (``status.json``, else the
-    record a killed executable left in ``ledger``, matched by working directory)."""
+    record a killed executable left in ``ledger``, matched by working directory), and whether its job started twice."""
     from aiida import orm
 
     from aiida_crystalgan.tools.cost import cost_rows
@@ -256,9 +256,23 @@ def calcjob_ledger(campaign, ledger: list[dict]) -> list[dict]:
                 'cpu_seconds': timing.get('cpu_seconds') if timing else None,
                 'wall_seconds': timing.get('wall_seconds') if timing else None,
                 'timing_source': source if timing else None,
+                'started_twice': started_twice(node),
             }
         )
     return jobs
+
+
+def started_twice(node) -> bool:
+    """Whether the job of ``node`` was started a second time while the first ran (the daemon died while submitting
+    it): the second start says so on the executable's stderr (``io.status.sole_instance``)."""
+    if 'retrieved' not in node.outputs:
+        return False
+    repository = node.outputs.retrieved.base.repository
+    return any(
+        'another instance runs' in repository.get_object_content(name, mode='rb').decode(errors='replace')
+        for name in repository.list_object_names()
+        if name.endswith('.err')
+    )
 
 
 def per_stage(jobs: list[dict]) -> dict[str, dict]:
@@ -400,6 +414,7 @@ def summarise(node, waited: dict, jobs: list[dict]) -> dict:
         **waited,
         'stages': per_stage(jobs),
         'failures': failures(node, jobs),
+        'started_twice': [job['pk'] for job in jobs if job['started_twice']],
         'calcjobs': jobs,
     }
 
