@@ -10,7 +10,9 @@ two known phases) runs twice through a daemon (one worker, ZeroMQ broker), with 
   exact; the cheap pass of the same candidates is left alone), (b) a ``crystalgan-train`` that SIGKILLs itself once,
   just after its first periodic checkpoint (``checkpoint_every_steps``), and (c) the daemon's worker SIGKILLed once,
   ``--kill-after`` seconds into the first CalcJob of stage ``--kill-stage``; the daemon is restarted if circus does
-  not start a new worker.
+  not start a new worker; with ``--second-start``, (d) the job of that CalcJob started a second time in its working
+  directory as soon as its job script is there, as a daemon that takes over does when the killed one died while
+  submitting it.
 
 Reported (JSON): each campaign's exit status and wall time, the load average, the predicted and rejected structures
 compared key by key (StructureMatcher, energies), whether the final GAN weights are identical, the failures with their
@@ -18,7 +20,7 @@ exit codes, the CalcJobs per stage, and the engine CPU seconds (``status.json`` 
 jobs' from what they recorded before dying) of each run, faulty minus clean, with the repeated jobs.
 
     OMP_NUM_THREADS=1 python benchmarks/fault_injection_campaign.py [--fraction 0.1] [--validations 10] [--seed 0] \
-        [--num-per-target 24] [--cheap-pass 40] [--kill-stage QuenchWorkChain] [--kill-after 5] \
+        [--num-per-target 24] [--cheap-pass 40] [--kill-stage QuenchWorkChain] [--kill-after 5] [--second-start] \
         [--output docs/benchmarks/fault_injection_campaign.json]
 
 Runs in a temporary AiiDA profile (SQLite; ZeroMQ broker) that is deleted afterwards; CHGNet and the GAN on the CPU.
@@ -177,16 +179,35 @@ def running_calcjobs(campaign, process_label: str) -> list:
     ]
 
 
-def await_campaign(client, node, timeout: float, kill_stage: str | None, kill_after: float) -> dict:
-    """Wait for the campaign ``node`` to end, sampling the load; SIGKILL the workers once during ``kill_stage``."""
-    start, loads, killed = time.monotonic(), [], None
+def start_job_again(job) -> dict | None:
+    """Start the job of the CalcJob ``job`` a second time in its working directory, as the daemon that takes over does
+    when its predecessor died while submitting it (aiida-core#3183); ``None`` before the job script is there."""
+    import subprocess
+
+    workdir = job.get_remote_workdir()
+    if not workdir or not (Path(workdir) / '_aiidasubmit.sh').exists():
+        return None
+    process = subprocess.Popen(  # noqa: S603 - the job script that AiiDA wrote, run as the scheduler runs it
+        ['bash', '_aiidasubmit.sh'], cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return {'pk': job.pk, 'pid': process.pid}
+
+
+def await_campaign(
+    client, node, timeout: float, kill_stage: str | None, kill_after: float, second_start: bool = False
+) -> dict:
+    """Wait for the campaign ``node`` to end, sampling the load; SIGKILL the workers once during ``kill_stage`` and,
+    with ``second_start``, start the job of that stage's first running CalcJob a second time."""
+    start, loads, killed, started_again = time.monotonic(), [], None, None
     while not node.is_terminated:
         if time.monotonic() - start > timeout:
             raise TimeoutError(f'campaign <{node.pk}> not finished after {timeout} s')
         loads.append(os.getloadavg()[0])
-        if kill_stage and killed is None:
+        if kill_stage and (killed is None or (second_start and started_again is None)):
             jobs = running_calcjobs(node, kill_stage)
-            if jobs and time.time() - min(job.ctime.timestamp() for job in jobs) > kill_after:
+            if second_start and started_again is None and jobs:
+                started_again = start_job_again(min(jobs, key=lambda job: job.ctime))
+            if killed is None and jobs and time.time() - min(job.ctime.timestamp() for job in jobs) > kill_after:
                 pids = kill_daemon_workers(client)
                 killed = {
                     'stage': kill_stage,
@@ -195,11 +216,12 @@ def await_campaign(client, node, timeout: float, kill_stage: str | None, kill_af
                     'killed_workers': pids,
                     **kill_workers_once(client, pids),
                 }
-        time.sleep(2)
+        time.sleep(0.5 if second_start and started_again is None else 2)
     return {
         'wall_seconds': time.monotonic() - start,
         'load_average': {'mean': float(np.mean(loads)) if loads else None, 'max': max(loads, default=None)},
         'daemon_kill': killed,
+        'second_start': started_again,
     }
 
 
@@ -504,7 +526,9 @@ def run_campaigns(directory: Path, args: argparse.Namespace, overrides: dict) ->
         faulty_train = code(computer, 'faulty-train', str(faulty_trainer(directory)), 'crystalgan.train')
         faulty = submit(build_campaign(faulty_mlip, faulty_train, generate, overrides))
         print(f'clean campaign <{clean.pk}>, faulty campaign <{faulty.pk}>', file=sys.stderr)
-        waits['faulty'] = await_campaign(client, faulty, args.timeout, args.kill_stage, args.kill_after)
+        waits['faulty'] = await_campaign(
+            client, faulty, args.timeout, args.kill_stage, args.kill_after, args.second_start
+        )
     finally:
         client.stop_daemon(wait=True)
     return report(directory, clean, faulty, poisoned, waits)
@@ -546,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--seed', type=int, default=0, help='draws the crashing candidates (with seed + 1)')
     parser.add_argument('--kill-stage', default='QuenchWorkChain', help='stage during which the worker is killed')
     parser.add_argument('--kill-after', type=float, default=5, help="seconds into the stage's first running CalcJob")
+    parser.add_argument(
+        '--second-start',
+        action='store_true',
+        help="also start the job of the kill stage's first CalcJob a second time, in its working directory",
+    )
     parser.add_argument('--timeout', type=float, default=3600, help='seconds per campaign')
     parser.add_argument(
         '--resume',
