@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 
-def relaxation_picks(count: int, maximum: int) -> list[int]:
-    """At most ``maximum`` indices of ``count`` steps, evenly spaced, the first (the starting structure) included.
+def relaxation_picks(steps: Mapping[str, Sequence], maximum: int) -> list[int]:
+    """At most ``maximum`` indices of the recorded steps before the last, evenly spaced from the first (the starting
+    structure) on, among those whose values are all finite.
 
-    The caller passes the steps before the last one: the last is the relaxed structure, an output of its own.
+    ``steps`` maps each array (positions, energies, ...) to its per-step values; the last step is left out because it
+    is the relaxed structure, an output of its own.
     """
-    if count <= 0 or maximum <= 0:
+    count = len(next(iter(steps.values()))) - 1
+    finite = [
+        index
+        for index in range(count)
+        if all(np.isfinite(np.asarray(values[index], dtype=float)).all() for values in steps.values())
+    ]
+    if not finite or maximum <= 0:
         return []
-    return sorted({int(index) for index in np.round(np.linspace(0, count - 1, min(maximum, count)))})
+    spaced = np.round(np.linspace(0, len(finite) - 1, min(maximum, len(finite))))
+    return [finite[index] for index in sorted({int(index) for index in spaced})]

@@ -150,13 +150,8 @@ def run_relax(atoms, calculator, parameters: dict[str, Any]) -> dict[str, Any]:
 
 def relaxation_frames(frames: dict[str, list], maximum: int) -> dict[str, list]:
     """At most ``maximum`` of the recorded steps before the last (the relaxed structure), evenly spaced from the first
-    on (``io.frames.relaxation_picks``); steps with a non-finite value are left out."""
-    finite = [
-        index
-        for index in range(len(frames['steps']) - 1)
-        if all(np.isfinite(frames[name][index]).all() for name in RELAX_FRAME_ARRAYS)
-    ]
-    picks = [finite[index] for index in relaxation_picks(len(finite), maximum)]
+    on, steps with a non-finite value left out (``io.frames.relaxation_picks``)."""
+    picks = relaxation_picks(frames, maximum)
     return {name: [np.asarray(frames[name][index]).tolist() for index in picks] for name in RELAX_FRAME_ARRAYS}
 
 

@@ -78,7 +78,8 @@ def get_md_trajectory(parameters: orm.Dict, **parts: orm.Data) -> orm.Trajectory
 @calcfunction
 def get_relax_trajectory(frames: orm.Int, **parts: orm.TrajectoryData) -> orm.TrajectoryData:
     """The steps of a relaxation (``trajectory_NNN`` of each ``vasp.vasp`` run, continuations included, in order)
-    before its last, at most ``frames`` of them evenly spaced from the first (``io.frames.relaxation_picks``)."""
+    before its last, at most ``frames`` of them evenly spaced from the first, steps with a non-finite value left out
+    (``io.frames.relaxation_picks``)."""
     keys = sorted(parts)
     cells = np.concatenate([parts[key].get_array('cells') for key in keys])
     positions = np.concatenate(
@@ -87,7 +88,9 @@ def get_relax_trajectory(frames: orm.Int, **parts: orm.TrajectoryData) -> orm.Tr
     energies = np.concatenate([parts[key].get_array('energy_extrapolated') for key in keys])
     forces = np.concatenate([parts[key].get_array('forces') for key in keys])
     stress = np.concatenate([stress_from_vasp(parts[key].get_array('stress')) for key in keys])
-    picks = relaxation_picks(len(cells) - 1, frames.value)
+    picks = relaxation_picks(
+        {'positions': positions, 'cells': cells, 'energies': energies, 'forces': forces, 'stress': stress}, frames.value
+    )
     return build_trajectory(
         list(parts[keys[0]].base.attributes.get('symbols')),
         positions[picks],
