@@ -75,7 +75,7 @@ def train_main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     with sole_instance(args.output_dir) as earlier:
-        return int(earlier['exit_code']) if earlier is not None else _train(args)
+        return earlier if earlier is not None else _train(args)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -145,7 +145,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
     args = parser.parse_args(argv)
     with sole_instance(args.output.parent) as earlier:
-        return int(earlier['exit_code']) if earlier is not None else _generate(args)
+        return earlier if earlier is not None else _generate(args)
 
 
 def _generate(args: argparse.Namespace) -> int:

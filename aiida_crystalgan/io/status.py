@@ -136,12 +136,12 @@ def parse_status(text: str) -> dict[str, Any]:
 
 
 @contextmanager
-def sole_instance(status_directory: str | Path, lock_directory: str | Path | None = None) -> Iterator[dict | None]:
+def sole_instance(status_directory: str | Path, lock_directory: str | Path | None = None) -> Iterator[int | None]:
     """Run as the only instance of an executable in a job's directory.
 
     The lock (``LOCK_FILE`` in ``lock_directory``, default ``status_directory``) is held until the block ends. An
-    instance that finds it held is a second start of a running job: it waits for the first to end and gets the
-    ``status.json`` content that the first left in ``status_directory``, to exit with its code and leave everything as
+    instance that finds it held is a second start of a running job: it waits for the first to end and gets the exit
+    code of the ``status.json`` that the first left in ``status_directory``, to exit with it and leave everything as
     it is; ``None`` when the first died without one (the second then does the work) or when the lock was free (a
     first start, or a later run in the same directory). A file system without locks runs unlocked, with a warning.
     """
@@ -155,8 +155,9 @@ def sole_instance(status_directory: str | Path, lock_directory: str | Path | Non
             print(f'another instance runs in `{lock_directory}`: waiting for it to end', file=sys.stderr)
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                earlier = parse_status((Path(status_directory) / STATUS_FILE).read_text())
-                print(f'the first start ended `{earlier["status"]}`: its outputs stand', file=sys.stderr)
+                status = parse_status((Path(status_directory) / STATUS_FILE).read_text())
+                print(f'the first start ended `{status["status"]}`: its outputs stand', file=sys.stderr)
+                earlier = int(status['exit_code'])
             except (OSError, ValueError):
                 print('the first start died without a status: doing the work', file=sys.stderr)
         except OSError as exception:

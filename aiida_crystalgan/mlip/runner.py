@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with sole_instance(RESULTS, lock_directory='.') as earlier:
         if earlier is not None:
-            return int(earlier['exit_code'])
+            return earlier
         try:
             return run(args.input)
         except (InputError, ValueError) as exception:

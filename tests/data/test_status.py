@@ -15,7 +15,7 @@ SECOND_START = """
 import sys
 from aiida_crystalgan.io.status import sole_instance
 with sole_instance(sys.argv[1]) as earlier:
-    print(None if earlier is None else earlier['exit_code'])
+    print(earlier)
 """
 
 
