@@ -104,15 +104,22 @@ def read_oqmd(folder: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def relax(structure, calculator, fmax: float, max_steps: int, relax_cell: bool = True) -> dict[str, Any]:
-    """CHGNet relaxation with the MLIP runner; adds wall time and never raises."""
+def relax(
+    structure, calculator, fmax: float, max_steps: int, relax_cell: bool = True, trajectory_frames: int = 0
+) -> dict[str, Any]:
+    """CHGNet relaxation with the MLIP runner, keeping ``trajectory_frames`` of its steps (the runner's
+    ``trajectory``); adds wall time and never raises."""
     from aiida_crystalgan.mlip.runner import run_relax
 
     start = time.perf_counter()
+    parameters = {
+        'fmax': fmax,
+        'max_steps': max_steps,
+        'relax_cell': relax_cell,
+        'trajectory_frames': trajectory_frames,
+    }
     try:
-        result = run_relax(
-            to_atoms(structure), calculator, {'fmax': fmax, 'max_steps': max_steps, 'relax_cell': relax_cell}
-        )
+        result = run_relax(to_atoms(structure), calculator, parameters)
     except Exception as exception:  # noqa: BLE001 - one failed relaxation must not stop the benchmark
         return {'error': f'{type(exception).__name__}: {exception}', 'seconds': time.perf_counter() - start}
     result['seconds'] = time.perf_counter() - start

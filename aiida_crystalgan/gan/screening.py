@@ -140,6 +140,21 @@ def _evaluate(model: CrystalGan, records: Sequence[StructureRecord], device: tor
     return shortest.cpu().numpy(), fingerprint.double().cpu().numpy(), energy
 
 
+def predicted_energy_per_atom(
+    model: CrystalGan, records: Sequence[StructureRecord], device: torch.device | str = 'cpu', batch_size: int = 1024
+) -> np.ndarray:
+    """The physics head's energy per atom (eV/atom) of each of ``records``, unfiltered: what :func:`screen` ranks by.
+
+    Every record must hold only elements of the model's vocabulary.
+    """
+    device = torch.device(device)
+    model = model.to(device).eval()
+    chunks = [
+        _evaluate(model, records[start : start + batch_size], device)[2] for start in range(0, len(records), batch_size)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
 def _near_duplicates(fingerprints: np.ndarray, tolerance: float, chunk: int = 2048) -> list[int]:
     """Rows of ``fingerprints`` (best first) within ``tolerance`` (relative distance) of an earlier row that is kept.
 

@@ -148,3 +148,20 @@ def test_funnel_metrics():
     assert metrics['n_rediscovered'] == 1 and metrics['rediscovered_phases'] == 'NbO2'
     assert metrics['rediscovery_rate'] == pytest.approx(0.5)
     assert metrics['n_passed'] == 2 and metrics['n_local_minima'] == 3
+
+
+def test_predicted_energies_are_those_the_screening_ranks_by(model, rocksalt):
+    """The public prediction gives every record the energy ``screen`` ranks it by, whatever the batch size."""
+    from aiida_crystalgan.gan.screening import predicted_energy_per_atom, screen
+
+    primitive = rocksalt.get_primitive_structure()
+    strained = [primitive.copy() for _ in range(3)]
+    for index, structure in enumerate(strained):
+        structure.scale_lattice(structure.volume * (0.9 + 0.1 * index))
+    records = [record(structure, 'NbO') for structure in (*strained, rocksalt)]
+    predicted = predicted_energy_per_atom(model, records, batch_size=2)
+    result = screen(model, records)
+    assert len(predicted) == len(records) and np.all(np.isfinite(predicted))
+    np.testing.assert_allclose(predicted[result.ranked], result.predicted_energy_per_atom[result.ranked], atol=1e-10)
+    assert len(set(np.round(predicted[:3], 8))) == 3  # strained copies differ
+    assert predicted[3] == pytest.approx(predicted[1], abs=1e-6)  # the conventional cell is the same crystal
