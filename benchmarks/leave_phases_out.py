@@ -539,10 +539,10 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '### How this differs from a campaign',
         '',
         'The stages run as Python calls of the same functions, not as AiiDA processes. No MD sampling, quench or '
-        'phonon checks: the training set is the kept OQMD phases only. The funnel selects per composition (the '
-        'campaign ranks all compositions together) and skips the cheap pass: every selected candidate is fully '
-        'relaxed, so both arms get exactly the same number of relaxations per composition. No phonon check of the '
-        'candidates (S.U.N. uses the energy above the hull only).',
+        'phonon checks: the training set is the kept OQMD phases only. The funnel selects the same number per '
+        "composition (the campaign's compositions take turns until M are selected) and skips the cheap pass: every "
+        'selected candidate is fully relaxed, so both arms get exactly the same number of relaxations per '
+        'composition. No phonon check of the candidates (S.U.N. uses the energy above the hull only).',
         '',
         '## Results per method',
         '',

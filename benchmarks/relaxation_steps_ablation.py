@@ -16,10 +16,12 @@ runner; every NbO2 and Nb2O5 entry held out). Per seed, two models with identica
 
 Test set (never trained on): every held-out entry with at most ``n_max`` atoms, as its OQMD geometry, ``--test-frames``
 steps of its CHGNet relaxation and its relaxed structure, with CHGNet energies and forces. Metrics: the physics head's
-energy (eV/atom) and force (eV/Å) mean absolute errors, and the Spearman rank correlation between predicted and CHGNet
-energy per atom within each composition, over all test structures and over the relaxed phases only (the ordering by
-which the funnel ranks candidates). Every CHGNet result and model is cached with leave_phases_out's (same
-``--cache-dir``), so the ``without`` models of a leave-phases-out run with the same settings are reused.
+energy (eV/atom) and force (eV/Å) mean absolute errors; the energy error split into each composition's mean offset
+(what shifts a composition against the others when the funnel ranks them together) and the error left within a
+composition; and the Spearman rank correlation between predicted and CHGNet energy per atom within each composition,
+over all test structures and over the relaxed phases only (the ordering by which the funnel ranks candidates). Every
+CHGNet result and model is cached with leave_phases_out's (same ``--cache-dir``), so the ``without`` models of a
+leave-phases-out run with the same settings are reused.
 
     python benchmarks/relaxation_steps_ablation.py --data-dir DATA/nb-o_oqmd [--seeds 0 1 2]
 """
@@ -48,6 +50,8 @@ ARMS = ('without', 'with')
 METRICS = (
     ('energy_mae_ev_per_atom', 'energy MAE (eV/atom)', 'lower'),
     ('force_mae_ev_per_angstrom', 'force MAE (eV/Å)', 'lower'),
+    ('offset_abs_mean', 'mean offset per composition, absolute (eV/atom)', 'lower'),
+    ('energy_mae_without_offset', 'energy MAE within a composition, offset removed (eV/atom)', 'lower'),
     ('spearman_all', 'Spearman, predicted vs CHGNet energy, all test structures', 'higher'),
     ('spearman_relaxed', 'Spearman, predicted vs CHGNet energy, relaxed phases', 'higher'),
 )
@@ -141,6 +145,14 @@ def score(model_path: Path, records: list) -> dict[str, Any]:
         known = [value for value in per_formula.values() if value is not None]
         values[name] = float(np.mean(known)) if known else None
         values[f'{name}_per_formula'] = per_formula
+    error = predicted - true
+    formulas = np.array([record.label for record in records])
+    offsets = {formula: float(error[formulas == formula].mean()) for formula in sorted(set(formulas))}
+    values['offset_per_formula'] = offsets
+    values['offset_abs_mean'] = float(np.mean(np.abs(list(offsets.values()))))
+    values['energy_mae_without_offset'] = float(
+        np.mean(np.abs(error - np.array([offsets[formula] for formula in formulas])))
+    )
     values['predicted_minus_chgnet_ev_per_atom'] = {
         record.source: float(p - t) for record, p, t, r in zip(records, predicted, true, relaxed) if r
     }
@@ -188,9 +200,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'({", ".join(data["test_ids"])}), each as its OQMD geometry, at most {report["test_frames"]} steps of its '
         f'CHGNet relaxation and its relaxed structure: {data["test_records"]} structures with CHGNet energies and '
         'forces.',
-        "- Metrics: the physics head's mean absolute errors of energy per atom and forces; Spearman rank correlation "
-        'of predicted and CHGNet energy per atom within each composition (mean over NbO2 and Nb2O5), over all test '
-        'structures and over the relaxed phases only (the order in which the funnel ranks candidates).',
+        "- Metrics: the physics head's mean absolute errors of energy per atom and forces; the energy error split "
+        "into each composition's mean offset (absolute, averaged over NbO2 and Nb2O5: what shifts one composition "
+        'against another when the funnel ranks them together) and the error left within a composition; Spearman rank '
+        'correlation of predicted and CHGNet energy per atom within each composition (mean over NbO2 and Nb2O5), over '
+        'all test structures and over the relaxed phases only (the order in which the funnel ranks candidates).',
         '',
         '## Results',
         '',

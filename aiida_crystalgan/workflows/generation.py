@@ -64,7 +64,8 @@ def select_candidates(
     count: orm.Int,
     **references: orm.Data,
 ) -> dict[str, orm.Data]:
-    """Rank the fast filters' survivors by predicted energy above the hull and post-process them best first.
+    """Rank the fast filters' survivors by predicted energy above the hull within each composition and post-process
+    them best first, the compositions in turn (:func:`~aiida_crystalgan.analysis.screening.even_share_order`).
 
     The predicted energy above the hull is the physics head's energy per atom minus the hull energy per atom of the
     reference phases (``reference_structure_<key>`` / ``reference_results_<key>``, same engine as the training data)
@@ -75,7 +76,7 @@ def select_candidates(
     from pymatgen.core import Composition
 
     from aiida_crystalgan.analysis.postprocess import PostprocessOptions
-    from aiida_crystalgan.analysis.screening import predicted_energy_above_hull, select_ranked
+    from aiida_crystalgan.analysis.screening import even_share_order, predicted_energy_above_hull, select_ranked
     from aiida_crystalgan.analysis.validity import ValidityCriteria
 
     settings = options.get_dict()
@@ -86,7 +87,7 @@ def select_candidates(
     e_hull = predicted_energy_above_hull(
         _phase_diagram(references), formulas, ranking.get_array('predicted_energy_per_atom')
     )
-    order = sorted(range(len(indices)), key=lambda position: (e_hull[position], indices[position]))
+    order = even_share_order(formulas, e_hull)
     predicted = {int(indices[position]): float(e_hull[position]) for position in order}
     selection = select_ranked(
         candidates.get_structure,

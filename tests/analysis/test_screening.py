@@ -165,3 +165,18 @@ def test_predicted_energies_are_those_the_screening_ranks_by(model, rocksalt):
     np.testing.assert_allclose(predicted[result.ranked], result.predicted_energy_per_atom[result.ranked], atol=1e-10)
     assert len(set(np.round(predicted[:3], 8))) == 3  # strained copies differ
     assert predicted[3] == pytest.approx(predicted[1], abs=1e-6)  # the conventional cell is the same crystal
+
+
+def test_even_share_order_takes_the_compositions_in_turn():
+    """Best first within a composition, one composition at a time; an offset of one composition changes nothing."""
+    from aiida_crystalgan.analysis.screening import even_share_order
+
+    formulas = ['NbO2', 'NbO2', 'Nb2O5', 'NbO2', 'Nb2O5', 'NbO']
+    scores = [0.30, 0.10, 0.05, 0.20, 0.40, 0.90]
+    order = even_share_order(formulas, scores)
+    assert order == [2, 1, 5, 4, 3, 0]
+    offset = [score + (5.0 if formula == 'Nb2O5' else 0.0) for formula, score in zip(formulas, scores)]
+    shifted = even_share_order(formulas, offset)
+    assert shifted == [1, 5, 2, 3, 4, 0]  # a global ranking would put both Nb2O5 candidates last
+    assert {formulas[position] for position in shifted[:3]} == set(formulas)
+    assert even_share_order([], []) == []
