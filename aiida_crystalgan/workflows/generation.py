@@ -1,10 +1,11 @@
 """``crystalgan.generation``: a screening funnel from many generated candidates to a few trusted predictions.
 
-generate + fast filters + fingerprint dedupe + physics-head energies (one CalcJob) → rank on the engine's hull and
-post-process best first (``cheap_pass.size`` selected) → cheap engine pass → the ``max_validations`` lowest in energy
-above the hull → relax, forces, phonons → evaluation. Predicted: local minima within ``e_hull_window`` of the hull;
-the others are ``rejected`` with a reason. With ``random_control``, PyXtal random structures of the same compositions
-go through the same funnel with the same engine budget, and the metrics give the GAN's lift over random search.
+generate + fast filters + fingerprint dedupe + physics-head energies (one CalcJob) → rank on the engine's hull within
+each composition and post-process best first, the compositions in turn (``cheap_pass.size`` selected) → cheap engine
+pass → the ``max_validations`` lowest in energy above the hull → relax, forces, phonons → evaluation. Predicted: local
+minima within ``e_hull_window`` of the hull; the others are ``rejected`` with a reason. With ``random_control``,
+PyXtal random structures of the same compositions go through the same funnel with the same engine budget, and the
+metrics give the GAN's lift over random search.
 """
 
 from __future__ import annotations
