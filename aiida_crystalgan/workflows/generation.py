@@ -121,20 +121,42 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
     """Energy above the hull (eV/atom) after the cheap engine pass, and the ``count`` lowest to validate in full.
 
     ``nodes``: ``reference_structure_<key>`` / ``reference_results_<key>`` and ``structure_<key>`` / ``results_<key>``
-    of the candidates. ``known_phases`` counts the compound reference phases (those a candidate can rediscover).
+    of the candidates. A candidate that the cheap pass brought to the same structure as one lower in energy
+    (``StructureMatcher``, same reduced formula) is not selected (``duplicate_of``: its key → the kept one's), so the
+    full validations go to distinct structures. ``known_phases`` counts the compound reference phases (those a
+    candidate can rediscover).
     """
     from aiida_crystalgan.analysis.hull import energy_above_hull
+    from aiida_crystalgan.analysis.matching import make_matcher
 
     diagram = _phase_diagram(nodes)
+    structures = {key: structure.get_pymatgen() for key, structure in _pairs(nodes, 'structure_')}
     e_hull = {
-        key: energy_above_hull(
-            diagram, structure.get_pymatgen().composition, nodes[f'results_{key}'].base.attributes.get('energy')
-        )
-        for key, structure in _pairs(nodes, 'structure_')
+        key: energy_above_hull(diagram, structure.composition, nodes[f'results_{key}'].base.attributes.get('energy'))
+        for key, structure in structures.items()
     }
-    selected = sorted(e_hull, key=lambda key: (e_hull[key], key))[: count.value]
+    matcher = make_matcher()
+    selected: list[str] = []
+    duplicate_of: dict[str, str] = {}
+    for key in sorted(e_hull, key=lambda key: (e_hull[key], key)):
+        if len(selected) == count.value:
+            break
+        formula = structures[key].composition.reduced_formula
+        match = next(
+            (
+                kept
+                for kept in selected
+                if structures[kept].composition.reduced_formula == formula
+                and matcher.fit(structures[kept], structures[key])
+            ),
+            None,
+        )
+        if match is None:
+            selected.append(key)
+        else:
+            duplicate_of[key] = match
     known = sum(len(structure.get_kind_names()) > 1 for _, structure in _pairs(nodes, 'reference_structure_'))
-    return orm.Dict({'e_above_hull': e_hull, 'selected': selected, 'known_phases': known})
+    return orm.Dict({'e_above_hull': e_hull, 'selected': selected, 'duplicate_of': duplicate_of, 'known_phases': known})
 
 
 @calcfunction
@@ -541,6 +563,8 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
             }
             ranked = rank_cheap_pass(self.inputs.max_validations, **nodes)
             self.ctx.cheap[arm] = ranked
+            if ranked['duplicate_of']:
+                self.report(f'{arm}: {len(ranked["duplicate_of"])} cheap-pass duplicates of lower candidates skipped')
             self.ctx.to_validate[arm] = {key: structures[key] for key in ranked['selected']}
         return None
 

@@ -169,3 +169,29 @@ def test_evaluation_verdicts_and_rediscovery(references, training):
     assert evaluation['high']['rediscovered'] is None and not evaluation['high']['passes']
     assert 'outside the 0.1 eV/atom window' in evaluation['high']['rejection_reason']
     assert evaluation['soft']['rejection_reason'] == 'not a local minimum: forces above tolerance'
+
+
+def test_cheap_pass_ranking_skips_duplicates(references):
+    """Copies that the cheap pass brought to the same structure are validated once; the next distinct one goes on."""
+    from aiida_crystalgan.workflows.generation import rank_cheap_pass
+
+    structures, results = references
+    nodes = {}
+    for key, structure in structures.items():
+        nodes[f'reference_structure_{key}'] = structure.store()
+        nodes[f'reference_results_{key}'] = results[key].store()
+    rocksalt = (['Nb', 'Nb', 'Nb', 'Nb', 'O', 'O', 'O', 'O'], 4.2)
+    positions = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]]
+    candidates = {
+        'best': (['Nb', 'O'], 2.6, [[0, 0, 0], [0.5, 0.5, 0.5]], -8.55),
+        'copy': (['O', 'Nb'], 2.61, [[0.1, 0.1, 0.1], [0.6, 0.6, 0.6]], -8.54),
+        'other': (*rocksalt, [*positions, [0.5, 0.5, 0.5]], -8.3),
+        'worst': (['Nb', 'O'], 3.0, [[0, 0, 0], [0.5, 0.5, 0]], -8.0),
+    }
+    for key, (symbols, constant, coordinates, energy) in candidates.items():
+        structure = nodes[f'structure_{key}'] = cubic(symbols, constant, coordinates).store()
+        nodes[f'results_{key}'] = results_of(structure, energy).store()
+    ranked = rank_cheap_pass(orm.Int(2), **nodes).get_dict()
+    assert ranked['selected'] == ['best', 'other']
+    assert ranked['duplicate_of'] == {'copy': 'best'}
+    assert ranked['e_above_hull']['copy'] > ranked['e_above_hull']['best']
