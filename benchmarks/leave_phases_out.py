@@ -758,17 +758,27 @@ def public_command(argv: list[str]) -> str:
     return ' '.join(public)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    folder = args.data_dir.resolve()
+def data_folder(data_dir: Path, benchmark: str) -> Path | None:
+    """The OQMD Nb-O folder, with torch on one thread and warnings off; None (and a message) when it is absent."""
+    folder = data_dir.resolve()
     if not (folder / 'entries.csv').is_file():
-        print(f'leave_phases_out: {folder} has no entries.csv (the OQMD Nb-O entries): nothing to do.')
-        return 1
+        print(f'{benchmark}: {folder} has no entries.csv (the OQMD Nb-O entries): nothing to do.')
+        return None
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     import torch
 
     torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    folder = data_folder(args.data_dir, 'leave_phases_out')
+    if folder is None:
+        return 1
+    import torch
+
     from aiida_crystalgan.analysis.hull import hull_phases
 
     started = time.perf_counter()

@@ -36,7 +36,6 @@ import os
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -88,28 +87,8 @@ def relaxation_steps(entry: dict[str, Any], calculator, cache: labels.Cache, siz
 
 def test_records(held: list[dict[str, Any]], steps: dict[int, list], n_max: int) -> list:
     """Each held-out entry with at most ``n_max`` atoms: OQMD geometry, relaxation steps, relaxed structure."""
-    from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
-
-    records = []
-    for entry in held:
-        if len(entry['structure']) > n_max or entry['relaxed'] is None:
-            continue
-        for kind, role in (('single_point', LABELLED), ('relaxed', MINIMUM)):
-            result = entry[kind]
-            records.append(
-                StructureRecord(
-                    numbers=result['numbers'],
-                    positions=result['positions'],
-                    cell=result['cell'],
-                    energy=result['energy'],
-                    forces=result['forces'],
-                    source=f'oqmd-{entry["id"]}:{kind}',
-                    label=entry['formula'],
-                    role=role,
-                )
-            )
-        records.extend(steps[entry['id']])
-    return records
+    fitting = [entry for entry in held if len(entry['structure']) <= n_max and entry['relaxed'] is not None]
+    return [*labels.training_records(fitting), *(record for entry in fitting for record in steps[entry['id']])]
 
 
 def spearman(predicted: np.ndarray, true: np.ndarray) -> float | None:
@@ -280,17 +259,13 @@ def make_sizes(args: argparse.Namespace) -> lpo.Sizes:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    folder = args.data_dir.resolve()
-    if not (folder / 'entries.csv').is_file():
-        print(f'relaxation_steps_ablation: {folder} has no entries.csv (the OQMD Nb-O entries): nothing to do.')
+    folder = lpo.data_folder(args.data_dir, 'relaxation_steps_ablation')
+    if folder is None:
         return 1
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
     import torch
 
     from aiida_crystalgan.calculations.mlip import MlipCalculation
 
-    torch.set_num_threads(1)
-    warnings.filterwarnings('ignore')
     started = time.perf_counter()
     sizes = make_sizes(args)
     seeds = args.seeds[:1] if args.quick else args.seeds
