@@ -39,7 +39,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -772,6 +772,19 @@ def data_folder(data_dir: Path, benchmark: str) -> Path | None:
     return folder
 
 
+def save_report(
+    report: dict[str, Any], args: argparse.Namespace, name: str, write: Callable[[dict[str, Any], Path], None]
+) -> None:
+    """Add the hand-written ``--discussion`` and write ``<name>.json`` and ``<name>.md`` (``_quick`` for a smoke run)
+    under ``--output-dir``."""
+    if args.discussion:
+        report['discussion'] = args.discussion.read_text()
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = f'{name}_quick' if args.quick else name
+    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1, default=float) + '\n')
+    write(report, args.output_dir / f'{stem}.md')
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     folder = data_folder(args.data_dir, 'leave_phases_out')
@@ -816,12 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     report['assessment'] = assess(report)
     report['cost'] = cost_estimate(report)
-    if args.discussion:
-        report['discussion'] = args.discussion.read_text()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = 'leave_phases_out_quick' if args.quick else 'leave_phases_out'
-    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1, default=float) + '\n')
-    write_markdown(report, args.output_dir / f'{stem}.md')
+    save_report(report, args, 'leave_phases_out', write_markdown)
     for row in report['assessment']:
         labels.log(f'{row["target"]}: {row["measured"]} ({"met" if row["met"] else "missed"})')
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 import platform
@@ -104,7 +103,7 @@ def score(model_path: Path, records: list) -> dict[str, Any]:
     """The physics head's errors and rank correlations on ``records`` (``minimum`` = relaxed phase)."""
     import torch
 
-    from aiida_crystalgan.gan import CrystalGan, GanConfig, load_checkpoint
+    from aiida_crystalgan.gan import GanConfig, load_checkpoint
     from aiida_crystalgan.gan.evaluation import physics_errors
     from aiida_crystalgan.gan.screening import predicted_energy_per_atom
     from aiida_crystalgan.gan.trainer import Trainer
@@ -113,7 +112,7 @@ def score(model_path: Path, records: list) -> dict[str, Any]:
     state = load_checkpoint(model_path)
     trainer = Trainer.from_state(state, GanConfig.from_dict(state['config']), torch.device('cpu'))
     values: dict[str, Any] = dict(physics_errors(trainer, records))
-    predicted = predicted_energy_per_atom(CrystalGan.from_dict(state), records)
+    predicted = predicted_energy_per_atom(trainer.model, records)
     true = np.array([record.energy / record.num_atoms for record in records])
     relaxed = np.array([record.role == MINIMUM for record in records])
     for name, subset in (('spearman_all', np.ones(len(records), bool)), ('spearman_relaxed', relaxed)):
@@ -320,12 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }
-    if args.discussion:
-        report['discussion'] = args.discussion.read_text()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = 'relaxation_steps_ablation_quick' if args.quick else 'relaxation_steps_ablation'
-    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1, default=float) + '\n')
-    write_markdown(report, args.output_dir / f'{stem}.md')
+    lpo.save_report(report, args, 'relaxation_steps_ablation', write_markdown)
     for name, without, with_steps, wins in summary_rows(runs):
         labels.log(f'{name}: without {without}, with {with_steps}; with steps better in {wins}')
     return 0 if all(math.isfinite(run['with']['energy_mae_ev_per_atom']) for run in runs) else 1

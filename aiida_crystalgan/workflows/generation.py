@@ -127,7 +127,7 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
     candidate can rediscover).
     """
     from aiida_crystalgan.analysis.hull import energy_above_hull
-    from aiida_crystalgan.analysis.matching import make_matcher
+    from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
 
     diagram = _phase_diagram(nodes)
     structures = {key: structure.get_pymatgen() for key, structure in _pairs(nodes, 'structure_')}
@@ -141,20 +141,11 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
     for key in sorted(e_hull, key=lambda key: (e_hull[key], key)):
         if len(selected) == count.value:
             break
-        formula = structures[key].composition.reduced_formula
-        match = next(
-            (
-                kept
-                for kept in selected
-                if structures[kept].composition.reduced_formula == formula
-                and matcher.fit(structures[kept], structures[key])
-            ),
-            None,
-        )
+        match = reference_matches([structures[key]], [structures[kept] for kept in selected], matcher)[0]
         if match is None:
             selected.append(key)
         else:
-            duplicate_of[key] = match
+            duplicate_of[key] = selected[match]
     known = sum(len(structure.get_kind_names()) > 1 for _, structure in _pairs(nodes, 'reference_structure_'))
     return orm.Dict({'e_above_hull': e_hull, 'selected': selected, 'duplicate_of': duplicate_of, 'known_phases': known})
 
