@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import json
 import math
@@ -38,6 +39,35 @@ from gan_vs_random import DEFAULT_DATA, generation_targets
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = {'guided': None, 'unguided': {'energy_weight': 0.0, 'force_weight': 0.0}}
+
+
+@dataclasses.dataclass
+class LabelledSystem:
+    """The OQMD Nb-O entries labelled with CHGNet: training records, generation targets and the hull to score on."""
+
+    records: list
+    targets: list
+    diagram: Any
+    calculator: Any
+    cache: labels.Cache
+
+    @classmethod
+    def prepare(cls, data_dir: Path, work: Path, reference_atoms: int, n_max: int) -> LabelledSystem:
+        """Label (or read from ``work/cache``) the entries of ``data_dir/nb-o_oqmd`` and the elements."""
+        from aiida_crystalgan.analysis.hull import build_phase_diagram
+
+        cache = labels.Cache(work / 'cache')
+        calculator = labels.chgnet()
+        entries = labels.read_oqmd(data_dir / 'nb-o_oqmd')
+        labels.log(f'{len(entries)} OQMD entries; labelling with CHGNet (work folder {work})')
+        labels.label_oqmd(entries, calculator, cache, 0.05, 150, reference_atoms)
+        elements = labels.elemental_references(calculator, cache, 0.05, 150)
+        hull = [(entry['final_structure'], entry['energy']) for entry in entries]
+        diagram = build_phase_diagram(hull + [(structure, energy) for structure, energy, _ in elements])
+        records = labels.training_records(entries)
+        targets = generation_targets(entries, n_max)
+        labels.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
+        return cls(records, targets, diagram, calculator, cache)
 
 
 def train_model(records: list, config_values: dict[str, Any], work: Path) -> tuple[Path, dict[str, Any]]:
@@ -307,22 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
-    from aiida_crystalgan.analysis.hull import build_phase_diagram
     from aiida_crystalgan.gan import GanConfig
 
     started = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='guidance_ablation_'))
-    cache = labels.Cache(work / 'cache')
-    calculator = labels.chgnet()
-    entries = labels.read_oqmd(data_dir / 'nb-o_oqmd')
-    labels.log(f'{len(entries)} OQMD entries; labelling with CHGNet (work folder {work})')
-    labels.label_oqmd(entries, calculator, cache, 0.05, 150, args.reference_atoms)
-    elements = labels.elemental_references(calculator, cache, 0.05, 150)
-    hull = [(entry['final_structure'], entry['energy']) for entry in entries]
-    diagram = build_phase_diagram(hull + [(structure, energy) for structure, energy, _ in elements])
-    records = labels.training_records(entries)
-    targets = generation_targets(entries, args.n_max)
-    labels.log(f'{len(records)} training records; targets {[t.key for t in targets]}')
+    system = LabelledSystem.prepare(data_dir, work, args.reference_atoms, args.n_max)
+    records, targets, diagram = system.records, system.targets, system.diagram
+    calculator, cache = system.calculator, system.cache
 
     base = {
         'n_max': args.n_max,

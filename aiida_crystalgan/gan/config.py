@@ -42,6 +42,11 @@ class GanConfig:
     x the physics head's energy per atom above the lowest labelled energy of its composition (no reward below it,
     where the head extrapolates) plus ``force_weight`` x a pseudo-Huber penalty of its forces, both ramped in linearly
     over ``physics_ramp_steps``. Both weights 0: no guidance.
+
+    Priors on generated structures: a contact wall per species pair at ``min_distance_scale`` x the
+    ``contact_quantile`` quantile of the minima's shortest contacts of that pair (``min_distance`` Å for a pair that no
+    minimum has), penalised with ``repulsion_weight`` in training and enforced by separating atoms at generation; and
+    ``volume_weight`` x the squared excess of the log volume per atom beyond one standard deviation of the minima's.
     """
 
     # representation and features
@@ -82,7 +87,8 @@ class GanConfig:
     physics_ramp_steps: int = 100
     repulsion_weight: float = 10.0
     min_distance: float = 1.0
-    min_distance_scale: float = 0.85
+    min_distance_scale: float = 1.0
+    contact_quantile: float = 0.05
     volume_weight: float = 1.0
     # bookkeeping
     validation_fraction: float = 0.0
@@ -155,7 +161,7 @@ class GanConfig:
             raise ValueError(
                 f'config `angular_cutoff` ({self.angular_cutoff}) must not exceed `cutoff` ({self.cutoff})'
             )
-        for name in ('adam_beta1', 'adam_beta2', 'ema_decay', 'validation_fraction'):
+        for name in ('adam_beta1', 'adam_beta2', 'ema_decay', 'validation_fraction', 'contact_quantile'):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f'config `{name}` must be in [0, 1), got {getattr(self, name)!r}')
 

@@ -84,7 +84,8 @@ class Normalisation:
     ``reference_energies`` (eV/atom per element, least-squares fit of total energies on composition) are removed first;
     the remaining energy per atom is standardised with ``energy_shift`` and ``energy_scale`` (eV/atom).
     Forces are divided by ``force_scale`` (root mean square force component, eV/Å).
-    ``min_pair_distance[a][b]`` is the shortest distance (Å) seen between species ``a`` and ``b``.
+    ``min_pair_distance[a][b]`` is the typical shortest contact (Å) between species ``a`` and ``b`` in the minima
+    (see :func:`shortest_distances`): the repulsion wall of training and the separation of generated atoms scale it.
     """
 
     elements: list[str]
@@ -121,10 +122,11 @@ def fit_normalisation(
     default_min_distance: float,
     cutoff: float,
     max_images: int,
+    contact_quantile: float = 0.0,
 ) -> Normalisation:
     """Fit per-element reference energies, the energy and force scales on the records with energies (the labelled
-    data), the volume prior on the minima (what generated structures should resemble; all records when there are
-    none) and the shortest pair distances on all records.
+    data), and on the minima (what generated structures should resemble; all records when there are none) the volume
+    prior and the ``contact_quantile`` quantile of each structure's shortest contact per species pair.
     """
     minima = [record for record in records if record.role == MINIMUM] or list(records)
     counts = composition_counts(records, elements)
@@ -147,25 +149,43 @@ def fit_normalisation(
         force_scale=force_scale,
         volume_log_mean=float(log_volume.mean()),
         volume_log_std=float(max(log_volume.std(), 0.05)),
-        min_pair_distance=shortest_distances(records, elements, default_min_distance, cutoff, max_images).tolist(),
+        min_pair_distance=shortest_distances(
+            minima, elements, default_min_distance, cutoff, max_images, contact_quantile
+        ).tolist(),
         num_energies=int(known.sum()),
     )
 
 
 def shortest_distances(
-    records: Sequence[StructureRecord], elements: Sequence[str], default: float, cutoff: float, max_images: int
+    records: Sequence[StructureRecord],
+    elements: Sequence[str],
+    default: float,
+    cutoff: float,
+    max_images: int,
+    quantile: float = 0.0,
 ) -> np.ndarray:
-    """(K, K) shortest interatomic distance per species pair over ``records``; ``default`` for pairs never seen."""
+    """(K, K) shortest contact per species pair: the ``quantile`` quantile, over the records that have such a pair
+    within ``cutoff``, of each record's shortest distance (0: the shortest distance in any record, which one odd
+    structure, a molecule in a crystal, say, can set for all); ``default`` for pairs never seen.
+    """
     k = len(elements)
-    shortest = torch.full((k * k,), float('inf'), dtype=torch.float64)
+    per_record = []
     for start in range(0, len(records), 256):
         chunk = records[start : start + 256]
         batch = standard_batch(chunk, elements, max(r.num_atoms for r in chunk))[0]
         pairs = periodic_pairs(batch.cell, batch.frac, batch.mask, cutoff, max_images)
-        kind = batch.species[pairs.batch, pairs.first] * k + batch.species[pairs.batch, pairs.second]
-        shortest = shortest.scatter_reduce(0, kind, pairs.distance, reduce='amin')
-    shortest = shortest.view(k, k).numpy()
-    return np.where(np.isfinite(shortest), shortest, default)
+        kind = (pairs.batch * k + batch.species[pairs.batch, pairs.first]) * k + batch.species[
+            pairs.batch, pairs.second
+        ]
+        shortest = torch.full((len(chunk) * k * k,), float('inf'), dtype=torch.float64)
+        per_record.append(shortest.scatter_reduce(0, kind, pairs.distance, reduce='amin').view(len(chunk), k * k))
+    distances = torch.cat(per_record).numpy()
+    result = np.full(k * k, default)
+    for index in range(k * k):
+        seen = distances[:, index][np.isfinite(distances[:, index])]
+        if len(seen):
+            result[index] = np.quantile(seen, quantile)
+    return result.reshape(k, k)
 
 
 def standard_batch(

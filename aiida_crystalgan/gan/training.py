@@ -102,7 +102,9 @@ def start_trainer(
     """A trainer resumed from the checkpoint ``resume`` (whose vocabulary must cover ``usable``), or a fresh one."""
     if resume is None:
         elements = element_vocabulary(usable)
-        normalisation = fit_normalisation(usable, elements, config.min_distance, config.cutoff, config.max_images)
+        normalisation = fit_normalisation(
+            usable, elements, config.min_distance, config.cutoff, config.max_images, config.contact_quantile
+        )
         return Trainer.from_config(config, normalisation, device)
     trainer = Trainer.from_state(load_checkpoint(resume), config, device)
     for record in usable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -25,6 +26,7 @@ from aiida_crystalgan.gan.data import (
     element_vocabulary,
     energy_floors,
     fit_normalisation,
+    shortest_distances,
     slot_species,
     training_records,
 )
@@ -32,7 +34,7 @@ from aiida_crystalgan.gan.generation import load_generator
 from aiida_crystalgan.gan.representation import CrystalBatch, batch_to_records
 from aiida_crystalgan.gan.trainer import LOSS_COLUMNS, Trainer
 from aiida_crystalgan.gan.training import featurize
-from aiida_crystalgan.io import LABELLED, MINIMUM
+from aiida_crystalgan.io import LABELLED, MINIMUM, StructureRecord
 
 
 @pytest.fixture(scope='session')
@@ -218,6 +220,30 @@ def test_reference_energies_are_fitted(records):
     assert abs(normalised.mean()) < 1e-8 and abs(normalised.std() - 1) < 1e-8
     np.testing.assert_allclose(normalisation.energy_per_atom(normalised, counts), energies / counts.sum(axis=1))
     assert 1.5 < normalisation.min_pair_distance[0][1] < 2.5
+
+
+def test_contact_wall_comes_from_the_minima_and_ignores_one_odd_structure():
+    rocksalt = [
+        StructureRecord(
+            numbers=np.array([41, 8]),
+            positions=np.array([[0.0, 0.0, 0.0], [a / 2, 0.0, 0.0]]),
+            cell=np.eye(3) * a,
+            role=MINIMUM,
+        )
+        for a in np.linspace(4.0, 4.4, 9)
+    ]
+    squeezed = StructureRecord(
+        numbers=np.array([41, 8]), positions=np.array([[0.0, 0.0, 0.0], [1.2, 0.0, 0.0]]), cell=np.eye(3) * 4.0
+    )
+    odd = [*rocksalt, dataclasses.replace(squeezed, role=MINIMUM)]
+    assert shortest_distances(odd, ['O', 'Nb'], 1.0, 5.0, 2)[0][1] == pytest.approx(1.2)
+    assert 2.0 < shortest_distances(odd, ['O', 'Nb'], 1.0, 5.0, 2, quantile=0.2)[0][1] < 2.05
+    labelled_squeezed = [*rocksalt, squeezed]
+    normalisation = fit_normalisation(labelled_squeezed, ['O', 'Nb'], 1.0, 5.0, 2)
+    assert normalisation.min_pair_distance[0][1] == pytest.approx(2.0)
+    assert normalisation.min_pair_distance[0][0] == pytest.approx(4.0)
+    with pytest.raises(ValueError, match='contact_quantile'):
+        GanConfig(contact_quantile=1.0)
 
 
 def test_generate_exact_compositions(tiny_model):
