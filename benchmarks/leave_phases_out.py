@@ -134,10 +134,9 @@ def parse_target(key: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- one seed
 
 
-def train_model(records: list, sizes: Sizes, seed: int, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Train (or load, or resume) the GAN of ``seed`` with the training protocol's config."""
-    from aiida_crystalgan.gan import GanConfig, train
-    from aiida_crystalgan.gan.training import CHECKPOINT_FILE, MODEL_FILE
+def model_config(sizes: Sizes, seed: int):
+    """The ``GanConfig`` of ``seed``: the training protocol's, with the run's steps and n_max."""
+    from aiida_crystalgan.gan import GanConfig
     from aiida_crystalgan.workflows.training import TrainingWorkChain
 
     values = {
@@ -146,7 +145,15 @@ def train_model(records: list, sizes: Sizes, seed: int, cache_dir: Path) -> tupl
         'n_max': sizes.n_max,
         'seed': seed,
     }
-    config = GanConfig.from_dict(values)
+    return GanConfig.from_dict(values)
+
+
+def train_model(records: list, sizes: Sizes, seed: int, cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """Train (or load, or resume) the GAN of ``seed`` with the training protocol's config."""
+    from aiida_crystalgan.gan import train
+    from aiida_crystalgan.gan.training import CHECKPOINT_FILE, MODEL_FILE
+
+    config = model_config(sizes, seed)
     sources = sorted(record.source for record in records)
     folder = cache_dir / 'models' / labels.Cache.key(config.to_dict(), sources, sizes.train_seconds)
     stats: dict[str, Any] = {'config': config.to_dict(), 'model': folder.name}
@@ -370,7 +377,9 @@ def run_seed(
             labels.log(f'seed {seed} {arm}: {json.dumps(scored["metrics"])}; rediscovered {scored["rediscovered"]}')
         return result
 
-    return cache.get(labels.Cache.key('leave_phases_out_seed', seed, asdict(sizes)), compute)
+    # the key holds the model's config, so that a changed default of GanConfig is not answered from an older run
+    key = labels.Cache.key('leave_phases_out_seed', seed, asdict(sizes), model_config(sizes, seed).to_dict())
+    return cache.get(key, compute)
 
 
 # ------------------------------------------------------------------------------------------------- report
