@@ -282,6 +282,12 @@ def _without(inputs: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
     return inputs
 
 
+def round_seed(seed: int, round_number: int) -> int:
+    """The generation seed of round ``round_number`` (1, 2, ...): the protocol's ``seed`` in round 1, then one more per
+    round, so that a continued campaign draws new candidates instead of the last round's again."""
+    return seed + round_number - 1
+
+
 class CampaignWorkChain(ProtocolMixin, WorkChain):
     """Seeds → MD sampling and relaxation of seeds and references → quench → dataset → GAN → generation.
 
@@ -828,7 +834,11 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         )
         generate = inputs['generate']
         generate['model'] = model
-        generate['parameters'] = orm.Dict({**generate['parameters'].get_dict(), 'targets': self.ctx.targets})
+        parameters = generate['parameters'].get_dict()
+        # fresh noise each round: the same draws from a model that changed little would give last round's candidates,
+        # which are in the training set now and are dropped as known
+        parameters['seed'] = round_seed(parameters.get('seed', 0), self.ctx.round)
+        generate['parameters'] = orm.Dict({**parameters, 'targets': self.ctx.targets})
         return ToContext(generation=self._submit_round_stage(GenerationWorkChain, 'generation', inputs))
 
     def hull_phases(self) -> list[str] | ExitCode:

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from pymatgen.core import Structure
 
 from aiida_crystalgan import tools
+from aiida_crystalgan.calculations.generate import GenerateCalculation
 from aiida_crystalgan.cli import cmd_root
 from aiida_crystalgan.importers.cleaning import deduplicate_minima
 from aiida_crystalgan.workflows.campaign import CampaignWorkChain
@@ -161,3 +162,9 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     second_training = next(n for n in extension.called if n.process_class is TrainingWorkChain)
     assert second_training.inputs.train.parent_model.uuid == first['model'].uuid
     assert set(tools.campaign_cost(extension)['round']) == {2}
+    # round 2 drew new noise: the same draws would repeat round 1's candidates, now in the training set
+    seeds = [
+        next(n for n in campaign.called_descendants if n.process_class is GenerateCalculation).inputs.parameters['seed']
+        for campaign in (node, extension)
+    ]
+    assert seeds[1] == seeds[0] + 1
