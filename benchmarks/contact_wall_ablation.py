@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 from gan_vs_random import DEFAULT_DATA
-from guidance_ablation import ROWS, LabelledSystem, fmt, score, summarise, train_model
+from guidance_ablation import ROWS, LabelledSystem, data_folder, fmt, score, summarise, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ARMS = {
@@ -147,16 +147,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = args.data_dir.resolve()
-    if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
-        print(f'contact_wall_ablation: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
+    data_dir = data_folder(args, 'contact_wall_ablation')
+    if data_dir is None:
         return 0
-    if args.quick:
-        args.seeds, args.steps, args.samples, args.relaxations = args.seeds[:1], 20, 10, 1
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
     import torch
 
-    torch.set_num_threads(1)
     from aiida_crystalgan.workflows.training import TrainingWorkChain
 
     started = time.perf_counter()

@@ -41,6 +41,22 @@ REPO = Path(__file__).resolve().parents[1]
 METHODS = {'guided': None, 'unguided': {'energy_weight': 0.0, 'force_weight': 0.0}}
 
 
+def data_folder(args: argparse.Namespace, benchmark: str) -> Path | None:
+    """The resolved ``--data-dir`` (None, with a message, when it has no ``nb-o_oqmd``); shrinks ``args`` for
+    ``--quick`` and puts torch on one thread."""
+    data_dir = args.data_dir.resolve()
+    if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
+        print(f'{benchmark}: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
+        return None
+    if args.quick:
+        args.seeds, args.steps, args.samples, args.relaxations = args.seeds[:1], 20, 10, 1
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    import torch
+
+    torch.set_num_threads(1)
+    return data_dir
+
+
 @dataclasses.dataclass
 class LabelledSystem:
     """The OQMD Nb-O entries labelled with CHGNet: training records, generation targets and the hull to score on."""
@@ -326,16 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output_dir,
             'python benchmarks/guidance_ablation.py ' + shlex.join(sys.argv[1:] if argv is None else list(argv)),
         )
-    data_dir = args.data_dir.resolve()
-    if not (data_dir / 'nb-o_oqmd' / 'entries.csv').is_file():
-        print(f'guidance_ablation: data folder {data_dir} (nb-o_oqmd) not found: benchmark skipped.')
+    data_dir = data_folder(args, 'guidance_ablation')
+    if data_dir is None:
         return 0
-    if args.quick:
-        args.seeds, args.steps, args.samples, args.relaxations = args.seeds[:1], 20, 10, 1
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
     import torch
 
-    torch.set_num_threads(1)
     warnings.filterwarnings('ignore')
     from aiida_crystalgan.gan import GanConfig
 
