@@ -86,16 +86,20 @@ class LabelledSystem:
         return cls(records, targets, diagram, calculator, cache)
 
 
-def train_model(records: list, config_values: dict[str, Any], work: Path) -> tuple[Path, dict[str, Any]]:
-    """Train one model; return its checkpoint and the physics head's view of generated structures over training."""
-    from aiida_crystalgan.gan import GanConfig, train
+def train_model(
+    records: list, config_values: dict[str, Any], work: Path, resume: Path | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Train one model (or continue ``resume``); return its checkpoint and the physics head's view of generated
+    structures over this call's steps after the warm-up."""
+    from aiida_crystalgan.gan import GanConfig, load_checkpoint, train
 
     config = GanConfig.from_dict(config_values)
+    first_step = int(load_checkpoint(resume)['step']) if resume else 0
     tick = time.perf_counter()
-    result = train(records, config, work, device='cpu')
+    result = train(records, config, work, resume=resume, device='cpu')
     with (work / 'losses.csv').open() as handle:
         rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
-    after_warmup = [row for row in rows if row['step'] > config.physics_warmup_steps]
+    after_warmup = [row for row in rows if row['step'] > max(config.physics_warmup_steps, first_step)]
     curve = {
         'head_force_after_warmup': after_warmup[0]['generated_force'] if after_warmup else None,
         'head_force_end': rows[-1]['generated_force'],
@@ -128,26 +132,33 @@ def score(
 ) -> dict[str, Any]:
     """CHGNet scores of ``count`` generated structures (round robin over ``targets``) and relaxations of a subset."""
     from aiida_crystalgan.analysis.hull import energy_above_hull
-    from aiida_crystalgan.gan import generate
+    from aiida_crystalgan.gan import CrystalGan, generate, load_checkpoint
+    from aiida_crystalgan.gan.screening import predicted_energy_per_atom
 
     per_target = math.ceil(count / len(targets))
     requested = [{'composition': t.formula, 'formula_units': t.formula_units} for t in targets]
     records = generate(checkpoint, requested, num_per_target=per_target, seed=seed)
     order = [i * per_target + k for k in range(per_target) for i in range(len(targets))][:count]
+    head_energies = predicted_energy_per_atom(CrystalGan.from_dict(load_checkpoint(checkpoint)), records)
     structures = [records[i].to_pymatgen() for i in order]
     rows = []
-    for structure in structures:
+    for index, structure in zip(order, structures):
         row = {
             'formula': structure.composition.reduced_formula,
             'num_atoms': len(structure),
             'shortest_distance': shortest_distance(structure),
+            'head_energy_per_atom': float(head_energies[index]),
         }
         try:
             result = labels.single_point(structure, calculator)
         except Exception as exception:  # noqa: BLE001 - one failed evaluation must not stop the benchmark
             row['error'] = f'{type(exception).__name__}: {exception}'
         else:
+            row['energy_per_atom'] = result['energy'] / len(structure)
             row['e_above_hull'] = energy_above_hull(diagram, structure.composition, result['energy'])
+            row['head_e_above_hull'] = energy_above_hull(
+                diagram, structure.composition, row['head_energy_per_atom'] * len(structure)
+            )
             row['max_force'] = result['max_force']
         rows.append(row)
     valid = [i for i, row in enumerate(rows) if row['shortest_distance'] >= 0.5 and 'error' not in row]
@@ -175,6 +186,7 @@ def summarise(scored: dict[str, Any]) -> dict[str, float | None]:
     hull = np.array([row['e_above_hull'] for row in rows if 'e_above_hull' in row])
     force = np.array([row['max_force'] for row in rows if 'max_force' in row])
     relaxed = [row for row in scored['relaxed'] if 'steps' in row]
+    head_errors = [row['head_energy_per_atom'] - row['energy_per_atom'] for row in rows if 'energy_per_atom' in row]
 
     def stat(values, function) -> float | None:
         values = [v for v in values if v is not None and math.isfinite(v)]
@@ -191,7 +203,25 @@ def summarise(scored: dict[str, Any]) -> dict[str, float | None]:
         'relax_converged_fraction': float(np.mean([row['converged'] for row in relaxed])) if relaxed else None,
         'relaxed_e_hull_mean': stat([row['e_above_hull'] for row in relaxed], np.mean),
         'num_relaxed': len(relaxed),
+        'head_energy_mae': stat(np.abs(head_errors), np.mean),
+        'head_energy_bias': stat(head_errors, np.mean),
+        'head_e_hull_spearman': rank_correlation(
+            [(row['formula'], row['head_e_above_hull'], row['e_above_hull']) for row in rows if 'e_above_hull' in row]
+        ),
     }
+
+
+def rank_correlation(rows: list[tuple[str, float, float]]) -> float | None:
+    """Mean over formulas (those with at least 5 rows) of Spearman's rank correlation of ``(formula, x, y)`` rows'
+    x and y: how well x orders structures of one composition as y does (None without such a formula)."""
+    from scipy.stats import spearmanr
+
+    by_formula: dict[str, list[tuple[float, float]]] = {}
+    for formula, x, y in rows:
+        by_formula.setdefault(formula, []).append((x, y))
+    values = [spearmanr(*zip(*pairs)).statistic for pairs in by_formula.values() if len(pairs) >= 5]
+    values = [float(value) for value in values if math.isfinite(value)]
+    return float(np.mean(values)) if values else None
 
 
 def fmt(values: list[float | None], digits: int = 3) -> str:
@@ -213,6 +243,9 @@ ROWS = (
     ('FIRE steps to fmax 0.05 eV/Å (relaxed subset)', 'relax_steps_mean'),
     ('relaxations converged', 'relax_converged_fraction'),
     ('E above hull after relaxation, mean (eV/atom)', 'relaxed_e_hull_mean'),
+    ('head: energy error on the scored structures against CHGNet, mean absolute (eV/atom)', 'head_energy_mae'),
+    ('head: energy error on the scored structures against CHGNet, mean signed (eV/atom)', 'head_energy_bias'),
+    ('head: rank correlation with CHGNet of the energies of one composition (mean)', 'head_e_hull_spearman'),
     ('head: mean force of generated structures after warm-up (eV/Å)', 'head_force_after_warmup'),
     ('head: mean force of generated structures at the end (eV/Å)', 'head_force_end'),
     ('head: generated energy above the floor after warm-up (eV/atom)', 'head_energy_after_warmup'),
@@ -316,16 +349,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
-    """One report from runs of the same settings with different seeds (run in parallel on a busy machine)."""
+def merged_report(paths: Sequence[Path], command: str) -> dict[str, Any]:
+    """One report from the JSON reports of runs with the same settings and different seeds (run in parallel on a
+    busy machine): their runs and seeds, the longest wall time and every command, then ``command``."""
     reports = [json.loads(path.read_text()) for path in paths]
-    report = {
+    return {
         **reports[0],
         'runs': [run for part in reports for run in part['runs']],
         'seeds': [seed for part in reports for seed in part['seeds']],
         'total_seconds': max(part['total_seconds'] for part in reports),
         'command': ' && '.join(part['command'] for part in reports) + f' && {command}',
     }
+
+
+def merge(paths: Sequence[Path], output_dir: Path, command: str) -> int:
+    """Write the merged report of ``paths`` (see :func:`merged_report`) to ``output_dir``."""
+    report = merged_report(paths, command)
     report['verdict'] = verdict(report['runs'])
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
