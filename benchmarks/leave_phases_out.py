@@ -80,6 +80,9 @@ class Sizes:
     relax_steps: int
     reference_relax_steps: int
     protocol: str
+    cheap_pass: int = 0
+    cheap_fmax: float = 0.0
+    cheap_steps: int = 0
 
 
 # ------------------------------------------------------------------------------------------------- the data
@@ -223,10 +226,10 @@ def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed:
             selection = select_ranked(
                 lambda index: records[index].to_pymatgen(),
                 indices,
-                sizes.relaxations,
+                sizes.cheap_pass or sizes.relaxations,
                 training=training,
                 options=options,
-                max_examined=EXAMINED_PER_SELECTED * sizes.relaxations,
+                max_examined=EXAMINED_PER_SELECTED * (sizes.cheap_pass or sizes.relaxations),
             )
         compositions[formula] = {
             'screened_order': indices,
@@ -262,6 +265,39 @@ def first_unrelaxed_matches(records: list, order: list[int], phases: dict[int, A
     return found
 
 
+def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) -> tuple[list, dict[str, Any]]:
+    """The campaign's cheap pass on one composition's selected candidates: a short relaxation of each, then, lowest
+    energy first, the ``sizes.relaxations`` that it did not bring to the same structure as a lower one (the rule of
+    ``workflows.generation.rank_cheap_pass``; within one composition, energy per atom orders as E above the hull).
+    Returns the cheap-pass structures to relax in full and the pass's counts; a failed short relaxation is left out.
+    """
+    from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
+
+    passed, steps, seconds = [], 0, 0.0
+    for candidate in candidates:
+        result = labels.relax_cached(candidate, calculator, cache, sizes.cheap_fmax, sizes.cheap_steps)
+        seconds += result['seconds']
+        if 'error' not in result:
+            steps += result['steps']
+            passed.append((result['energy'] / len(candidate), len(passed), labels.to_structure(result)))
+    matcher, kept, duplicates = make_matcher(), [], 0
+    for _, _, structure in sorted(passed, key=lambda item: item[:2]):
+        if len(kept) == sizes.relaxations:
+            break
+        if reference_matches([structure], kept, matcher)[0] is None:
+            kept.append(structure)
+        else:
+            duplicates += 1
+    counts = {
+        'short_relaxations': len(candidates),
+        'failed': len(candidates) - len(passed),
+        'duplicates_skipped': duplicates,
+        'steps': steps,
+        'seconds': seconds,
+    }
+    return kept, counts
+
+
 def relax_and_score(
     arm: str, run: dict[str, Any], data: dict[str, Any], calculator, cache: labels.Cache, sizes: Sizes
 ) -> dict[str, Any]:
@@ -275,12 +311,15 @@ def relax_and_score(
     held = {e['id']: e for e in data['entries'] if held_out(e)}
     named = {phase: held[phase] for phase in NAMED_PHASES if phase in held and attempted(held[phase], sizes.targets)}
     rows, structures, e_hull = [], [], []
-    out: dict[str, Any] = {'compositions': {}}
+    out: dict[str, Any] = {'compositions': {}, 'cheap_pass': {}}
     for formula, composition in run['compositions'].items():
         selection = composition['selection']
         phases = {p: e for p, e in named.items() if e['formula'] == formula}
         first: dict[int, int] = {}
-        for rank, candidate in enumerate(selection.structures.values(), start=1):
+        to_relax = list(selection.structures.values())
+        if sizes.cheap_pass:
+            to_relax, out['cheap_pass'][formula] = cheap_pass(to_relax, calculator, cache, sizes)
+        for rank, candidate in enumerate(to_relax, start=1):
             result = labels.relax_cached(candidate, calculator, cache, sizes.relax_fmax, sizes.relax_steps)
             row = {'formula': formula, 'rank': rank, 'num_atoms': len(candidate), 'seconds': result['seconds']}
             if 'error' in result:
@@ -313,7 +352,7 @@ def relax_and_score(
                 f'{arm} {formula} #{rank}: {len(candidate)} atoms, E_hull {row.get("e_above_hull")}, '
                 f'{row.get("steps")} steps, {row["seconds"]:.0f} s, rediscovered {row.get("rediscovered")}'
             )
-        relaxed_count = len(selection.structures)
+        relaxed_count = len(to_relax)
         exhausted = relaxed_count < sizes.relaxations  # the funnel selected fewer: every selected one was relaxed
         recovery = {}
         for phase in phases:
@@ -343,9 +382,12 @@ def relax_and_score(
     metrics = compute_metrics(structures, training=training, energies_above_hull=e_hull)
     n = len(rows)
     metrics['within_0.1_of_relaxed'] = metrics['n_stable'] / n if n else None
+    cheap_steps = sum(counts['steps'] for counts in out['cheap_pass'].values())
     out.update(
         relaxations=rows,
         n_relaxed=n,
+        n_short_relaxations=sum(counts['short_relaxations'] for counts in out['cheap_pass'].values()),
+        engine_steps=cheap_steps + sum(row.get('steps') or 0 for row in rows),
         metrics=metrics,
         rediscovered=sorted({phase for row in rows for phase in row.get('rediscovered', [])}),
     )
@@ -492,6 +534,25 @@ def cost_estimate(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def engine_steps(method: dict[str, Any]) -> int:
+    """FIRE steps of one method's short and full relaxations (reports before the cheap pass count only the full)."""
+    return method.get('engine_steps', sum(row.get('steps') or 0 for row in method['relaxations']))
+
+
+def funnel_text(sizes: dict[str, Any]) -> str:
+    """How the selected candidates were relaxed: with or without the cheap pass."""
+    full = f'CHGNet (fmax {sizes["relax_fmax"]} eV/Å, at most {sizes["relax_steps"]} FIRE steps, cell relaxed)'
+    if not sizes.get('cheap_pass'):
+        return f'{sizes["relaxations"]} are selected; every selected candidate is relaxed with {full}.'
+    return (
+        f'{sizes["cheap_pass"]} are selected; cheap pass of the generation protocol on each (a short relaxation: fmax '
+        f'{sizes["cheap_fmax"]} eV/Å, at most {sizes["cheap_steps"]} FIRE steps, cell relaxed); lowest energy first, '
+        'a candidate that the cheap pass brought to the same structure as a lower one is skipped '
+        f'(`StructureMatcher` defaults) until {sizes["relaxations"]} are kept, and each kept one is relaxed from '
+        f'its cheap-pass structure with {full}. "Relaxations" below are these full ones.'
+    )
+
+
 def converged_fraction(method: dict[str, Any]) -> float | None:
     rows = method['relaxations']
     return float(np.mean([bool(row.get('converged')) for row in rows])) if rows else None
@@ -502,7 +563,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     runs, sizes = report['runs'], report['sizes']
     entries = report['data']
     lines = [
-        '# Leave-phases-out: rediscovering NbO2 and Nb2O5 (Nb-O, CHGNet)'
+        '# Leave-phases-out: rediscovering NbO2 and Nb2O5 (Nb-O, CHGNet'
+        + (', with the cheap pass)' if sizes.get('cheap_pass') else ')')
         + (' (quick smoke run)' if report['quick'] else ''),
         '',
         f'Produced by `{report["command"]}` on {report["date"]} ({report["machine"]}). '
@@ -534,9 +596,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f"`{sizes['protocol']}` generation protocol's criteria).",
         '- Funnel: per composition, the survivors ranked by predicted energy above the hull of the kept references and '
         'post-processed best first by `analysis.screening.select_ranked` (protocol post-processing, drop matches of '
-        f'training structures and duplicates, at most 4x examined per selected) until {sizes["relaxations"]} are '
-        'selected; every selected candidate is relaxed with CHGNet (fmax '
-        f'{sizes["relax_fmax"]} eV/Å, at most {sizes["relax_steps"]} FIRE steps, cell relaxed).',
+        f'training structures and duplicates, at most 4x examined per selected) until {funnel_text(sizes)}',
         '- Scoring hull: every OQMD entry (held-out ones included) and the elements, relaxed as above. On the hull: '
         f'{", ".join(report["hull_phases"])}.',
         '- Metrics: fraction of relaxations within 0.1 eV/atom of the scoring hull (failed relaxations count as not '
@@ -549,9 +609,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '',
         'The stages run as Python calls of the same functions, not as AiiDA processes. No MD sampling, quench or '
         'phonon checks: the training set is the kept OQMD phases only. The funnel selects the same number per '
-        "composition (the campaign's compositions take turns until M are selected) and skips the cheap pass: every "
-        'selected candidate is fully relaxed, so both arms get exactly the same number of relaxations per '
-        'composition. No phonon check of the candidates (S.U.N. uses the energy above the hull only).',
+        "composition (the campaign's compositions take turns until M are selected)"
+        + (
+            ' and ranks the cheap pass per composition (the campaign ranks all compositions together), so both arms '
+            'get exactly the same number of short and full relaxations per composition.'
+            if sizes.get('cheap_pass')
+            else ' and skips the cheap pass: every selected candidate is fully relaxed, so both arms get exactly the '
+            'same number of relaxations per composition.'
+        )
+        + ' No phonon check of the candidates (S.U.N. uses the energy above the hull only).',
         '',
         '## Results per method',
         '',
@@ -567,6 +633,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 
     lines += [
         f'| relaxations per seed | {both(lambda m: m["n_relaxed"], digits=0)} |',
+        f'| cheap-pass short relaxations per seed | {both(lambda m: m.get("n_short_relaxations", 0), digits=0)} |',
+        f'| FIRE steps per seed (cheap pass and full relaxations) | {both(engine_steps, digits=0)} |',
         f'| within 0.1 eV/atom of the hull | {both(lambda m: m["metrics"]["within_0.1_of_relaxed"], True)} |',
         f'| S.U.N. rate (per relaxation) | {both(lambda m: m["metrics"].get("sun_rate"), True)} |',
         f'| S.U.N. structures per seed | {both(lambda m: m["metrics"].get("n_sun"), digits=1)} |',
@@ -711,6 +779,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--candidates', type=int, default=None, help='GAN candidates per target (protocol default)')
     parser.add_argument('--random-candidates', type=int, default=None, help='random candidates per target (same)')
     parser.add_argument('--relaxations', type=int, default=1000, help='relaxations per composition, method and seed')
+    parser.add_argument(
+        '--cheap-pass',
+        type=int,
+        default=0,
+        metavar='M',
+        help="candidates per composition, method and seed that get the generation protocol's cheap pass (a short "
+        'relaxation), of which the --relaxations lowest distinct ones are relaxed in full (default 0: no cheap pass, '
+        'the selected candidates are relaxed in full)',
+    )
     parser.add_argument('--recovery-at', type=int, nargs='+', default=[100, 1000])
     parser.add_argument('--train-steps', type=int, default=None, help='GAN training steps (protocol default)')
     parser.add_argument('--train-seconds', type=float, default=None, help='wall-clock cap of each training')
@@ -732,7 +809,11 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
     if args.protocol == 'balanced' and relax['max_steps'] != DEFAULT_RELAX_STEPS:
         raise SystemExit(f'the stability protocol now has max_steps {relax["max_steps"]}: update DEFAULT_RELAX_STEPS')
     config = TrainingWorkChain.get_protocol_inputs(args.protocol)['config']
-    candidates = args.candidates or GenerationWorkChain.get_protocol_inputs(args.protocol)['num_per_target']
+    generation = GenerationWorkChain.get_protocol_inputs(args.protocol)
+    candidates = args.candidates or generation['num_per_target']
+    cheap = generation['cheap_pass']['parameters']
+    if args.cheap_pass and args.cheap_pass < args.relaxations:
+        raise SystemExit(f'--cheap-pass ({args.cheap_pass}) must be at least --relaxations ({args.relaxations})')
     if args.quick:
         args.seeds = args.seeds[:1]
     return Sizes(
@@ -748,6 +829,9 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         relax_steps=10 if args.quick else args.relax_steps or relax['max_steps'],
         reference_relax_steps=args.reference_relax_steps or relax['max_steps'],
         protocol=args.protocol,
+        cheap_pass=(2 if args.quick else args.cheap_pass) if args.cheap_pass else 0,
+        cheap_fmax=cheap['fmax'] if args.cheap_pass else 0.0,
+        cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
     )
 
 

@@ -1,0 +1,180 @@
+"""How well the cheap pass's duplicate check predicts which candidates relax to the same structure.
+
+Reads a finished ``leave_phases_out.py`` run with ``--cheap-pass`` from its cache (nothing is relaxed that the run did
+not relax): per seed, method and held-out composition, the candidates that the cheap pass kept, their cheap-pass
+structures and their full relaxations. Two kept candidates are *true duplicates* when their fully relaxed structures
+match (``StructureMatcher`` defaults, as the uniqueness of ``compute_metrics``). For each ``--tolerance`` (ltol, stol,
+angle of a ``StructureMatcher`` on the cheap-pass structures), the duplicate check is replayed on the kept candidates,
+lowest energy first: how many full relaxations it would have saved, and how many distinct relaxed structures it would
+have lost. Only candidates that the run relaxed are replayed, so a looser check's replacements are not measured.
+
+    python benchmarks/cheap_pass_dedupe.py --tolerance 0.2 0.3 5 --tolerance 0.3 0.5 10 -- <leave_phases_out arguments>
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import _oqmd_chgnet as labels
+import leave_phases_out as lpo
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def greedy_groups(structures: list, matcher) -> list[int]:
+    """For each structure, the index of the first earlier kept structure it matches (itself when it matches none)."""
+    from aiida_crystalgan.analysis.matching import reference_matches
+
+    kept: list[int] = []
+    group = []
+    for index, structure in enumerate(structures):
+        match = reference_matches([structure], [structures[k] for k in kept], matcher)[0]
+        if match is None:
+            kept.append(index)
+            group.append(index)
+        else:
+            group.append(kept[match])
+    return group
+
+
+def replay(cheap: list, relaxed: list, tolerances: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
+    """Distinct relaxed structures among the kept candidates, and what each tolerance's check would keep of them."""
+    from aiida_crystalgan.analysis.matching import make_matcher
+
+    truth = greedy_groups(relaxed, make_matcher())
+    out: dict[str, Any] = {'relaxed': len(relaxed), 'distinct': len(set(truth)), 'tolerances': {}}
+    for ltol, stol, angle in tolerances:
+        kept = sorted(set(greedy_groups(cheap, make_matcher(ltol, stol, angle))))
+        out['tolerances'][f'{ltol:g}/{stol:g}/{angle:g}'] = {
+            'kept': len(kept),
+            'distinct_kept': len({truth[index] for index in kept}),
+        }
+    return out
+
+
+def analyse_seed(seed: int, data: dict[str, Any], calculator, cache, sizes, cache_dir: Path, tolerances) -> list:
+    """One row per method and composition of ``seed``."""
+    model, _ = lpo.train_model(data['records'], sizes, seed, cache_dir)
+    rows = []
+    for arm in ('gan', 'random'):
+        run = lpo.funnel(arm, model, data, sizes, seed)
+        for formula, composition in run['compositions'].items():
+            kept, _ = lpo.cheap_pass(list(composition['selection'].structures.values()), calculator, cache, sizes)
+            pairs = []
+            for structure in kept:
+                result = labels.relax_cached(structure, calculator, cache, sizes.relax_fmax, sizes.relax_steps)
+                if 'error' not in result:
+                    pairs.append((structure, labels.to_structure(result)))
+            row = replay([p[0] for p in pairs], [p[1] for p in pairs], tolerances)
+            rows.append({'seed': seed, 'arm': arm, 'formula': formula, **row})
+            labels.log(f'seed {seed} {arm} {formula}: {json.dumps(row)}')
+    return rows
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    rows = report['rows']
+    lines = [
+        '# Cheap-pass duplicate check: replayed at other tolerances (leave-phases-out, Nb-O, CHGNet)',
+        '',
+        f'Produced by `{report["command"]}` on {report["date"]}, from the cache of the leave-phases-out run with the '
+        'same arguments (`leave_phases_out_cheap_pass.md`); nothing new was relaxed.',
+        '',
+        'Per seed, method and held-out composition: the candidates that the cheap pass kept (at most '
+        f'{report["sizes"]["relaxations"]}, lowest energy after the short relaxation first, after the default check), '
+        'their full relaxations, and how many of those are distinct (`StructureMatcher` defaults on the relaxed '
+        'structures). Each tolerance (ltol/stol/angle) replays the check on the cheap-pass structures of these kept '
+        'candidates: "kept" is how many full relaxations it would run, "distinct kept" how many distinct relaxed '
+        'structures those would still reach. Sums over seeds and compositions.',
+        '',
+    ]
+    names = list(rows[0]['tolerances'])
+    header = '| method | relaxed | distinct | ' + ' | '.join(f'{name}: kept / distinct kept' for name in names) + ' |'
+    lines += [header, '|---|---|---|' + '---|' * len(names)]
+    for arm in ('gan', 'random'):
+        mine = [row for row in rows if row['arm'] == arm]
+        cells = [
+            f'{sum(r["tolerances"][name]["kept"] for r in mine)} / '
+            f'{sum(r["tolerances"][name]["distinct_kept"] for r in mine)}'
+            for name in names
+        ]
+        relaxed, distinct = sum(r['relaxed'] for r in mine), sum(r['distinct'] for r in mine)
+        lines.append(f'| {arm} | {relaxed} | {distinct} | ' + ' | '.join(cells) + ' |')
+    lines += ['', '| seed | method | formula | relaxed | distinct | ' + ' | '.join(names) + ' |']
+    lines.append('|---|---|---|---|---|' + '---|' * len(names))
+    for row in rows:
+        cells = [f'{row["tolerances"][n]["kept"]} / {row["tolerances"][n]["distinct_kept"]}' for n in names]
+        lines.append(
+            f'| {row["seed"]} | {row["arm"]} | {row["formula"]} | {row["relaxed"]} | {row["distinct"]} | '
+            + ' | '.join(cells)
+            + ' |'
+        )
+    if report.get('discussion'):
+        lines += ['', report['discussion'].strip()]
+    path.write_text('\n'.join(lines) + '\n')
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
+    if '--' not in argv:
+        raise SystemExit('cheap_pass_dedupe: give the leave_phases_out.py arguments after `--`')
+    own, rest = argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument(
+        '--tolerance',
+        type=float,
+        nargs=3,
+        action='append',
+        metavar=('LTOL', 'STOL', 'ANGLE'),
+        help='StructureMatcher tolerances to replay (repeat; default: the defaults and the CDVAE ones)',
+    )
+    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
+    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
+    return parser.parse_args(own), rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parse_args(argv)
+    lpo_args = lpo.parse_args(rest)
+    if not lpo_args.cheap_pass:
+        raise SystemExit('the leave_phases_out.py arguments must include --cheap-pass')
+    folder = lpo.data_folder(lpo_args.data_dir, 'cheap_pass_dedupe')
+    if folder is None:
+        return 1
+    tolerances = [tuple(t) for t in args.tolerance or [(0.2, 0.3, 5.0), (0.3, 0.5, 10.0)]]
+    sizes = lpo.make_sizes(lpo_args)
+    cache = labels.Cache(lpo_args.cache_dir / 'chgnet')
+    calculator = labels.chgnet()
+    data = lpo.prepare_data(folder, calculator, cache, sizes)
+    rows = [
+        row
+        for seed in lpo_args.seeds
+        for row in analyse_seed(seed, data, calculator, cache, sizes, lpo_args.cache_dir, tolerances)
+    ]
+    report = {
+        'command': 'python benchmarks/cheap_pass_dedupe.py ' + lpo.public_command(argv),
+        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
+        'sizes': lpo.asdict(sizes),
+        'rows': rows,
+        'distinct_fraction': {
+            arm: float(np.mean([r['distinct'] / r['relaxed'] for r in rows if r['arm'] == arm and r['relaxed']]))
+            for arm in ('gan', 'random')
+        },
+    }
+    if args.discussion:
+        report['discussion'] = args.discussion.read_text()
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / 'cheap_pass_dedupe.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_markdown(report, args.output_dir / 'cheap_pass_dedupe.md')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
