@@ -109,12 +109,15 @@ def feed_back_candidates(
     candidate joins as ``labelled`` data and every local minimum as a ``minimum``; equivalent minima (a candidate and a
     minimum of the dataset, or two candidates) are merged, the lowest energy kept as the ``minimum``, the other kept as
     ``labelled``. The steps of each candidate's relaxation (``trajectory_<key>``, from the candidate as generated on)
-    join as ``labelled`` data.
+    join as ``labelled`` data. So do the cheap pass's results (``cheap_structure_<key>`` / ``cheap_results_<key>`` /
+    ``cheap_trajectory_<key>`` of :func:`cheap_pass_nodes`: the end point and steps of each short relaxation, the
+    candidate as generated first): the engine's energies and forces of what the generator proposes, which the physics
+    head needs to rank and guide the next round's candidates.
 
     Returns ``dataset`` and ``summary``: ``validated``, ``minima_added`` (distinct new minima),
-    ``relaxation_steps_added``, ``new_sun`` (keys of the candidates that are stable within the E_hull window, novel
-    with respect to ``dataset``, the training set that already holds the earlier rounds' candidates, and distinct
-    from each other) and ``n_new_sun``.
+    ``relaxation_steps_added``, ``cheap_pass_added`` (records of the cheap pass), ``new_sun`` (keys of the candidates
+    that are stable within the E_hull window, novel with respect to ``dataset``, the training set that already holds
+    the earlier rounds' candidates, and distinct from each other) and ``n_new_sun``.
     """
     from aiida_crystalgan.importers.cleaning import deduplicate_minima
 
@@ -124,8 +127,9 @@ def feed_back_candidates(
     for record, is_minimum in relaxed_records(rows, nodes, origin):
         added['minima' if is_minimum else 'labelled'].append(record)
     steps = relaxation_steps(nodes, origin)
+    cheap = cheap_pass_records(nodes, set(rows), f'{origin}:cheap')
     labelled, minima = split_roles(
-        [*dataset.records(role=LABELLED), *added['labelled'], *steps],
+        [*dataset.records(role=LABELLED), *added['labelled'], *steps, *cheap],
         [*dataset.records(role=MINIMUM), *added['minima']],
     )
     sun_keys = sorted(key for key, row in rows.items() if row['passes'] and row['is_novel'])
@@ -137,6 +141,7 @@ def feed_back_candidates(
         'validated': len(rows),
         'minima_added': len(minima) - dataset.num_minima,
         'relaxation_steps_added': len(steps),
+        'cheap_pass_added': len(cheap),
         'new_sun': new_sun,
         'n_new_sun': len(new_sun),
     }
@@ -146,6 +151,41 @@ def feed_back_candidates(
         'round': round_number.value,
     }
     return {'dataset': CrystalDatasetData([*labelled, *minima], metadata=metadata), 'summary': orm.Dict(summary)}
+
+
+def cheap_pass_records(nodes: Mapping[str, orm.Data], validated: set[str], origin: str) -> list:
+    """The cheap pass's results among ``nodes`` (``cheap_``-prefixed, see :func:`cheap_pass_nodes`) as ``labelled``
+    records ``<origin>:<key>`` and ``<origin>:<key>:step<step>``; the end point of a ``validated`` candidate is left
+    out (its validation relaxation starts there and brings it)."""
+    cheap = {name.removeprefix('cheap_'): node for name, node in nodes.items() if name.startswith('cheap_')}
+    records = [
+        to_record(structure, **read_results(cheap[f'results_{key}']), role=LABELLED, label=f'{origin}:{key}')
+        for name, structure in cheap.items()
+        if name.startswith('structure_') and (key := name.removeprefix('structure_')) not in validated
+    ]
+    return records + relaxation_steps(cheap, origin)
+
+
+def cheap_pass_nodes(generation: orm.ProcessNode) -> dict[str, orm.Data]:
+    """The GAN arm's cheap-pass results of a generation workchain (the inputs of its ``rank_cheap_pass_gan`` call):
+    ``cheap_structure_<key>``, ``cheap_results_<key>`` and, where the engine returned the steps,
+    ``cheap_trajectory_<key>``; empty when it ran no cheap pass (or predates the call's label)."""
+    from aiida_crystalgan.workflows.generation import GAN
+
+    calls = generation.base.links.get_outgoing(
+        link_type=LinkType.CALL_CALC, link_label_filter=f'rank_cheap_pass_{GAN}'
+    ).all()
+    if not calls:
+        return {}
+    inputs = {
+        link.link_label: link.node
+        for link in calls[0].node.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+    }
+    keys = [name.removeprefix('structure_') for name in inputs if name.startswith('structure_')]
+    nodes = relaxation_nodes(
+        {key: inputs[f'structure_{key}'] for key in keys}, {key: inputs[f'results_{key}'] for key in keys}
+    )
+    return {f'cheap_{name}': node for name, node in nodes.items()}
 
 
 def continued_training(parameters: Mapping[str, Any], parent: GanModelData | None) -> dict[str, Any]:
@@ -908,6 +948,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             node.outputs.evaluation,
             orm.Int(number),
             **nodes,
+            **cheap_pass_nodes(node),
             metadata={'call_link_label': f'round_{number}_feedback'},
         )
         summary = feedback['summary']

@@ -17,7 +17,7 @@ from aiida import orm
 from aiida.engine import ToContext, WorkChain, calcfunction, if_
 
 from aiida_crystalgan.calculations.generate import GenerateCalculation
-from aiida_crystalgan.data.dataset import CrystalDatasetData
+from aiida_crystalgan.data.dataset import MINIMUM, CrystalDatasetData
 from aiida_crystalgan.data.model import GanModelData
 from aiida_crystalgan.engines.base import (
     expose_engine_inputs,
@@ -72,7 +72,8 @@ def select_candidates(
     reference phases (``reference_structure_<key>`` / ``reference_results_<key>``, same engine as the training data)
     at the candidate's composition. Returns ``report`` (counts, the examined candidates' reports, the predicted
     E_hull of each selected one) and one ``c<index>`` structure per selected candidate, at most ``count``, from at
-    most :data:`EXAMINED_PER_SELECTED` times ``count`` post-processed candidates.
+    most :data:`EXAMINED_PER_SELECTED` times ``count`` post-processed candidates. A candidate that matches a
+    ``minimum`` of ``training`` is dropped as known.
     """
     from pymatgen.core import Composition
 
@@ -94,7 +95,7 @@ def select_candidates(
         candidates.get_structure,
         [int(indices[position]) for position in order],
         count.value,
-        training=[record.to_pymatgen() for record in training],
+        training=[record.to_pymatgen() for record in training.records(role=MINIMUM)],
         options=PostprocessOptions(validity=criteria, **settings),
         max_examined=EXAMINED_PER_SELECTED * count.value,
     )
@@ -159,10 +160,12 @@ def evaluate_candidates(
     ``nodes`` holds ``reference_structure_<key>`` / ``reference_results_<key>`` (the relaxed reference phases, same
     engine) and ``structure_<key>`` / ``results_<key>`` (the relaxed candidates). A candidate ``passes`` when it is
     a local minimum at most ``e_hull_window`` eV/atom above the hull; otherwise ``rejection_reason`` says why. It
-    ``rediscovered`` a known phase (the reference's key) when it matches that relaxed reference and their energies
-    differ by at most :data:`REDISCOVERY_TOLERANCE` eV/atom. A candidate more than ``BELOW_HULL_TOLERANCE`` below the
-    hull of the references is flagged ``possible_new_ground_state``: either a discovery or a reference set that misses
-    a known phase, for a scientist to check. Returns ``evaluation`` (per candidate) and ``hull`` (``phases``: the
+    ``is_novel`` when it matches no ``minimum`` of ``training`` (labelled structures, such as MD frames and relaxation
+    steps, are not the model's real data and do not count). It ``rediscovered`` a known phase (the reference's key)
+    when it matches that relaxed reference and their energies differ by at most :data:`REDISCOVERY_TOLERANCE` eV/atom.
+    A candidate more than ``BELOW_HULL_TOLERANCE`` below the hull of the references is flagged
+    ``possible_new_ground_state``: either a discovery or a reference set that misses a known phase, for a scientist
+    to check. Returns ``evaluation`` (per candidate) and ``hull`` (``phases``: the
     references on the hull).
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -180,7 +183,7 @@ def evaluate_candidates(
     candidates = list(relaxed(''))
     matcher = make_matcher()
     structures = [structure for _, structure, _ in candidates]
-    novel = reference_matches(structures, [record.to_pymatgen() for record in training], matcher)
+    novel = reference_matches(structures, [record.to_pymatgen() for record in training.records(role=MINIMUM)], matcher)
     phases = reference_matches(structures, [structure for _, structure, _ in known], matcher)
     verdicts = stability.get_dict()
     window = e_hull_window.value
@@ -293,7 +296,8 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
         spec.input(
             'training_dataset',
             valid_type=CrystalDatasetData,
-            help="The model's training set: candidates that match one of its structures are not new.",
+            help="The model's training set: candidates that match one of its minima are not new (its labelled "
+            'structures, such as MD frames and relaxation steps, do not count).',
         )
         spec.input(
             'postprocess',
@@ -552,7 +556,9 @@ class GenerationWorkChain(ProtocolMixin, WorkChain):
                 **{f'structure_{key}': s for key, s in structures.items()},
                 **{f'results_{key}': r for key, r in node.outputs.results.items()},
             }
-            ranked = rank_cheap_pass(self.inputs.max_validations, **nodes)
+            ranked = rank_cheap_pass(
+                self.inputs.max_validations, **nodes, metadata={'call_link_label': f'rank_cheap_pass_{arm}'}
+            )
             self.ctx.cheap[arm] = ranked
             if ranked['duplicate_of']:
                 self.report(f'{arm}: {len(ranked["duplicate_of"])} cheap-pass duplicates of lower candidates skipped')

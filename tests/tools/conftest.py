@@ -100,7 +100,7 @@ def finished_campaign(aiida_profile):
     def factory():
         from aiida import orm
 
-        from aiida_crystalgan.data.dataset import CrystalDatasetData
+        from aiida_crystalgan.data.dataset import MINIMUM, CrystalDatasetData
         from aiida_crystalgan.workflows.campaign import CampaignWorkChain
         from aiida_crystalgan.workflows.generation import evaluate_candidates, funnel_metrics
         from aiida_crystalgan.workflows.phonons import PhononWorkChain
@@ -127,6 +127,7 @@ def finished_campaign(aiida_profile):
             list(references.values()),
             energies=[REFERENCES[key][3] * len(s.sites) for key, s in references.items()],
             labels=list(references),
+            roles=MINIMUM,
         ).store()
         outputs = evaluate_candidates(orm.Dict(summary).store(), training, orm.Float(0.5).store(), **nodes)
         evaluation = outputs['evaluation']

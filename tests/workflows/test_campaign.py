@@ -117,10 +117,12 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     assert set(rounds) == {'round_1'}
     first = rounds['round_1']
     assert first['dataset'].uuid == dataset.uuid and node.outputs.next_dataset.uuid == first['next_dataset'].uuid
-    # every validated candidate and the steps of its relaxation (the candidate as generated first) join the data
-    steps = first['summary']['relaxation_steps_added']
-    assert first['next_dataset'].size == first['dataset'].size + len(first['evaluation'].get_dict()) + steps
+    # every validated candidate and the steps of its relaxation (the candidate as generated first) join the data, and
+    # so do the cheap pass's short relaxations
+    steps, cheap = first['summary']['relaxation_steps_added'], first['summary']['cheap_pass_added']
+    assert first['next_dataset'].size == first['dataset'].size + len(first['evaluation'].get_dict()) + steps + cheap
     assert steps > 0 and any(record.label.endswith(':step0') for record in first['next_dataset'])
+    assert cheap > 0 and any(record.label.startswith('round_1:cheap:') for record in first['next_dataset'])
     assert [row['round'] for row in tools.round_rows(node)] == [1]
     assert set(tools.campaign_cost(node)['round']) == {1}
 

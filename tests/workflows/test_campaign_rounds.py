@@ -10,7 +10,7 @@ from aiida.common.links import LinkType
 from click.testing import CliRunner
 
 from aiida_crystalgan.cli import cmd_root
-from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData
+from aiida_crystalgan.data.dataset import LABELLED, MINIMUM, CrystalDatasetData, to_record
 from aiida_crystalgan.engines.outputs import build_trajectory
 from aiida_crystalgan.workflows.campaign import (
     CampaignWorkChain,
@@ -20,6 +20,7 @@ from aiida_crystalgan.workflows.campaign import (
     validate_rounds,
 )
 from aiida_crystalgan.workflows.generation import evaluate_candidates
+from aiida_crystalgan.workflows.quench import relaxation_nodes
 
 REFERENCES = {  # key: (symbols, cubic lattice constant in Å, fractional positions, energy per atom in eV)
     'Nb': (['Nb'], 3.3, [[0, 0, 0]], -10.1),
@@ -146,6 +147,39 @@ def test_feedback_enlarges_the_training_set_and_counts_new_sun_structures(round_
     again = feed_back_candidates(enlarged, evaluate(enlarged), orm.Int(2), **nodes)
     assert again['summary']['n_new_sun'] == 0
     assert again['summary']['minima_added'] == 0
+
+
+def test_feedback_adds_the_cheap_pass_as_labelled_data(round_of_candidates, monkeypatch):
+    """The cheap pass's end points and steps join as labelled data; not the end point of a validated candidate, which
+    its validation relaxation starts from and brings."""
+    training, evaluate = round_of_candidates
+    evaluation = evaluate(training)
+    monkeypatch.setitem(RELAXATION_STEPS, 'c12', [0, 3])
+    short = {key: cubic_structure(NBO2[0], constant, NBO2[1]) for key, constant in (('c3', 4.9), ('c12', 5.2))}
+    results = {key: relaxation_results(structure, -7.0, 0.5, key) for key, structure in short.items()}
+    cheap = {f'cheap_{name}': node for name, node in relaxation_nodes(short, results).items()}
+    assert set(cheap) == {'cheap_structure_c3', 'cheap_results_c3', 'cheap_structure_c12', 'cheap_results_c12',
+                          'cheap_trajectory_c12'}  # fmt: skip
+
+    outputs = feed_back_candidates(training, evaluation, orm.Int(1), **evaluated_nodes(evaluation), **cheap)
+    summary = outputs['summary'].get_dict()
+    assert summary['cheap_pass_added'] == 3
+    roles = {record.label: record.role for record in outputs['dataset']}
+    assert (
+        roles['round_1:cheap:c12'] == roles['round_1:cheap:c12:step0'] == roles['round_1:cheap:c12:step3'] == (LABELLED)
+    )
+    assert 'round_1:cheap:c3' not in roles
+    steps = sum(len(value) for key, value in RELAXATION_STEPS.items() if key in CANDIDATES)
+    assert outputs['dataset'].size == training.size + len(CANDIDATES) + steps + 3
+
+
+def test_novelty_counts_the_minima_of_the_training_set_not_its_labelled_structures(round_of_candidates):
+    training, evaluate = round_of_candidates
+    copy_of_c3 = cubic_structure(*CANDIDATES['c3'][:3])
+    for role, novel in ((LABELLED, True), (MINIMUM, False)):
+        records = [*training.records(), to_record(copy_of_c3, energy=-8.0 * 3, role=role)]
+        dataset = CrystalDatasetData(records).store()
+        assert evaluate(dataset).get_dict()['c3']['is_novel'] is novel
 
 
 def test_later_rounds_train_more_steps_from_the_previous_model():
