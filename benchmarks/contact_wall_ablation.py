@@ -26,8 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gan_vs_random import DEFAULT_DATA
-from guidance_ablation import ROWS, LabelledSystem, data_folder, fmt, score, summarise, train_model
+from guidance_ablation import (
+    ROWS,
+    LabelledSystem,
+    common_parser,
+    data_folder,
+    finish_markdown,
+    fmt,
+    score,
+    summarise,
+    train_model,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ARMS = {
@@ -113,17 +122,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     for label, key in (*STRUCTURE_ROWS[:-1], ('training seconds', 'seconds')):
         cells = [fmt([run[arm]['summary'].get(key, run[arm]['training'].get(key)) for run in runs]) for arm in arms]
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '## Verdict', '', report['verdict'], '']
-    if report.get('discussion'):
-        lines += [report['discussion'], '']
-    path.write_text('\n'.join(lines))
+    finish_markdown(lines, report, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA, help='folder holding nb-o_oqmd')
-    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
-    parser.add_argument('--work-dir', type=Path, default=None, help='cache of CHGNet results and the models')
+    parser = common_parser(__doc__.split('\n\n')[0], steps=1000, relaxations=10)
     parser.add_argument(
         '--arm',
         type=parse_arm,
@@ -133,15 +136,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help='an arm: a name and its GanConfig overrides, e.g. \'wide={"min_distance_scale": 1.0}\' (repeat; '
         'default: the shortest contact x 0.85, and the defaults)',
     )
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--samples', type=int, default=100, help='generated structures per arm and seed')
-    parser.add_argument('--relaxations', type=int, default=10, help='relaxed structures per arm and seed')
-    parser.add_argument('--relax-steps', type=int, default=300)
-    parser.add_argument('--steps', type=int, default=1000, help='training steps')
-    parser.add_argument('--n-max', type=int, default=12)
-    parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
-    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
-    parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
     return parser.parse_args(argv)
 
 

@@ -291,8 +291,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             for method in METHODS
         }
         lines.append(f'| {label} | {fmt(values["guided"])} | {fmt(values["unguided"])} |')
-    lines += ['', '## Verdict', '', report['verdict'], '']
-    path.write_text('\n'.join(lines))
+    finish_markdown(lines, report, path)
 
 
 def verdict(runs: list[dict[str, Any]]) -> str:
@@ -314,17 +313,34 @@ def verdict(runs: list[dict[str, Any]]) -> str:
     return ' '.join(sentences)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+def common_parser(description: str, steps: int, relaxations: int) -> argparse.ArgumentParser:
+    """The arguments that the ablations on the OQMD Nb-O phases share: folders, seeds, sizes, a discussion, --quick."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA, help='folder holding nb-o_oqmd')
     parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
     parser.add_argument('--work-dir', type=Path, default=None, help='cache of CHGNet results and the models')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--samples', type=int, default=100, help='generated structures per method per seed')
-    parser.add_argument('--relaxations', type=int, default=5, help='relaxed structures per method per seed')
+    parser.add_argument('--samples', type=int, default=100, help='generated structures scored per arm and seed')
+    parser.add_argument('--relaxations', type=int, default=relaxations, help='relaxed structures per arm and seed')
     parser.add_argument('--relax-steps', type=int, default=300)
-    parser.add_argument('--steps', type=int, default=300, help='training steps')
+    parser.add_argument('--steps', type=int, default=steps, help='training steps (of the first round, if two)')
     parser.add_argument('--n-max', type=int, default=12)
+    parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
+    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
+    parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
+    return parser
+
+
+def finish_markdown(lines: list[str], report: dict[str, Any], path: Path) -> None:
+    """Write ``lines`` to ``path`` with the report's verdict and, if any, its hand-written discussion."""
+    lines += ['', '## Verdict', '', report['verdict'], '']
+    if report.get('discussion'):
+        lines += [report['discussion'], '']
+    path.write_text('\n'.join(lines))
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = common_parser(__doc__.split('\n\n')[0], steps=300, relaxations=5)
     parser.add_argument(
         '--guided-weights',
         type=float,
@@ -344,8 +360,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar='JSON',
         help='only merge the reports of runs with different seeds into one report in --output-dir',
     )
-    parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
-    parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
     return parser.parse_args(argv)
 
 
@@ -461,6 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         'total_seconds': time.perf_counter() - started,
     }
     report['verdict'] = verdict(runs)
+    if args.discussion:
+        report['discussion'] = args.discussion.read_text()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / 'guidance_ablation.json').write_text(json.dumps(report, indent=1) + '\n')
     write_markdown(report, args.output_dir / 'guidance_ablation.md')

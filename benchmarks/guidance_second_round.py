@@ -37,8 +37,18 @@ from typing import Any
 
 import _oqmd_chgnet as labels
 import numpy as np
-from gan_vs_random import DEFAULT_DATA
-from guidance_ablation import ROWS, LabelledSystem, data_folder, fmt, merged_report, score, summarise, train_model
+from guidance_ablation import (
+    ROWS,
+    LabelledSystem,
+    common_parser,
+    data_folder,
+    finish_markdown,
+    fmt,
+    merged_report,
+    score,
+    summarise,
+    train_model,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 UNGUIDED = {'energy_weight': 0.0, 'force_weight': 0.0}
@@ -150,25 +160,13 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     for label, key in ROWS:
         cells = [fmt([statistic(run[arm], key) for run in runs]) for arm in ARMS]
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '## Verdict', '', report['verdict'], '']
-    if report.get('discussion'):
-        lines += [report['discussion'], '']
-    path.write_text('\n'.join(lines))
+    finish_markdown(lines, report, path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data-dir', type=Path, default=DEFAULT_DATA, help='folder holding nb-o_oqmd')
-    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
-    parser.add_argument('--work-dir', type=Path, default=None, help='cache of CHGNet results and the models')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--steps', type=int, default=1000, help='training steps of the first round')
+    parser = common_parser(__doc__.split('\n\n')[0], steps=1000, relaxations=10)
     parser.add_argument('--round-steps', type=int, default=500, help='training steps of the second round')
     parser.add_argument('--labelled', type=int, default=300, help='generated structures labelled after round 1')
-    parser.add_argument('--samples', type=int, default=100, help='generated structures scored per arm and seed')
-    parser.add_argument('--relaxations', type=int, default=10, help='relaxed structures per arm and seed')
-    parser.add_argument('--relax-steps', type=int, default=300)
-    parser.add_argument('--n-max', type=int, default=12)
     parser.add_argument(
         '--guided-weights',
         type=float,
@@ -178,8 +176,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="energy_weight and force_weight of the guided arms of round 2 (default: the protocol's, which the "
         'first round always uses)',
     )
-    parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
-    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     parser.add_argument(
         '--merge',
         type=Path,
@@ -188,7 +184,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar='JSON',
         help='only merge the reports of runs with different seeds into one report in --output-dir',
     )
-    parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
     return parser.parse_args(argv)
 
 
