@@ -13,11 +13,7 @@ subset. The first arm is the reference of the verdict.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 import tempfile
 import time
@@ -33,7 +29,8 @@ from guidance_ablation import (
     data_folder,
     finish_markdown,
     fmt,
-    score,
+    run_report,
+    score_with,
     summarise,
     train_model,
 )
@@ -144,7 +141,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = data_folder(args, 'contact_wall_ablation')
     if data_dir is None:
         return 0
-    import torch
 
     from aiida_crystalgan.workflows.training import TrainingWorkChain
 
@@ -160,35 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for index, (arm, overrides) in enumerate(arms.items()):
             folder = work / 'models' / f'arm{index}-{seed}'
             checkpoint, training = train_model(system.records, {**config, **overrides, 'seed': seed}, folder)
-            scored = score(
-                checkpoint,
-                system.targets,
-                args.samples,
-                seed + 100,
-                system.diagram,
-                system.calculator,
-                system.cache,
-                args.relaxations,
-                args.relax_steps,
-            )
+            scored = score_with(system, checkpoint, args, seed)
             run[arm] = {'walls': walls(checkpoint), 'training': training, 'summary': summarise(scored)}
             print(f'seed {seed} {arm}: {json.dumps(run[arm]["summary"])}', flush=True)
         runs.append(run)
     report = {
-        'command': 'python benchmarks/contact_wall_ablation.py '
-        + shlex.join(sys.argv[1:] if argv is None else list(argv)).replace(str(data_dir), '"$DATA"'),
-        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores, 1 torch thread, '
-        f'torch {torch.__version__}',
+        **run_report('contact_wall_ablation.py', argv, data_dir, system, args),
         'config': base,
         'arms': arms,
-        'seeds': args.seeds,
-        'samples': args.samples,
-        'relaxations': args.relaxations,
-        'relax_steps': args.relax_steps,
-        'targets': [target.key for target in system.targets],
-        'num_records': len(system.records),
-        'num_minima': sum(record.role == 'minimum' for record in system.records),
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }

@@ -211,6 +211,44 @@ def summarise(scored: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def score_with(system: LabelledSystem, checkpoint: Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """:func:`score` of ``checkpoint`` with the run's sizes (``args``) on ``system``, generation seed ``seed`` + 100."""
+    return score(
+        checkpoint,
+        system.targets,
+        args.samples,
+        seed + 100,
+        system.diagram,
+        system.calculator,
+        system.cache,
+        args.relaxations,
+        args.relax_steps,
+    )
+
+
+def run_report(
+    script: str, argv: Sequence[str] | None, data_dir: Path, system: LabelledSystem, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The fields that every ablation report has: the command (data folder as ``$DATA``), date, machine, sizes and
+    training data."""
+    import torch
+
+    arguments = shlex.join(sys.argv[1:] if argv is None else list(argv)).replace(str(data_dir), '"$DATA"')
+    return {
+        'command': f'python benchmarks/{script} {arguments}',
+        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
+        'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores, 1 torch thread, '
+        f'torch {torch.__version__}',
+        'seeds': args.seeds,
+        'samples': args.samples,
+        'relaxations': args.relaxations,
+        'relax_steps': args.relax_steps,
+        'targets': [target.key for target in system.targets],
+        'num_records': len(system.records),
+        'num_minima': sum(record.role == 'minimum' for record in system.records),
+    }
+
+
 def rank_correlation(rows: list[tuple[str, float, float]]) -> float | None:
     """Mean over formulas (those with at least 5 rows) of Spearman's rank correlation of ``(formula, x, y)`` rows'
     x and y: how well x orders structures of one composition as y does (None without such a formula)."""
@@ -328,6 +366,14 @@ def common_parser(description: str, steps: int, relaxations: int) -> argparse.Ar
     parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
+    parser.add_argument(
+        '--merge',
+        type=Path,
+        nargs='+',
+        default=None,
+        metavar='JSON',
+        help='only merge the reports of runs with different seeds into one report in --output-dir',
+    )
     return parser
 
 
@@ -352,14 +398,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
     parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
     parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
-    parser.add_argument(
-        '--merge',
-        type=Path,
-        nargs='+',
-        default=None,
-        metavar='JSON',
-        help='only merge the reports of runs with different seeds into one report in --output-dir',
-    )
     return parser.parse_args(argv)
 
 
@@ -398,16 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = data_folder(args, 'guidance_ablation')
     if data_dir is None:
         return 0
-    import torch
-
     warnings.filterwarnings('ignore')
     from aiida_crystalgan.gan import GanConfig
 
     started = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='guidance_ablation_'))
     system = LabelledSystem.prepare(data_dir, work, args.reference_atoms, args.n_max)
-    records, targets, diagram = system.records, system.targets, system.diagram
-    calculator, cache = system.calculator, system.cache
 
     base = {
         'n_max': args.n_max,
@@ -437,40 +471,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if method == 'unguided' or not args.guided_weights
                 else work / f'guided-{args.guided_weights[0]:g}-{args.guided_weights[1]:g}-{seed}'
             )
-            checkpoint, training = train_model(records, values, folder)
+            checkpoint, training = train_model(system.records, values, folder)
             labels.log(f'seed {seed} {method}: trained in {training["seconds"]:.0f} s, head curve {training["curve"]}')
-            scored = score(
-                checkpoint,
-                targets,
-                args.samples,
-                seed + 100,
-                diagram,
-                calculator,
-                cache,
-                args.relaxations,
-                args.relax_steps,
-            )
+            scored = score_with(system, checkpoint, args, seed)
             run[method] = {'training': training, 'summary': summarise(scored), 'scored': scored}
             labels.log(f'seed {seed} {method}: {json.dumps(run[method]["summary"])}')
         runs.append(run)
 
-    command = 'python benchmarks/guidance_ablation.py' + (
-        ' ' + shlex.join(sys.argv[1:]) if argv is None and sys.argv[1:] else ''
-    )
     report = {
-        'command': command,
-        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores shared with other jobs, 1 torch thread, '
-        f'torch {torch.__version__}',
+        **run_report('guidance_ablation.py', argv, data_dir, system, args),
         'config': base,
         'guided_weights': guided,
-        'seeds': args.seeds,
-        'samples': args.samples,
-        'relaxations': args.relaxations,
-        'relax_steps': args.relax_steps,
-        'targets': [t.key for t in targets],
-        'num_records': len(records),
-        'num_minima': sum(record.role == 'minimum' for record in records),
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }

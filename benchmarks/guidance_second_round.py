@@ -22,11 +22,8 @@ a subset).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -45,7 +42,8 @@ from guidance_ablation import (
     finish_markdown,
     fmt,
     merged_report,
-    score,
+    run_report,
+    score_with,
     summarise,
     train_model,
 )
@@ -176,14 +174,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="energy_weight and force_weight of the guided arms of round 2 (default: the protocol's, which the "
         'first round always uses)',
     )
-    parser.add_argument(
-        '--merge',
-        type=Path,
-        nargs='+',
-        default=None,
-        metavar='JSON',
-        help='only merge the reports of runs with different seeds into one report in --output-dir',
-    )
     return parser.parse_args(argv)
 
 
@@ -210,7 +200,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.quick:
         args.round_steps, args.labelled = 10, 10
-    import torch
 
     from aiida_crystalgan.gan import GanConfig
     from aiida_crystalgan.workflows.training import TrainingWorkChain
@@ -235,38 +224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             values = {**config, **(weights or guided), 'seed': seed, 'steps': args.steps + args.round_steps}
             folder = work / 'models' / f'round2-{weights_name}-arm{index}-{seed}'
             checkpoint, training = train_model(records, values, folder, resume=first)
-            scored = score(
-                checkpoint,
-                system.targets,
-                args.samples,
-                seed + 100,
-                system.diagram,
-                system.calculator,
-                system.cache,
-                args.relaxations,
-                args.relax_steps,
-            )
+            scored = score_with(system, checkpoint, args, seed)
             run[arm] = {'training': training, 'summary': summarise(scored)}
             labels.log(f'seed {seed} {arm}: {json.dumps(run[arm]["summary"])}')
         runs.append(run)
     report = {
-        'command': 'python benchmarks/guidance_second_round.py '
-        + shlex.join(sys.argv[1:] if argv is None else list(argv)).replace(str(data_dir), '"$DATA"'),
-        'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
-        'machine': f'{platform.node() or "host"}: {os.cpu_count()} CPU cores, 1 torch thread, '
-        f'torch {torch.__version__}',
+        **run_report('guidance_second_round.py', argv, data_dir, system, args),
         'config': base,
         'first_round_weights': first_weights,
         'guided_weights': guided,
-        'seeds': args.seeds,
         'labelled': args.labelled,
         'round_steps': args.round_steps,
-        'samples': args.samples,
-        'relaxations': args.relaxations,
-        'relax_steps': args.relax_steps,
-        'targets': [target.key for target in system.targets],
-        'num_records': len(system.records),
-        'num_minima': sum(record.role == 'minimum' for record in system.records),
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }
