@@ -16,6 +16,7 @@ from pymatgen.core import Structure
 __all__ = (
     'BENCHMARK_TOLERANCES',
     'duplicate_indices',
+    'first_distinct',
     'group_by_formula',
     'make_matcher',
     'reference_matches',
@@ -51,6 +52,25 @@ def duplicate_indices(structures: Sequence[Structure], matcher: StructureMatcher
             else:
                 duplicate_of[index] = match
     return duplicate_of
+
+
+def first_distinct(
+    structures: Sequence[Structure], count: int, matcher: StructureMatcher | None = None
+) -> tuple[list[int], dict[int, int]]:
+    """Walk ``structures`` in order (best first) and keep each that matches none kept before it, until ``count`` are
+    kept: the kept indices, and for each structure skipped on the way the index of the kept one it matches."""
+    matcher = matcher or make_matcher()
+    kept: list[int] = []
+    duplicate_of: dict[int, int] = {}
+    for index, structure in enumerate(structures):
+        if len(kept) == count:
+            break
+        match = reference_matches([structure], [structures[k] for k in kept], matcher)[0]
+        if match is None:
+            kept.append(index)
+        else:
+            duplicate_of[index] = kept[match]
+    return kept, duplicate_of
 
 
 def reference_matches(

@@ -177,15 +177,7 @@ def cheap_pass_nodes(generation: orm.ProcessNode) -> dict[str, orm.Data]:
     ).all()
     if not calls:
         return {}
-    inputs = {
-        link.link_label: link.node
-        for link in calls[0].node.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
-    }
-    keys = [name.removeprefix('structure_') for name in inputs if name.startswith('structure_')]
-    nodes = relaxation_nodes(
-        {key: inputs[f'structure_{key}'] for key in keys}, {key: inputs[f'results_{key}'] for key in keys}
-    )
-    return {f'cheap_{name}': node for name, node in nodes.items()}
+    return {f'cheap_{name}': node for name, node in relaxation_inputs(calls[0].node).items()}
 
 
 def continued_training(parameters: Mapping[str, Any], parent: GanModelData | None) -> dict[str, Any]:
@@ -201,9 +193,14 @@ def evaluated_nodes(evaluation: orm.Dict) -> dict[str, orm.Data]:
     """The relaxed candidates and their engine results (``structure_<key>``, ``results_<key>``) that ``evaluation``
     was computed from (the inputs of the calcfunction that created it), with their relaxations' steps
     (``trajectory_<key>``) where the engine returned them."""
-    creator = evaluation.base.links.get_incoming(link_type=LinkType.CREATE).one().node
+    return relaxation_inputs(evaluation.base.links.get_incoming(link_type=LinkType.CREATE).one().node)
+
+
+def relaxation_inputs(calculation: orm.ProcessNode) -> dict[str, orm.Data]:
+    """The relaxed structures and engine results (``structure_<key>``, ``results_<key>``) among the inputs of a
+    calcfunction, with their relaxations' steps (``trajectory_<key>``) where the engine returned them."""
     inputs = {
-        link.link_label: link.node for link in creator.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
+        link.link_label: link.node for link in calculation.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all()
     }
     keys = [name.removeprefix('structure_') for name in inputs if name.startswith('structure_')]
     return relaxation_nodes(

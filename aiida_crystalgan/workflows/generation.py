@@ -128,7 +128,7 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
     candidate can rediscover).
     """
     from aiida_crystalgan.analysis.hull import energy_above_hull
-    from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
+    from aiida_crystalgan.analysis.matching import first_distinct
 
     diagram = _phase_diagram(nodes)
     structures = {key: structure.get_pymatgen() for key, structure in _pairs(nodes, 'structure_')}
@@ -136,17 +136,10 @@ def rank_cheap_pass(count: orm.Int, **nodes: orm.Data) -> orm.Dict:
         key: energy_above_hull(diagram, structure.composition, nodes[f'results_{key}'].base.attributes.get('energy'))
         for key, structure in structures.items()
     }
-    matcher = make_matcher()
-    selected: list[str] = []
-    duplicate_of: dict[str, str] = {}
-    for key in sorted(e_hull, key=lambda key: (e_hull[key], key)):
-        if len(selected) == count.value:
-            break
-        match = reference_matches([structures[key]], [structures[kept] for kept in selected], matcher)[0]
-        if match is None:
-            selected.append(key)
-        else:
-            duplicate_of[key] = selected[match]
+    order = sorted(e_hull, key=lambda key: (e_hull[key], key))
+    kept, duplicates = first_distinct([structures[key] for key in order], count.value)
+    selected = [order[index] for index in kept]
+    duplicate_of = {order[index]: order[match] for index, match in duplicates.items()}
     known = sum(len(structure.get_kind_names()) > 1 for _, structure in _pairs(nodes, 'reference_structure_'))
     return orm.Dict({'e_above_hull': e_hull, 'selected': selected, 'duplicate_of': duplicate_of, 'known_phases': known})
 
