@@ -28,30 +28,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def greedy_groups(structures: list, matcher) -> list[int]:
-    """For each structure, the index of the first earlier kept structure it matches (itself when it matches none)."""
-    from aiida_crystalgan.analysis.matching import reference_matches
-
-    kept: list[int] = []
-    group = []
-    for index, structure in enumerate(structures):
-        match = reference_matches([structure], [structures[k] for k in kept], matcher)[0]
-        if match is None:
-            kept.append(index)
-            group.append(index)
-        else:
-            group.append(kept[match])
-    return group
-
-
 def replay(cheap: list, relaxed: list, tolerances: Sequence[tuple[float, float, float]]) -> dict[str, Any]:
     """Distinct relaxed structures among the kept candidates, and what each tolerance's check would keep of them."""
-    from aiida_crystalgan.analysis.matching import make_matcher
+    from aiida_crystalgan.analysis.matching import duplicate_indices, make_matcher
 
-    truth = greedy_groups(relaxed, make_matcher())
+    def kinds(structures: list, matcher) -> list[int]:
+        """Each structure's first earlier structure of its kind (itself when none)."""
+        return [index if first is None else first for index, first in enumerate(duplicate_indices(structures, matcher))]
+
+    truth = kinds(relaxed, make_matcher())
     out: dict[str, Any] = {'relaxed': len(relaxed), 'distinct': len(set(truth)), 'tolerances': {}}
     for ltol, stol, angle in tolerances:
-        kept = sorted(set(greedy_groups(cheap, make_matcher(ltol, stol, angle))))
+        kept = sorted(set(kinds(cheap, make_matcher(ltol, stol, angle))))
         out['tolerances'][f'{ltol:g}/{stol:g}/{angle:g}'] = {
             'kept': len(kept),
             'distinct_kept': len({truth[index] for index in kept}),

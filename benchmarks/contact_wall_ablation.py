@@ -25,10 +25,10 @@ import numpy as np
 from guidance_ablation import (
     ROWS,
     LabelledSystem,
+    arm_table,
     common_parser,
     data_folder,
     finish_markdown,
-    fmt,
     run_report,
     score_with,
     summarise,
@@ -113,12 +113,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'{report["relax_steps"]} steps, cell relaxed). Hull: CHGNet-relaxed OQMD phases and elements. Values are the '
         'mean ± standard deviation over seeds of the per-run statistic.',
         '',
-        '| quantity | ' + ' | '.join(f'`{arm}`' for arm in arms) + ' |',
-        '|---|' + '---|' * len(arms),
+        *arm_table((*STRUCTURE_ROWS[:-1], ('training seconds', 'seconds')), runs, arms, [f'`{arm}`' for arm in arms]),
     ]
-    for label, key in (*STRUCTURE_ROWS[:-1], ('training seconds', 'seconds')):
-        cells = [fmt([run[arm]['summary'].get(key, run[arm]['training'].get(key)) for run in runs]) for arm in arms]
-        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     finish_markdown(lines, report, path)
 
 

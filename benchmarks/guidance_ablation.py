@@ -312,23 +312,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '',
         'Values are the mean ± standard deviation over seeds of the per-run statistic.',
         '',
-        '| quantity | guided | unguided |',
-        '|---|---|---|',
+        *arm_table(ROWS, runs, list(METHODS), list(METHODS)),
     ]
-    for label, key in ROWS:
-        values = {
-            method: [
-                run[method]['summary'].get(
-                    key,
-                    run[method]['training']['curve'].get(key)
-                    if key.startswith('head_')
-                    else run[method]['training'].get(key),
-                )
-                for run in runs
-            ]
-            for method in METHODS
-        }
-        lines.append(f'| {label} | {fmt(values["guided"])} | {fmt(values["unguided"])} |')
     finish_markdown(lines, report, path)
 
 
@@ -366,6 +351,32 @@ def common_parser(description: str, steps: int, relaxations: int) -> argparse.Ar
     parser.add_argument('--reference-atoms', type=int, default=24, help='largest OQMD phase relaxed for the hull')
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     parser.add_argument('--quick', action='store_true', help='smoke run: 1 seed, 20 steps, 10 samples, 1 relaxation')
+    return parser
+
+
+def arm_value(arm: dict[str, Any], key: str) -> float | None:
+    """One arm's value of a table row: from its generated structures' summary, else from its training (or the
+    physics head's curve over training)."""
+    if key in arm['summary']:
+        return arm['summary'][key]
+    training = arm['training']
+    return training[key] if key in training else training.get('curve', {}).get(key)
+
+
+def arm_table(
+    rows: Sequence[tuple[str, str]], runs: list[dict[str, Any]], arms: Sequence[str], headers: Sequence[str]
+) -> list[str]:
+    """A Markdown table: one line per ``(label, key)`` of ``rows``, one column per arm (``headers``), each cell the
+    mean ± standard deviation over ``runs`` of :func:`arm_value`."""
+    lines = ['| quantity | ' + ' | '.join(headers) + ' |', '|---|' + '---|' * len(arms)]
+    for label, key in rows:
+        cells = [fmt([arm_value(run[arm], key) for run in runs]) for arm in arms]
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def add_merge_argument(parser: argparse.ArgumentParser) -> None:
+    """``--merge JSON...``: for the ablations that run their seeds in separate processes."""
     parser.add_argument(
         '--merge',
         type=Path,
@@ -374,7 +385,6 @@ def common_parser(description: str, steps: int, relaxations: int) -> argparse.Ar
         metavar='JSON',
         help='only merge the reports of runs with different seeds into one report in --output-dir',
     )
-    return parser
 
 
 def finish_markdown(lines: list[str], report: dict[str, Any], path: Path) -> None:
@@ -398,6 +408,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, default=None, help='batch_size (default: GanConfig)')
     parser.add_argument('--warmup-steps', type=int, default=None, help='physics_warmup_steps (default: GanConfig)')
     parser.add_argument('--ramp-steps', type=int, default=None, help='physics_ramp_steps (default: GanConfig)')
+    add_merge_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -37,10 +37,11 @@ import numpy as np
 from guidance_ablation import (
     ROWS,
     LabelledSystem,
+    add_merge_argument,
+    arm_table,
     common_parser,
     data_folder,
     finish_markdown,
-    fmt,
     merged_report,
     run_report,
     score_with,
@@ -120,14 +121,6 @@ def verdict(runs: list[dict[str, Any]]) -> str:
     return ' '.join(sentences)
 
 
-def statistic(arm: dict[str, Any], key: str) -> float | None:
-    """One arm's value of a row: from its generated structures' summary, else from its training."""
-    if key in arm['summary']:
-        return arm['summary'][key]
-    training = arm['training']
-    return training[key] if key in training else training.get('curve', {}).get(key)
-
-
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     runs = report['runs']
     lines = [
@@ -152,12 +145,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'{report["relax_steps"]} steps, cell relaxed). Hull: CHGNet-relaxed OQMD phases and elements. Values are the '
         'mean ± standard deviation over seeds of the per-run statistic; the head rows are the physics head of the arm.',
         '',
-        '| quantity | ' + ' | '.join(f'`{arm}`' for arm in ARMS) + ' |',
-        '|---|' + '---|' * len(ARMS),
+        *arm_table(ROWS, runs, list(ARMS), [f'`{arm}`' for arm in ARMS]),
     ]
-    for label, key in ROWS:
-        cells = [fmt([statistic(run[arm], key) for run in runs]) for arm in ARMS]
-        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     finish_markdown(lines, report, path)
 
 
@@ -174,6 +163,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="energy_weight and force_weight of the guided arms of round 2 (default: the protocol's, which the "
         'first round always uses)',
     )
+    add_merge_argument(parser)
     return parser.parse_args(argv)
 
 

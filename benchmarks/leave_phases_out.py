@@ -268,10 +268,11 @@ def first_unrelaxed_matches(records: list, order: list[int], phases: dict[int, A
 def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) -> tuple[list, dict[str, Any]]:
     """The campaign's cheap pass on one composition's selected candidates: a short relaxation of each, then, lowest
     energy first, the ``sizes.relaxations`` that it did not bring to the same structure as a lower one (the rule of
-    ``workflows.generation.rank_cheap_pass``; within one composition, energy per atom orders as E above the hull).
-    Returns the cheap-pass structures to relax in full and the pass's counts; a failed short relaxation is left out.
+    ``workflows.generation.rank_cheap_pass``, ``analysis.matching.first_distinct``; within one composition, energy
+    per atom orders as E above the hull). Returns the cheap-pass structures to relax in full and the pass's counts; a
+    failed short relaxation is left out.
     """
-    from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
+    from aiida_crystalgan.analysis.matching import first_distinct
 
     passed, steps, seconds = [], 0, 0.0
     for candidate in candidates:
@@ -280,22 +281,16 @@ def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) 
         if 'error' not in result:
             steps += result['steps']
             passed.append((result['energy'] / len(candidate), len(passed), labels.to_structure(result)))
-    matcher, kept, duplicates = make_matcher(), [], 0
-    for _, _, structure in sorted(passed, key=lambda item: item[:2]):
-        if len(kept) == sizes.relaxations:
-            break
-        if reference_matches([structure], kept, matcher)[0] is None:
-            kept.append(structure)
-        else:
-            duplicates += 1
+    ordered = [structure for _, _, structure in sorted(passed, key=lambda item: item[:2])]
+    kept, duplicates = first_distinct(ordered, sizes.relaxations)
     counts = {
         'short_relaxations': len(candidates),
         'failed': len(candidates) - len(passed),
-        'duplicates_skipped': duplicates,
+        'duplicates_skipped': len(duplicates),
         'steps': steps,
         'seconds': seconds,
     }
-    return kept, counts
+    return [ordered[index] for index in kept], counts
 
 
 def relax_and_score(
