@@ -59,6 +59,8 @@ NAMED_PHASES = {
     31135: 'R-Nb2O5 (C2/m)',
 }
 RUTILE, NB2O5_PHASES = 10057, (3586, 31135)
+#: How the targets table writes a target's ``met``.
+VERDICTS = {True: 'met', False: '**missed**', None: 'not attempted'}
 #: Held-out compositions and formula units that contain the four named phases (6, 24, 7 and 14 atoms).
 DEFAULT_TARGETS = ('NbO2x2', 'NbO2x8', 'Nb2O5x1', 'Nb2O5x2')
 TARGETS_IN_ISSUE = {'sun_ratio_vs_random': 3.0, 'gan_within_0.1': 0.40, 'relaxations_per_method': 100, 'seeds': 3}
@@ -265,12 +267,14 @@ def first_unrelaxed_matches(records: list, order: list[int], phases: dict[int, A
     return found
 
 
-def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) -> tuple[list, dict[str, Any]]:
+def cheap_pass(
+    candidates: list, calculator, cache: labels.Cache, sizes: Sizes
+) -> tuple[list[tuple[float, Any]], dict[str, Any]]:
     """The campaign's cheap pass on one composition's selected candidates: a short relaxation of each, then, lowest
     energy first, the ``sizes.relaxations`` that it did not bring to the same structure as a lower one (the rule of
     ``workflows.generation.rank_cheap_pass``, ``analysis.matching.first_distinct``; within one composition, energy
-    per atom orders as E above the hull). Returns the cheap-pass structures to relax in full and the pass's counts; a
-    failed short relaxation is left out.
+    per atom orders as E above the hull). Returns the cheap-pass structures to relax in full, each with its energy per
+    atom after the pass, and the pass's counts; a failed short relaxation is left out.
     """
     from aiida_crystalgan.analysis.matching import first_distinct
 
@@ -281,8 +285,8 @@ def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) 
         if 'error' not in result:
             steps += result['steps']
             passed.append((result['energy'] / len(candidate), len(passed), labels.to_structure(result)))
-    ordered = [structure for _, _, structure in sorted(passed, key=lambda item: item[:2])]
-    kept, duplicates = first_distinct(ordered, sizes.relaxations)
+    passed.sort(key=lambda item: item[:2])
+    kept, duplicates = first_distinct([structure for _, _, structure in passed], sizes.relaxations)
     counts = {
         'short_relaxations': len(candidates),
         'failed': len(candidates) - len(passed),
@@ -290,7 +294,7 @@ def cheap_pass(candidates: list, calculator, cache: labels.Cache, sizes: Sizes) 
         'steps': steps,
         'seconds': seconds,
     }
-    return [ordered[index] for index in kept], counts
+    return [(passed[index][0], passed[index][2]) for index in kept], counts
 
 
 def relax_and_score(
@@ -313,7 +317,8 @@ def relax_and_score(
         first: dict[int, int] = {}
         to_relax = list(selection.structures.values())
         if sizes.cheap_pass:
-            to_relax, out['cheap_pass'][formula] = cheap_pass(to_relax, calculator, cache, sizes)
+            kept, out['cheap_pass'][formula] = cheap_pass(to_relax, calculator, cache, sizes)
+            to_relax = [structure for _, structure in kept]
         for rank, candidate in enumerate(to_relax, start=1):
             result = labels.relax_cached(candidate, calculator, cache, sizes.relax_fmax, sizes.relax_steps)
             row = {'formula': formula, 'rank': rank, 'num_atoms': len(candidate), 'seconds': result['seconds']}
@@ -444,8 +449,14 @@ def recovery_text(runs: list[dict[str, Any]], arm: str, phase: int, n: int) -> s
     return f'{sum(values)}/{len(values)}'
 
 
+def targeted(runs: list[dict[str, Any]], phase: int) -> bool:
+    """Whether a target cell of the runs can hold the held-out ``phase`` (its recovery was looked for)."""
+    return any(str(phase) in c['recovery_at'] for run in runs for c in run['gan']['compositions'].values())
+
+
 def assess(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of the issue: what was required, what was measured, met or missed."""
+    """Each target of the issue: what was required, what was measured, met (True), missed (False) or not attempted
+    (None)."""
     runs = report['runs']
     rows = []
     for label, phases in (
@@ -453,14 +464,11 @@ def assess(report: dict[str, Any]) -> list[dict[str, Any]]:
         ('a Nb2O5 polymorph (B or R) recovered in every seed', NB2O5_PHASES),
     ):
         hits = [any(p in run['gan']['rediscovered'] for p in phases) for run in runs]
-        rows.append(
-            {
-                'target': f'GAN: {label}',
-                'required': 'every seed',
-                'measured': f'{sum(hits)} of {len(hits)} seeds',
-                'met': all(hits) and bool(hits),
-            }
-        )
+        if any(targeted(runs, phase) for phase in phases):
+            measured, met = f'{sum(hits)} of {len(hits)} seeds', all(hits) and bool(hits)
+        else:
+            measured, met = 'no target cell holds it', None
+        rows.append({'target': f'GAN: {label}', 'required': 'every seed', 'measured': measured, 'met': met})
     gan = [run['gan']['metrics'].get('sun_rate') or 0.0 for run in runs]
     rnd = [run['random']['metrics'].get('sun_rate') or 0.0 for run in runs]
     gan_mean, rnd_mean = float(np.mean(gan)), float(np.mean(rnd))
@@ -642,8 +650,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         cells = []
         for arm in ('gan', 'random'):
             hits = sum(phase in run[arm]['rediscovered'] for run in runs)
-            targeted = any(str(phase) in c['recovery_at'] for run in runs for c in run[arm]['compositions'].values())
-            cells.append(f'{hits}/{len(runs)} seeds' if targeted else 'not attempted (its cell is not a target)')
+            cells.append(
+                f'{hits}/{len(runs)} seeds' if targeted(runs, phase) else 'not attempted (its cell is not a target)'
+            )
         lines.append(f'| {name} recovered | {cells[0]} | {cells[1]} |')
     for n in sizes['recovery_at']:
         for phase, name in NAMED_PHASES.items():
@@ -690,9 +699,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         '|---|---|---|---|',
     ]
     for row in report['assessment']:
-        lines.append(
-            f'| {row["target"]} | {row["required"]} | {row["measured"]} | {"met" if row["met"] else "**missed**"} |'
-        )
+        lines.append(f'| {row["target"]} | {row["required"]} | {row["measured"]} | {VERDICTS[row["met"]]} |')
     lines += [
         '',
         '## Per seed',
@@ -919,7 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report['cost'] = cost_estimate(report)
     save_report(report, args, 'leave_phases_out', write_markdown)
     for row in report['assessment']:
-        labels.log(f'{row["target"]}: {row["measured"]} ({"met" if row["met"] else "missed"})')
+        labels.log(f'{row["target"]}: {row["measured"]} ({VERDICTS[row["met"]].strip("*")})')
     return 0
 
 
