@@ -110,7 +110,7 @@ def analyse_seed(
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     rows = report['rows']
     lines = [
-        '# Cheap-pass duplicate check: replayed at other tolerances (leave-phases-out, Nb-O, CHGNet)',
+        '# Cheap-pass duplicate check: replayed at other tolerances and on energies (leave-phases-out, Nb-O, CHGNet)',
         '',
         f'Produced by `{report["command"]}` on {report["date"]}, from the cache of the leave-phases-out run with the '
         'same arguments (`leave_phases_out_cheap_pass.md`); nothing new was relaxed.',
