@@ -308,6 +308,17 @@ def generation_targets(structures: list[orm.StructureData], max_formula_units: i
     return targets
 
 
+def targets_beyond_minima(targets: list[dict], minimum_sizes: list[int]) -> list[str]:
+    """The targets (``<composition>x<formula units>``) whose cell has more atoms than every minimum in the training
+    set: the generator was never shown a real structure that large and extrapolates in cell size."""
+    largest = max(minimum_sizes, default=0)
+    return [
+        f'{target["composition"]}x{target["formula_units"]}'
+        for target in targets
+        if target['formula_units'] * int(Composition(target['composition']).num_atoms) > largest
+    ]
+
+
 def _without(inputs: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
     """``inputs`` without the (dotted) ``paths``."""
     for path in paths:
@@ -861,6 +872,13 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             )
         if not self.ctx.targets:
             return self.exit_codes.ERROR_NO_TARGETS
+        minimum_sizes = self.ctx.dataset.get_num_atoms()[self.ctx.dataset.get_roles() == MINIMUM].tolist()
+        beyond = targets_beyond_minima(self.ctx.targets, minimum_sizes)
+        if beyond:
+            self.report(
+                f'round {self.ctx.round}: targets {", ".join(beyond)} have more atoms than every minimum of the '
+                f'training set (at most {max(minimum_sizes)}): the generator extrapolates in cell size there'
+            )
         inputs = self._stage_inputs(
             'generation',
             training_dataset=self.ctx.dataset,

@@ -17,6 +17,7 @@ from aiida_crystalgan.workflows.campaign import (
     continued_training,
     evaluated_nodes,
     feed_back_candidates,
+    targets_beyond_minima,
     validate_rounds,
 )
 from aiida_crystalgan.workflows.generation import evaluate_candidates
@@ -180,6 +181,18 @@ def test_novelty_counts_the_minima_of_the_training_set_not_its_labelled_structur
         records = [*training.records(), to_record(copy_of_c3, energy=-8.0 * 3, role=role)]
         dataset = CrystalDatasetData(records).store()
         assert evaluate(dataset).get_dict()['c3']['is_novel'] is novel
+
+
+def test_targets_larger_than_every_minimum_are_named():
+    """The campaign warns where the generator must make cells larger than any real structure it learned from."""
+    targets = [
+        {'composition': 'NbO2', 'formula_units': 2},  # 6 atoms
+        {'composition': 'Nb2O5', 'formula_units': 1},  # 7 atoms
+        {'composition': 'Nb2O5', 'formula_units': 2},  # 14 atoms
+    ]
+    assert targets_beyond_minima(targets, [2, 7, 4]) == ['Nb2O5x2']
+    assert targets_beyond_minima(targets, [14]) == []
+    assert targets_beyond_minima(targets, []) == ['NbO2x2', 'Nb2O5x1', 'Nb2O5x2']
 
 
 def test_later_rounds_train_more_steps_from_the_previous_model():
