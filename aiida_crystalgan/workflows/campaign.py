@@ -877,7 +877,7 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
         if beyond:
             self.report(
                 f'round {self.ctx.round}: targets {", ".join(beyond)} have more atoms than every minimum of the '
-                f'training set (at most {max(minimum_sizes)}): the generator extrapolates in cell size there'
+                f'training set (at most {max(minimum_sizes, default=0)}): the generator extrapolates in cell size there'
             )
         inputs = self._stage_inputs(
             'generation',
