@@ -308,15 +308,20 @@ def generation_targets(structures: list[orm.StructureData], max_formula_units: i
     return targets
 
 
-def targets_beyond_minima(targets: list[dict], minimum_sizes: list[int]) -> list[str]:
-    """The targets (``<composition>x<formula units>``) whose cell has more atoms than every minimum in the training
-    set: the generator was never shown a real structure that large and extrapolates in cell size."""
-    largest = max(minimum_sizes, default=0)
-    return [
-        f'{target["composition"]}x{target["formula_units"]}'
-        for target in targets
-        if target['formula_units'] * int(Composition(target['composition']).num_atoms) > largest
-    ]
+def targets_beyond_minima(targets: list[dict], largest_minimum: int) -> list[str]:
+    """The targets (``<composition>x<formula units>``) whose cell has more atoms than ``largest_minimum``, the largest
+    minimum of the training set: the generator was never shown a real structure that large and extrapolates in cell
+    size. A target that does not parse is skipped here: the generation's check of its request reports it."""
+    beyond = []
+    for target in targets:
+        units = target.get('formula_units', 1)
+        try:
+            atoms = int(units) * int(Composition(target['composition']).num_atoms)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if atoms > largest_minimum:
+            beyond.append(f'{target["composition"]}x{units}')
+    return beyond
 
 
 def _without(inputs: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
@@ -872,12 +877,12 @@ class CampaignWorkChain(ProtocolMixin, WorkChain):
             )
         if not self.ctx.targets:
             return self.exit_codes.ERROR_NO_TARGETS
-        minimum_sizes = self.ctx.dataset.get_num_atoms()[self.ctx.dataset.get_roles() == MINIMUM].tolist()
-        beyond = targets_beyond_minima(self.ctx.targets, minimum_sizes)
+        largest_minimum = int(max(self.ctx.dataset.get_num_atoms()[self.ctx.dataset.get_roles() == MINIMUM], default=0))
+        beyond = targets_beyond_minima(self.ctx.targets, largest_minimum)
         if beyond:
             self.report(
                 f'round {self.ctx.round}: targets {", ".join(beyond)} have more atoms than every minimum of the '
-                f'training set (at most {max(minimum_sizes, default=0)}): the generator extrapolates in cell size there'
+                f'training set (at most {largest_minimum}): the generator extrapolates in cell size there'
             )
         inputs = self._stage_inputs(
             'generation',
