@@ -33,6 +33,7 @@ __all__ = (
     'clean',
     'merge_close_atoms',
     'postprocess',
+    'space_group',
     'symmetrize',
     'wrap',
 )
@@ -133,6 +134,16 @@ def symmetrize(
     except (TypeError, ValueError) as exception:  # spglib returns no dataset
         raise ValueError(f'spglib could not symmetrise the structure at symprec={symprec}: {exception}') from exception
     return SymmetrizedStructure(refined, number, symbol)
+
+
+def space_group(structure: Structure, symprec: float = 0.1) -> tuple[int, str]:
+    """The space group (number, symbol) of ``structure`` at ``symprec``; P1 where spglib fails on a badly distorted
+    cell."""
+    try:
+        analyzer = SpacegroupAnalyzer(structure, symprec=symprec)
+        return analyzer.get_space_group_number(), analyzer.get_space_group_symbol()
+    except Exception:  # noqa: BLE001 - spglib and pymatgen raise several kinds of error on such cells
+        return 1, 'P1'
 
 
 @dataclass(frozen=True)

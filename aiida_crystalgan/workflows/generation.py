@@ -161,10 +161,9 @@ def evaluate_candidates(
     to check. Returns ``evaluation`` (per candidate) and ``hull`` (``phases``: the
     references on the hull).
     """
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
     from aiida_crystalgan.analysis.hull import BELOW_HULL_TOLERANCE, energy_above_hull, hull_phases
     from aiida_crystalgan.analysis.matching import make_matcher, reference_matches
+    from aiida_crystalgan.analysis.postprocess import space_group
 
     def relaxed(prefix: str):
         for key, structure in _pairs(nodes, f'{prefix}structure_'):
@@ -182,10 +181,7 @@ def evaluate_candidates(
     window = e_hull_window.value
     evaluation = {}
     for (key, structure, energy), training_match, phase in zip(candidates, novel, phases):
-        try:
-            spacegroup = SpacegroupAnalyzer(structure, symprec=0.1).get_space_group_symbol()
-        except Exception:  # noqa: BLE001 - spglib may fail on a badly distorted cell
-            spacegroup = 'P1'
+        spacegroup = space_group(structure)[1]
         e_hull = energy_above_hull(diagram, structure.composition, energy)
         rediscovered = None
         if phase is not None:

@@ -16,6 +16,7 @@ from aiida_crystalgan.analysis.postprocess import (
     PostprocessOptions,
     merge_close_atoms,
     postprocess,
+    space_group,
     symmetrize,
     wrap,
 )
@@ -78,6 +79,18 @@ def test_symmetrize_noisy_rutile(rutile):
     assert (result.number, result.symbol) == (136, 'P4_2/mnm')
     assert len(result.structure) == 6
     assert symmetrize(noisy, symprec=1e-4).number < 136  # tight tolerance sees the noise
+
+
+def test_space_group_is_p1_where_spglib_fails(rutile, monkeypatch):
+    noisy = rutile.copy()
+    noisy.perturb(0.02, min_distance=0.01)
+    assert space_group(noisy) == (136, 'P4_2/mnm')
+
+    def fail(*args, **kwargs):
+        raise ValueError('no symmetry dataset')
+
+    monkeypatch.setattr(postprocess_module, 'SpacegroupAnalyzer', fail)
+    assert space_group(noisy) == (1, 'P1')
 
 
 def test_matching_finds_rotated_permuted_copies(rutile, rocksalt):
