@@ -38,9 +38,14 @@ def parse_targets(
         raise ValueError('no targets requested')
     parsed = []
     for target in targets:
-        composition, units = (
-            (target['composition'], target.get('formula_units', 1)) if isinstance(target, Mapping) else target
-        )
+        if isinstance(target, Mapping) and 'composition' in target:
+            composition, units = target['composition'], target.get('formula_units', 1)
+        elif isinstance(target, Sequence) and not isinstance(target, str) and len(target) == 2:
+            composition, units = target
+        else:
+            raise ValueError(
+                f'a target is {{composition, formula_units}} or (composition, formula_units), got {target!r}'
+            )
         if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
             raise ValueError(f'formula_units of `{composition}` must be a positive integer, got {units!r}')
         try:

@@ -254,8 +254,33 @@ def validate_rounds(value: orm.Int, _) -> str | None:
     return None if value.value >= 1 else f'`rounds` must be at least 1, got {value.value}'
 
 
+def model_cell_size(inputs: dict[str, Any]) -> int:
+    """The largest cell (``n_max`` atoms) the campaign's GAN generates: the earlier campaign's model when it continues
+    one, else the training configuration's (its default where the configuration leaves it out)."""
+    from aiida_crystalgan.gan.config import GanConfig
+
+    previous = inputs.get('previous', {})
+    if 'model' in previous:
+        return int(previous['model'].base.attributes.get('n_max'))
+    parameters = inputs.get('training', {}).get('train', {}).get('parameters')
+    return int((parameters.get_dict() if parameters else {}).get('n_max', GanConfig.n_max))
+
+
+def targets_problem(targets: list[Any], elements: list[str], n_max: int) -> str | None:
+    """Why explicit generation ``targets`` cannot be generated (a composition that does not parse, outside the
+    system, not a positive number of formula units, more atoms than ``n_max``), or ``None``."""
+    from aiida_crystalgan.gan.generation import parse_targets
+
+    try:
+        parse_targets(targets, elements, n_max)
+    except ValueError as exception:
+        return f'`targets`: {exception}'
+    return None
+
+
 def validate_inputs(inputs: dict[str, Any], _) -> str | None:
-    """Seeds and references hold only elements of the system, and every element has a pure phase for the hull.
+    """Explicit ``targets`` can be generated, seeds and references hold only elements of the system, and every element
+    has a pure phase for the hull.
 
     The pure phases are looked for among the ``references``, the user's ``structures`` and, when the seeds use them,
     the built-in prototypes. A campaign that continues an earlier one (``previous``) has its hull already, and needs
@@ -267,6 +292,10 @@ def validate_inputs(inputs: dict[str, Any], _) -> str | None:
         elements = parse_system(inputs['system'].value)
     except (KeyError, ValueError):
         return None  # the `system` port reports it
+    if 'targets' in inputs:
+        problem = targets_problem(inputs['targets'].get_list(), elements, model_cell_size(inputs))
+        if problem:
+            return problem
     if inputs.get('previous'):
         if 'targets' not in inputs:
             return 'a campaign that continues an earlier one (`previous`) needs its generation `targets`'

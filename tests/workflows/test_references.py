@@ -66,6 +66,38 @@ def test_bad_references_are_refused_without_storing_a_node(campaign_builder, ref
     assert count_process_nodes() == before
 
 
+@pytest.mark.parametrize(
+    ('targets', 'message'),
+    [
+        ([{'composition': 'TiO2', 'formula_units': 1}], 'element\\(s\\) Ti of `TiO2` not in'),
+        ([{'composition': 'NbO2', 'formula_units': 0}], 'formula_units of `NbO2` must be a positive integer'),
+        ([{'composition': 'Nb2O5', 'formula_units': 100}], 'Nb2O5 x 100 has 700 atoms, more than n_max'),
+        ([{'composition': 'Nb)O(', 'formula_units': 1}], 'cannot parse composition'),
+        (['NbO2'], 'a target is {composition, formula_units}'),
+        ([{'formula_units': 1}], 'a target is {composition, formula_units}'),
+    ],
+)
+def test_bad_targets_are_refused_without_storing_a_node(campaign_builder, targets, message):
+    builder = campaign_builder()
+    builder.targets = orm.List(targets)
+    before = count_process_nodes()
+    with pytest.raises(ValueError, match=message):
+        run_get_node(builder)
+    assert count_process_nodes() == before
+
+
+def test_targets_are_checked_against_the_configured_cell_size(campaign_builder):
+    pure = {
+        'nb': cubic(['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.3),
+        'o': cubic(['O', 'O'], [[0, 0, 0], [0.24, 0, 0]]),
+    }
+    builder = campaign_builder(references={key: orm.StructureData(pymatgen=s) for key, s in pure.items()})
+    builder.targets = orm.List([{'composition': 'NbO2', 'formula_units': 2}])
+    assert validate_inputs(builder._inputs(prune=True), None) is None
+    builder.training.train.parameters = orm.Dict({**builder.training.train.parameters.get_dict(), 'n_max': 4})
+    assert 'NbO2 x 2 has 6 atoms, more than n_max=4' in validate_inputs(builder._inputs(prune=True), None)
+
+
 def test_datasets_are_accepted_as_references_and_seeds(campaign_builder):
     """A dataset (as an importer writes it) counts with its pure phases, as seeds or as references."""
     nb = cubic(['Nb', 'Nb'], [[0, 0, 0], [0.5, 0.5, 0.5]], 3.3)
