@@ -39,7 +39,7 @@ install_packages() {
             own_policy=1
         fi
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" < /dev/null
-        ((own_policy)) && rm -f /usr/sbin/policy-rc.d
+        if ((own_policy)); then rm -f /usr/sbin/policy-rc.d; fi
     fi
 }
 
