@@ -41,7 +41,8 @@ def test_campaign_through_the_daemon(submit_and_await, mlip_code, train_code, ge
     references = {
         path.stem.replace('-', '_'): orm.StructureData(pymatgen=Structure.from_file(path)) for path in REFERENCES
     }
-    overrides = tiny_overrides()
+    # six seeds (bcc Nb, O2, three NbO polymorphs, NbO2) and one validated candidate a round keep the run short
+    overrides = tiny_overrides(seeds={'max_atoms': 3}, generation={'max_validations': 1})
     builder = CampaignWorkChain.get_builder_from_protocol(
         'Nb-O', mlip_code, train_code, generate_code, protocol='fast', overrides=overrides, references=references
     )
