@@ -21,6 +21,9 @@ recovery@N (the phase is rediscovered by one of the first N selected candidates 
 
     python benchmarks/leave_phases_out.py --data-dir DATA/nb-o_oqmd [--seeds 0 1 2] [--relaxations 1000] ...
 
+With ``--validation Nb2O3 --targets Nb2O3x2`` it is a validation run: Nb2O3 is held out as well and is the only
+composition generated, so that settings of the funnel are chosen there, never on NbO2 and Nb2O5 (the test split).
+
 The defaults are the issue's sizes (the ``balanced`` protocols, 1000 relaxations per composition, method and seed:
 days on two CPU cores); ``--quick`` is a smoke run of a few minutes. Every CHGNet result, trained model and finished
 seed is cached under ``--cache-dir`` (git-ignored), so an interrupted run resumes and seeds run in separate processes
@@ -85,13 +88,16 @@ class Sizes:
     cheap_pass: int = 0
     cheap_fmax: float = 0.0
     cheap_steps: int = 0
+    validation: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------- the data
 
 
-def held_out(entry: dict[str, Any]) -> bool:
-    return entry['formula'] in HELD_OUT_FORMULAS
+def held_out(entry: dict[str, Any], validation: Sequence[str] = ()) -> bool:
+    """Whether ``entry`` is left out of the training data and the funnel's hull: NbO2 and Nb2O5 (the test split)
+    always, the ``validation`` compositions in a validation run."""
+    return entry['formula'] in (*HELD_OUT_FORMULAS, *validation)
 
 
 def prepare_data(folder: Path, calculator, cache: labels.Cache, sizes: Sizes) -> dict[str, Any]:
@@ -108,7 +114,10 @@ def prepare_data(folder: Path, calculator, cache: labels.Cache, sizes: Sizes) ->
         e['id']: named_entry(f'{e["id"]} {e["formula"]} {e["spacegroup"]}', e['final_structure'], e['energy'])
         for e in entries
     }
-    kept = [entry for entry in entries if not held_out(entry)]
+    missing = sorted(set(sizes.validation) - {entry['formula'] for entry in entries})
+    if missing:
+        raise SystemExit(f'--validation: no OQMD entry of {", ".join(missing)} in {folder}')
+    kept = [entry for entry in entries if not held_out(entry, sizes.validation)]
     return {
         'entries': entries,
         'kept': kept,
@@ -565,8 +574,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     """The human-readable report: setup, per-method table (mean ± std over seeds), per seed, targets, cost."""
     runs, sizes = report['runs'], report['sizes']
     entries = report['data']
+    validation = sizes.get('validation', [])
+    named = {} if validation else NAMED_PHASES  # a validation run generates none of the test split's phases
+    title = (
+        f'# Leave-phases-out, validation split: {" and ".join(validation)} held out as well and generated'
+        if validation
+        else '# Leave-phases-out: rediscovering NbO2 and Nb2O5'
+    )
     lines = [
-        '# Leave-phases-out: rediscovering NbO2 and Nb2O5 (Nb-O, CHGNet'
+        title
+        + ' (Nb-O, CHGNet'
         + (', with the cheap pass)' if sizes.get('cheap_pass') else ')')
         + (' (quick smoke run)' if report['quick'] else ''),
         '',
@@ -586,8 +603,15 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'- Data: {entries["oqmd_entries"]} OQMD Nb-O entries (CC BY 4.0; volume <= {labels.MAX_VOLUME_PER_ATOM} '
         f'Å^3/atom), each relaxed with CHGNet by the MLIP runner (FIRE + Frechet cell filter, fmax '
         f'{sizes["relax_fmax"]} eV/Å, at most {sizes["reference_relax_steps"]} steps), plus CHGNet-relaxed bcc Nb and '
-        f'an alpha-O2-type molecular crystal. **Held out**: all {entries["held_out"]} NbO2 and Nb2O5 entries '
-        f'({", ".join(entries["held_out_ids"])}), from the training data and from the references of the funnel.',
+        f'an alpha-O2-type molecular crystal. **Held out**: all {entries["held_out"]} '
+        f'{", ".join([*HELD_OUT_FORMULAS, *validation])} entries ({", ".join(entries["held_out_ids"])}), from the '
+        'training data and from the references of the funnel.'
+        + (
+            f' A validation run: the candidates are of {", ".join(validation)} only; NbO2 and Nb2O5 (the test split) '
+            "are not generated, and the issue's targets are not judged here."
+            if validation
+            else ''
+        ),
         f'- Training data: {entries["training_records"]} records of the {entries["kept"]} kept entries (relaxed '
         'structure = `minimum`, OQMD geometry with CHGNet energy and forces = `labelled`, i.e. the first frame of the '
         f'relaxation trajectory); compositions {", ".join(entries["training_formulas"])}. No MD frames.',
@@ -646,7 +670,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'| novelty after relaxation | {both(lambda m: m["metrics"].get("novelty"), True)} |',
         f'| relaxations converged | {both(converged_fraction, True)} |',
     ]
-    for phase, name in NAMED_PHASES.items():
+    for phase, name in named.items():
         cells = []
         for arm in ('gan', 'random'):
             hits = sum(phase in run[arm]['rediscovered'] for run in runs)
@@ -655,7 +679,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             )
         lines.append(f'| {name} recovered | {cells[0]} | {cells[1]} |')
     for n in sizes['recovery_at']:
-        for phase, name in NAMED_PHASES.items():
+        for phase, name in named.items():
             if not any(str(phase) in c['recovery_at'] for run in runs for c in run['gan']['compositions'].values()):
                 continue
             lines.append(
@@ -663,7 +687,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                 f'{recovery_text(runs, "random", phase, n)} |'
             )
     for n in sizes['recovery_at']:
-        for phase, name in NAMED_PHASES.items():
+        for phase, name in named.items():
             cells = []
             for arm in ('gan', 'random'):
                 positions = [
@@ -693,11 +717,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         'filters already matches the phase (CDVAE tolerances ltol 0.3, stol 0.5, angle 10°), which costs no '
         'relaxation.',
         '',
-        '## Targets of the issue',
-        '',
-        '| target | required | measured | met |',
-        '|---|---|---|---|',
     ]
+    if report['assessment']:
+        lines += ['## Targets of the issue', '', '| target | required | measured | met |', '|---|---|---|---|']
     for row in report['assessment']:
         lines.append(f'| {row["target"]} | {row["required"]} | {row["measured"]} | {VERDICTS[row["met"]]} |')
     lines += [
@@ -790,6 +812,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         'relaxation), of which the --relaxations lowest distinct ones are relaxed in full (default 0: no cheap pass, '
         'the selected candidates are relaxed in full)',
     )
+    parser.add_argument(
+        '--validation',
+        nargs='+',
+        default=[],
+        metavar='FORMULA',
+        help='a validation run: hold these compositions out as well (e.g. Nb2O3) and generate for them only (--targets '
+        'of these compositions), to choose settings such as the cheap pass without looking at NbO2 and Nb2O5',
+    )
     parser.add_argument('--recovery-at', type=int, nargs='+', default=[100, 1000])
     parser.add_argument('--train-steps', type=int, default=None, help='GAN training steps (protocol default)')
     parser.add_argument('--train-seconds', type=float, default=None, help='wall-clock cap of each training')
@@ -816,6 +846,7 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
     cheap = generation['cheap_pass']['parameters']
     if args.cheap_pass and args.cheap_pass < args.relaxations:
         raise SystemExit(f'--cheap-pass ({args.cheap_pass}) must be at least --relaxations ({args.relaxations})')
+    validation = validation_split(args.validation, args.targets)
     if args.quick:
         args.seeds = args.seeds[:1]
     return Sizes(
@@ -834,7 +865,26 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         cheap_pass=(2 if args.quick else args.cheap_pass) if args.cheap_pass else 0,
         cheap_fmax=cheap['fmax'] if args.cheap_pass else 0.0,
         cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
+        validation=validation,
     )
+
+
+def validation_split(formulas: Sequence[str], targets: Sequence[str]) -> tuple[str, ...]:
+    """The reduced ``--validation`` formulas; ``SystemExit`` when one is a test composition (NbO2, Nb2O5) or does not
+    parse, or when a target is not of a validation composition (a validation run never generates for the test split).
+    """
+    try:
+        validation = tuple(sorted({Composition(formula).reduced_formula for formula in formulas}))
+        target_formulas = {Composition(parse_target(key)['composition']).reduced_formula for key in targets}
+    except ValueError as exception:
+        raise SystemExit(f'--validation / --targets: {exception}') from exception
+    if set(validation) & set(HELD_OUT_FORMULAS):
+        raise SystemExit(f'--validation: {", ".join(HELD_OUT_FORMULAS)} are the test split, not a validation one')
+    if validation and not target_formulas <= set(validation):
+        raise SystemExit(
+            f'--validation {" ".join(validation)}: give --targets of these compositions only (got {" ".join(targets)})'
+        )
+    return validation
 
 
 def public_command(argv: list[str]) -> str:
@@ -898,7 +948,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels.log(f'{len(data["records"])} training records from {len(data["kept"])} kept entries')
     command = 'python benchmarks/leave_phases_out.py ' + public_command(sys.argv[1:] if argv is None else list(argv))
     runs = [run_seed(seed, data, calculator, cache, sizes, args.cache_dir, command) for seed in args.seeds]
-    held = [e for e in data['entries'] if held_out(e)]
+    held = [e for e in data['entries'] if held_out(e, sizes.validation)]
     report = {
         'command': command,
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
@@ -922,9 +972,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }
-    report['assessment'] = assess(report)
+    # the issue's targets are judged on the test split: a validation run only informs the choice of settings
+    report['assessment'] = [] if sizes.validation else assess(report)
     report['cost'] = cost_estimate(report)
-    save_report(report, args, 'leave_phases_out', write_markdown)
+    save_report(report, args, 'leave_phases_out_validation' if sizes.validation else 'leave_phases_out', write_markdown)
     for row in report['assessment']:
         labels.log(f'{row["target"]}: {row["measured"]} ({VERDICTS[row["met"]].strip("*")})')
     return 0
