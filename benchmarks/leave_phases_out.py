@@ -576,6 +576,8 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     entries = report['data']
     validation = sizes.get('validation', [])
     named = {} if validation else NAMED_PHASES  # a validation run generates none of the test split's phases
+    *others, last = [*HELD_OUT_FORMULAS, *validation]
+    held_text = f'{", ".join(others)} and {last}'
     title = (
         f'# Leave-phases-out, validation split: {" and ".join(validation)} held out as well and generated'
         if validation
@@ -604,7 +606,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'Å^3/atom), each relaxed with CHGNet by the MLIP runner (FIRE + Frechet cell filter, fmax '
         f'{sizes["relax_fmax"]} eV/Å, at most {sizes["reference_relax_steps"]} steps), plus CHGNet-relaxed bcc Nb and '
         f'an alpha-O2-type molecular crystal. **Held out**: all {entries["held_out"]} '
-        f'{", ".join([*HELD_OUT_FORMULAS, *validation])} entries ({", ".join(entries["held_out_ids"])}), from the '
+        f'{held_text} entries ({", ".join(entries["held_out_ids"])}), from the '
         'training data and from the references of the funnel.'
         + (
             f' A validation run: the candidates are of {", ".join(validation)} only; NbO2 and Nb2O5 (the test split) '
