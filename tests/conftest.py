@@ -68,6 +68,21 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         yield profile
 
 
+@pytest.fixture(scope='session')
+def daemon_client(aiida_profile):
+    """aiida-core's ``daemon_client``, except that a daemon already stopped is not stopped again at the end.
+
+    ``aiida_profile_clean`` stops the daemon (``reset_storage``); aiida-core's fixture then sends ``quit`` to a daemon
+    that is gone and waits ``daemon.timeout`` (120 s) for the answer at the end of the session.
+    """
+    from aiida.engine.daemon import get_daemon_client
+
+    client = get_daemon_client(aiida_profile.name)
+    yield client
+    if client.is_daemon_running:
+        client.stop_daemon(wait=True)
+
+
 def _executable(name: str) -> str:
     """Path of a console script installed beside the running interpreter."""
     candidate = Path(sys.executable).parent / name
