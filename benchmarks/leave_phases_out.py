@@ -711,15 +711,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
                 cells.append(f'{hits}/{len(positions)}{short}')
             if len(cells) == 2:
                 lines.append(f'| proxy, unrelaxed match among first {n} screened: {name} | {cells[0]} | {cells[1]} |')
-    lines += [
-        '',
-        'Recovery@N counts seeds in which the phase was rediscovered (after relaxation) by one of the first N '
-        'selected candidates of its composition; "not measured" where fewer than N were relaxed. The proxy rows are '
-        "not the issue's metric: they ask whether an *unrelaxed* candidate among the first N that passed the fast "
-        'filters already matches the phase (CDVAE tolerances ltol 0.3, stol 0.5, angle 10°), which costs no '
-        'relaxation.',
-        '',
-    ]
+    if named:
+        lines += [
+            '',
+            'Recovery@N counts seeds in which the phase was rediscovered (after relaxation) by one of the first N '
+            'selected candidates of its composition; "not measured" where fewer than N were relaxed. The proxy rows '
+            "are not the issue's metric: they ask whether an *unrelaxed* candidate among the first N that passed the "
+            'fast filters already matches the phase (CDVAE tolerances ltol 0.3, stol 0.5, angle 10°), which costs no '
+            'relaxation.',
+            '',
+        ]
     if report['assessment']:
         lines += ['## Targets of the issue', '', '| target | required | measured | met |', '|---|---|---|---|']
     for row in report['assessment']:
