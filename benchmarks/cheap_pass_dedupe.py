@@ -10,7 +10,8 @@ have lost. Each ``--energy-window`` replays a check on the energies after the ch
 composition: a candidate that close in energy per atom to a kept one is its duplicate), and each ``--longer-pass``
 continues the short relaxation of the kept candidates by that many FIRE steps and checks at the default tolerances
 (these relaxations are new, and cached). Only candidates that the run relaxed are replayed, so a looser check's
-replacements are not measured.
+replacements are not measured. The report is ``cheap_pass_dedupe.md``, or ``cheap_pass_dedupe_validation.md`` for a
+``--validation`` run (where funnel settings are chosen).
 
     python benchmarks/cheap_pass_dedupe.py --tolerance 0.2 0.3 5 --energy-window 0.005 -- <leave_phases_out arguments>
 """
@@ -115,11 +116,14 @@ def analyse_seed(
 def write_markdown(report: dict[str, Any], path: Path) -> None:
     rows = report['rows']
     longer = sorted({steps for row in rows for steps in row.get('longer_pass_steps', {})}, key=int)
+    validation = report['sizes'].get('validation', ())
+    split = f'validation split, {" ".join(validation)} held out' if validation else 'Nb-O'
+    source = 'leave_phases_out_validation.md' if validation else 'leave_phases_out_cheap_pass.md'
     lines = [
-        '# Cheap-pass duplicate check replayed: other tolerances, energies, a longer pass (leave-phases-out, Nb-O)',
+        f'# Cheap-pass duplicate check replayed: other tolerances, energies, a longer pass (leave-phases-out, {split})',
         '',
         f'Produced by `{report["command"]}` on {report["date"]}, from the cache of the leave-phases-out run with the '
-        'same arguments (`leave_phases_out_cheap_pass.md`); '
+        f'same arguments (`{source}`); '
         + ('nothing new was relaxed.' if not longer else 'only the longer passes were relaxed anew.'),
         '',
         'Per seed, method and held-out composition: the candidates that the cheap pass kept (at most '
@@ -249,8 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.discussion:
         report['discussion'] = args.discussion.read_text()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    (args.output_dir / 'cheap_pass_dedupe.json').write_text(json.dumps(report, indent=1) + '\n')
-    write_markdown(report, args.output_dir / 'cheap_pass_dedupe.md')
+    stem = 'cheap_pass_dedupe_validation' if sizes.validation else 'cheap_pass_dedupe'
+    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1) + '\n')
+    write_markdown(report, args.output_dir / f'{stem}.md')
     return 0
 
 
