@@ -10,8 +10,9 @@ have lost. Each ``--energy-window`` replays a check on the energies after the ch
 composition: a candidate that close in energy per atom to a kept one is its duplicate), and each ``--longer-pass``
 continues the short relaxation of the kept candidates by that many FIRE steps and checks at the default tolerances
 (these relaxations are new, and cached). Only candidates that the run relaxed are replayed, so a looser check's
-replacements are not measured. The report is ``cheap_pass_dedupe.md``, or ``cheap_pass_dedupe_validation.md`` for a
-``--validation`` run (where funnel settings are chosen).
+replacements are not measured. The report is named after the replayed one: ``cheap_pass_dedupe_validation.md`` for a
+``--validation`` run (where funnel settings are chosen), ``cheap_pass_dedupe<rest>.md`` for a run with
+``--report-name leave_phases_out<rest>``, else ``cheap_pass_dedupe.md``.
 
     python benchmarks/cheap_pass_dedupe.py --tolerance 0.2 0.3 5 --energy-window 0.005 -- <leave_phases_out arguments>
 """
@@ -118,7 +119,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     longer = sorted({steps for row in rows for steps in row.get('longer_pass_steps', {})}, key=int)
     validation = report['sizes'].get('validation', ())
     split = f'validation split, {" ".join(validation)} held out' if validation else 'Nb-O'
-    source = 'leave_phases_out_validation.md' if validation else 'leave_phases_out_cheap_pass.md'
+    source = f'{report["source"]}.md'
     lines = [
         f'# Cheap-pass duplicate check replayed: other tolerances, energies, a longer pass (leave-phases-out, {split})',
         '',
@@ -183,6 +184,22 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
     path.write_text('\n'.join(lines) + '\n')
 
 
+def source_report(lpo_args: argparse.Namespace) -> str:
+    """The leave-phases-out report (file name without suffix) of the run replayed: its ``--report-name``, else
+    ``leave_phases_out_validation`` for a validation run and ``leave_phases_out_cheap_pass`` (the name the test split's
+    run with the cheap pass was published under)."""
+    if lpo_args.report_name:
+        return lpo_args.report_name
+    return 'leave_phases_out_validation' if lpo_args.validation else 'leave_phases_out_cheap_pass'
+
+
+def output_name(lpo_args: argparse.Namespace) -> str:
+    """This report's file name without suffix, after the replayed one's (see the module's docstring)."""
+    if lpo_args.report_name:
+        return lpo_args.report_name.replace('leave_phases_out', 'cheap_pass_dedupe', 1)
+    return 'cheap_pass_dedupe_validation' if lpo_args.validation else 'cheap_pass_dedupe'
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
     if '--' not in argv:
@@ -244,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'command': 'python benchmarks/cheap_pass_dedupe.py ' + lpo.public_command(argv),
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
         'sizes': lpo.asdict(sizes),
+        'source': source_report(lpo_args),
         'rows': rows,
         'distinct_fraction': {
             arm: float(np.mean([r['distinct'] / r['relaxed'] for r in rows if r['arm'] == arm and r['relaxed']]))
@@ -253,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.discussion:
         report['discussion'] = args.discussion.read_text()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = 'cheap_pass_dedupe_validation' if sizes.validation else 'cheap_pass_dedupe'
+    stem = output_name(lpo_args)
     (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1) + '\n')
     write_markdown(report, args.output_dir / f'{stem}.md')
     return 0

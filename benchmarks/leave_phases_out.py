@@ -830,8 +830,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--relax-steps', type=int, default=None, help='FIRE steps of a candidate (protocol default)')
     parser.add_argument('--reference-relax-steps', type=int, default=None, help='FIRE steps of a reference phase')
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
+    parser.add_argument(
+        '--report-name',
+        default=None,
+        help='file name (no suffix) of the report, for a variant run beside the standard ones (default '
+        'leave_phases_out, or leave_phases_out_validation with --validation)',
+    )
     parser.add_argument('--quick', action='store_true', help='smoke run: tiny sizes, 1 seed')
     return parser.parse_args(argv)
+
+
+def report_name(args: argparse.Namespace) -> str:
+    """The report's file name without suffix: ``--report-name``, else by the kind of run."""
+    if args.report_name:
+        return args.report_name
+    return 'leave_phases_out_validation' if args.validation else 'leave_phases_out'
 
 
 def make_sizes(args: argparse.Namespace) -> Sizes:
@@ -978,7 +991,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the issue's targets are judged on the test split: a validation run only informs the choice of settings
     report['assessment'] = [] if sizes.validation else assess(report)
     report['cost'] = cost_estimate(report)
-    save_report(report, args, 'leave_phases_out_validation' if sizes.validation else 'leave_phases_out', write_markdown)
+    save_report(report, args, report_name(args), write_markdown)
     for row in report['assessment']:
         labels.log(f'{row["target"]}: {row["measured"]} ({VERDICTS[row["met"]].strip("*")})')
     return 0
