@@ -185,19 +185,16 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
 
 
 def source_report(lpo_args: argparse.Namespace) -> str:
-    """The leave-phases-out report (file name without suffix) of the run replayed: its ``--report-name``, else
-    ``leave_phases_out_validation`` for a validation run and ``leave_phases_out_cheap_pass`` (the name the test split's
-    run with the cheap pass was published under)."""
-    if lpo_args.report_name:
-        return lpo_args.report_name
-    return 'leave_phases_out_validation' if lpo_args.validation else 'leave_phases_out_cheap_pass'
+    """The leave-phases-out report (file name without suffix) of the run replayed: ``lpo.report_name``, except that
+    the test split's run with the cheap pass was published as ``leave_phases_out_cheap_pass``."""
+    name = lpo.report_name(lpo_args)
+    return 'leave_phases_out_cheap_pass' if name == 'leave_phases_out' else name
 
 
 def output_name(lpo_args: argparse.Namespace) -> str:
-    """This report's file name without suffix, after the replayed one's (see the module's docstring)."""
-    if lpo_args.report_name:
-        return lpo_args.report_name.replace('leave_phases_out', 'cheap_pass_dedupe', 1)
-    return 'cheap_pass_dedupe_validation' if lpo_args.validation else 'cheap_pass_dedupe'
+    """This report's file name without suffix: the replayed run's ``lpo.report_name`` with ``cheap_pass_dedupe`` for
+    ``leave_phases_out``."""
+    return lpo.report_name(lpo_args).replace('leave_phases_out', 'cheap_pass_dedupe', 1)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
