@@ -793,6 +793,13 @@ def fmt_hours(hours: float | None) -> str:
 DEFAULT_RELAX_STEPS = 500  # the stability protocol's `balanced` max_steps; checked against the YAML in `make_sizes`
 
 
+def file_stem(name: str) -> str:
+    """A report name: a plain file name, so that the report lands in ``--output-dir`` and nowhere else."""
+    if not name or name in ('.', '..') or Path(name).name != name or '\\' in name:
+        raise argparse.ArgumentTypeError(f'{name!r} is not a plain file name (no folders, no path separators)')
+    return name
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
@@ -832,6 +839,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     parser.add_argument(
         '--report-name',
+        type=file_stem,
         default=None,
         help='file name (no suffix) of the report, for a variant run beside the standard ones (default '
         'leave_phases_out, or leave_phases_out_validation with --validation)',
