@@ -40,16 +40,19 @@ def replay(
     tolerances: Sequence[tuple[float, float, float]],
     energy_windows: Sequence[float],
     longer: dict[int, list] | None = None,
+    symprecs: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Distinct relaxed structures among the kept candidates, and what each check would keep of them.
 
     ``cheap``: (energy per atom, structure) after the short relaxation, lowest energy first. A tolerance check matches
     the cheap-pass structures; an energy window calls a candidate a duplicate of a kept one whose energy after the
     cheap pass is within that many eV/atom (all candidates of a row share one composition); ``longer`` maps a number
-    of further FIRE steps to the structures after them, matched at the default tolerances.
+    of further FIRE steps to the structures after them, matched at the default tolerances; each of ``symprecs``
+    symmetrises the cheap-pass structures at that tolerance (as the post-processing does; a failure keeps the structure)
+    and matches them at the default tolerances.
     """
     from aiida_crystalgan.analysis.matching import duplicate_indices, make_matcher
-    from aiida_crystalgan.analysis.postprocess import space_group
+    from aiida_crystalgan.analysis.postprocess import space_group, symmetrize
 
     def kinds(structures: list, matcher) -> list[int]:
         """Each structure's first earlier structure of its kind (itself when none)."""
@@ -62,6 +65,12 @@ def replay(
                 kept.append(index)
         return kept
 
+    def symmetrised(structure, symprec: float):
+        try:
+            return symmetrize(structure, symprec).structure
+        except ValueError:
+            return structure
+
     def symmetric(structures: list) -> int:
         """How many have a space group above P1, as the campaign's evaluation finds it."""
         return sum(space_group(structure)[0] > 1 for structure in structures)
@@ -72,6 +81,12 @@ def replay(
         for ltol, stol, angle in tolerances
     }
     checks.update({f'dE<{window:g}': within_energy(window) for window in energy_windows})
+    checks.update(
+        {
+            f'symprec {symprec:g}': sorted(set(kinds([symmetrised(s, symprec) for _, s in cheap], make_matcher())))
+            for symprec in symprecs
+        }
+    )
     checks.update(
         {f'+{steps} steps': sorted(set(kinds(found, make_matcher()))) for steps, found in (longer or {}).items()}
     )
@@ -88,7 +103,16 @@ def replay(
 
 
 def analyse_seed(
-    seed: int, data: dict[str, Any], calculator, cache, sizes, cache_dir: Path, tolerances, energy_windows, longer_steps
+    seed: int,
+    data: dict[str, Any],
+    calculator,
+    cache,
+    sizes,
+    cache_dir: Path,
+    tolerances,
+    energy_windows,
+    longer_steps,
+    symprecs,
 ) -> list:
     """One row per method and composition of ``seed``."""
     model, _ = lpo.train_model(data['records'], sizes, seed, cache_dir)
@@ -107,7 +131,7 @@ def analyse_seed(
                     further = labels.relax_cached(structure, calculator, cache, sizes.cheap_fmax, steps)
                     longer[steps].append(structure if 'error' in further else labels.to_structure(further))
                     extra_steps[steps] += further.get('steps', 0)
-            row = replay([p[0] for p in pairs], [p[1] for p in pairs], tolerances, energy_windows, longer)
+            row = replay([p[0] for p in pairs], [p[1] for p in pairs], tolerances, energy_windows, longer, symprecs)
             row['longer_pass_steps'] = {str(steps): count for steps, count in extra_steps.items()}
             rows.append({'seed': seed, 'arm': arm, 'formula': formula, **row})
             labels.log(f'seed {seed} {arm} {formula}: {json.dumps(row)}')
@@ -132,8 +156,9 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         'their full relaxations, and how many of those are distinct (`StructureMatcher` defaults on the relaxed '
         'structures). Each tolerance (ltol/stol/angle) replays the check on the cheap-pass structures of these kept '
         'candidates; each energy window (dE < x eV/atom) replays a check that calls a candidate a duplicate of a kept '
-        'one whose energy after the cheap pass is that close; "+N steps" continues the short relaxations by N FIRE '
-        'steps and checks at the default tolerances: "kept" is how many full relaxations it would run, '
+        'one whose energy after the cheap pass is that close; "symprec x" symmetrises the cheap-pass structures at '
+        'that spglib tolerance and checks at the default tolerances; "+N steps" continues the short relaxations by N '
+        'FIRE steps and checks at the default tolerances: "kept" is how many full relaxations it would run, '
         '"distinct kept" how many distinct relaxed structures those would still reach. Sums over seeds and '
         'compositions.',
         '',
@@ -228,6 +253,15 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help='further FIRE steps (cheap-pass fmax) from the cheap-pass structures, matched at the default tolerances '
         '(repeat; relaxes what the run did not)',
     )
+    parser.add_argument(
+        '--symprec',
+        type=float,
+        action='append',
+        default=[],
+        metavar='ANGSTROM',
+        help='symmetrise the cheap-pass structures at this spglib tolerance before the check at the default '
+        'tolerances (repeat)',
+    )
     parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     return parser.parse_args(own), rest
@@ -251,7 +285,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         row
         for seed in lpo_args.seeds
         for row in analyse_seed(
-            seed, data, calculator, cache, sizes, lpo_args.cache_dir, tolerances, args.energy_window, args.longer_pass
+            seed,
+            data,
+            calculator,
+            cache,
+            sizes,
+            lpo_args.cache_dir,
+            tolerances,
+            args.energy_window,
+            args.longer_pass,
+            args.symprec,
         )
     ]
     report = {

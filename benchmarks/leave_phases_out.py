@@ -89,6 +89,7 @@ class Sizes:
     cheap_fmax: float = 0.0
     cheap_steps: int = 0
     validation: tuple[str, ...] = ()
+    funnel: tuple[tuple[str, float], ...] = ()  # ``section.field`` overrides of the generation protocol's funnel
 
 
 # ------------------------------------------------------------------------------------------------- the data
@@ -191,6 +192,11 @@ def train_model(records: list, sizes: Sizes, seed: int, cache_dir: Path) -> tupl
     return folder / MODEL_FILE, stats
 
 
+def overrides(sizes: Sizes, section: str) -> dict[str, float]:
+    """The ``--funnel`` overrides of one section of the generation protocol (``screening`` or ``postprocess``)."""
+    return {key.partition('.')[2]: value for key, value in sizes.funnel if key.partition('.')[0] == section}
+
+
 def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed: int) -> dict[str, Any]:
     """Generate and screen one arm's candidates; per composition, the screening order and the selected candidates."""
     from aiida_crystalgan.analysis.postprocess import PostprocessOptions
@@ -215,13 +221,14 @@ def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed:
             )
     generation_seconds = time.perf_counter() - tick
     tick = time.perf_counter()
-    screening = screen(CrystalGan.from_dict(state), records, ScreeningCriteria.from_dict(protocol['screening']))
+    criteria = ScreeningCriteria.from_dict({**protocol['screening'], **overrides(sizes, 'screening')})
+    screening = screen(CrystalGan.from_dict(state), records, criteria)
     screening_seconds = time.perf_counter() - tick
 
     ranked = screening.ranked
     formulas = [Composition(records[i].label).reduced_formula for i in ranked]
     e_hull = predicted_energy_above_hull(data['campaign_hull'], formulas, screening.predicted_energy_per_atom[ranked])
-    options = dict(protocol['postprocess'])
+    options = {**protocol['postprocess'], **overrides(sizes, 'postprocess')}
     options = PostprocessOptions(validity=ValidityCriteria(**options.pop('validity', {})), **options)
     training = [record.to_pymatgen() for record in data['records']]
     compositions: dict[str, Any] = {}
@@ -429,7 +436,8 @@ def run_seed(
         return result
 
     # the key holds the model's config, so that a changed default of GanConfig is not answered from an older run
-    key = labels.Cache.key('leave_phases_out_seed', seed, asdict(sizes), model_config(sizes, seed).to_dict())
+    fields = {name: value for name, value in asdict(sizes).items() if name != 'funnel' or value}  # older keys
+    key = labels.Cache.key('leave_phases_out_seed', seed, fields, model_config(sizes, seed).to_dict())
     return cache.get(key, compute)
 
 
@@ -565,6 +573,12 @@ def funnel_text(sizes: dict[str, Any]) -> str:
     )
 
 
+def overrides_text(sizes: dict[str, Any]) -> str:
+    """The ``--funnel`` overrides as a clause of the setup ('' without any)."""
+    changed = sizes.get('funnel') or []
+    return '; changed for this run: ' + ', '.join(f'{name} = {value:g}' for name, value in changed) if changed else ''
+
+
 def converged_fraction(method: dict[str, Any]) -> float | None:
     rows = method['relaxations']
     return float(np.mean([bool(row.get('converged')) for row in rows])) if rows else None
@@ -622,7 +636,7 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'- Candidates per seed: {sizes["candidates"]} (GAN, `gan.generate`) and {sizes["random_candidates"]} '
         "(random arm: PyXtal through `gan.generation.random_records`, the campaign's random control) per target "
         f'{", ".join(sizes["targets"])}; both arms screened by the trained model (`gan.screening.screen`, the '
-        f"`{sizes['protocol']}` generation protocol's criteria).",
+        f"`{sizes['protocol']}` generation protocol's criteria{overrides_text(sizes)}).",
         '- Funnel: per composition, the survivors ranked by predicted energy above the hull of the kept references and '
         'post-processed best first by `analysis.screening.select_ranked` (protocol post-processing, drop matches of '
         f'training structures and duplicates, at most 4x examined per selected) until {funnel_text(sizes)}',
@@ -800,6 +814,28 @@ def file_stem(name: str) -> str:
     return name
 
 
+#: The numbers of the generation protocol's ``screening`` and ``postprocess`` sections that ``--funnel`` may set.
+FUNNEL_NUMBERS = (
+    *(f'screening.{name}' for name in ('duplicate_tolerance', 'min_distance')),
+    *(f'postprocess.{name}' for name in ('symprec', 'angle_tolerance', 'merge_distance', 'ltol', 'stol')),
+    'postprocess.match_angle_tol',
+)
+
+
+def funnel_override(text: str) -> tuple[str, float]:
+    """``SECTION.FIELD=VALUE`` of ``--funnel``: one of ``FUNNEL_NUMBERS`` and a positive number."""
+    name, _, value = text.partition('=')
+    if name not in FUNNEL_NUMBERS:
+        raise argparse.ArgumentTypeError(f'{name!r} is not one of {", ".join(FUNNEL_NUMBERS)}')
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: {value!r} is not a number') from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: the value must be positive')
+    return name, number
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
@@ -843,6 +879,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help='file name (no suffix) of the report, for a variant run beside the standard ones (default '
         'leave_phases_out, or leave_phases_out_validation with --validation)',
+    )
+    parser.add_argument(
+        '--funnel',
+        nargs='+',
+        type=funnel_override,
+        default=[],
+        metavar='SECTION.FIELD=VALUE',
+        help="override a number of the generation protocol's funnel for both arms, e.g. "
+        'screening.duplicate_tolerance=0.05 or postprocess.symprec=0.3 (to try a setting on the validation split); '
+        f'fields: {", ".join(FUNNEL_NUMBERS)}',
     )
     parser.add_argument('--quick', action='store_true', help='smoke run: tiny sizes, 1 seed')
     return parser.parse_args(argv)
@@ -890,6 +936,7 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         cheap_fmax=cheap['fmax'] if args.cheap_pass else 0.0,
         cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
         validation=validation,
+        funnel=tuple(sorted(dict(args.funnel).items())),
     )
 
 
