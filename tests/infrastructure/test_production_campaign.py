@@ -161,3 +161,38 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
         'aiida.calculations:crystalgan.train',
         'aiida.calculations:crystalgan.generate',
     }
+
+
+def test_only_a_relaunched_process_function_counts_as_interrupted(production_profile):
+    """The killed-daemon test's exception: a process function with a finished rerun by its caller after the kill."""
+    from aiida.common.links import LinkType
+    from aiida.tools import delete_nodes
+
+    created: list[orm.ProcessNode] = []
+
+    def called(caller: orm.WorkChainNode, label: str, finished: bool = False) -> orm.CalcFunctionNode:
+        node = orm.CalcFunctionNode()
+        created.append(node)
+        node.set_process_label(label)
+        node.base.links.add_incoming(caller, LinkType.CALL_CALC, 'CALL')
+        node.store()
+        if finished:
+            node.set_process_state('finished')
+            node.set_exit_status(0)
+        return node
+
+    caller = orm.WorkChainNode().store()
+    created.append(caller)
+    orphan, other = called(caller, 'collect_snapshots'), called(caller, 'select_candidates')
+    time.sleep(0.01)
+    killed_time = datetime.now(UTC)
+    time.sleep(0.01)
+    try:
+        assert not interrupted_and_relaunched(orphan, killed_time)  # not run again yet
+        rerun = called(caller, 'collect_snapshots', finished=True)
+        assert interrupted_and_relaunched(orphan, killed_time)
+        assert not interrupted_and_relaunched(other, killed_time)  # another function: still unfinished
+        assert not interrupted_and_relaunched(rerun, killed_time)  # started after the kill
+        assert not interrupted_and_relaunched(caller, killed_time)  # a workchain has checkpoints: never excused
+    finally:  # the profile is the campaign test's, whose checks count every process in it
+        delete_nodes([node.pk for node in created], dry_run=False)
