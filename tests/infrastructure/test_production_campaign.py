@@ -66,9 +66,12 @@ def interrupted_and_relaunched(node: orm.ProcessNode, killed_time: datetime) -> 
 
     A process function runs inside its caller's step and has no checkpoint of its own: a SIGKILL leaves its node
     without an end state for good, and the caller, resumed from its last checkpoint, calls it again. Accepted only if
-    it started before the kill and its caller finished the same function after the kill.
+    it started before the kill, never reached an end state (an excepted or killed one is a failure) and its caller
+    finished the same function after the kill.
     """
     if not isinstance(node, orm.CalcFunctionNode | orm.WorkFunctionNode) or node.ctime > killed_time:
+        return False
+    if node.is_terminated:
         return False
     if node.caller is None:
         return False
@@ -105,9 +108,9 @@ def test_campaign_survives_a_killed_daemon(production_profile, slurm, tiny_overr
 
     await_condition(finished_and_in_slurm, 'a calculation in Slurm after a finished one', campaign)
     finished_before = {c.pk for c in calculations_of(campaign) if c.is_finished_ok}
-    killed_time = datetime.now(UTC)
-    killed_at = (killed_time - campaign.ctime).total_seconds()
     killed = kill_daemon(client)
+    killed_time = datetime.now(UTC)  # every process node created before this was created before the kill
+    killed_at = (killed_time - campaign.ctime).total_seconds()
 
     client.start_daemon(number_workers=2)
     assert client.get_number_of_workers() == 2
@@ -170,29 +173,43 @@ def test_only_a_relaunched_process_function_counts_as_interrupted(production_pro
 
     created: list[orm.ProcessNode] = []
 
-    def called(caller: orm.WorkChainNode, label: str, finished: bool = False) -> orm.CalcFunctionNode:
-        node = orm.CalcFunctionNode()
-        created.append(node)
-        node.set_process_label(label)
-        node.base.links.add_incoming(caller, LinkType.CALL_CALC, 'CALL')
-        node.store()
-        if finished:
-            node.set_process_state('finished')
-            node.set_exit_status(0)
-        return node
+    def node(kind: type[orm.ProcessNode], label: str, caller=None, state: str | None = None) -> orm.ProcessNode:
+        process = kind()
+        created.append(process)
+        process.set_process_label(label)
+        if caller is not None:
+            link = LinkType.CALL_CALC if kind is orm.CalcFunctionNode else LinkType.CALL_WORK
+            process.base.links.add_incoming(caller, link, 'CALL')
+        process.store()
+        if state is not None:
+            process.set_process_state(state)
+        if state == 'finished':
+            process.set_exit_status(0)
+        return process
 
-    caller = orm.WorkChainNode().store()
-    created.append(caller)
-    orphan, other = called(caller, 'collect_snapshots'), called(caller, 'select_candidates')
-    time.sleep(0.01)
-    killed_time = datetime.now(UTC)
-    time.sleep(0.01)
     try:
+        campaign = node(orm.WorkChainNode, 'CampaignWorkChain')
+        caller = node(orm.WorkChainNode, 'SamplingWorkChain', campaign)
+        orphan = node(orm.CalcFunctionNode, 'collect_snapshots', caller)
+        other = node(orm.CalcFunctionNode, 'select_candidates', caller)
+        failed = node(orm.CalcFunctionNode, 'quench_targets', caller, state='excepted')
+        node(orm.CalcFunctionNode, 'earlier', caller, state='finished')  # same label finished before the kill
+        earlier = node(orm.CalcFunctionNode, 'earlier', caller)
+        time.sleep(0.01)
+        killed_time = datetime.now(UTC)
+        time.sleep(0.01)
         assert not interrupted_and_relaunched(orphan, killed_time)  # not run again yet
-        rerun = called(caller, 'collect_snapshots', finished=True)
+        running = node(orm.CalcFunctionNode, 'collect_snapshots', caller, state='running')
+        assert not interrupted_and_relaunched(orphan, killed_time)  # the rerun has not finished
+        rerun = node(orm.CalcFunctionNode, 'collect_snapshots', caller, state='finished')
+        node(orm.CalcFunctionNode, 'quench_targets', caller, state='finished')
+        node(orm.WorkChainNode, 'SamplingWorkChain', campaign, state='finished')
         assert interrupted_and_relaunched(orphan, killed_time)
         assert not interrupted_and_relaunched(other, killed_time)  # another function: still unfinished
-        assert not interrupted_and_relaunched(rerun, killed_time)  # started after the kill
+        assert not interrupted_and_relaunched(earlier, killed_time)  # its sibling finished before the kill
+        assert not interrupted_and_relaunched(failed, killed_time)  # excepted: a failure, rerun or not
+        assert not interrupted_and_relaunched(running, killed_time)  # started after the kill
+        assert not interrupted_and_relaunched(rerun, killed_time)
         assert not interrupted_and_relaunched(caller, killed_time)  # a workchain has checkpoints: never excused
     finally:  # the profile is the campaign test's, whose checks count every process in it
-        delete_nodes([node.pk for node in created], dry_run=False)
+        delete_nodes([process.pk for process in created if process.is_stored], dry_run=False)
