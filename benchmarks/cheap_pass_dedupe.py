@@ -65,15 +65,18 @@ def replay(
                 kept.append(index)
         return kept
 
+    failures = dict.fromkeys(symprecs, 0)
+
     def symmetrised(structure, symprec: float):
         try:
             return symmetrize(structure, symprec).structure
-        except ValueError:
+        except ValueError:  # spglib found no dataset: matched as it is, and counted
+            failures[symprec] += 1
             return structure
 
-    def symmetric(structures: list) -> int:
-        """How many have a space group above P1, as the campaign's evaluation finds it."""
-        return sum(space_group(structure)[0] > 1 for structure in structures)
+    def symmetric(structures: list, symprec: float = 0.1) -> int:
+        """How many have a space group above P1 (at ``symprec`` 0.1 Å: as the campaign's evaluation finds it)."""
+        return sum(space_group(structure, symprec)[0] > 1 for structure in structures)
 
     truth = kinds(relaxed, make_matcher())
     checks = {
@@ -95,6 +98,13 @@ def replay(
         'distinct': len(set(truth)),
         'symmetric_after_cheap_pass': symmetric([structure for _, structure in cheap]),
         'symmetric_after_relaxation': symmetric(relaxed),
+        'symmetrisation': {
+            f'{symprec:g}': {
+                'symmetric_after_cheap_pass': symmetric([s for _, s in cheap], symprec),
+                'failed': failures[symprec],
+            }
+            for symprec in symprecs
+        },
         'checks': {},
     }
     for name, kept in checks.items():
@@ -195,6 +205,24 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             f'| {arm} | {sum(r["symmetric_after_cheap_pass"] for r in mine)} of {relaxed} | '
             f'{sum(r["symmetric_after_relaxation"] for r in mine)} of {relaxed} |'
         )
+    symprecs = sorted({symprec for row in rows for symprec in row.get('symmetrisation', {})}, key=float)
+    if symprecs:
+        lines += [
+            '',
+            'The cheap-pass structures at the `--symprec` tolerances: how many have a space group above P1, and how '
+            'many spglib could not symmetrise (matched unsymmetrised):',
+            '',
+            '| method | ' + ' | '.join(f'symprec {symprec}: above P1 / failed' for symprec in symprecs) + ' |',
+            '|---|' + '---|' * len(symprecs),
+        ]
+        for arm in ('gan', 'random'):
+            mine = [row for row in rows if row['arm'] == arm]
+            cells = [
+                f'{sum(r["symmetrisation"][p]["symmetric_after_cheap_pass"] for r in mine)} / '
+                f'{sum(r["symmetrisation"][p]["failed"] for r in mine)}'
+                for p in symprecs
+            ]
+            lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
     lines += ['', '| seed | method | formula | relaxed | distinct | ' + ' | '.join(names) + ' |']
     lines.append('|---|---|---|---|---|' + '---|' * len(names))
     for row in rows:
@@ -220,6 +248,17 @@ def output_name(lpo_args: argparse.Namespace) -> str:
     """This report's file name without suffix: the replayed run's ``lpo.report_name`` with ``cheap_pass_dedupe`` for
     ``leave_phases_out``."""
     return lpo.report_name(lpo_args).replace('leave_phases_out', 'cheap_pass_dedupe', 1)
+
+
+def positive_float(text: str) -> float:
+    """A positive number (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: must be positive')
+    return value
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -255,7 +294,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         '--symprec',
-        type=float,
+        type=positive_float,
         action='append',
         default=[],
         metavar='ANGSTROM',

@@ -573,10 +573,11 @@ def funnel_text(sizes: dict[str, Any]) -> str:
     )
 
 
-def overrides_text(sizes: dict[str, Any]) -> str:
-    """The ``--funnel`` overrides as a clause of the setup ('' without any)."""
+def overrides_lines(sizes: dict[str, Any]) -> list[str]:
+    """The ``--funnel`` overrides as a line of the setup (none without any)."""
     changed = sizes.get('funnel') or []
-    return '; changed for this run: ' + ', '.join(f'{name} = {value:g}' for name, value in changed) if changed else ''
+    settings = ', '.join(f'`{name}` = {value:g}' for name, value in changed)
+    return [f'- Changed from the generation protocol for this run (both arms): {settings}.'] if changed else []
 
 
 def converged_fraction(method: dict[str, Any]) -> float | None:
@@ -636,10 +637,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         f'- Candidates per seed: {sizes["candidates"]} (GAN, `gan.generate`) and {sizes["random_candidates"]} '
         "(random arm: PyXtal through `gan.generation.random_records`, the campaign's random control) per target "
         f'{", ".join(sizes["targets"])}; both arms screened by the trained model (`gan.screening.screen`, the '
-        f"`{sizes['protocol']}` generation protocol's criteria{overrides_text(sizes)}).",
+        f"`{sizes['protocol']}` generation protocol's criteria).",
         '- Funnel: per composition, the survivors ranked by predicted energy above the hull of the kept references and '
         'post-processed best first by `analysis.screening.select_ranked` (protocol post-processing, drop matches of '
         f'training structures and duplicates, at most 4x examined per selected) until {funnel_text(sizes)}',
+        *overrides_lines(sizes),
         '- Scoring hull: every OQMD entry (held-out ones included) and the elements, relaxed as above. On the hull: '
         f'{", ".join(report["hull_phases"])}.',
         '- Metrics: fraction of relaxations within 0.1 eV/atom of the scoring hull (failed relaxations count as not '
@@ -883,6 +885,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         '--funnel',
         nargs='+',
+        action='extend',
         type=funnel_override,
         default=[],
         metavar='SECTION.FIELD=VALUE',
@@ -936,8 +939,17 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         cheap_fmax=cheap['fmax'] if args.cheap_pass else 0.0,
         cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
         validation=validation,
-        funnel=tuple(sorted(dict(args.funnel).items())),
+        funnel=funnel_settings(args.funnel),
     )
+
+
+def funnel_settings(overrides: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """The ``--funnel`` overrides, sorted; ``SystemExit`` when a field is given twice."""
+    names = [name for name, _ in overrides]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SystemExit(f'--funnel: {", ".join(repeated)} given more than once')
+    return tuple(sorted(overrides))
 
 
 def validation_split(formulas: Sequence[str], targets: Sequence[str]) -> tuple[str, ...]:
