@@ -250,17 +250,6 @@ def output_name(lpo_args: argparse.Namespace) -> str:
     return lpo.report_name(lpo_args).replace('leave_phases_out', 'cheap_pass_dedupe', 1)
 
 
-def positive_float(text: str) -> float:
-    """A positive number (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'{text!r}: must be positive')
-    return value
-
-
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
     if '--' not in argv:
@@ -294,7 +283,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument(
         '--symprec',
-        type=positive_float,
+        type=lpo.positive_number,
         action='append',
         default=[],
         metavar='ANGSTROM',

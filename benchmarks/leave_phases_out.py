@@ -824,18 +824,23 @@ FUNNEL_NUMBERS = (
 )
 
 
+def positive_number(text: str) -> float:
+    """A positive number (an argparse type)."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: must be positive')
+    return number
+
+
 def funnel_override(text: str) -> tuple[str, float]:
     """``SECTION.FIELD=VALUE`` of ``--funnel``: one of ``FUNNEL_NUMBERS`` and a positive number."""
     name, _, value = text.partition('=')
     if name not in FUNNEL_NUMBERS:
         raise argparse.ArgumentTypeError(f'{name!r} is not one of {", ".join(FUNNEL_NUMBERS)}')
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: {value!r} is not a number') from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f'{text!r}: the value must be positive')
-    return name, number
+    return name, positive_number(value)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
