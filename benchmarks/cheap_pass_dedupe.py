@@ -65,18 +65,26 @@ def replay(
                 kept.append(index)
         return kept
 
-    failures = dict.fromkeys(symprecs, 0)
+    def symmetric(structures: list) -> int:
+        """How many have a space group above P1, as the campaign's evaluation finds it."""
+        return sum(space_group(structure)[0] > 1 for structure in structures)
 
-    def symmetrised(structure, symprec: float):
-        try:
-            return symmetrize(structure, symprec).structure
-        except ValueError:  # spglib found no dataset: matched as it is, and counted
-            failures[symprec] += 1
-            return structure
+    def symmetrised(symprec: float) -> tuple[list, dict[str, int]]:
+        """The cheap-pass structures symmetrised at ``symprec`` (one that spglib cannot symmetrise kept as it is), how
+        many have a space group above P1 there and how many failed."""
+        structures, counts = [], {'symmetric_after_cheap_pass': 0, 'failed': 0}
+        for _, structure in cheap:
+            try:
+                result = symmetrize(structure, symprec)
+            except ValueError:
+                structures.append(structure)
+                counts['failed'] += 1
+            else:
+                structures.append(result.structure)
+                counts['symmetric_after_cheap_pass'] += result.number > 1
+        return structures, counts
 
-    def symmetric(structures: list, symprec: float = 0.1) -> int:
-        """How many have a space group above P1 (at ``symprec`` 0.1 Å: as the campaign's evaluation finds it)."""
-        return sum(space_group(structure, symprec)[0] > 1 for structure in structures)
+    symmetrisation = {symprec: symmetrised(symprec) for symprec in symprecs}
 
     truth = kinds(relaxed, make_matcher())
     checks = {
@@ -86,8 +94,8 @@ def replay(
     checks.update({f'dE<{window:g}': within_energy(window) for window in energy_windows})
     checks.update(
         {
-            f'symprec {symprec:g}': sorted(set(kinds([symmetrised(s, symprec) for _, s in cheap], make_matcher())))
-            for symprec in symprecs
+            f'symprec {symprec:g}': sorted(set(kinds(structures, make_matcher())))
+            for symprec, (structures, _) in symmetrisation.items()
         }
     )
     checks.update(
@@ -98,13 +106,7 @@ def replay(
         'distinct': len(set(truth)),
         'symmetric_after_cheap_pass': symmetric([structure for _, structure in cheap]),
         'symmetric_after_relaxation': symmetric(relaxed),
-        'symmetrisation': {
-            f'{symprec:g}': {
-                'symmetric_after_cheap_pass': symmetric([s for _, s in cheap], symprec),
-                'failed': failures[symprec],
-            }
-            for symprec in symprecs
-        },
+        'symmetrisation': {f'{symprec:g}': counts for symprec, (_, counts) in symmetrisation.items()},
         'checks': {},
     }
     for name, kept in checks.items():

@@ -819,8 +819,10 @@ def file_stem(name: str) -> str:
 #: The numbers of the generation protocol's ``screening`` and ``postprocess`` sections that ``--funnel`` may set.
 FUNNEL_NUMBERS = (
     *(f'screening.{name}' for name in ('duplicate_tolerance', 'min_distance')),
-    *(f'postprocess.{name}' for name in ('symprec', 'angle_tolerance', 'merge_distance', 'ltol', 'stol')),
-    'postprocess.match_angle_tol',
+    *(
+        f'postprocess.{name}'
+        for name in ('symprec', 'angle_tolerance', 'merge_distance', 'ltol', 'stol', 'match_angle_tol')
+    ),
 )
 
 
