@@ -10,7 +10,7 @@ energies trained the physics head, so a predicted energy above the hull compares
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,7 +20,7 @@ from pymatgen.core import Composition, Structure
 from .matching import group_by_formula, make_matcher
 from .postprocess import DropReason, PostprocessOptions, StructureReport, clean
 
-__all__ = ('Selection', 'even_share_order', 'predicted_energy_above_hull', 'select_ranked')
+__all__ = ('Selection', 'even_share_order', 'postprocess_in_order', 'predicted_energy_above_hull', 'select_ranked')
 
 
 def predicted_energy_above_hull(
@@ -72,6 +72,52 @@ def even_share_order(formulas: Sequence[str], scores: Sequence[float]) -> list[i
     return [queue[rank] for rank in range(longest) for queue in queues.values() if rank < len(queue)]
 
 
+def postprocess_in_order(
+    load: Callable[[int], Structure],
+    order: Sequence[int],
+    training: Sequence[Structure] = (),
+    options: PostprocessOptions | None = None,
+) -> Iterator[tuple[StructureReport, Structure | None]]:
+    """Post-process candidates in ``order`` (best first; ``load(index)`` gives one), lazily: each examined
+    candidate's report, with its processed structure when it is kept (``None`` when it is dropped).
+
+    Each is cleaned and checked (:func:`.postprocess.clean`), then dropped when it matches a training structure or a
+    candidate kept before it (``StructureMatcher``, same reduced formula only). The candidates kept are the greedy
+    selection: the first ``n`` of them do not depend on how many are taken later.
+    """
+    options = options or PostprocessOptions()
+    matcher = make_matcher(options.ltol, options.stol, options.match_angle_tol)
+    training_by_formula = group_by_formula(training)
+    kept_by_formula: dict[str, list[tuple[int, Structure]]] = {}
+    for index in order:
+        report = StructureReport(index=int(index))
+        try:
+            structure = clean(load(int(index)), options, report)
+        except Exception as exception:  # noqa: BLE001 - one broken candidate must not stop the selection
+            report.drop(DropReason.ERROR, f'{type(exception).__name__}: {exception}')
+            yield report, None
+            continue
+        if structure is None:
+            yield report, None
+            continue
+        formula = structure.composition.reduced_formula
+        match = next((i for i in training_by_formula.get(formula, []) if matcher.fit(structure, training[i])), None)
+        if match is not None:
+            report.drop(DropReason.IN_TRAINING, f'matches training structure {match}', match)
+            yield report, None
+            continue
+        if options.dedupe:
+            kept = kept_by_formula.get(formula, [])
+            match = next((earlier for earlier, other in kept if matcher.fit(structure, other)), None)
+            if match is not None:
+                report.drop(DropReason.DUPLICATE, f'same structure as candidate {match}', match)
+                yield report, None
+                continue
+        report.kept = True
+        kept_by_formula.setdefault(formula, []).append((int(index), structure))
+        yield report, structure
+
+
 def select_ranked(
     load: Callable[[int], Structure],
     order: Sequence[int],
@@ -80,43 +126,16 @@ def select_ranked(
     options: PostprocessOptions | None = None,
     max_examined: int | None = None,
 ) -> Selection:
-    """Post-process candidates in ``order`` (best first; ``load(index)`` gives one) until ``count`` are selected, or
+    """Post-process candidates in ``order`` (:func:`postprocess_in_order`) until ``count`` are selected, or
     ``max_examined`` have been post-processed (a bound on the cost when most best-ranked candidates are dropped).
-
-    Each is cleaned and checked (:func:`.postprocess.clean`), then dropped when it matches a training structure or a
-    candidate selected before it (``StructureMatcher``, same reduced formula only).
     """
-    options = options or PostprocessOptions()
-    matcher = make_matcher(options.ltol, options.stol, options.match_angle_tol)
-    training_by_formula = group_by_formula(training)
-    selected_by_formula: dict[str, list[int]] = {}
     selection = Selection()
-    for index in order:
+    if count <= 0 or max_examined == 0:
+        return selection
+    for report, structure in postprocess_in_order(load, order, training, options):
+        selection.reports.append(report)
+        if structure is not None:
+            selection.structures[report.index] = structure
         if len(selection.structures) >= count or len(selection.reports) == max_examined:
             break
-        report = StructureReport(index=int(index))
-        selection.reports.append(report)
-        try:
-            structure = clean(load(int(index)), options, report)
-        except Exception as exception:  # noqa: BLE001 - one broken candidate must not stop the selection
-            report.drop(DropReason.ERROR, f'{type(exception).__name__}: {exception}')
-            continue
-        if structure is None:
-            continue
-        formula = structure.composition.reduced_formula
-        match = next((i for i in training_by_formula.get(formula, []) if matcher.fit(structure, training[i])), None)
-        if match is not None:
-            report.drop(DropReason.IN_TRAINING, f'matches training structure {match}', match)
-            continue
-        if options.dedupe:
-            match = next(
-                (i for i in selected_by_formula.get(formula, []) if matcher.fit(structure, selection.structures[i])),
-                None,
-            )
-            if match is not None:
-                report.drop(DropReason.DUPLICATE, f'same structure as candidate {match}', match)
-                continue
-        report.kept = True
-        selection.structures[int(index)] = structure
-        selected_by_formula.setdefault(formula, []).append(int(index))
     return selection

@@ -9,8 +9,8 @@ from pymatgen.core import Composition, Lattice, Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from aiida_crystalgan.analysis.metrics import funnel_metrics
-from aiida_crystalgan.analysis.postprocess import PostprocessOptions
-from aiida_crystalgan.analysis.screening import predicted_energy_above_hull, select_ranked
+from aiida_crystalgan.analysis.postprocess import DropReason, PostprocessOptions
+from aiida_crystalgan.analysis.screening import postprocess_in_order, predicted_energy_above_hull, select_ranked
 from aiida_crystalgan.io import StructureRecord
 
 
@@ -116,6 +116,30 @@ def test_select_ranked_stops_at_count_and_drops_known_and_duplicates(rocksalt, r
         candidates.__getitem__, [1, 0, 2, 3, 4], count=2, training=[rocksalt], options=options, max_examined=3
     )
     assert list(bounded.structures) == [0] and bounded.counts['examined'] == 3
+
+
+def test_postprocess_in_order_is_lazy_and_a_selection_is_its_prefix(rocksalt, rutile, bcc):
+    """The lazy walk post-processes one candidate per step, and its kept candidates begin with any smaller selection."""
+    nbo = Structure.from_spacegroup(221, Lattice.cubic(4.21), ['Nb', 'O'], [[0, 0.5, 0.5], [0.5, 0, 0]])
+    candidates = {0: rutile, 1: rocksalt, 2: rutile.copy(), 3: nbo, 4: bcc, 5: 'not a structure'}
+    loaded = []
+
+    def load(index: int) -> Structure:
+        loaded.append(index)
+        return candidates[index]
+
+    options = PostprocessOptions(require_charge_balance=False)
+    walk = postprocess_in_order(load, [1, 0, 2, 5, 3, 4], training=[rocksalt], options=options)
+    report, structure = next(walk)
+    assert loaded == [1] and structure is None and report.reason == DropReason.IN_TRAINING
+    rest = list(walk)
+    assert [report.index for report, structure in rest if structure is not None] == [0, 3, 4]
+    reasons = {report.index: report.reason for report, _ in rest}
+    assert reasons[2] == DropReason.DUPLICATE and reasons[5] == DropReason.ERROR
+    assert next(report for report, _ in rest if report.index == 2).match_index == 0
+    for count in (1, 2, 3):
+        selection = select_ranked(candidates.__getitem__, [1, 0, 2, 5, 3, 4], count, [rocksalt], options)
+        assert list(selection.structures) == [0, 3, 4][:count]
 
 
 def test_funnel_metrics():

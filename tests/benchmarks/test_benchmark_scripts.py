@@ -1,0 +1,189 @@
+"""The leave-phases-out benchmark scripts: their command-line checks and the recovery walk (no CHGNet, no data).
+
+The benchmark itself runs for hours and is not part of the suite; these tests cover the parts of it that decide what
+a run means: which arguments it accepts, and how recovery@N beyond the relaxations of the metrics is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from pymatgen.core import Lattice, Structure
+
+sys.path.append(str(Path(__file__).resolve().parents[2] / 'benchmarks'))
+
+import cheap_pass_dedupe  # noqa: E402
+import leave_phases_out as lpo  # noqa: E402
+
+from aiida_crystalgan.analysis.matching import make_matcher  # noqa: E402
+from aiida_crystalgan.analysis.postprocess import PostprocessOptions  # noqa: E402
+from aiida_crystalgan.analysis.screening import Selection  # noqa: E402
+
+REQUIRED = ['--data-dir', 'nowhere']
+
+
+@pytest.mark.parametrize('name', ['', '.', '..', 'a/b', '../up', '/abs', 'a\\b'])
+def test_report_name_must_be_a_plain_file_name(name):
+    with pytest.raises(argparse.ArgumentTypeError, match='plain file name'):
+        lpo.file_stem(name)
+    with pytest.raises(SystemExit):
+        lpo.parse_args([*REQUIRED, '--report-name', name])
+
+
+def test_report_name_defaults_by_kind_of_run():
+    assert lpo.report_name(lpo.parse_args(REQUIRED)) == 'leave_phases_out'
+    assert lpo.report_name(lpo.parse_args([*REQUIRED, '--validation', 'Nb2O3'])) == 'leave_phases_out_validation'
+    assert lpo.report_name(lpo.parse_args([*REQUIRED, '--report-name', 'variant'])) == 'variant'
+
+
+@pytest.mark.parametrize(('text', 'message'), [('0', 'positive'), ('-1', 'positive'), ('x', 'not a number')])
+def test_positive_number_refuses_others(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        lpo.positive_number(text)
+
+
+def test_funnel_overrides_are_parsed_sorted_and_checked():
+    args = lpo.parse_args(
+        [*REQUIRED, '--funnel', 'postprocess.symprec=1', '--funnel', 'screening.duplicate_tolerance=0.2']
+    )
+    assert lpo.funnel_settings(args.funnel) == (('postprocess.symprec', 1.0), ('screening.duplicate_tolerance', 0.2))
+    sizes = SimpleNamespace(funnel=lpo.funnel_settings(args.funnel))
+    assert lpo.overrides(sizes, 'postprocess') == {'symprec': 1.0}
+    assert lpo.overrides(sizes, 'screening') == {'duplicate_tolerance': 0.2}
+    with pytest.raises(argparse.ArgumentTypeError, match='is not one of'):
+        lpo.funnel_override('postprocess.dedupe=1')
+    with pytest.raises(argparse.ArgumentTypeError, match='positive'):
+        lpo.funnel_override('postprocess.symprec=0')
+    with pytest.raises(SystemExit, match='more than once'):
+        lpo.funnel_settings([('postprocess.symprec', 1.0), ('postprocess.symprec', 0.5)])
+
+
+def test_validation_split_never_generates_the_test_split():
+    assert lpo.validation_split(['Nb4O6'], ['Nb2O3x1']) == ('Nb2O3',)
+    assert lpo.validation_split([], ['NbO2x2']) == ()
+    with pytest.raises(SystemExit, match='test split'):
+        lpo.validation_split(['NbO2'], ['NbO2x2'])
+    with pytest.raises(SystemExit, match='give --targets of these compositions only'):
+        lpo.validation_split(['Nb2O3'], ['Nb2O3x1', 'NbO2x2'])
+
+
+def test_public_command_hides_the_data_folder_and_the_discussion():
+    command = lpo.public_command(['--data-dir', '/home/me/oqmd', '--discussion', 'notes.md', '--report-name', 'a b'])
+    assert command == '--data-dir "$OQMD_NB_O" --report-name \'a b\''
+    assert lpo.public_command(['--data-dir=/x']) == '--data-dir="$OQMD_NB_O"'
+
+
+# ------------------------------------------------------------------------------------------------- recovery walk
+
+
+def nbo(kind: str) -> Structure:
+    """Three distinct NbO structures: rock salt, CsCl type and zinc blende."""
+    if kind == 'rocksalt':
+        return Structure.from_spacegroup(225, Lattice.cubic(4.24), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    if kind == 'cscl':
+        return Structure(Lattice.cubic(2.6), ['Nb', 'O'], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return Structure.from_spacegroup(216, Lattice.cubic(4.6), ['Nb', 'O'], [[0, 0, 0], [0.25, 0.25, 0.25]])
+
+
+def zinc_blende_phase() -> dict:
+    """A held-out phase as the benchmark keeps it: relaxed structure and energy (-10 eV/atom, as ``relaxed_here``)."""
+    structure = nbo('zincblende')
+    return {'energy': -10.0 * len(structure), 'final_structure': structure}
+
+
+class Record:
+    def __init__(self, structure: Structure) -> None:
+        self.structure = structure
+
+    def to_pymatgen(self) -> Structure:
+        return self.structure.copy()
+
+
+@pytest.fixture
+def relaxed_here(monkeypatch) -> list[str]:
+    """Replace the CHGNet relaxation by the identity at -10 eV/atom; returns the space groups relaxed, in order."""
+    calls: list[str] = []
+
+    def relax_cached(structure, calculator, cache, fmax, max_steps):
+        calls.append(structure.get_space_group_info()[0])
+        return {
+            'cell': structure.lattice.matrix.tolist(),
+            'numbers': [site.specie.Z for site in structure],
+            'positions': structure.cart_coords.tolist(),
+            'energy': -10.0 * len(structure),
+            'steps': 1,
+            'seconds': 0.0,
+        }
+
+    monkeypatch.setattr(lpo.labels, 'relax_cached', relax_cached)
+    return calls
+
+
+def walk_run(order: list[str], selected: int):
+    """A funnel result of one composition: records in ``order``, of which the first ``selected`` distinct ones were
+    selected (and relaxed) for the metrics."""
+    records = [Record(nbo(kind)) for kind in order]
+    options = PostprocessOptions(require_charge_balance=False)
+    selection = Selection()
+    for index, record in enumerate(records):
+        if len(selection.structures) < selected and order[index] not in order[:index]:
+            selection.structures[index] = record.to_pymatgen()
+    composition = {'screened_order': list(range(len(records))), 'selection': selection}
+    return {'records': records, 'postprocess_options': options, 'compositions': {'NbO': composition}}
+
+
+def sizes(recovery_at: tuple[int, ...]):
+    return SimpleNamespace(recovery_at=recovery_at, relax_fmax=0.03, relax_steps=10)
+
+
+def test_the_recovery_walk_relaxes_on_down_the_ranked_list_until_the_phase_is_found(relaxed_here):
+    """Rank 1 (rock salt) was relaxed for the metrics; the duplicate is skipped; CsCl (rank 2) and zinc blende (rank
+    3, the phase) are relaxed, then the walk stops although more are ranked."""
+    run = walk_run(['rocksalt', 'rocksalt', 'cscl', 'zincblende', 'cscl'], selected=1)
+    phase = zinc_blende_phase()
+    walk = lpo.recovery_walk('gan', run, 'NbO', {7: phase}, {}, [], None, None, sizes((1, 10)))
+    assert relaxed_here == ['Pm-3m', 'F-43m']
+    assert walk['first'] == {'7': {'rank': 3, 'examined': 4}}
+    assert (walk['selected'], walk['examined'], len(walk['relaxations'])) == (3, 4, 2)
+    assert [lpo.walk_recovery(walk, 7, n, 4) for n in (2, 3, 10)] == [False, True, True]
+    assert not lpo.walk_recovery(walk, 7, 3, 1)  # the funnel of 3 would examine only 3: not among its selection
+
+
+def test_the_recovery_walk_stops_at_the_largest_n_and_then_reports_a_miss(relaxed_here):
+    run = walk_run(['rocksalt', 'cscl', 'zincblende'], selected=1)
+    phase = zinc_blende_phase()
+    walk = lpo.recovery_walk('gan', run, 'NbO', {7: phase}, {}, [], None, None, sizes((1, 2)))
+    assert relaxed_here == ['Pm-3m']
+    assert walk['first'] == {} and not lpo.walk_recovery(walk, 7, 2, 4)
+
+
+def test_the_recovery_walk_needs_no_relaxation_when_the_metrics_found_the_phase(relaxed_here):
+    """Found at rank 1 by the relaxations of the metrics: recovery@N holds for every larger N, nothing more is run."""
+    run = walk_run(['zincblende', 'cscl'], selected=1)
+    phase = zinc_blende_phase()
+    walk = lpo.recovery_walk('gan', run, 'NbO', {7: phase}, {7: 1}, [], None, None, sizes((1, 100)))
+    assert relaxed_here == [] and walk['relaxations'] == []
+    assert lpo.walk_recovery(walk, 7, 100, 4)
+
+
+def test_a_relaxed_candidate_rediscovers_a_phase_only_at_its_energy():
+    matcher = make_matcher()
+    phase = zinc_blende_phase()
+    assert lpo.rediscovered_phases(nbo('zincblende'), -80.0, {7: phase}, matcher) == [7]
+    assert lpo.rediscovered_phases(nbo('zincblende'), -79.8, {7: phase}, matcher) == []  # 0.025 eV/atom higher
+    assert lpo.rediscovered_phases(nbo('cscl'), -20.0, {7: phase}, matcher) == []
+
+
+def test_the_dedupe_replay_parses_its_own_arguments_before_those_of_the_run():
+    args, rest = cheap_pass_dedupe.parse_args(['--symprec', '1', '--symprec', '0.3', '--', *REQUIRED, '--quick'])
+    assert args.symprec == [1.0, 0.3] and rest == [*REQUIRED, '--quick']
+    with pytest.raises(SystemExit, match='after `--`'):
+        cheap_pass_dedupe.parse_args(['--symprec', '1'])
+    with pytest.raises(SystemExit):
+        cheap_pass_dedupe.parse_args(['--symprec', '0', '--', *REQUIRED])
+    with pytest.raises(SystemExit, match='must include --cheap-pass'):
+        cheap_pass_dedupe.main(['--', *REQUIRED])
