@@ -71,10 +71,11 @@ def test_validation_split_never_generates_the_test_split():
         lpo.validation_split(['Nb2O3'], ['Nb2O3x1', 'NbO2x2'])
 
 
-def test_public_command_hides_the_data_folder_and_the_discussion():
-    command = lpo.public_command(['--data-dir', '/home/me/oqmd', '--discussion', 'notes.md', '--report-name', 'a b'])
-    assert command == '--data-dir "$OQMD_NB_O" --report-name \'a b\''
-    assert lpo.public_command(['--data-dir=/x']) == '--data-dir="$OQMD_NB_O"'
+def test_public_command_hides_the_data_folder_and_what_is_not_a_setting():
+    argv = ['--data-dir', '/home/me/oqmd', '--discussion', 'notes.md', '--output-dir', '/tmp/x', '--report-name', 'a b']
+    assert lpo.public_command(argv) == '--data-dir "$OQMD_NB_O" --report-name \'a b\''
+    argv = ['--data-dir=/x', '--output-dir=/tmp/y', '--seeds', '0']
+    assert lpo.public_command(argv) == '--data-dir="$OQMD_NB_O" --seeds 0'
 
 
 # ------------------------------------------------------------------------------------------------- recovery walk
