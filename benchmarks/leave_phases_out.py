@@ -93,6 +93,7 @@ class Sizes:
     cheap_steps: int = 0
     validation: tuple[str, ...] = ()
     funnel: tuple[tuple[str, float], ...] = ()  # ``section.field`` overrides of the generation protocol's funnel
+    gan: tuple[tuple[str, float], ...] = ()  # overrides of the training protocol's ``GanConfig``
 
 
 # ------------------------------------------------------------------------------------------------- the data
@@ -159,6 +160,7 @@ def model_config(sizes: Sizes, seed: int):
 
     values = {
         **TrainingWorkChain.get_protocol_inputs(sizes.protocol)['config'],
+        **dict(sizes.gan),
         'steps': sizes.train_steps,
         'n_max': sizes.n_max,
         'seed': seed,
@@ -537,7 +539,7 @@ def run_seed(
         return result
 
     # the key holds the model's config, so that a changed default of GanConfig is not answered from an older run
-    fields = {name: value for name, value in asdict(sizes).items() if name != 'funnel' or value}  # older keys
+    fields = {name: value for name, value in asdict(sizes).items() if name not in ('funnel', 'gan') or value}
     key = labels.Cache.key('leave_phases_out_seed', seed, fields, model_config(sizes, seed).to_dict())
     return cache.get(key, compute)
 
@@ -675,10 +677,16 @@ def funnel_text(sizes: dict[str, Any]) -> str:
 
 
 def overrides_lines(sizes: dict[str, Any]) -> list[str]:
-    """The ``--funnel`` overrides as a line of the setup (none without any)."""
-    changed = sizes.get('funnel') or []
-    settings = ', '.join(f'`{name}` = {value:g}' for name, value in changed)
-    return [f'- Changed from the generation protocol for this run (both arms): {settings}.'] if changed else []
+    """The ``--funnel`` and ``--gan`` overrides as lines of the setup (none without any)."""
+    lines = []
+    for key, source in (
+        ('funnel', 'the generation protocol (both arms)'),
+        ('gan', "the training protocol's GanConfig"),
+    ):
+        if changed := sizes.get(key):
+            settings = ', '.join(f'`{name}` = {value:g}' for name, value in changed)
+            lines.append(f'- Changed from {source} for this run: {settings}.')
+    return lines
 
 
 def walk_relaxations(method: dict[str, Any]) -> int:
@@ -979,6 +987,25 @@ def positive_number(text: str) -> float:
     return number
 
 
+#: ``GanConfig`` fields that other options set, so that ``--gan`` may not.
+GAN_FIELDS_SET_ELSEWHERE = ('steps', 'n_max', 'seed')
+
+
+def gan_override(text: str) -> tuple[str, float]:
+    """``FIELD=VALUE`` of ``--gan``: a number for a ``GanConfig`` field (checked by ``GanConfig`` in ``make_sizes``)."""
+    name, _, value = text.partition('=')
+    if name in GAN_FIELDS_SET_ELSEWHERE:
+        raise argparse.ArgumentTypeError(f'{name!r} is set by --train-steps, --n-max or --seeds, not --gan')
+    try:
+        number = int(value)
+    except ValueError:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r}: give FIELD=NUMBER') from None
+    return name, number
+
+
 def funnel_override(text: str) -> tuple[str, float]:
     """``SECTION.FIELD=VALUE`` of ``--funnel``: one of ``FUNNEL_NUMBERS`` and a positive number."""
     name, _, value = text.partition('=')
@@ -1050,6 +1077,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         'screening.duplicate_tolerance=0.05 or postprocess.symprec=0.3 (to try a setting on the validation split); '
         f'fields: {", ".join(FUNNEL_NUMBERS)}',
     )
+    parser.add_argument(
+        '--gan',
+        nargs='+',
+        action='extend',
+        type=gan_override,
+        default=[],
+        metavar='FIELD=NUMBER',
+        help="override a number of the training protocol's GanConfig, e.g. angular_order=2 (to try a setting of the "
+        'generator or critic on the validation split)',
+    )
     parser.add_argument('--quick', action='store_true', help='smoke run: tiny sizes, 1 seed')
     return parser.parse_args(argv)
 
@@ -1097,16 +1134,34 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
         validation=validation,
         funnel=funnel_settings(args.funnel),
+        gan=gan_settings(args.gan),
     )
+
+
+def sorted_settings(option: str, overrides: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """The overrides of ``option``, sorted; ``SystemExit`` when a field is given twice."""
+    names = [name for name, _ in overrides]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise SystemExit(f'{option}: {", ".join(repeated)} given more than once')
+    return tuple(sorted(overrides))
+
+
+def gan_settings(overrides: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """The ``--gan`` overrides, sorted; ``SystemExit`` when a field is given twice or ``GanConfig`` refuses one."""
+    from aiida_crystalgan.gan import GanConfig
+
+    settings = sorted_settings('--gan', overrides)
+    try:
+        GanConfig.from_dict(dict(settings))
+    except ValueError as exception:
+        raise SystemExit(f'--gan: {exception}') from exception
+    return settings
 
 
 def funnel_settings(overrides: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
     """The ``--funnel`` overrides, sorted; ``SystemExit`` when a field is given twice."""
-    names = [name for name, _ in overrides]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise SystemExit(f'--funnel: {", ".join(repeated)} given more than once')
-    return tuple(sorted(overrides))
+    return sorted_settings('--funnel', overrides)
 
 
 def validation_split(formulas: Sequence[str], targets: Sequence[str]) -> tuple[str, ...]:

@@ -62,6 +62,27 @@ def test_funnel_overrides_are_parsed_sorted_and_checked():
         lpo.funnel_settings([('postprocess.symprec', 1.0), ('postprocess.symprec', 0.5)])
 
 
+def test_gan_overrides_are_checked_by_gan_config_and_written_in_the_report():
+    args = lpo.parse_args([*REQUIRED, '--gan', 'angular_order=2', 'angular_cutoff=3'])
+    settings = lpo.gan_settings(args.gan)
+    assert settings == (('angular_cutoff', 3), ('angular_order', 2))
+    config = lpo.model_config(SimpleNamespace(gan=settings, protocol='fast', train_steps=5, n_max=8), seed=1)
+    assert (config.angular_order, config.angular_cutoff, config.steps, config.seed) == (2, 3.0, 5, 1)
+    assert lpo.overrides_lines({'gan': settings}) == [
+        "- Changed from the training protocol's GanConfig for this run: `angular_cutoff` = 3, `angular_order` = 2."
+    ]
+    with pytest.raises(argparse.ArgumentTypeError, match='set by --train-steps'):
+        lpo.gan_override('steps=10')
+    with pytest.raises(argparse.ArgumentTypeError, match='FIELD=NUMBER'):
+        lpo.gan_override('angular_order=two')
+    with pytest.raises(SystemExit, match='must be of type int'):
+        lpo.gan_settings([('angular_order', 2.5)])
+    with pytest.raises(SystemExit, match='unknown config key'):
+        lpo.gan_settings([('angular_ordr', 2)])
+    with pytest.raises(SystemExit, match='more than once'):
+        lpo.gan_settings([('angular_order', 2), ('angular_order', 3)])
+
+
 def test_validation_split_never_generates_the_test_split():
     assert lpo.validation_split(['Nb4O6'], ['Nb2O3x1']) == ('Nb2O3',)
     assert lpo.validation_split([], ['NbO2x2']) == ()
