@@ -25,7 +25,8 @@ relaxations count in no other metric.
     python benchmarks/leave_phases_out.py --data-dir DATA/nb-o_oqmd [--seeds 0 1 2] [--relaxations 1000] ...
 
 With ``--validation Nb2O3 --targets Nb2O3x2`` it is a validation run: Nb2O3 is held out as well and is the only
-composition generated, so that settings of the funnel are chosen there, never on NbO2 and Nb2O5 (the test split).
+composition generated, so that settings of the funnel (``--funnel``) and of the GAN (``--gan``) are chosen there,
+never on NbO2 and Nb2O5 (the test split).
 
 The defaults are the issue's sizes (the ``balanced`` protocols, 1000 relaxations per composition, method and seed:
 days on two CPU cores); ``--quick`` is a smoke run of a few minutes. Every CHGNet result, trained model and finished
