@@ -1067,27 +1067,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help='file name (no suffix) of the report, for a variant run beside the standard ones (default '
         'leave_phases_out, or leave_phases_out_validation with --validation)',
     )
-    parser.add_argument(
-        '--funnel',
-        nargs='+',
-        action='extend',
-        type=funnel_override,
-        default=[],
-        metavar='SECTION.FIELD=VALUE',
-        help="override a number of the generation protocol's funnel for both arms, e.g. "
-        'screening.duplicate_tolerance=0.05 or postprocess.symprec=0.3 (to try a setting on the validation split); '
-        f'fields: {", ".join(FUNNEL_NUMBERS)}',
+    overrides = (
+        (
+            '--funnel',
+            funnel_override,
+            'SECTION.FIELD=VALUE',
+            "override a number of the generation protocol's funnel for both arms, e.g. "
+            'screening.duplicate_tolerance=0.05 or postprocess.symprec=0.3 (to try a setting on the validation split); '
+            f'fields: {", ".join(FUNNEL_NUMBERS)}',
+        ),
+        (
+            '--gan',
+            gan_override,
+            'FIELD=NUMBER',
+            "override a number of the training protocol's GanConfig, e.g. angular_order=2 (to try a setting of the "
+            'generator or critic on the validation split)',
+        ),
     )
-    parser.add_argument(
-        '--gan',
-        nargs='+',
-        action='extend',
-        type=gan_override,
-        default=[],
-        metavar='FIELD=NUMBER',
-        help="override a number of the training protocol's GanConfig, e.g. angular_order=2 (to try a setting of the "
-        'generator or critic on the validation split)',
-    )
+    for flag, parse, metavar, text in overrides:
+        parser.add_argument(flag, nargs='+', action='extend', type=parse, default=[], metavar=metavar, help=text)
     parser.add_argument('--quick', action='store_true', help='smoke run: tiny sizes, 1 seed')
     return parser.parse_args(argv)
 
