@@ -124,13 +124,15 @@ def prepare_data(folder: Path, calculator, cache: labels.Cache, sizes: Sizes) ->
     if missing:
         raise SystemExit(f'--validation: no OQMD entry of {", ".join(missing)} in {folder}')
     kept = [entry for entry in entries if not held_out(entry, sizes.validation)]
+    records = labels.training_records(kept)
     return {
         'entries': entries,
         'kept': kept,
         'elements': elements,
         'scoring_hull': build_phase_diagram([*oqmd_entries.values(), *element_entries]),
         'campaign_hull': build_phase_diagram([*(oqmd_entries[e['id']] for e in kept), *element_entries]),
-        'records': labels.training_records(kept),
+        'records': records,
+        'training_structures': [record.to_pymatgen() for record in records],  # novelty and in-training checks
     }
 
 
@@ -236,7 +238,6 @@ def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed:
     e_hull = predicted_energy_above_hull(data['campaign_hull'], formulas, screening.predicted_energy_per_atom[ranked])
     options = {**protocol['postprocess'], **overrides(sizes, 'postprocess')}
     options = PostprocessOptions(validity=ValidityCriteria(**options.pop('validity', {})), **options)
-    training = [record.to_pymatgen() for record in data['records']]
     compositions: dict[str, Any] = {}
     tick = time.perf_counter()
     for formula in sorted(set(formulas)):
@@ -251,7 +252,7 @@ def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed:
                 lambda index: records[index].to_pymatgen(),
                 indices,
                 sizes.cheap_pass or sizes.relaxations,
-                training=training,
+                training=data['training_structures'],
                 options=options,
                 max_examined=EXAMINED_PER_SELECTED * (sizes.cheap_pass or sizes.relaxations),
             )
@@ -364,8 +365,6 @@ def recovery_walk(
     matcher = make_matcher()
     first = {phase: {'rank': rank, 'examined': None} for phase, rank in found.items()}
     rows, rank, examined = [], 0, 0
-    if len(first) == len(phases):
-        return {'first': {str(p): f for p, f in first.items()}, 'selected': 0, 'examined': 0, 'relaxations': rows}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         walk = postprocess_in_order(
@@ -386,7 +385,7 @@ def recovery_walk(
                         relaxed = labels.to_structure(result)
                         rediscovered = rediscovered_phases(relaxed, result['energy'], phases, matcher)
                         row.update(steps=result['steps'], rediscovered=rediscovered)
-                        for phase in row['rediscovered']:
+                        for phase in rediscovered:
                             first.setdefault(phase, {'rank': rank, 'examined': examined})
                     rows.append(row)
                     labels.log(
@@ -424,7 +423,6 @@ def relax_and_score(
     from aiida_crystalgan.workflows.generation import EXAMINED_PER_SELECTED
 
     matcher = make_matcher()
-    training = [record.to_pymatgen() for record in data['records']]
     held = {e['id']: e for e in data['entries'] if held_out(e)}
     named = {phase: held[phase] for phase in NAMED_PHASES if phase in held and attempted(held[phase], sizes.targets)}
     rows, structures, e_hull = [], [], []
@@ -468,22 +466,22 @@ def relax_and_score(
         relaxed_count = len(to_relax)
         exhausted = relaxed_count < sizes.relaxations  # the funnel selected fewer: every selected one was relaxed
         walk = None
-        if phases and not sizes.cheap_pass and not exhausted and max(sizes.recovery_at) > relaxed_count:
-            walk = recovery_walk(arm, run, formula, phases, first, training, calculator, cache, sizes)
-        recovery = {}
+        beyond = max(sizes.recovery_at) > relaxed_count and len(first) < len(phases)  # a phase still to find
+        if beyond and not sizes.cheap_pass and not exhausted:
+            walk = recovery_walk(
+                arm, run, formula, phases, first, data['training_structures'], calculator, cache, sizes
+            )
+        recovery: dict[str, dict[str, bool | None]] = {}
         for phase in phases:
-            recovery[str(phase)] = {
-                str(n): (
-                    walk_recovery(walk, phase, n, EXAMINED_PER_SELECTED)
-                    if walk and n > relaxed_count
-                    else (
-                        True
-                        if phase in first and first[phase] <= n
-                        else (False if relaxed_count >= n or exhausted else None)
-                    )
-                )
-                for n in sizes.recovery_at
-            }
+            recovery[str(phase)] = {}
+            for n in sizes.recovery_at:
+                if walk and n > relaxed_count:
+                    found = walk_recovery(walk, phase, n, EXAMINED_PER_SELECTED)
+                elif phase in first and first[phase] <= n:
+                    found = True
+                else:  # not found among the relaxed: unknown beyond them, unless all selected ones were relaxed
+                    found = False if relaxed_count >= n or exhausted else None
+                recovery[str(phase)][str(n)] = found
         proxy = first_unrelaxed_matches(
             run['records'],
             composition['screened_order'],
@@ -499,7 +497,7 @@ def relax_and_score(
             'first_unrelaxed_match_position': {str(p): proxy.get(p) for p in phases},
             **({'recovery_walk': walk} if walk else {}),
         }
-    metrics = compute_metrics(structures, training=training, energies_above_hull=e_hull)
+    metrics = compute_metrics(structures, training=data['training_structures'], energies_above_hull=e_hull)
     n = len(rows)
     metrics['within_0.1_of_relaxed'] = metrics['n_stable'] / n if n else None
     cheap_steps = sum(counts['steps'] for counts in out['cheap_pass'].values())
