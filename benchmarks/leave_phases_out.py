@@ -975,6 +975,24 @@ FUNNEL_NUMBERS = (
 )
 
 
+def counting_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f'{text!r}: must be at least {minimum}')
+        return number
+
+    return parse
+
+
+positive_int, non_negative_int = counting_number(1), counting_number(0)
+
+
 def positive_number(text: str) -> float:
     """A positive number (an argparse type)."""
     try:
@@ -1021,14 +1039,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
     parser.add_argument('--cache-dir', type=Path, default=DEFAULT_CACHE, help='CHGNet results, models, seed results')
     parser.add_argument('--protocol', default='balanced', help='protocol of training, generation and stability')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    parser.add_argument('--seeds', type=non_negative_int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--targets', nargs='+', default=list(DEFAULT_TARGETS), help='held-out composition x units')
-    parser.add_argument('--candidates', type=int, default=None, help='GAN candidates per target (protocol default)')
-    parser.add_argument('--random-candidates', type=int, default=None, help='random candidates per target (same)')
-    parser.add_argument('--relaxations', type=int, default=1000, help='relaxations per composition, method and seed')
+    parser.add_argument(
+        '--candidates', type=positive_int, default=None, help='GAN candidates per target (protocol default)'
+    )
+    parser.add_argument(
+        '--random-candidates', type=positive_int, default=None, help='random candidates per target (same)'
+    )
+    parser.add_argument(
+        '--relaxations', type=positive_int, default=1000, help='relaxations per composition, method and seed'
+    )
     parser.add_argument(
         '--cheap-pass',
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar='M',
         help="candidates per composition, method and seed that get the generation protocol's cheap pass (a short "
@@ -1045,18 +1069,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--recovery-at',
-        type=int,
+        type=positive_int,
         nargs='+',
         default=[100, 1000],
         metavar='N',
         help='recovery@N to measure; an N above --relaxations is measured by a recovery walk down the ranked list '
         '(without --cheap-pass)',
     )
-    parser.add_argument('--train-steps', type=int, default=None, help='GAN training steps (protocol default)')
-    parser.add_argument('--train-seconds', type=float, default=None, help='wall-clock cap of each training')
-    parser.add_argument('--n-max', type=int, default=None, help='GAN n_max (protocol default)')
-    parser.add_argument('--relax-steps', type=int, default=None, help='FIRE steps of a candidate (protocol default)')
-    parser.add_argument('--reference-relax-steps', type=int, default=None, help='FIRE steps of a reference phase')
+    parser.add_argument('--train-steps', type=positive_int, default=None, help='GAN training steps (protocol default)')
+    parser.add_argument('--train-seconds', type=positive_number, default=None, help='wall-clock cap of each training')
+    parser.add_argument('--n-max', type=positive_int, default=None, help='GAN n_max (protocol default)')
+    parser.add_argument(
+        '--relax-steps', type=positive_int, default=None, help='FIRE steps of a candidate (protocol default)'
+    )
+    parser.add_argument(
+        '--reference-relax-steps', type=positive_int, default=None, help='FIRE steps of a reference phase'
+    )
     parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     parser.add_argument(
         '--report-name',

@@ -46,6 +46,28 @@ def test_positive_number_refuses_others(text, message):
         lpo.positive_number(text)
 
 
+@pytest.mark.parametrize(
+    ('flag', 'value', 'message'),
+    [
+        ('--relaxations', '0', 'at least 1'),
+        ('--recovery-at', '-5', 'at least 1'),
+        ('--candidates', '2.5', 'not an integer'),
+        ('--cheap-pass', '-1', 'at least 0'),
+        ('--seeds', '-1', 'at least 0'),
+        ('--train-seconds', '0', 'positive'),
+    ],
+)
+def test_counts_and_sizes_must_be_in_range(flag, value, message, capsys):
+    with pytest.raises(SystemExit):
+        lpo.parse_args([*REQUIRED, flag, value])
+    assert message in capsys.readouterr().err
+
+
+def test_counts_in_range_are_accepted():
+    args = lpo.parse_args([*REQUIRED, '--relaxations', '1', '--recovery-at', '1', '100', '--cheap-pass', '0'])
+    assert (args.relaxations, args.recovery_at, args.cheap_pass) == (1, [1, 100], 0)
+
+
 def test_funnel_overrides_are_parsed_sorted_and_checked():
     args = lpo.parse_args(
         [*REQUIRED, '--funnel', 'postprocess.symprec=1', '--funnel', 'screening.duplicate_tolerance=0.2']
