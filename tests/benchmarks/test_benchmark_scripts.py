@@ -18,6 +18,7 @@ sys.path.append(str(Path(__file__).resolve().parents[2] / 'benchmarks'))
 
 import cheap_pass_dedupe  # noqa: E402
 import leave_phases_out as lpo  # noqa: E402
+import near_hull_reach  # noqa: E402
 
 from aiida_crystalgan.analysis.matching import make_matcher  # noqa: E402
 from aiida_crystalgan.analysis.postprocess import PostprocessOptions  # noqa: E402
@@ -231,3 +232,31 @@ def test_the_dedupe_replay_parses_its_own_arguments_before_those_of_the_run():
         cheap_pass_dedupe.parse_args(['--symprec', '0', '--', *REQUIRED])
     with pytest.raises(SystemExit, match='must include --cheap-pass'):
         cheap_pass_dedupe.main(['--', *REQUIRED])
+
+
+def test_near_hull_reach_counts_distinct_structures_per_arm_and_together():
+    """GAN: rock salt three times (one distinct) and CsCl; random: CsCl and zinc blende. Shared: CsCl; union: 3."""
+    near_hull = {
+        'gan': [nbo('rocksalt'), nbo('rocksalt').copy().scale_lattice(nbo('rocksalt').volume * 1.01), nbo('cscl')],
+        'random': [nbo('cscl'), nbo('zincblende')],
+    }
+    near_hull['gan'].insert(1, nbo('rocksalt').make_supercell([2, 1, 1]))  # the same crystal in a larger cell
+    counts = near_hull_reach.reach(near_hull, make_matcher())
+    assert counts == {
+        'gan_near_hull': 4,
+        'random_near_hull': 2,
+        'gan_distinct': 2,
+        'random_distinct': 2,
+        'union': 3,
+        'shared': 1,
+    }
+
+
+def test_near_hull_reach_names_its_report_after_the_run_and_checks_its_arguments():
+    args = lpo.parse_args([*REQUIRED, '--report-name', 'leave_phases_out_2500'])
+    assert near_hull_reach.output_name(args) == 'near_hull_reach_2500'
+    assert near_hull_reach.output_name(lpo.parse_args(REQUIRED)) == 'near_hull_reach'
+    with pytest.raises(SystemExit, match='after `--`'):
+        near_hull_reach.parse_args(['--window', '0.1'])
+    with pytest.raises(SystemExit):
+        near_hull_reach.parse_args(['--window', '0', '--', *REQUIRED])
