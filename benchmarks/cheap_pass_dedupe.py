@@ -114,20 +114,10 @@ def replay(
     return out
 
 
-def analyse_seed(
-    seed: int,
-    data: dict[str, Any],
-    calculator,
-    cache,
-    sizes,
-    cache_dir: Path,
-    tolerances,
-    energy_windows,
-    longer_steps,
-    symprecs,
-) -> list:
+def analyse_seed(seed: int, replayed: lpo.ReplayedRun, tolerances, energy_windows, longer_steps, symprecs) -> list:
     """One row per method and composition of ``seed``."""
-    model, _ = lpo.train_model(data['records'], sizes, seed, cache_dir)
+    data, calculator, cache, sizes = replayed.data, replayed.calculator, replayed.cache, replayed.sizes
+    model, _ = lpo.train_model(data['records'], sizes, seed, replayed.args.cache_dir)
     rows = []
     for arm in ('gan', 'random'):
         run = lpo.funnel(arm, model, data, sizes, seed)
@@ -254,9 +244,7 @@ def output_name(lpo_args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
-    if '--' not in argv:
-        raise SystemExit('cheap_pass_dedupe: give the leave_phases_out.py arguments after `--`')
-    own, rest = argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+    own, rest = lpo.split_replay_arguments(argv, 'cheap_pass_dedupe')
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         '--tolerance',
@@ -303,34 +291,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     lpo_args = lpo.parse_args(rest)
     if not lpo_args.cheap_pass:
         raise SystemExit('the leave_phases_out.py arguments must include --cheap-pass')
-    folder = lpo.data_folder(lpo_args.data_dir, 'cheap_pass_dedupe')
-    if folder is None:
+    replayed = lpo.replayed_run(lpo_args, 'cheap_pass_dedupe')
+    if replayed is None:
         return 1
     tolerances = [tuple(t) for t in args.tolerance or [(0.2, 0.3, 5.0), (0.3, 0.5, 10.0)]]
-    sizes = lpo.make_sizes(lpo_args)
-    cache = labels.Cache(lpo_args.cache_dir / 'chgnet')
-    calculator = labels.chgnet()
-    data = lpo.prepare_data(folder, calculator, cache, sizes)
     rows = [
         row
         for seed in lpo_args.seeds
-        for row in analyse_seed(
-            seed,
-            data,
-            calculator,
-            cache,
-            sizes,
-            lpo_args.cache_dir,
-            tolerances,
-            args.energy_window,
-            args.longer_pass,
-            args.symprec,
-        )
+        for row in analyse_seed(seed, replayed, tolerances, args.energy_window, args.longer_pass, args.symprec)
     ]
     report = {
         'command': 'python benchmarks/cheap_pass_dedupe.py ' + lpo.public_command(argv),
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
-        'sizes': lpo.asdict(sizes),
+        'sizes': lpo.asdict(replayed.sizes),
         'source': source_report(lpo_args),
         'rows': rows,
         'distinct_fraction': {
@@ -338,12 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for arm in ('gan', 'random')
         },
     }
-    if args.discussion:
-        report['discussion'] = args.discussion.read_text()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_name(lpo_args)
-    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1) + '\n')
-    write_markdown(report, args.output_dir / f'{stem}.md')
+    lpo.save_report(report, args, output_name(lpo_args), write_markdown)
     return 0
 
 

@@ -413,6 +413,16 @@ def walk_recovery(walk: dict[str, Any], phase: int, n: int, examined_per_selecte
     return found['rank'] <= n and (found['examined'] is None or found['examined'] <= examined_per_selected * n)
 
 
+def candidates_to_relax(selection, calculator, cache: labels.Cache, sizes: Sizes) -> tuple[list, dict[str, Any] | None]:
+    """The structures that get a full relaxation, in order: the selected candidates, or with ``--cheap-pass`` those
+    that the cheap pass kept (from their cheap-pass structures), with the cheap pass's counts (None without it)."""
+    selected = list(selection.structures.values())
+    if not sizes.cheap_pass:
+        return selected, None
+    kept, counts = cheap_pass(selected, calculator, cache, sizes)
+    return [structure for _, structure in kept], counts
+
+
 def relax_and_score(
     arm: str, run: dict[str, Any], data: dict[str, Any], calculator, cache: labels.Cache, sizes: Sizes
 ) -> dict[str, Any]:
@@ -431,10 +441,9 @@ def relax_and_score(
         selection = composition['selection']
         phases = {p: e for p, e in named.items() if e['formula'] == formula}
         first: dict[int, int] = {}
-        to_relax = list(selection.structures.values())
-        if sizes.cheap_pass:
-            kept, out['cheap_pass'][formula] = cheap_pass(to_relax, calculator, cache, sizes)
-            to_relax = [structure for _, structure in kept]
+        to_relax, cheap_counts = candidates_to_relax(selection, calculator, cache, sizes)
+        if cheap_counts is not None:
+            out['cheap_pass'][formula] = cheap_counts
         for rank, candidate in enumerate(to_relax, start=1):
             result = labels.relax_cached(candidate, calculator, cache, sizes.relax_fmax, sizes.relax_steps)
             row = {'formula': formula, 'rank': rank, 'num_atoms': len(candidate), 'seconds': result['seconds']}
@@ -1242,6 +1251,35 @@ def data_folder(data_dir: Path, benchmark: str) -> Path | None:
     return folder
 
 
+def split_replay_arguments(argv: list[str], script: str) -> tuple[list[str], list[str]]:
+    """A replay script's own arguments (before ``--``) and those of the leave-phases-out run it replays (after)."""
+    if '--' not in argv:
+        raise SystemExit(f'{script}: give the leave_phases_out.py arguments after `--`')
+    return argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+
+
+@dataclass
+class ReplayedRun:
+    """What a replay script needs of a finished run: its arguments, sizes, CHGNet cache and calculator, and data."""
+
+    args: argparse.Namespace
+    sizes: Sizes
+    cache: labels.Cache
+    calculator: Any
+    data: dict[str, Any]
+
+
+def replayed_run(args: argparse.Namespace, script: str) -> ReplayedRun | None:
+    """The run of these leave-phases-out arguments, read back from its cache; None (and a message) without data."""
+    folder = data_folder(args.data_dir, script)
+    if folder is None:
+        return None
+    sizes = make_sizes(args)
+    cache = labels.Cache(args.cache_dir / 'chgnet')
+    calculator = labels.chgnet()
+    return ReplayedRun(args, sizes, cache, calculator, prepare_data(folder, calculator, cache, sizes))
+
+
 def save_report(
     report: dict[str, Any], args: argparse.Namespace, name: str, write: Callable[[dict[str, Any], Path], None]
 ) -> None:
@@ -1250,7 +1288,7 @@ def save_report(
     if args.discussion:
         report['discussion'] = args.discussion.read_text()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = f'{name}_quick' if args.quick else name
+    stem = f'{name}_quick' if getattr(args, 'quick', False) else name
     (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1, default=float) + '\n')
     write(report, args.output_dir / f'{stem}.md')
 

@@ -50,29 +50,27 @@ def reach(near_hull: dict[str, list], matcher) -> dict[str, int]:
     return counts
 
 
-def analyse_seed(seed: int, data: dict[str, Any], calculator, cache, sizes, cache_dir: Path, window: float) -> dict:
+def analyse_seed(seed: int, run: lpo.ReplayedRun, window: float) -> dict:
     """The near-hull reach of ``seed``'s two arms and their relaxation counts."""
     from aiida_crystalgan.analysis.hull import energy_above_hull
     from aiida_crystalgan.analysis.matching import make_matcher
 
-    model, _ = lpo.train_model(data['records'], sizes, seed, cache_dir)
+    sizes, cache = run.sizes, run.cache
+    model, _ = lpo.train_model(run.data['records'], sizes, seed, run.args.cache_dir)
     near_hull: dict[str, list] = {}
     relaxations: dict[str, int] = {}
     for arm in ARMS:
-        run = lpo.funnel(arm, model, data, sizes, seed)
+        funnel = lpo.funnel(arm, model, run.data, sizes, seed)
         near_hull[arm], relaxations[arm] = [], 0
-        for composition in run['compositions'].values():
-            to_relax = list(composition['selection'].structures.values())
-            if sizes.cheap_pass:
-                kept, _ = lpo.cheap_pass(to_relax, calculator, cache, sizes)
-                to_relax = [structure for _, structure in kept]
+        for composition in funnel['compositions'].values():
+            to_relax, _ = lpo.candidates_to_relax(composition['selection'], run.calculator, cache, sizes)
             for candidate in to_relax:
                 relaxations[arm] += 1
-                result = labels.relax_cached(candidate, calculator, cache, sizes.relax_fmax, sizes.relax_steps)
+                result = labels.relax_cached(candidate, run.calculator, cache, sizes.relax_fmax, sizes.relax_steps)
                 if 'error' in result:
                     continue
                 relaxed = labels.to_structure(result)
-                if energy_above_hull(data['scoring_hull'], relaxed.composition, result['energy']) <= window:
+                if energy_above_hull(run.data['scoring_hull'], relaxed.composition, result['energy']) <= window:
                     near_hull[arm].append(relaxed)
     row = {'seed': seed, **{f'{arm}_relaxations': relaxations[arm] for arm in ARMS}, **reach(near_hull, make_matcher())}
     labels.log(f'seed {seed}: {json.dumps(row)}')
@@ -117,9 +115,7 @@ def output_name(lpo_args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
-    if '--' not in argv:
-        raise SystemExit('near_hull_reach: give the leave_phases_out.py arguments after `--`')
-    own, rest = argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+    own, rest = lpo.split_replay_arguments(argv, 'near_hull_reach')
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
         '--window', type=lpo.positive_number, default=0.1, help='eV/atom above the hull (the S.U.N. window)'
@@ -132,30 +128,17 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args, rest = parse_args(argv)
-    lpo_args = lpo.parse_args(rest)
-    folder = lpo.data_folder(lpo_args.data_dir, 'near_hull_reach')
-    if folder is None:
+    run = lpo.replayed_run(lpo.parse_args(rest), 'near_hull_reach')
+    if run is None:
         return 1
-    sizes = lpo.make_sizes(lpo_args)
-    cache = labels.Cache(lpo_args.cache_dir / 'chgnet')
-    calculator = labels.chgnet()
-    data = lpo.prepare_data(folder, calculator, cache, sizes)
-    rows = [
-        analyse_seed(seed, data, calculator, cache, sizes, lpo_args.cache_dir, args.window) for seed in lpo_args.seeds
-    ]
     report = {
         'command': 'python benchmarks/near_hull_reach.py ' + lpo.public_command(argv),
         'date': datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC'),
-        'source': lpo.report_name(lpo_args),
+        'source': lpo.report_name(run.args),
         'window': args.window,
-        'rows': rows,
+        'rows': [analyse_seed(seed, run, args.window) for seed in run.args.seeds],
     }
-    if args.discussion:
-        report['discussion'] = args.discussion.read_text()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = output_name(lpo_args)
-    (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1) + '\n')
-    write_markdown(report, args.output_dir / f'{stem}.md')
+    lpo.save_report(report, args, output_name(run.args), write_markdown)
     return 0
 
 
