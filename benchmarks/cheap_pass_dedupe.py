@@ -31,8 +31,6 @@ import _oqmd_chgnet as labels
 import leave_phases_out as lpo
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def replay(
     cheap: list[tuple[float, Any]],
@@ -245,7 +243,7 @@ def output_name(lpo_args: argparse.Namespace) -> str:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
     own, rest = lpo.split_replay_arguments(argv, 'cheap_pass_dedupe')
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = lpo.replay_parser(__doc__)
     parser.add_argument(
         '--tolerance',
         type=float,
@@ -280,8 +278,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help='symmetrise the cheap-pass structures at this spglib tolerance before the check at the default '
         'tolerances (repeat)',
     )
-    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
-    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     return parser.parse_args(own), rest
 
 

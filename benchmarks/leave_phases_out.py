@@ -1252,10 +1252,22 @@ def data_folder(data_dir: Path, benchmark: str) -> Path | None:
 
 
 def split_replay_arguments(argv: list[str], script: str) -> tuple[list[str], list[str]]:
-    """A replay script's own arguments (before ``--``) and those of the leave-phases-out run it replays (after)."""
-    if '--' not in argv:
+    """A replay script's own arguments (before ``--``) and those of the leave-phases-out run it replays (after);
+    ``--help`` alone asks for the script's own help."""
+    if '--' not in argv and not {'-h', '--help'} & set(argv):
         raise SystemExit(f'{script}: give the leave_phases_out.py arguments after `--`')
+    if '--' not in argv:
+        return argv, []
     return argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+
+
+def replay_parser(doc: str) -> argparse.ArgumentParser:
+    """The parser of a replay script's own arguments (described by the first paragraph of ``doc``), with the report's
+    ``--output-dir`` and ``--discussion`` (the names ``public_command`` leaves out)."""
+    parser = argparse.ArgumentParser(description=doc.split('\n\n')[0])
+    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
+    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
+    return parser
 
 
 @dataclass

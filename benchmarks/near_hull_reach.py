@@ -25,7 +25,6 @@ from typing import Any
 import _oqmd_chgnet as labels
 import leave_phases_out as lpo
 
-REPO = Path(__file__).resolve().parents[1]
 ARMS = ('gan', 'random')
 
 
@@ -116,12 +115,10 @@ def output_name(lpo_args: argparse.Namespace) -> str:
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """This script's arguments (before ``--``) and the leave-phases-out run's (after it)."""
     own, rest = lpo.split_replay_arguments(argv, 'near_hull_reach')
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = lpo.replay_parser(__doc__)
     parser.add_argument(
         '--window', type=lpo.positive_number, default=0.1, help='eV/atom above the hull (the S.U.N. window)'
     )
-    parser.add_argument('--output-dir', type=Path, default=REPO / 'docs' / 'benchmarks')
-    parser.add_argument('--discussion', type=Path, default=None, help='hand-written discussion to append')
     return parser.parse_args(own), rest
 
 

@@ -260,3 +260,9 @@ def test_near_hull_reach_names_its_report_after_the_run_and_checks_its_arguments
         near_hull_reach.parse_args(['--window', '0.1'])
     with pytest.raises(SystemExit):
         near_hull_reach.parse_args(['--window', '0', '--', *REQUIRED])
+
+
+def test_a_replay_script_shows_its_own_help(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        near_hull_reach.parse_args(['--help'])
+    assert stopped.value.code == 0 and '--window' in capsys.readouterr().out
