@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for arm in ('gan', 'random')
         },
     }
-    lpo.save_report(report, args, output_name(lpo_args), write_markdown)
+    lpo.save_report(report, args, output_name(lpo_args), write_markdown, lpo_args.quick)
     return 0
 
 

@@ -1254,11 +1254,11 @@ def data_folder(data_dir: Path, benchmark: str) -> Path | None:
 def split_replay_arguments(argv: list[str], script: str) -> tuple[list[str], list[str]]:
     """A replay script's own arguments (before ``--``) and those of the leave-phases-out run it replays (after);
     ``--help`` alone asks for the script's own help."""
-    if '--' not in argv and not {'-h', '--help'} & set(argv):
-        raise SystemExit(f'{script}: give the leave_phases_out.py arguments after `--`')
-    if '--' not in argv:
+    if '--' in argv:
+        return argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+    if {'-h', '--help'} & set(argv):
         return argv, []
-    return argv[: argv.index('--')], argv[argv.index('--') + 1 :]
+    raise SystemExit(f'{script}: give the leave_phases_out.py arguments after `--`')
 
 
 def replay_parser(doc: str) -> argparse.ArgumentParser:
@@ -1293,14 +1293,18 @@ def replayed_run(args: argparse.Namespace, script: str) -> ReplayedRun | None:
 
 
 def save_report(
-    report: dict[str, Any], args: argparse.Namespace, name: str, write: Callable[[dict[str, Any], Path], None]
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    name: str,
+    write: Callable[[dict[str, Any], Path], None],
+    quick: bool,
 ) -> None:
-    """Add the hand-written ``--discussion`` and write ``<name>.json`` and ``<name>.md`` (``_quick`` for a smoke run)
-    under ``--output-dir``."""
+    """Add the hand-written ``--discussion`` and write ``<name>.json`` and ``<name>.md`` (``<name>_quick`` when the
+    run, or the run replayed, is a ``--quick`` smoke run) under ``--output-dir``."""
     if args.discussion:
         report['discussion'] = args.discussion.read_text()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = f'{name}_quick' if getattr(args, 'quick', False) else name
+    stem = f'{name}_quick' if quick else name
     (args.output_dir / f'{stem}.json').write_text(json.dumps(report, indent=1, default=float) + '\n')
     write(report, args.output_dir / f'{stem}.md')
 
@@ -1350,7 +1354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the issue's targets are judged on the test split: a validation run only informs the choice of settings
     report['assessment'] = [] if sizes.validation else assess(report)
     report['cost'] = cost_estimate(report)
-    save_report(report, args, report_name(args), write_markdown)
+    save_report(report, args, report_name(args), write_markdown, args.quick)
     for row in report['assessment']:
         labels.log(f'{row["target"]}: {row["measured"]} ({VERDICTS[row["met"]].strip("*")})')
     return 0

@@ -29,7 +29,12 @@ ARMS = ('gan', 'random')
 
 
 def distinct(structures: Sequence, matcher) -> list:
-    """The first of each group of matching structures (same reduced formula only), in order."""
+    """The first of each group of matching structures (same reduced formula only), in order.
+
+    Each structure is fitted against those kept before it as ``matcher.fit(new, kept)``. ``duplicate_indices`` (the
+    metrics' uniqueness) fits ``(kept, new)``, and ``StructureMatcher`` is not symmetric at its tolerances' edges: on
+    the same structures the two can differ by one, so the published reach reports keep this order.
+    """
     kept: list = []
     for structure in structures:
         formula = structure.composition.reduced_formula
@@ -135,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'window': args.window,
         'rows': [analyse_seed(seed, run, args.window) for seed in run.args.seeds],
     }
-    lpo.save_report(report, args, output_name(run.args), write_markdown)
+    lpo.save_report(report, args, output_name(run.args), write_markdown, run.args.quick)
     return 0
 
 

@@ -319,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         'runs': runs,
         'total_seconds': time.perf_counter() - started,
     }
-    lpo.save_report(report, args, 'relaxation_steps_ablation', write_markdown)
+    lpo.save_report(report, args, 'relaxation_steps_ablation', write_markdown, args.quick)
     for name, without, with_steps, wins in summary_rows(runs):
         labels.log(f'{name}: without {without}, with {with_steps}; with steps better in {wins}')
     return 0 if all(math.isfinite(run['with']['energy_mae_ev_per_atom']) for run in runs) else 1

@@ -266,3 +266,11 @@ def test_a_replay_script_shows_its_own_help(capsys):
     with pytest.raises(SystemExit) as stopped:
         near_hull_reach.parse_args(['--help'])
     assert stopped.value.code == 0 and '--window' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(('quick', 'stem'), [(False, 'near_hull_reach'), (True, 'near_hull_reach_quick')])
+def test_a_report_of_a_smoke_run_never_takes_the_published_name(tmp_path, quick, stem):
+    """A replay of a ``--quick`` run writes ``<name>_quick``, as the run itself does, not over the published report."""
+    args = argparse.Namespace(discussion=None, output_dir=tmp_path)
+    lpo.save_report({'rows': []}, args, 'near_hull_reach', lambda report, path: path.write_text('table'), quick)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f'{stem}.json', f'{stem}.md']
