@@ -200,9 +200,10 @@ def train_model(records: list, sizes: Sizes, seed: int, cache_dir: Path) -> tupl
     return folder / MODEL_FILE, stats
 
 
-def overrides(sizes: Sizes, section: str) -> dict[str, float]:
-    """The ``--funnel`` overrides of one section of the generation protocol (``screening`` or ``postprocess``)."""
-    return {key.partition('.')[2]: value for key, value in sizes.funnel if key.partition('.')[0] == section}
+def sections(funnel: Sequence[tuple[str, float]], section: str) -> dict[str, float]:
+    """The ``--funnel`` overrides of one section of the generation protocol (``screening``, ``postprocess`` or
+    ``cheap_pass``), by field."""
+    return {key.partition('.')[2]: value for key, value in funnel if key.partition('.')[0] == section}
 
 
 def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed: int) -> dict[str, Any]:
@@ -229,14 +230,14 @@ def funnel(arm: str, model_path: Path, data: dict[str, Any], sizes: Sizes, seed:
             )
     generation_seconds = time.perf_counter() - tick
     tick = time.perf_counter()
-    criteria = ScreeningCriteria.from_dict({**protocol['screening'], **overrides(sizes, 'screening')})
+    criteria = ScreeningCriteria.from_dict({**protocol['screening'], **sections(sizes.funnel, 'screening')})
     screening = screen(CrystalGan.from_dict(state), records, criteria)
     screening_seconds = time.perf_counter() - tick
 
     ranked = screening.ranked
     formulas = [Composition(records[i].label).reduced_formula for i in ranked]
     e_hull = predicted_energy_above_hull(data['campaign_hull'], formulas, screening.predicted_energy_per_atom[ranked])
-    options = {**protocol['postprocess'], **overrides(sizes, 'postprocess')}
+    options = {**protocol['postprocess'], **sections(sizes.funnel, 'postprocess')}
     options = PostprocessOptions(validity=ValidityCriteria(**options.pop('validity', {})), **options)
     compositions: dict[str, Any] = {}
     tick = time.perf_counter()
@@ -974,13 +975,16 @@ def file_stem(name: str) -> str:
     return name
 
 
-#: The numbers of the generation protocol's ``screening`` and ``postprocess`` sections that ``--funnel`` may set.
+#: The numbers of the generation protocol's ``screening`` and ``postprocess`` sections and of its cheap pass's engine
+#: parameters that ``--funnel`` may set.
 FUNNEL_NUMBERS = (
     *(f'screening.{name}' for name in ('duplicate_tolerance', 'min_distance')),
     *(
         f'postprocess.{name}'
         for name in ('symprec', 'angle_tolerance', 'merge_distance', 'ltol', 'stol', 'match_angle_tol')
     ),
+    'cheap_pass.fmax',
+    'cheap_pass.max_steps',
 )
 
 
@@ -1033,10 +1037,13 @@ def gan_override(text: str) -> tuple[str, float]:
 
 
 def funnel_override(text: str) -> tuple[str, float]:
-    """``SECTION.FIELD=VALUE`` of ``--funnel``: one of ``FUNNEL_NUMBERS`` and a positive number."""
+    """``SECTION.FIELD=VALUE`` of ``--funnel``: one of ``FUNNEL_NUMBERS`` and a positive number (an integer for
+    ``cheap_pass.max_steps``)."""
     name, _, value = text.partition('=')
     if name not in FUNNEL_NUMBERS:
         raise argparse.ArgumentTypeError(f'{name!r} is not one of {", ".join(FUNNEL_NUMBERS)}')
+    if name == 'cheap_pass.max_steps':
+        return name, positive_int(value)
     return name, positive_number(value)
 
 
@@ -1144,7 +1151,10 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
     config = TrainingWorkChain.get_protocol_inputs(args.protocol)['config']
     generation = GenerationWorkChain.get_protocol_inputs(args.protocol)
     candidates = args.candidates or generation['num_per_target']
-    cheap = generation['cheap_pass']['parameters']
+    funnel_overrides = funnel_settings(args.funnel)
+    cheap = {**generation['cheap_pass']['parameters'], **sections(funnel_overrides, 'cheap_pass')}
+    if sections(funnel_overrides, 'cheap_pass') and not args.cheap_pass:
+        raise SystemExit('--funnel cheap_pass.* needs --cheap-pass: without it no candidate gets the cheap pass')
     if args.cheap_pass and args.cheap_pass < args.relaxations:
         raise SystemExit(f'--cheap-pass ({args.cheap_pass}) must be at least --relaxations ({args.relaxations})')
     validation = validation_split(args.validation, args.targets)
@@ -1167,7 +1177,7 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
         cheap_fmax=cheap['fmax'] if args.cheap_pass else 0.0,
         cheap_steps=cheap['max_steps'] if args.cheap_pass else 0,
         validation=validation,
-        funnel=funnel_settings(args.funnel),
+        funnel=funnel_overrides,
         gan=gan_settings(args.gan),
     )
 

@@ -74,13 +74,28 @@ def test_funnel_overrides_are_parsed_sorted_and_checked():
         [*REQUIRED, '--funnel', 'postprocess.symprec=1', '--funnel', 'screening.duplicate_tolerance=0.2']
     )
     assert lpo.funnel_settings(args.funnel) == (('postprocess.symprec', 1.0), ('screening.duplicate_tolerance', 0.2))
-    sizes = SimpleNamespace(funnel=lpo.funnel_settings(args.funnel))
-    assert lpo.overrides(sizes, 'postprocess') == {'symprec': 1.0}
-    assert lpo.overrides(sizes, 'screening') == {'duplicate_tolerance': 0.2}
+    funnel = lpo.funnel_settings(args.funnel)
+    assert lpo.sections(funnel, 'postprocess') == {'symprec': 1.0}
+    assert lpo.sections(funnel, 'screening') == {'duplicate_tolerance': 0.2}
     with pytest.raises(argparse.ArgumentTypeError, match='is not one of'):
         lpo.funnel_override('postprocess.dedupe=1')
     with pytest.raises(argparse.ArgumentTypeError, match='positive'):
         lpo.funnel_override('postprocess.symprec=0')
+    with pytest.raises(argparse.ArgumentTypeError, match='not an integer'):
+        lpo.funnel_override('cheap_pass.max_steps=2.5')
+
+
+def test_cheap_pass_overrides_set_the_short_relaxation_and_need_the_cheap_pass():
+    """``--funnel cheap_pass.*`` replaces the protocol's cheap-pass parameters, and only with a cheap pass."""
+    from aiida_crystalgan.workflows.generation import GenerationWorkChain
+
+    protocol = GenerationWorkChain.get_protocol_inputs('balanced')['cheap_pass']['parameters']
+    run = [*REQUIRED, '--relaxations', '4', '--cheap-pass', '8']
+    sizes = lpo.make_sizes(lpo.parse_args([*run, '--funnel', 'cheap_pass.max_steps=60']))
+    assert (sizes.cheap_steps, sizes.cheap_fmax) == (60, protocol['fmax'])
+    assert lpo.make_sizes(lpo.parse_args(run)).cheap_steps == protocol['max_steps']
+    with pytest.raises(SystemExit, match='needs --cheap-pass'):
+        lpo.make_sizes(lpo.parse_args([*REQUIRED, '--funnel', 'cheap_pass.fmax=0.1']))
     with pytest.raises(SystemExit, match='more than once'):
         lpo.funnel_settings([('postprocess.symprec', 1.0), ('postprocess.symprec', 0.5)])
 
