@@ -29,18 +29,11 @@ ARMS = ('gan', 'random')
 
 
 def distinct(structures: Sequence, matcher) -> list:
-    """The first of each group of matching structures (same reduced formula only), in order.
+    """The first of each group of matching structures (same reduced formula only), in order: the uniqueness of the
+    metrics (``analysis.matching.duplicate_indices``)."""
+    from aiida_crystalgan.analysis.matching import duplicate_indices
 
-    Each structure is fitted against those kept before it as ``matcher.fit(new, kept)``. ``duplicate_indices`` (the
-    metrics' uniqueness) fits ``(kept, new)``, and ``StructureMatcher`` is not symmetric at its tolerances' edges: on
-    the same structures the two can differ by one, so the published reach reports keep this order.
-    """
-    kept: list = []
-    for structure in structures:
-        formula = structure.composition.reduced_formula
-        if not any(formula == other.composition.reduced_formula and matcher.fit(structure, other) for other in kept):
-            kept.append(structure)
-    return kept
+    return [structure for structure, of in zip(structures, duplicate_indices(structures, matcher)) if of is None]
 
 
 def reach(near_hull: dict[str, list], matcher) -> dict[str, int]:
