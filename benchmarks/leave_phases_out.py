@@ -1152,9 +1152,10 @@ def make_sizes(args: argparse.Namespace) -> Sizes:
     generation = GenerationWorkChain.get_protocol_inputs(args.protocol)
     candidates = args.candidates or generation['num_per_target']
     funnel_overrides = funnel_settings(args.funnel)
-    cheap = {**generation['cheap_pass']['parameters'], **sections(funnel_overrides, 'cheap_pass')}
-    if sections(funnel_overrides, 'cheap_pass') and not args.cheap_pass:
+    cheap_overrides = sections(funnel_overrides, 'cheap_pass')
+    if cheap_overrides and not args.cheap_pass:
         raise SystemExit('--funnel cheap_pass.* needs --cheap-pass: without it no candidate gets the cheap pass')
+    cheap = {**generation['cheap_pass']['parameters'], **cheap_overrides}
     if args.cheap_pass and args.cheap_pass < args.relaxations:
         raise SystemExit(f'--cheap-pass ({args.cheap_pass}) must be at least --relaxations ({args.relaxations})')
     validation = validation_split(args.validation, args.targets)

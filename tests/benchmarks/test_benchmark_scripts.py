@@ -73,8 +73,8 @@ def test_funnel_overrides_are_parsed_sorted_and_checked():
     args = lpo.parse_args(
         [*REQUIRED, '--funnel', 'postprocess.symprec=1', '--funnel', 'screening.duplicate_tolerance=0.2']
     )
-    assert lpo.funnel_settings(args.funnel) == (('postprocess.symprec', 1.0), ('screening.duplicate_tolerance', 0.2))
     funnel = lpo.funnel_settings(args.funnel)
+    assert funnel == (('postprocess.symprec', 1.0), ('screening.duplicate_tolerance', 0.2))
     assert lpo.sections(funnel, 'postprocess') == {'symprec': 1.0}
     assert lpo.sections(funnel, 'screening') == {'duplicate_tolerance': 0.2}
     with pytest.raises(argparse.ArgumentTypeError, match='is not one of'):
@@ -83,6 +83,8 @@ def test_funnel_overrides_are_parsed_sorted_and_checked():
         lpo.funnel_override('postprocess.symprec=0')
     with pytest.raises(argparse.ArgumentTypeError, match='not an integer'):
         lpo.funnel_override('cheap_pass.max_steps=2.5')
+    with pytest.raises(SystemExit, match='more than once'):
+        lpo.funnel_settings([('postprocess.symprec', 1.0), ('postprocess.symprec', 0.5)])
 
 
 def test_cheap_pass_overrides_set_the_short_relaxation_and_need_the_cheap_pass():
@@ -96,8 +98,6 @@ def test_cheap_pass_overrides_set_the_short_relaxation_and_need_the_cheap_pass()
     assert lpo.make_sizes(lpo.parse_args(run)).cheap_steps == protocol['max_steps']
     with pytest.raises(SystemExit, match='needs --cheap-pass'):
         lpo.make_sizes(lpo.parse_args([*REQUIRED, '--funnel', 'cheap_pass.fmax=0.1']))
-    with pytest.raises(SystemExit, match='more than once'):
-        lpo.funnel_settings([('postprocess.symprec', 1.0), ('postprocess.symprec', 0.5)])
 
 
 def test_gan_overrides_are_checked_by_gan_config_and_written_in_the_report():
